@@ -1,0 +1,345 @@
+//! [`EventStream`]: a `Stream` of events as an [`http_body::Body`].
+//!
+//! # Example
+//!
+//! ```
+//! use futures_util::stream;
+//! use http_body_util::BodyExt;
+//! use tower_sse::{Event, EventStream};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let events = stream::iter(vec![
+//!     Event::new().data("one"),
+//!     Event::new().data("two"),
+//! ]);
+//! let response = EventStream::new(events).into_response();
+//! assert_eq!(response.headers()["content-type"], "text/event-stream");
+//!
+//! // Both events were ready at once, so they were written as one frame.
+//! let mut body = response.into_body();
+//! let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+//! assert_eq!(&frame[..], b"data: one\n\ndata: two\n\n");
+//! assert!(body.frame().await.is_none());
+//! # }
+//! ```
+
+use std::{
+    convert::Infallible,
+    fmt,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+
+use crate::event::{EncodedEvent, Event};
+
+/// The default [`EventStream::max_frame_size`]: 64 KiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 * 1024;
+
+/// An [`http_body::Body`] that writes a [`Stream`] of events as an event
+/// stream.
+///
+/// The stream's items are [`Event`]s, [`EncodedEvent`]s (encode once, send to
+/// many), or `Result`s of either; an `Err` item ends the body with that error
+/// after every event before it was written.
+///
+/// When several events are ready at once they are written as one frame, up to
+/// [`max_frame_size`](EventStream::max_frame_size) bytes, so a burst costs one
+/// write instead of one per event. An event that is ready alone is written at
+/// once, never held back waiting for more.
+///
+/// The struct names `S: Stream` in its definition (unlike the layers'
+/// types) because it holds back an error that arrives behind ready events
+/// until those events are written, and that error's type comes from the
+/// stream.
+#[pin_project]
+#[must_use]
+pub struct EventStream<S>
+where
+    S: Stream,
+    S::Item: StreamItem,
+{
+    #[pin]
+    stream: S,
+    max_frame_size: usize,
+    state: State<<S::Item as StreamItem>::Error>,
+}
+
+enum State<E> {
+    Streaming,
+    /// The stream returned this error behind events that were written first.
+    Failed(E),
+    Done,
+}
+
+impl<S> EventStream<S>
+where
+    S: Stream,
+    S::Item: StreamItem,
+{
+    /// Wraps `stream`.
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            state: State::Streaming,
+        }
+    }
+
+    /// Caps how many bytes of ready events are joined into one frame. A
+    /// single event larger than the cap is still written whole, in one
+    /// frame; `0` writes every event in a frame of its own.
+    ///
+    /// Default: 64 KiB ([`DEFAULT_MAX_FRAME_SIZE`]).
+    pub fn max_frame_size(mut self, max: usize) -> Self {
+        self.max_frame_size = max;
+        self
+    }
+
+    /// A `200 OK` response with `Content-Type: text/event-stream` and this
+    /// body.
+    pub fn into_response(self) -> Response<Self> {
+        let mut response = Response::new(self);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::media::TEXT_EVENT_STREAM),
+        );
+        response
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The wrapped stream, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Takes the wrapped stream back.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+impl<S> Body for EventStream<S>
+where
+    S: Stream,
+    S::Item: StreamItem,
+{
+    type Data = Bytes;
+    type Error = <S::Item as StreamItem>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let mut this = self.project();
+        match std::mem::replace(this.state, State::Streaming) {
+            State::Streaming => {}
+            State::Failed(error) => {
+                *this.state = State::Done;
+                return Poll::Ready(Some(Err(error)));
+            }
+            State::Done => {
+                *this.state = State::Done;
+                return Poll::Ready(None);
+            }
+        }
+
+        let first = match this.stream.as_mut().poll_next(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                *this.state = State::Done;
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(item)) => match item.into_chunk() {
+                Ok(chunk) => chunk.0,
+                Err(error) => {
+                    *this.state = State::Done;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            },
+        };
+
+        // Join whatever else is ready. A first event that is alone is written
+        // as it is: an encoded event shared by many streams stays shared.
+        let mut joined: Option<Vec<u8>> = None;
+        let mut len = first.len();
+        let mut first = Some(first);
+        while len < *this.max_frame_size {
+            let next = match this.stream.as_mut().poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(None) => {
+                    *this.state = State::Done;
+                    break;
+                }
+                Poll::Ready(Some(item)) => match item.into_chunk() {
+                    Ok(chunk) => chunk.0,
+                    Err(error) => {
+                        *this.state = State::Failed(error);
+                        break;
+                    }
+                },
+            };
+            let buf = joined.get_or_insert_with(|| match first.take() {
+                // An event built for this stream: append to its own buffer.
+                Some(Repr::Owned(buf)) => buf,
+                Some(Repr::Shared(bytes)) => {
+                    let mut buf = Vec::with_capacity(2 * (bytes.len() + next.len()));
+                    buf.extend_from_slice(&bytes);
+                    buf
+                }
+                None => unreachable!("the first event is taken once"),
+            });
+            buf.extend_from_slice(next.as_slice());
+            len = buf.len();
+        }
+        let data = match (joined, first) {
+            (Some(buf), _) | (None, Some(Repr::Owned(buf))) => Bytes::from(buf),
+            (None, Some(Repr::Shared(bytes))) => bytes,
+            (None, None) => unreachable!("the first event is kept until it is joined"),
+        };
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.is_end_stream() {
+            SizeHint::with_exact(0)
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+impl<S> fmt::Debug for EventStream<S>
+where
+    S: Stream + fmt::Debug,
+    S::Item: StreamItem,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Streaming => "streaming",
+            State::Failed(_) => "failed",
+            State::Done => "done",
+        };
+        f.debug_struct("EventStream")
+            .field("stream", &self.stream)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("state", &state)
+            .finish()
+    }
+}
+
+/// An item an [`EventStream`] can write: [`Event`], [`EncodedEvent`], or a
+/// `Result` of either.
+///
+/// This trait is sealed; it only names the item types above.
+pub trait StreamItem: sealed::Sealed {
+    /// The error an item may carry instead of an event; [`Infallible`] for
+    /// plain events.
+    type Error;
+
+    /// The encoded event, or the error.
+    #[doc(hidden)]
+    fn into_chunk(self) -> Result<sealed::Chunk, Self::Error>;
+}
+
+impl StreamItem for Event {
+    type Error = Infallible;
+
+    fn into_chunk(self) -> Result<sealed::Chunk, Infallible> {
+        Ok(sealed::Chunk(Repr::Owned(self.finish())))
+    }
+}
+
+impl StreamItem for EncodedEvent {
+    type Error = Infallible;
+
+    fn into_chunk(self) -> Result<sealed::Chunk, Infallible> {
+        Ok(sealed::Chunk(Repr::Shared(self.into_bytes())))
+    }
+}
+
+impl<T, E> StreamItem for Result<T, E>
+where
+    T: StreamItem<Error = Infallible>,
+{
+    type Error = E;
+
+    fn into_chunk(self) -> Result<sealed::Chunk, E> {
+        match self {
+            Ok(item) => match item.into_chunk() {
+                Ok(chunk) => Ok(chunk),
+                Err(never) => match never {},
+            },
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// One encoded event: built for this stream (its buffer can be appended to)
+/// or shared with other streams.
+#[derive(Debug)]
+enum Repr {
+    Owned(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl Repr {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Repr::Owned(buf) => buf,
+            Repr::Shared(bytes) => bytes,
+        }
+    }
+}
+
+mod sealed {
+    /// An encoded event handed from a [`StreamItem`](super::StreamItem) to
+    /// the body. Public only to the crate: this module is private.
+    #[allow(unreachable_pub)]
+    #[derive(Debug)]
+    pub struct Chunk(pub(super) super::Repr);
+
+    #[allow(unreachable_pub)]
+    pub trait Sealed {}
+    impl Sealed for crate::Event {}
+    impl Sealed for crate::EncodedEvent {}
+    impl<T: super::StreamItem, E> Sealed for Result<T, E> {}
+}
+
+/// `204 No Content`: tells a browser's `EventSource` that the stream is
+/// finished and it must not reconnect.
+///
+/// The standard gives a server no other way to stop reconnects: when an
+/// event stream simply ends, the browser reconnects after its retry delay.
+/// Answer the reconnect (or the first request) with this response instead.
+///
+/// ```
+/// let response: http::Response<String> = tower_sse::stop_reconnecting();
+/// assert_eq!(response.status(), http::StatusCode::NO_CONTENT);
+/// ```
+pub fn stop_reconnecting<B: Default>() -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+#[cfg(test)]
+mod tests;

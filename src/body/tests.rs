@@ -1,0 +1,188 @@
+use std::{convert::Infallible, future::poll_fn, io};
+
+use futures_util::stream;
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// A `Stream` fed by hand, so tests decide what is ready when.
+struct Channel(mpsc::UnboundedReceiver<Result<Event, io::Error>>);
+
+impl Stream for Channel {
+    type Item = Result<Event, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn channel() -> (
+    mpsc::UnboundedSender<Result<Event, io::Error>>,
+    EventStream<Channel>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (tx, EventStream::new(Channel(rx)))
+}
+
+type Polled<B> = Poll<Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>>;
+
+fn poll_once<B: Body + Unpin>(body: &mut B) -> Polled<B> {
+    let waker = futures_util::task::noop_waker();
+    Pin::new(body).poll_frame(&mut Context::from_waker(&waker))
+}
+
+/// Polls once and expects a data frame.
+fn next_data<B>(body: &mut B) -> Bytes
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: fmt::Debug,
+{
+    match poll_once(body) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap(),
+        other => panic!("expected a data frame, got {other:?}"),
+    }
+}
+
+fn event(text: &str) -> Event {
+    Event::new().data(text)
+}
+
+#[test]
+fn ready_events_are_joined_into_one_frame() {
+    let (tx, mut body) = channel();
+    for text in ["a", "b", "c"] {
+        tx.send(Ok(event(text))).unwrap();
+    }
+    assert_eq!(
+        &next_data(&mut body)[..],
+        b"data: a\n\ndata: b\n\ndata: c\n\n"
+    );
+    assert!(poll_once(&mut body).is_pending());
+}
+
+#[test]
+fn a_single_ready_event_is_written_at_once() {
+    let (tx, mut body) = channel();
+    assert!(poll_once(&mut body).is_pending());
+    tx.send(Ok(event("a"))).unwrap();
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\n");
+    tx.send(Ok(event("b"))).unwrap();
+    assert_eq!(&next_data(&mut body)[..], b"data: b\n\n");
+}
+
+#[test]
+fn frames_stop_growing_at_the_cap() {
+    let (tx, body) = channel();
+    let mut body = body.max_frame_size(20);
+    // Each event is 9 bytes: the frame takes events until it holds 20 or
+    // more, so three (27 bytes), then the next three, then the last one.
+    for text in ["a", "b", "c", "d", "e", "f", "g"] {
+        tx.send(Ok(event(text))).unwrap();
+    }
+    assert_eq!(next_data(&mut body).len(), 27);
+    assert_eq!(next_data(&mut body).len(), 27);
+    assert_eq!(&next_data(&mut body)[..], b"data: g\n\n");
+}
+
+#[test]
+fn zero_cap_writes_one_event_per_frame_and_a_big_event_is_never_split() {
+    let (tx, body) = channel();
+    let mut body = body.max_frame_size(0);
+    tx.send(Ok(event("a"))).unwrap();
+    tx.send(Ok(event("b"))).unwrap();
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\n");
+    assert_eq!(&next_data(&mut body)[..], b"data: b\n\n");
+
+    let (tx, body) = channel();
+    let mut body = body.max_frame_size(4);
+    let big = "x".repeat(100);
+    tx.send(Ok(event(&big))).unwrap();
+    assert_eq!(next_data(&mut body).len(), 100 + 8);
+}
+
+#[test]
+fn an_error_behind_ready_events_comes_after_them_and_ends_the_body() {
+    let (tx, mut body) = channel();
+    tx.send(Ok(event("a"))).unwrap();
+    tx.send(Ok(event("b"))).unwrap();
+    tx.send(Err(io::Error::other("boom"))).unwrap();
+    tx.send(Ok(event("never"))).unwrap();
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\ndata: b\n\n");
+    assert!(!body.is_end_stream());
+    match poll_once(&mut body) {
+        Poll::Ready(Some(Err(error))) => assert_eq!(error.to_string(), "boom"),
+        other => panic!("expected the error, got {other:?}"),
+    }
+    assert!(body.is_end_stream());
+    assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
+}
+
+#[test]
+fn end_of_stream_is_reported_honestly() {
+    let (tx, mut body) = channel();
+    assert!(!body.is_end_stream());
+    assert_eq!(body.size_hint().upper(), None);
+    tx.send(Ok(event("a"))).unwrap();
+    drop(tx);
+    // The end was seen while joining: the last frame says so.
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\n");
+    assert!(body.is_end_stream());
+    assert_eq!(body.size_hint().exact(), Some(0));
+    assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
+    assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
+}
+
+#[test]
+fn an_empty_stream_ends_at_once() {
+    let mut body = EventStream::new(stream::empty::<Event>());
+    assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
+    assert!(body.is_end_stream());
+}
+
+#[test]
+fn a_single_encoded_event_is_written_without_a_copy() {
+    let shared = Event::new().data("fan-out").encode();
+    let mut body = EventStream::new(stream::iter([shared.clone()]));
+    let frame = next_data(&mut body);
+    assert_eq!(frame.as_ptr(), shared.as_bytes().as_ptr());
+}
+
+#[tokio::test]
+async fn encoded_events_and_results_of_them_are_accepted() {
+    let shared = Event::new().data("x").encode();
+    let items: Vec<Result<EncodedEvent, Infallible>> = vec![Ok(shared.clone()), Ok(shared)];
+    let body = EventStream::new(stream::iter(items));
+    let bytes = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], b"data: x\n\ndata: x\n\n");
+}
+
+#[tokio::test]
+async fn into_response_is_200_with_the_event_stream_type() {
+    let response = EventStream::new(stream::iter([event("a")])).into_response();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    assert_eq!(response.headers().len(), 1);
+}
+
+#[test]
+fn stop_reconnecting_is_204_with_an_empty_body() {
+    let response: Response<String> = stop_reconnecting();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(response.body().is_empty());
+}
+
+#[tokio::test]
+async fn body_keeps_working_when_polled_through_poll_fn() {
+    let (tx, mut body) = channel();
+    let reader = tokio::spawn(async move {
+        let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        frame.unwrap().unwrap().into_data().unwrap()
+    });
+    tokio::task::yield_now().await;
+    tx.send(Ok(event("late"))).unwrap();
+    assert_eq!(&reader.await.unwrap()[..], b"data: late\n\n");
+}

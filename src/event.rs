@@ -1,0 +1,352 @@
+//! The event-stream wire format: [`Event`], its encoding, and [`EventError`].
+//!
+//! Every byte tower-sse writes to an event stream is produced here, following
+//! the WHATWG HTML standard, section 9.2 ("Server-sent events"):
+//!
+//! - `data` text is split into lines at CR, LF and CRLF (CRLF is one line
+//!   end, never two); each line is written as its own `data:` field, so the
+//!   browser joins them back with LF. Text ending in a line break ends with an
+//!   empty `data:` line, so the trailing line break survives. Other Unicode
+//!   line separators (U+2028, U+0085, ...) are ordinary characters.
+//! - A value is written after `: ` (colon, one space), so a value that starts
+//!   with a space keeps it. An empty value is written as the bare field name
+//!   and colon (`data:`).
+//! - `id` values containing CR, LF or NUL and `event` values containing CR or
+//!   LF are refused with an [`EventError`]: written as they are, they would
+//!   end the field early and let the rest be read as new fields (an injected
+//!   event), or make the browser ignore the id.
+//! - `retry` is written in whole milliseconds.
+//! - A comment with line breaks becomes one comment line per line; it can
+//!   never produce a field.
+//! - Every event ends with a blank line. Field names are lowercase, line ends
+//!   are LF, and no byte-order mark is ever written.
+//!
+//! Fields are written in the order the setters are called. Calling
+//! [`Event::data`] again adds more data lines (the browser receives the texts
+//! joined by a line feed); calling [`Event::id`] or [`Event::event`] again
+//! writes the field again, and the browser keeps the last one.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_sse::Event;
+//!
+//! # fn main() -> Result<(), tower_sse::EventError> {
+//! let event = Event::new()
+//!     .event("tick")?
+//!     .id("42")?
+//!     .retry(Duration::from_secs(3))
+//!     .data("first line\nsecond line")
+//!     .encode();
+//!
+//! assert_eq!(
+//!     event.as_bytes(),
+//!     &b"event: tick\nid: 42\nretry: 3000\ndata: first line\ndata: second line\n\n"[..]
+//! );
+//!
+//! // A line break in an id would forge a new event: it is refused.
+//! assert!(Event::new().id("1\ndata: forged").is_err());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::{error::Error as StdError, fmt, time::Duration};
+
+use bytes::Bytes;
+
+/// One server-sent event, built with setters and encoded as it is built.
+///
+/// See the [module documentation](self) for the encoding rules. Turn it into
+/// bytes with [`Event::encode`]; an [`EventStream`](crate::EventStream)
+/// accepts `Event`s directly.
+#[must_use]
+#[derive(Clone, Default)]
+pub struct Event {
+    buf: Vec<u8>,
+    has_data: bool,
+    has_type: bool,
+}
+
+impl Event {
+    /// An empty event. Encoded as it is, it is a lone blank line, which the
+    /// browser ignores.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `data` to the event, one `data:` line per line of text.
+    ///
+    /// Lines end at CR, LF or CRLF. Empty text still writes a `data:` line,
+    /// so the browser dispatches the event with empty data.
+    pub fn data(mut self, data: impl AsRef<str>) -> Self {
+        let data = data.as_ref().as_bytes();
+        // Reserve once for the text, its first `data: ` line and the event's
+        // blank line, plus an eighth for more lines (lines of 56 bytes or
+        // more fit), without scanning the text twice.
+        reserve(&mut self.buf, data.len() + data.len() / 8 + 8);
+        write_lines(&mut self.buf, b"data", data);
+        self.has_data = true;
+        self
+    }
+
+    /// Adds `value` serialized as JSON as the event's data.
+    ///
+    /// Compact JSON never holds a raw line break (strings escape them), so
+    /// this writes a single `data:` line.
+    ///
+    /// # Errors
+    ///
+    /// Returns the serializer's error when `value` cannot be serialized as
+    /// JSON (for example a map with non-string keys). The event is consumed.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn json_data<T>(mut self, value: &T) -> Result<Self, serde_json::Error>
+    where
+        T: serde::Serialize + ?Sized,
+    {
+        self.buf.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut self.buf, value)?;
+        self.buf.push(b'\n');
+        self.has_data = true;
+        Ok(self)
+    }
+
+    /// Sets the event type (`event:`), which selects the listener that
+    /// receives it in the browser (`addEventListener(type, ..)`).
+    ///
+    /// An event that has a type but no data is written with an empty `data:`
+    /// line, because the browser silently drops an event without data.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] naming [`Field::Event`] when `event` contains CR or LF.
+    pub fn event(mut self, event: impl AsRef<str>) -> Result<Self, EventError> {
+        let event = event.as_ref().as_bytes();
+        if find_line_break(event).is_some() {
+            return Err(EventError::new(Field::Event, Reason::LineBreak));
+        }
+        write_field(&mut self.buf, b"event", event);
+        self.has_type = true;
+        Ok(self)
+    }
+
+    /// Sets the event id (`id:`), which the browser sends back in the
+    /// `Last-Event-ID` header when it reconnects.
+    ///
+    /// An empty id is written (`id:`) and resets the browser's last event id;
+    /// an event without a call to `id` leaves it as it was.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] naming [`Field::Id`] when `id` contains CR, LF or NUL.
+    pub fn id(mut self, id: impl AsRef<str>) -> Result<Self, EventError> {
+        let id = id.as_ref().as_bytes();
+        if find_line_break(id).is_some() {
+            return Err(EventError::new(Field::Id, Reason::LineBreak));
+        }
+        if id.contains(&0) {
+            return Err(EventError::new(Field::Id, Reason::Nul));
+        }
+        write_field(&mut self.buf, b"id", id);
+        Ok(self)
+    }
+
+    /// Sets the browser's reconnection delay (`retry:`), written in whole
+    /// milliseconds (sub-millisecond parts are dropped).
+    pub fn retry(mut self, retry: Duration) -> Self {
+        // u128 written with `Display` is ASCII digits only.
+        use std::io::Write as _;
+        reserve(&mut self.buf, 48);
+        // Writing to a Vec cannot fail.
+        let _ = writeln!(self.buf, "retry: {}", retry.as_millis());
+        self
+    }
+
+    /// Adds a comment (`: text`), which the browser ignores. Text with line
+    /// breaks becomes one comment line per line.
+    pub fn comment(mut self, comment: impl AsRef<str>) -> Self {
+        write_lines(&mut self.buf, b"", comment.as_ref().as_bytes());
+        self
+    }
+
+    /// Ends the event with its blank line and returns its bytes.
+    ///
+    /// The result is cheap to clone: send one encoded event to many streams
+    /// without encoding it again.
+    pub fn encode(self) -> EncodedEvent {
+        EncodedEvent(Bytes::from(self.finish()))
+    }
+
+    /// The finished encoding, as an owned buffer the body can write from or
+    /// append to without another allocation.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        if self.has_type && !self.has_data {
+            self.buf.extend_from_slice(b"data:\n");
+        }
+        self.buf.push(b'\n');
+        self.buf
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("fields", &String::from_utf8_lossy(&self.buf))
+            .finish()
+    }
+}
+
+/// An event already encoded, ready to be written to any number of streams.
+///
+/// Cloning it clones a reference-counted pointer, not the bytes. An
+/// [`EventStream`](crate::EventStream) writes it as it is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedEvent(Bytes);
+
+impl EncodedEvent {
+    /// The encoded bytes, ending with the event's blank line.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The encoded bytes as shared [`Bytes`].
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl From<Event> for EncodedEvent {
+    fn from(event: Event) -> Self {
+        event.encode()
+    }
+}
+
+impl From<EncodedEvent> for Bytes {
+    fn from(event: EncodedEvent) -> Self {
+        event.0
+    }
+}
+
+impl fmt::Debug for EncodedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EncodedEvent")
+            .field(&String::from_utf8_lossy(&self.0))
+            .finish()
+    }
+}
+
+/// An event field value that cannot be written safely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventError {
+    field: Field,
+    reason: Reason,
+}
+
+impl EventError {
+    fn new(field: Field, reason: Reason) -> Self {
+        Self { field, reason }
+    }
+
+    /// The field whose value was refused.
+    pub fn field(&self) -> Field {
+        self.field
+    }
+
+    /// Why the value was refused.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = match self.field {
+            Field::Id => "id",
+            Field::Event => "event",
+        };
+        match self.reason {
+            Reason::LineBreak => write!(
+                f,
+                "the `{field}` value contains a line break (CR or LF), which would end \
+                 the field and let the rest be read as new fields"
+            ),
+            Reason::Nul => write!(
+                f,
+                "the `{field}` value contains a NUL character, which makes browsers \
+                 ignore the field"
+            ),
+        }
+    }
+}
+
+impl StdError for EventError {}
+
+/// The event field named by an [`EventError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Field {
+    /// The `id` field.
+    Id,
+    /// The `event` (type) field.
+    Event,
+}
+
+/// Why an [`EventError`] refused a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The value contains CR or LF.
+    LineBreak,
+    /// The value contains NUL (U+0000).
+    Nul,
+}
+
+/// Writes `name: value\n`, or `name:\n` for an empty value. An empty name
+/// writes a comment line.
+fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    reserve(buf, name.len() + value.len() + 3);
+    buf.extend_from_slice(name);
+    if value.is_empty() {
+        buf.extend_from_slice(b":\n");
+    } else {
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value);
+        buf.push(b'\n');
+    }
+}
+
+/// Reserves room for `additional` more bytes. The first allocation leaves
+/// room for a small event's other fields, so that building one allocates
+/// once.
+fn reserve(buf: &mut Vec<u8>, additional: usize) {
+    const FIRST: usize = 128;
+    if buf.capacity() == 0 {
+        buf.reserve_exact(additional.max(FIRST));
+    } else {
+        buf.reserve(additional);
+    }
+}
+
+/// Writes one `name` field per line of `text`, lines ending at CR, LF or
+/// CRLF.
+fn write_lines(buf: &mut Vec<u8>, name: &[u8], mut text: &[u8]) {
+    while let Some(end) = find_line_break(text) {
+        write_field(buf, name, &text[..end]);
+        let skip = if text[end] == b'\r' && text.get(end + 1) == Some(&b'\n') {
+            2
+        } else {
+            1
+        };
+        text = &text[end + skip..];
+    }
+    write_field(buf, name, text);
+}
+
+/// The index of the first CR or LF in `bytes`.
+pub(crate) fn find_line_break(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr2(b'\n', b'\r', bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+use std::time::Duration;
+
+use super::*;
+
+fn bytes(event: Event) -> String {
+    String::from_utf8(event.encode().into_bytes().to_vec()).unwrap()
+}
+
+#[test]
+fn data_lines_split_at_lf() {
+    assert_eq!(
+        bytes(Event::new().data("a\nb\nc")),
+        "data: a\ndata: b\ndata: c\n\n"
+    );
+}
+
+#[test]
+fn data_lines_split_at_lone_cr() {
+    assert_eq!(bytes(Event::new().data("a\rb")), "data: a\ndata: b\n\n");
+}
+
+#[test]
+fn crlf_is_one_line_end_never_two() {
+    assert_eq!(bytes(Event::new().data("a\r\nb")), "data: a\ndata: b\n\n");
+    // CR CR LF is a lone CR and then a CRLF: three lines, one empty.
+    assert_eq!(
+        bytes(Event::new().data("a\r\r\nb")),
+        "data: a\ndata:\ndata: b\n\n"
+    );
+    // LF CR is two line ends.
+    assert_eq!(
+        bytes(Event::new().data("a\n\rb")),
+        "data: a\ndata:\ndata: b\n\n"
+    );
+}
+
+#[test]
+fn trailing_line_break_ends_with_an_empty_data_line() {
+    assert_eq!(bytes(Event::new().data("a\n")), "data: a\ndata:\n\n");
+    assert_eq!(bytes(Event::new().data("a\r\n")), "data: a\ndata:\n\n");
+    assert_eq!(bytes(Event::new().data("\n")), "data:\ndata:\n\n");
+}
+
+#[test]
+fn unicode_line_separators_are_not_line_ends() {
+    let text = "a\u{2028}b\u{2029}c\u{0085}d\u{000B}e\u{000C}f";
+    assert_eq!(bytes(Event::new().data(text)), format!("data: {text}\n\n"));
+}
+
+#[test]
+fn empty_data_still_writes_a_data_line() {
+    assert_eq!(bytes(Event::new().data("")), "data:\n\n");
+}
+
+#[test]
+fn event_type_without_data_gets_an_empty_data_line() {
+    assert_eq!(
+        bytes(Event::new().event("ping").unwrap()),
+        "event: ping\ndata:\n\n"
+    );
+    // With data, no extra line.
+    assert_eq!(
+        bytes(Event::new().event("ping").unwrap().data("x")),
+        "event: ping\ndata: x\n\n"
+    );
+}
+
+#[test]
+fn id_only_retry_only_and_comment_only_blocks_are_written_as_they_are() {
+    assert_eq!(bytes(Event::new().id("7").unwrap()), "id: 7\n\n");
+    assert_eq!(
+        bytes(Event::new().retry(Duration::from_millis(1500))),
+        "retry: 1500\n\n"
+    );
+    assert_eq!(bytes(Event::new().comment("hello")), ": hello\n\n");
+}
+
+#[test]
+fn leading_space_in_a_value_survives() {
+    assert_eq!(bytes(Event::new().data(" x")), "data:  x\n\n");
+    assert_eq!(bytes(Event::new().data("a\n  b")), "data: a\ndata:   b\n\n");
+    assert_eq!(
+        bytes(Event::new().event(" t").unwrap().id(" 1").unwrap().data("")),
+        "event:  t\nid:  1\ndata:\n\n"
+    );
+}
+
+#[test]
+fn colons_in_values_are_written_as_they_are() {
+    assert_eq!(
+        bytes(Event::new().data("data: x: y").id("a:b").unwrap()),
+        "data: data: x: y\nid: a:b\n\n"
+    );
+}
+
+#[test]
+fn id_with_cr_lf_or_nul_is_refused_naming_the_field() {
+    for (bad, reason) in [
+        ("1\n2", Reason::LineBreak),
+        ("1\r2", Reason::LineBreak),
+        ("1\r\n2", Reason::LineBreak),
+        ("\n", Reason::LineBreak),
+        ("1\u{0}2", Reason::Nul),
+    ] {
+        let error = Event::new().id(bad).unwrap_err();
+        assert_eq!(error.field(), Field::Id, "{bad:?}");
+        assert_eq!(error.reason(), reason, "{bad:?}");
+        assert!(error.to_string().contains("`id`"), "{error}");
+    }
+}
+
+#[test]
+fn event_type_with_cr_or_lf_is_refused_naming_the_field() {
+    for bad in ["a\nb", "a\rb", "\r\n", "tick\ndata: forged"] {
+        let error = Event::new().event(bad).unwrap_err();
+        assert_eq!(error.field(), Field::Event);
+        assert_eq!(error.reason(), Reason::LineBreak);
+        assert!(error.to_string().contains("`event`"), "{error}");
+    }
+    // NUL is harmless in a type: the browser keeps it.
+    assert_eq!(
+        bytes(Event::new().event("a\u{0}b").unwrap().data("x")),
+        "event: a\u{0}b\ndata: x\n\n"
+    );
+}
+
+#[test]
+fn empty_id_is_written_and_differs_from_no_id() {
+    assert_eq!(
+        bytes(Event::new().id("").unwrap().data("x")),
+        "id:\ndata: x\n\n"
+    );
+    assert_eq!(bytes(Event::new().data("x")), "data: x\n\n");
+}
+
+#[test]
+fn retry_is_whole_milliseconds() {
+    assert_eq!(
+        bytes(Event::new().retry(Duration::from_micros(2_999_999))),
+        "retry: 2999\n\n"
+    );
+    assert_eq!(bytes(Event::new().retry(Duration::ZERO)), "retry: 0\n\n");
+    assert_eq!(
+        bytes(Event::new().retry(Duration::MAX)),
+        format!("retry: {}\n\n", Duration::MAX.as_millis())
+    );
+}
+
+#[test]
+fn comment_with_line_breaks_becomes_several_comment_lines() {
+    assert_eq!(
+        bytes(Event::new().comment("a\nb\r\nc\rdata: forged")),
+        ": a\n: b\n: c\n: data: forged\n\n"
+    );
+    assert_eq!(bytes(Event::new().comment("")), ":\n\n");
+}
+
+#[test]
+fn every_event_ends_with_a_blank_line() {
+    assert_eq!(bytes(Event::new()), "\n");
+    assert!(bytes(Event::new().data("x").comment("c")).ends_with("\n\n"));
+}
+
+#[test]
+fn output_has_lowercase_fields_lf_only_and_no_bom() {
+    let out = bytes(
+        Event::new()
+            .comment("c")
+            .event("E")
+            .unwrap()
+            .id("I")
+            .unwrap()
+            .retry(Duration::from_secs(1))
+            .data("\u{feff}x\r\ny"),
+    );
+    assert_eq!(
+        out,
+        ": c\nevent: E\nid: I\nretry: 1000\ndata: \u{feff}x\ndata: y\n\n"
+    );
+    assert!(!out.contains('\r'));
+    assert!(!out.starts_with('\u{feff}'));
+}
+
+#[test]
+fn data_called_twice_adds_lines() {
+    assert_eq!(
+        bytes(Event::new().data("a").data("b")),
+        "data: a\ndata: b\n\n"
+    );
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn json_data_is_one_data_line() {
+    let value = serde_json::json!({"text": "line\nbreak\r\n", "n": 1});
+    let out = bytes(Event::new().json_data(&value).unwrap());
+    assert_eq!(out, format!("data: {value}\n\n"));
+    assert_eq!(out.matches('\n').count(), 2);
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn json_data_that_cannot_be_serialized_is_an_error() {
+    let mut map = std::collections::HashMap::new();
+    map.insert(vec![1u8], 1);
+    assert!(Event::new().json_data(&map).is_err());
+}
+
+#[test]
+fn line_break_finder_agrees_with_a_plain_search() {
+    let mut text = vec![b'x'; 100];
+    assert_eq!(find_line_break(&text), None);
+    for at in 0..text.len() {
+        for brk in [b'\n', b'\r'] {
+            text[at] = brk;
+            assert_eq!(find_line_break(&text), Some(at));
+            assert_eq!(find_line_break(&text[..at]), None);
+            text[at] = b'x';
+        }
+    }
+}
+
+#[test]
+fn encoded_event_clones_share_bytes() {
+    let a = Event::new().data("x").encode();
+    let b = a.clone();
+    assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
+}

@@ -1,0 +1,63 @@
+//! Tower layers that make Server-Sent Events right for every tower-based
+//! server: axum, tonic, or plain hyper.
+//!
+//! An event stream (`text/event-stream`, WHATWG HTML section 9.2) is easy to
+//! start and hard to get right: the encoder must not let a newline in an id
+//! forge an event, proxies buffer events unless told not to, idle streams are
+//! cut, a vanished client goes unnoticed, and open streams hang graceful
+//! shutdown. tower-sse answers each of these in one place.
+//!
+//! This release holds the foundation every layer stands on:
+//!
+//! - [`Event`]: a spec-exact encoder that refuses unsafe ids and types with
+//!   a typed [`EventError`] instead of writing them or panicking;
+//! - [`EventStream`]: any `Stream` of events as an [`http_body::Body`] with
+//!   `Data = Bytes`, joining ready events into one frame;
+//! - [`LastEventId`]: the `Last-Event-ID` header a reconnecting browser sends;
+//! - [`stop_reconnecting`]: the `204 No Content` that stops reconnects.
+//!
+//! # Example
+//!
+//! A complete hyper server that streams a tick every second at `GET /events`:
+//!
+//! ```no_run
+//! use std::{convert::Infallible, time::Duration};
+//!
+//! use futures_util::stream;
+//! use hyper::{server::conn::http1, service::service_fn, Request};
+//! use hyper_util::rt::TokioIo;
+//! use tower_sse::{Event, EventStream};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     loop {
+//!         let (socket, _) = listener.accept().await?;
+//!         tokio::spawn(async move {
+//!             let service = service_fn(|_request: Request<hyper::body::Incoming>| async {
+//!                 let ticks = stream::unfold(0u64, |n| async move {
+//!                     tokio::time::sleep(Duration::from_secs(1)).await;
+//!                     let event = Event::new().id(n.to_string()).ok()?.data("tick");
+//!                     Some((event, n + 1))
+//!                 });
+//!                 Ok::<_, Infallible>(EventStream::new(ticks).into_response())
+//!             });
+//!             let _ = http1::Builder::new()
+//!                 .serve_connection(TokioIo::new(socket), service)
+//!                 .await;
+//!         });
+//!     }
+//! }
+//! ```
+#![deny(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+pub mod event;
+mod last_event_id;
+mod media;
+
+pub use body::{stop_reconnecting, EventStream, StreamItem, DEFAULT_MAX_FRAME_SIZE};
+pub use event::{EncodedEvent, Event, EventError};
+pub use last_event_id::{LastEventId, LAST_EVENT_ID};

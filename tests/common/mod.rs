@@ -1,0 +1,85 @@
+//! A real hyper server on 127.0.0.1:0 and a real client that parses event
+//! streams with an independent parser (the `eventsource-stream` crate).
+#![allow(dead_code)] // each test file uses part of this module
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyDataStream, Empty};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+/// A server running on a loopback port; aborted when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `handler` on 127.0.0.1:0 over HTTP/1.1 and HTTP/2 (prior
+/// knowledge), each connection on its own task.
+pub async fn serve<F, Fut, B>(handler: F) -> TestServer
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let response = handler(request);
+                    async move { Ok::<_, Infallible>(response.await) }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    TestServer { addr, task }
+}
+
+pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Response<Incoming> {
+    let request = Request::get(format!("http://{addr}{path}"))
+        .body(Empty::new())
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), client().request(request))
+        .await
+        .expect("the server answered within 10 s")
+        .expect("the request succeeded")
+}
+
+/// The events a real parser reads from a response body.
+pub fn parse_events(
+    response: Response<Incoming>,
+) -> impl Stream<Item = eventsource_stream::Event> + Unpin {
+    BodyDataStream::new(response.into_body())
+        .eventsource()
+        .map(|event| event.expect("the stream parses as an event stream"))
+}
