@@ -1,11 +1,15 @@
 //! The tower-sse demo: a hyper server that streams a `tick` event every
-//! second at `GET /events`.
+//! second at `GET /events`, with the SSE headers and anti-buffering layers.
 //!
 //! Run it with `cargo run --example demo` (or `-- --addr 127.0.0.1:8080`),
 //! then open http://127.0.0.1:3000/events in a browser, or
 //! `curl -N http://127.0.0.1:3000/events`. Reconnect with a `Last-Event-ID`
 //! header (`curl -N -H 'Last-Event-ID: 41' ...`) and the count resumes after
 //! that id. Ctrl-C or SIGTERM ends every open stream and stops the server.
+//!
+//! Behind nginx, the stream needs no extra nginx configuration: the
+//! response carries `X-Accel-Buffering: no` (from `NoBufferingLayer`), which
+//! turns nginx's proxy buffering off for it alone.
 
 use std::{
     convert::Infallible, future::Future, net::SocketAddr, pin::pin, process::ExitCode,
@@ -22,7 +26,8 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::{net::TcpListener, sync::watch};
-use tower_sse::{Event, EventStream, LastEventId};
+use tower::ServiceBuilder;
+use tower_sse::{Event, EventStream, LastEventId, NoBufferingLayer, SseHeadersLayer};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
@@ -82,10 +87,14 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((socket, _)) = accepted else { continue };
                 let stopped = stopped.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let response = route(request, period, stopped.clone());
-                    async move { Ok::<_, Infallible>(response) }
-                });
+                let service = ServiceBuilder::new()
+                    .layer(SseHeadersLayer::new())
+                    .layer(NoBufferingLayer::new())
+                    .service_fn(move |request| {
+                        let response = route(request, period, stopped.clone());
+                        async move { Ok::<_, Infallible>(response) }
+                    });
+                let service = hyper_util::service::TowerToHyperService::new(service);
                 let connection = auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(socket), service)
                     .into_owned();

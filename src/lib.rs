@@ -7,7 +7,15 @@
 //! cut, a vanished client goes unnoticed, and open streams hang graceful
 //! shutdown. tower-sse answers each of these in one place.
 //!
-//! This release holds the foundation every layer stands on:
+//! Layers (each acts on event-stream responses only and leaves every other
+//! response exactly as it was):
+//!
+//! - [`SseHeadersLayer`] (feature `headers`): `Cache-Control`,
+//!   `Content-Length`, and `Connection` for HTTP/1.x only;
+//! - [`NoBufferingLayer`] (feature `no-buffering`): `X-Accel-Buffering: no`
+//!   and `no-transform`, so proxies pass each event at once.
+//!
+//! The foundation every layer stands on:
 //!
 //! - [`Event`]: a spec-exact encoder that refuses unsafe ids and types with
 //!   a typed [`EventError`] instead of writing them or panicking;
@@ -18,23 +26,30 @@
 //!
 //! # Example
 //!
-//! A complete hyper server that streams a tick every second at `GET /events`:
+//! A complete hyper server that streams a tick every second at `GET /events`
+//! through the layers:
 //!
 //! ```no_run
 //! use std::{convert::Infallible, time::Duration};
 //!
 //! use futures_util::stream;
-//! use hyper::{server::conn::http1, service::service_fn, Request};
-//! use hyper_util::rt::TokioIo;
-//! use tower_sse::{Event, EventStream};
+//! use hyper::{body::Incoming, server::conn::http1, Request};
+//! use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+//! use tower::ServiceBuilder;
+//! use tower_sse::{Event, EventStream, NoBufferingLayer, SseHeadersLayer};
 //!
 //! #[tokio::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //!     loop {
 //!         let (socket, _) = listener.accept().await?;
-//!         tokio::spawn(async move {
-//!             let service = service_fn(|_request: Request<hyper::body::Incoming>| async {
+//!         // Outermost first: the headers layer sees the response last, so it
+//!         // can decide on `Cache-Control` after everything inside it; the
+//!         // layers are independent, and any order gives the same headers.
+//!         let service = ServiceBuilder::new()
+//!             .layer(SseHeadersLayer::new())
+//!             .layer(NoBufferingLayer::new())
+//!             .service_fn(|_request: Request<Incoming>| async {
 //!                 let ticks = stream::unfold(0u64, |n| async move {
 //!                     tokio::time::sleep(Duration::from_secs(1)).await;
 //!                     let event = Event::new().id(n.to_string()).ok()?.data("tick");
@@ -42,8 +57,9 @@
 //!                 });
 //!                 Ok::<_, Infallible>(EventStream::new(ticks).into_response())
 //!             });
+//!         tokio::spawn(async move {
 //!             let _ = http1::Builder::new()
-//!                 .serve_connection(TokioIo::new(socket), service)
+//!                 .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service))
 //!                 .await;
 //!         });
 //!     }
@@ -55,9 +71,21 @@
 
 mod body;
 pub mod event;
+#[cfg(feature = "headers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "headers")))]
+pub mod headers;
 mod last_event_id;
 mod media;
+#[cfg(feature = "no-buffering")]
+#[cfg_attr(docsrs, doc(cfg(feature = "no-buffering")))]
+pub mod no_buffering;
+#[cfg(test)]
+mod test_util;
 
 pub use body::{stop_reconnecting, EventStream, StreamItem, DEFAULT_MAX_FRAME_SIZE};
 pub use event::{EncodedEvent, Event, EventError};
+#[cfg(feature = "headers")]
+pub use headers::{SseHeaders, SseHeadersLayer};
 pub use last_event_id::{LastEventId, LAST_EVENT_ID};
+#[cfg(feature = "no-buffering")]
+pub use no_buffering::{NoBuffering, NoBufferingLayer};

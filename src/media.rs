@@ -5,6 +5,15 @@ use http::{header, HeaderMap};
 /// The media type of an event stream.
 pub(crate) const TEXT_EVENT_STREAM: &str = "text/event-stream";
 
+/// The `Cache-Control` an event stream gets when its handler set none: it
+/// must never be served from a cache.
+#[allow(dead_code)] // used by the layers, each behind its own feature
+pub(crate) const NO_CACHE: &str = "no-cache";
+
+/// [`NO_CACHE`] with `no-transform`, for the no-buffering layer.
+#[allow(dead_code)] // used by the layers, each behind its own feature
+pub(crate) const NO_CACHE_NO_TRANSFORM: &str = "no-cache, no-transform";
+
 /// Whether `headers` declare an event stream: the `Content-Type` media type is
 /// `text/event-stream`, compared without regard to case, parameters ignored.
 #[allow(dead_code)] // used by the layers, each behind its own feature
@@ -22,7 +31,7 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
 
 /// `bytes` without leading and trailing spaces and tabs (optional white space
 /// in HTTP). `<[u8]>::trim_ascii` is newer than our MSRV.
-fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
+pub(crate) fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = bytes {
         bytes = rest;
     }
@@ -45,6 +54,11 @@ mod tests {
             HeaderValue::from_bytes(value).unwrap(),
         );
         headers
+    }
+
+    #[test]
+    fn both_default_cache_controls_say_no_cache() {
+        assert!(NO_CACHE_NO_TRANSFORM.starts_with(NO_CACHE));
     }
 
     #[test]

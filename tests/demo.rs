@@ -34,6 +34,12 @@ async fn demo_streams_numbered_ticks_and_resumes_after_last_event_id() {
     let response = common::get(addr, "/events").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        response.headers()["cache-control"],
+        "no-cache, no-transform"
+    );
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    assert_eq!(response.headers()["connection"], "keep-alive");
     let ticks: Vec<_> = common::parse_events(response).take(3).collect().await;
     for (event, n) in ticks.iter().zip(1..) {
         assert_eq!(event.event, "tick");
@@ -55,6 +61,9 @@ async fn demo_answers_other_paths_with_404() {
     let (addr, _stop, _server) = start().await;
     let response = common::get(addr, "/nope").await;
     assert_eq!(response.status(), 404);
+    // Not an event stream: the layers added nothing.
+    assert!(!response.headers().contains_key("x-accel-buffering"));
+    assert!(!response.headers().contains_key("cache-control"));
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(std::str::from_utf8(&body).unwrap().contains("/events"));
 }

@@ -83,3 +83,51 @@ pub fn parse_events(
         .eventsource()
         .map(|event| event.expect("the stream parses as an event stream"))
 }
+
+/// Serves a tower `service` on 127.0.0.1:0 over HTTP/1.1 and HTTP/2 (prior
+/// knowledge), each connection on its own task.
+pub async fn serve_service<S, B>(service: S) -> TestServer
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    TestServer { addr, task }
+}
+
+/// A client that speaks HTTP/2 with prior knowledge (h2c).
+pub fn h2c_client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// Fails when an environment variable demands a tool that is missing, and
+/// otherwise says loudly that the test is skipped. Returns whether to run.
+pub fn tool_available(tool: &str, path: Option<&std::path::Path>, require_var: &str) -> bool {
+    if path.is_some() {
+        return true;
+    }
+    if std::env::var_os(require_var).is_some_and(|value| value == "1") {
+        panic!("{tool} is required ({require_var}=1) but was not found");
+    }
+    eprintln!("SKIPPED: {tool} is not installed; set {require_var}=1 to make this a failure");
+    false
+}

@@ -1,0 +1,43 @@
+//! Helpers shared by the layers' unit tests.
+#![allow(dead_code)] // each layer, behind its own feature, uses part of it
+
+use std::task::Poll;
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+use tower_test::mock::{self, Mock};
+
+type MockService = Mock<Request<()>, Response<&'static str>>;
+
+/// Asserts that the service `layer` builds around a mock forwards the mock's
+/// readiness, and calls the mock exactly once per call.
+pub(crate) async fn assert_forwards_readiness<L>(layer: L)
+where
+    L: Layer<MockService>,
+    L::Service: Service<Request<()>, Response = Response<&'static str>>,
+    <L::Service as Service<Request<()>>>::Error: std::fmt::Debug,
+{
+    let (mut service, mut handle) = mock::spawn_layer(layer);
+
+    handle.allow(0);
+    assert!(service.poll_ready().is_pending(), "readiness is forwarded");
+    handle.allow(1);
+    assert!(
+        matches!(service.poll_ready(), Poll::Ready(Ok(()))),
+        "readiness is forwarded"
+    );
+
+    let response = service.call(Request::new(()));
+    let (_request, send) = handle
+        .next_request()
+        .await
+        .expect("the inner service was called");
+    send.send_response(Response::new("inner"));
+    let response = response.await.expect("the response passes through");
+    assert_eq!(*response.body(), "inner");
+    assert!(
+        handle.poll_request().is_pending(),
+        "the inner service was called once"
+    );
+}

@@ -1,0 +1,102 @@
+//! SseHeadersLayer and NoBufferingLayer on real hyper connections, HTTP/1.1
+//! and HTTP/2 (h2c, prior knowledge).
+
+mod common;
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex},
+};
+
+use futures_util::{stream, StreamExt};
+use http::{HeaderMap, Request, Response, Version};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use tower::ServiceBuilder;
+use tower_sse::{Event, EventStream, NoBufferingLayer, SseHeadersLayer};
+
+/// Serves two events through both layers, recording the response headers as
+/// the layers left them (before hyper writes or strips anything).
+async fn server() -> (common::TestServer, Arc<Mutex<Vec<HeaderMap>>>) {
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let record = recorded.clone();
+    let service = ServiceBuilder::new()
+        .map_response(move |response: Response<_>| {
+            record.lock().unwrap().push(response.headers().clone());
+            response
+        })
+        .layer(SseHeadersLayer::new())
+        .layer(NoBufferingLayer::new())
+        .service_fn(|_request: Request<Incoming>| async {
+            let events = stream::iter(["one", "two"].map(|text| Event::new().data(text)));
+            Ok::<_, Infallible>(EventStream::new(events).into_response())
+        });
+    (common::serve_service(service).await, recorded)
+}
+
+fn assert_sse_headers(headers: &HeaderMap) {
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(headers["cache-control"], "no-cache, no-transform");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    assert!(!headers.contains_key("content-length"));
+}
+
+async fn read_events(response: Response<Incoming>) -> Vec<String> {
+    common::parse_events(response)
+        .map(|event| event.data)
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn http1_stream_gets_connection_keep_alive() {
+    let (server, recorded) = server().await;
+    let response = common::get(server.addr, "/events").await;
+    assert_eq!(response.version(), Version::HTTP_11);
+    assert_sse_headers(response.headers());
+    assert_eq!(response.headers()["connection"], "keep-alive");
+    assert_eq!(recorded.lock().unwrap()[0]["connection"], "keep-alive");
+    assert_eq!(read_events(response).await, ["one", "two"]);
+}
+
+#[tokio::test]
+async fn http2_stream_never_gets_a_connection_header() {
+    let (server, recorded) = server().await;
+    let request = Request::get(format!("http://{}/events", server.addr))
+        .body(Empty::new())
+        .unwrap();
+    let response = common::h2c_client().request(request).await.unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    assert_sse_headers(response.headers());
+    assert!(!response.headers().contains_key("connection"));
+    // What the layer produced, before hyper could strip anything.
+    let produced = recorded.lock().unwrap()[0].clone();
+    assert_sse_headers(&produced);
+    assert!(!produced.contains_key("connection"));
+    assert_eq!(read_events(response).await, ["one", "two"]);
+}
+
+#[tokio::test]
+async fn both_layers_give_the_same_headers_in_either_order() {
+    use tower::ServiceExt;
+    let handler = tower::service_fn(|_request: Request<()>| async {
+        let events = stream::iter([Event::new().data("x")]);
+        Ok::<_, Infallible>(EventStream::new(events).into_response())
+    });
+    let headers_outside = ServiceBuilder::new()
+        .layer(SseHeadersLayer::new())
+        .layer(NoBufferingLayer::new())
+        .service(handler)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    let headers_inside = ServiceBuilder::new()
+        .layer(NoBufferingLayer::new())
+        .layer(SseHeadersLayer::new())
+        .service(handler)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    assert_sse_headers(headers_outside.headers());
+    assert_eq!(headers_outside.headers(), headers_inside.headers());
+}

@@ -1,0 +1,223 @@
+//! Events through a real nginx, with nginx's defaults (proxy buffering on).
+//!
+//! nginx is started by the test with its own configuration in a temporary
+//! directory, listening on 127.0.0.1 only, and stopped by its PID when the
+//! test ends, failed or not. Without nginx the tests say SKIPPED; with
+//! `TOWER_SSE_REQUIRE_NGINX=1` (set by `.ci/run`) a missing nginx fails them.
+
+mod common;
+
+use std::{
+    convert::Infallible,
+    net::{SocketAddr, TcpListener as StdListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures_util::{stream, StreamExt};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tower::{util::BoxCloneService, ServiceBuilder};
+use tower_sse::{Event, EventStream, NoBufferingLayer, SseHeadersLayer};
+
+const REQUIRE: &str = "TOWER_SSE_REQUIRE_NGINX";
+
+/// A running nginx; killed by its PID and its directory removed on drop.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|dir| dir.join("nginx"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts nginx proxying to `upstream` with `location_extra` added to its
+/// one `location /` block.
+fn start_nginx(binary: &Path, upstream: SocketAddr, location_extra: &str) -> Nginx {
+    let dir = std::env::temp_dir().join(format!(
+        "tower-sse-nginx-{}-{}",
+        std::process::id(),
+        upstream.port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let d = dir.display();
+    let config = format!(
+        "daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://{upstream};
+            {location_extra}
+        }}
+    }}
+}}
+"
+    );
+    std::fs::write(dir.join("nginx.conf"), config).unwrap();
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let mut nginx = Nginx {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(nginx.addr).is_err() {
+        if let Ok(Some(status)) = nginx.child.try_wait() {
+            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
+            panic!("nginx exited with {status}:\n{log}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nginx
+}
+
+type Sent = Arc<Mutex<Vec<Instant>>>;
+
+type TickBody = EventStream<stream::BoxStream<'static, Event>>;
+type Handler = BoxCloneService<Request<Incoming>, Response<TickBody>, Infallible>;
+
+/// A handler that sends `count` events, one every `period`, recording when
+/// each one left the handler.
+fn ticking_handler(count: usize, period: Duration, sent: Sent) -> Handler {
+    BoxCloneService::new(tower::service_fn(move |_request| {
+        let sent = sent.clone();
+        let events = stream::iter(0..count)
+            .then(move |n| {
+                let sent = sent.clone();
+                async move {
+                    tokio::time::sleep(period).await;
+                    sent.lock().unwrap().push(Instant::now());
+                    Event::new().id(n.to_string()).unwrap().data("tick")
+                }
+            })
+            .boxed();
+        std::future::ready(Ok(EventStream::new(events).into_response()))
+    }))
+}
+
+/// For each event the client got through nginx, how long after it was sent.
+async fn delays_through_nginx(no_buffering: bool) -> Option<Vec<Duration>> {
+    let binary = find_nginx();
+    if !common::tool_available("nginx", binary.as_deref(), REQUIRE) {
+        return None;
+    }
+    let sent: Sent = Arc::default();
+    let handler = ticking_handler(10, Duration::from_millis(200), sent.clone());
+    let server = if no_buffering {
+        common::serve_service(
+            ServiceBuilder::new()
+                .layer(SseHeadersLayer::new())
+                .layer(NoBufferingLayer::new())
+                .service(handler),
+        )
+        .await
+    } else {
+        common::serve_service(
+            ServiceBuilder::new()
+                .layer(SseHeadersLayer::new())
+                .service(handler),
+        )
+        .await
+    };
+    let nginx = start_nginx(&binary.unwrap(), server.addr, "");
+
+    let response = common::get(nginx.addr, "/events").await;
+    assert_eq!(response.status(), 200);
+    let mut events = common::parse_events(response);
+    let mut arrived = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("events keep coming through nginx")
+    {
+        assert_eq!(event.id, arrived.len().to_string());
+        arrived.push(Instant::now());
+    }
+    drop(nginx);
+    let sent = sent.lock().unwrap();
+    assert_eq!(arrived.len(), 10, "every event arrived");
+    Some(
+        arrived
+            .iter()
+            .zip(sent.iter())
+            .map(|(a, s)| a.duration_since(*s))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn with_no_buffering_every_event_passes_nginx_within_100_ms() {
+    let Some(delays) = delays_through_nginx(true).await else {
+        return;
+    };
+    eprintln!("delays with NoBufferingLayer: {delays:?}");
+    for (n, delay) in delays.iter().enumerate() {
+        assert!(
+            *delay < Duration::from_millis(100),
+            "event {n} took {delay:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_no_buffering_nginx_holds_events_back() {
+    let Some(delays) = delays_through_nginx(false).await else {
+        return;
+    };
+    eprintln!("delays without NoBufferingLayer: {delays:?}");
+    // Buffered: the first event waits until the stream ends, two seconds on.
+    assert!(
+        delays[0] > Duration::from_secs(1),
+        "the first event arrived after {:?}: nginx did not buffer",
+        delays[0]
+    );
+}
