@@ -1,5 +1,6 @@
 //! The tower-sse demo: a hyper server that streams a `tick` event every
-//! second at `GET /events`, with the SSE headers and anti-buffering layers.
+//! second at `GET /events`, with the SSE headers, anti-buffering and
+//! keep-alive layers.
 //!
 //! Run it with `cargo run --example demo` (or `-- --addr 127.0.0.1:8080`),
 //! then open http://127.0.0.1:3000/events in a browser, or
@@ -27,7 +28,9 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::watch};
 use tower::ServiceBuilder;
-use tower_sse::{Event, EventStream, LastEventId, NoBufferingLayer, SseHeadersLayer};
+use tower_sse::{
+    Event, EventStream, KeepAliveLayer, LastEventId, NoBufferingLayer, SseHeadersLayer,
+};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
@@ -90,6 +93,9 @@ pub async fn serve(
                 let service = ServiceBuilder::new()
                     .layer(SseHeadersLayer::new())
                     .layer(NoBufferingLayer::new())
+                    // A comment after 15 s of silence keeps proxies from
+                    // cutting the stream.
+                    .layer(KeepAliveLayer::new())
                     .service_fn(move |request| {
                         let response = route(request, period, stopped.clone());
                         async move { Ok::<_, Infallible>(response) }

@@ -348,5 +348,67 @@ pub(crate) fn find_line_break(bytes: &[u8]) -> Option<usize> {
     memchr::memchr2(b'\n', b'\r', bytes)
 }
 
+/// Where a stream of event-stream bytes stands, read from the bytes written
+/// so far: between events (where a new event or a comment frame may be
+/// written), or inside one.
+///
+/// Line ends are CR, LF and CRLF; an event ends at an empty line. A CRLF may
+/// be split across two frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // used by the layers that write frames of their own
+pub(crate) enum Boundary {
+    /// Between events: at the start, or just after an empty line.
+    Between,
+    /// At the start of a line inside an event.
+    LineStart,
+    /// Inside a line.
+    MidLine,
+    /// Just after a CR; an LF next belongs to it. `between` tells whether the
+    /// CR ended an empty line.
+    AfterCr { between: bool },
+}
+
+#[allow(dead_code)] // used by the layers that write frames of their own
+impl Boundary {
+    /// Whether a new event or comment frame may be written now.
+    pub(crate) fn is_between(self) -> bool {
+        matches!(
+            self,
+            Boundary::Between | Boundary::AfterCr { between: true }
+        )
+    }
+
+    /// The state after `bytes` are written.
+    ///
+    /// Only the line ends after the last other byte matter, so this looks
+    /// at the tail of `bytes` alone.
+    pub(crate) fn after(self, bytes: &[u8]) -> Self {
+        let is_break = |b: &u8| *b == b'\n' || *b == b'\r';
+        let (mut state, tail) = match bytes.iter().rposition(|b| !is_break(b)) {
+            Some(last) => (Boundary::MidLine, &bytes[last + 1..]),
+            None => (self, bytes),
+        };
+        for &b in tail {
+            state = state.step(b);
+        }
+        state
+    }
+
+    fn step(self, b: u8) -> Self {
+        use Boundary::*;
+        match (self, b) {
+            // The LF of a CRLF: the CR already ended the line.
+            (AfterCr { between: true }, b'\n') => Between,
+            (AfterCr { between: false }, b'\n') => LineStart,
+            // A line end on an empty line: the event (if any) ends here.
+            (Between | LineStart, b'\n') => Between,
+            (Between | LineStart | AfterCr { .. }, b'\r') => AfterCr { between: true },
+            (MidLine, b'\n') => LineStart,
+            (MidLine, b'\r') => AfterCr { between: false },
+            _ => MidLine,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

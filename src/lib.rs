@@ -13,7 +13,9 @@
 //! - [`SseHeadersLayer`] (feature `headers`): `Cache-Control`,
 //!   `Content-Length`, and `Connection` for HTTP/1.x only;
 //! - [`NoBufferingLayer`] (feature `no-buffering`): `X-Accel-Buffering: no`
-//!   and `no-transform`, so proxies pass each event at once.
+//!   and `no-transform`, so proxies pass each event at once;
+//! - [`KeepAliveLayer`] (feature `keep-alive`): a comment frame when the
+//!   stream has been idle, never inside an event.
 //!
 //! The foundation every layer stands on:
 //!
@@ -74,6 +76,9 @@ pub mod event;
 #[cfg(feature = "headers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "headers")))]
 pub mod headers;
+#[cfg(feature = "keep-alive")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keep-alive")))]
+pub mod keep_alive;
 mod last_event_id;
 mod media;
 #[cfg(feature = "no-buffering")]
@@ -86,6 +91,8 @@ pub use body::{stop_reconnecting, EventStream, StreamItem, DEFAULT_MAX_FRAME_SIZ
 pub use event::{EncodedEvent, Event, EventError};
 #[cfg(feature = "headers")]
 pub use headers::{SseHeaders, SseHeadersLayer};
+#[cfg(feature = "keep-alive")]
+pub use keep_alive::{KeepAlive, KeepAliveLayer};
 pub use last_event_id::{LastEventId, LAST_EVENT_ID};
 #[cfg(feature = "no-buffering")]
 pub use no_buffering::{NoBuffering, NoBufferingLayer};

@@ -20,7 +20,7 @@ use futures_util::{stream, StreamExt};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::{util::BoxCloneService, ServiceBuilder};
-use tower_sse::{Event, EventStream, NoBufferingLayer, SseHeadersLayer};
+use tower_sse::{Event, EventStream, KeepAliveLayer, NoBufferingLayer, SseHeadersLayer};
 
 const REQUIRE: &str = "TOWER_SSE_REQUIRE_NGINX";
 
@@ -220,4 +220,69 @@ async fn without_no_buffering_nginx_holds_events_back() {
         "the first event arrived after {:?}: nginx did not buffer",
         delays[0]
     );
+}
+
+/// A handler that sends one event, stays quiet for `quiet`, then sends a
+/// second event and ends.
+fn quiet_handler(quiet: Duration) -> Handler {
+    BoxCloneService::new(tower::service_fn(move |_request| {
+        let events = stream::iter(0..2)
+            .then(move |n| async move {
+                if n == 1 {
+                    tokio::time::sleep(quiet).await;
+                }
+                Event::new().id(n.to_string()).unwrap().data("x")
+            })
+            .boxed();
+        std::future::ready(Ok(EventStream::new(events).into_response()))
+    }))
+}
+
+/// The ids a client got through nginx with `proxy_read_timeout 2s` from a
+/// stream quiet for 5 s, and whether the connection was cut.
+async fn through_short_read_timeout(keep_alive: Option<Duration>) -> Option<(Vec<String>, bool)> {
+    let binary = find_nginx();
+    if !common::tool_available("nginx", binary.as_deref(), REQUIRE) {
+        return None;
+    }
+    let handler = quiet_handler(Duration::from_secs(5));
+    let base = ServiceBuilder::new()
+        .layer(SseHeadersLayer::new())
+        .layer(NoBufferingLayer::new());
+    let server = match keep_alive {
+        Some(interval) => {
+            let layer = KeepAliveLayer::new().interval(interval).unwrap();
+            common::serve_service(base.layer(layer).service(handler)).await
+        }
+        None => common::serve_service(base.service(handler)).await,
+    };
+    let nginx = start_nginx(&binary.unwrap(), server.addr, "proxy_read_timeout 2s;");
+    let response = common::get(nginx.addr, "/events").await;
+    assert_eq!(response.status(), 200);
+    let (events, cut) =
+        tokio::time::timeout(Duration::from_secs(15), common::events_until_end(response))
+            .await
+            .expect("the stream ended within 15 s");
+    drop(nginx);
+    Some((events.into_iter().map(|event| event.id).collect(), cut))
+}
+
+#[tokio::test]
+async fn without_keep_alive_nginx_cuts_a_stream_quiet_for_5_s() {
+    let Some((ids, cut)) = through_short_read_timeout(None).await else {
+        return;
+    };
+    eprintln!("without keep-alive: ids {ids:?}, cut: {cut}");
+    assert_eq!(ids, ["0"], "the second event never arrived");
+    assert!(cut, "nginx cut the connection");
+}
+
+#[tokio::test]
+async fn with_a_1_s_keep_alive_a_stream_quiet_for_5_s_survives_nginx() {
+    let Some((ids, cut)) = through_short_read_timeout(Some(Duration::from_secs(1))).await else {
+        return;
+    };
+    eprintln!("with keep-alive: ids {ids:?}, cut: {cut}");
+    assert_eq!(ids, ["0", "1"], "both events arrived");
+    assert!(!cut, "the stream ended normally");
 }

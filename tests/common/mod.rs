@@ -131,3 +131,28 @@ pub fn tool_available(tool: &str, path: Option<&std::path::Path>, require_var: &
     eprintln!("SKIPPED: {tool} is not installed; set {require_var}=1 to make this a failure");
     false
 }
+
+/// The events a real parser reads until the body ends or breaks, and whether
+/// it broke (the connection was cut before the body's end).
+pub async fn events_until_end(
+    response: Response<Incoming>,
+) -> (Vec<eventsource_stream::Event>, bool) {
+    let mut stream = BodyDataStream::new(response.into_body()).eventsource();
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => events.push(event),
+            Err(_) => return (events, true),
+        }
+    }
+    (events, false)
+}
+
+/// The events a real parser reads from bytes.
+pub async fn parse_bytes(bytes: Vec<u8>) -> Vec<eventsource_stream::Event> {
+    futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from(bytes))])
+        .eventsource()
+        .map(|event| event.expect("the bytes parse as an event stream"))
+        .collect()
+        .await
+}

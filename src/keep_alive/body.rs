@@ -1,0 +1,183 @@
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::layer::Config;
+use crate::event::Boundary;
+
+/// The response body of [`KeepAlive`](super::KeepAlive): the inner body,
+/// with comment frames when an event stream stays idle.
+#[pin_project]
+pub struct KeepAliveBody<B> {
+    #[pin]
+    kind: Kind<B>,
+}
+
+#[pin_project(project = KindProj)]
+enum Kind<B> {
+    /// Not an event stream: the inner body as it is.
+    Passthrough {
+        #[pin]
+        inner: B,
+    },
+    Active {
+        #[pin]
+        inner: B,
+        /// Fires at or before `deadline`; moved on to `deadline` only when
+        /// it fires early, so that a busy stream never touches the timer.
+        #[pin]
+        sleep: Sleep,
+        /// When a comment is due: the last write plus the interval.
+        deadline: Instant,
+        /// Data was written since `deadline` was set. The clock is read when
+        /// the inner body next has nothing, not on every frame: a burst of
+        /// frames costs one clock read.
+        written: bool,
+        config: Config,
+        boundary: Boundary,
+        /// A first comment is still to be written (`immediate`).
+        first: bool,
+    },
+}
+
+impl<B> KeepAliveBody<B> {
+    pub(super) fn passthrough(inner: B) -> Self {
+        Self {
+            kind: Kind::Passthrough { inner },
+        }
+    }
+
+    pub(super) fn active(inner: B, config: Config) -> Self {
+        let deadline = Instant::now() + config.interval;
+        Self {
+            kind: Kind::Active {
+                inner,
+                sleep: tokio::time::sleep_until(deadline),
+                deadline,
+                written: false,
+                boundary: Boundary::Between,
+                first: config.immediate,
+                config,
+            },
+        }
+    }
+}
+
+impl<B> Body for KeepAliveBody<B>
+where
+    B: Body,
+    B::Data: From<Bytes> + AsRef<[u8]>,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let (inner, mut sleep, deadline, written, config, boundary, first) =
+            match self.project().kind.project() {
+                KindProj::Passthrough { inner } => return inner.poll_frame(cx),
+                KindProj::Active {
+                    inner,
+                    sleep,
+                    deadline,
+                    written,
+                    config,
+                    boundary,
+                    first,
+                } => (inner, sleep, deadline, written, config, boundary, first),
+            };
+
+        if *first {
+            *first = false;
+            if !inner.is_end_stream() {
+                *deadline = Instant::now() + config.interval;
+                return Poll::Ready(Some(Ok(Frame::data(config.comment.clone().into()))));
+            }
+        }
+
+        match inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let bytes = data.as_ref();
+                    if !bytes.is_empty() {
+                        *boundary = boundary.after(bytes);
+                        *written = true;
+                    }
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(other) => return Poll::Ready(other),
+            Poll::Pending => {}
+        }
+        if *written {
+            *written = false;
+            *deadline = Instant::now() + config.interval;
+        }
+
+        // The inner body has nothing now: is a comment due?
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            if now < *deadline {
+                // Written since the timer was set: wait for the rest.
+                sleep.as_mut().reset(*deadline);
+                continue;
+            }
+            *deadline = now + config.interval;
+            sleep.as_mut().reset(*deadline);
+            if boundary.is_between() {
+                return Poll::Ready(Some(Ok(Frame::data(config.comment.clone().into()))));
+            }
+            // Inside an event: no comment; wait another interval.
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Passthrough { inner } | Kind::Active { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Passthrough { inner } => inner.size_hint(),
+            Kind::Active { inner, .. } => {
+                if inner.is_end_stream() {
+                    return SizeHint::with_exact(0);
+                }
+                // Comments may add bytes: keep the lower bound only.
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.size_hint().lower());
+                hint
+            }
+        }
+    }
+}
+
+impl<B> fmt::Debug for KeepAliveBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut f = f.debug_struct("KeepAliveBody");
+        match &self.kind {
+            Kind::Passthrough { .. } => f.field("active", &false),
+            Kind::Active {
+                deadline, boundary, ..
+            } => f
+                .field("active", &true)
+                .field("deadline", deadline)
+                .field("boundary", boundary),
+        }
+        .finish_non_exhaustive()
+    }
+}
