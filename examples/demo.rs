@@ -1,12 +1,15 @@
 //! The tower-sse demo: a hyper server that streams a `tick` event every
-//! second at `GET /events`, with the SSE headers, anti-buffering and
+//! second at `GET /events`, with the close, SSE headers, anti-buffering and
 //! keep-alive layers.
 //!
 //! Run it with `cargo run --example demo` (or `-- --addr 127.0.0.1:8080`),
 //! then open http://127.0.0.1:3000/events in a browser, or
 //! `curl -N http://127.0.0.1:3000/events`. Reconnect with a `Last-Event-ID`
 //! header (`curl -N -H 'Last-Event-ID: 41' ...`) and the count resumes after
-//! that id. Ctrl-C or SIGTERM ends every open stream and stops the server.
+//! that id. Ctrl-C or SIGTERM ends every open stream (each gets a final
+//! `retry:` frame) and stops the server. The log shows why each stream
+//! closed: `client_gone` when you close the tab or curl, `shutdown` on
+//! Ctrl-C.
 //!
 //! Behind nginx, the stream needs no extra nginx configuration: the
 //! response carries `X-Accel-Buffering: no` (from `NoBufferingLayer`), which
@@ -26,10 +29,11 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_sse::{
-    Event, EventStream, KeepAliveLayer, LastEventId, NoBufferingLayer, SseHeadersLayer,
+    CloseLayer, Event, EventStream, KeepAliveLayer, LastEventId, NoBufferingLayer, Shutdown,
+    SseHeadersLayer,
 };
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
@@ -82,22 +86,33 @@ pub async fn serve(
     period: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let (stop_streams, stopped) = watch::channel(false);
+    let end_streams = Shutdown::new();
+    let close = CloseLayer::new().shutdown(&end_streams).on_close(|info| {
+        println!(
+            "{} {} closed: {} after {:.1?}, {} frames, {} bytes",
+            info.method,
+            info.uri.path(),
+            info.reason,
+            info.duration,
+            info.frames,
+            info.bytes
+        );
+    });
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((socket, _)) = accepted else { continue };
-                let stopped = stopped.clone();
                 let service = ServiceBuilder::new()
+                    .layer(close.clone())
                     .layer(SseHeadersLayer::new())
                     .layer(NoBufferingLayer::new())
                     // A comment after 15 s of silence keeps proxies from
                     // cutting the stream.
                     .layer(KeepAliveLayer::new())
                     .service_fn(move |request| {
-                        let response = route(request, period, stopped.clone());
+                        let response = route(request, period);
                         async move { Ok::<_, Infallible>(response) }
                     });
                 let service = hyper_util::service::TowerToHyperService::new(service);
@@ -114,22 +129,18 @@ pub async fn serve(
     }
     // Open event streams never end by themselves: end them, or the graceful
     // shutdown below would wait forever.
-    let _ = stop_streams.send(true);
+    end_streams.trigger();
     graceful.shutdown().await;
     Ok(())
 }
 
-fn route(
-    request: Request<Incoming>,
-    period: Duration,
-    stopped: watch::Receiver<bool>,
-) -> Response<DemoBody> {
+fn route(request: Request<Incoming>, period: Duration) -> Response<DemoBody> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/events") => {
             let after = LastEventId::from_request(&request)
                 .and_then(|id| id.as_str().parse::<u64>().ok())
                 .unwrap_or(0);
-            let response = EventStream::new(ticks(after + 1, period, stopped)).into_response();
+            let response = EventStream::new(ticks(after + 1, period)).into_response();
             response.map(|body| body.boxed_unsync())
         }
         (&Method::GET, "/") => text(
@@ -143,24 +154,19 @@ fn route(
     }
 }
 
-/// One `tick` event per `period`, numbered from `first`, until `stopped`.
-fn ticks(
-    first: u64,
-    period: Duration,
-    stopped: watch::Receiver<bool>,
-) -> impl futures_util::Stream<Item = Event> {
-    stream::unfold((first, stopped), move |(n, mut stopped)| async move {
-        tokio::select! {
-            () = tokio::time::sleep(period) => {}
-            _ = stopped.wait_for(|stopped| *stopped) => return None,
-        }
+/// One `tick` event per `period`, numbered from `first`. The stream lives in
+/// the response body: when the stream ends (client gone, shutdown), the body
+/// and this stream are dropped, and ticking stops.
+fn ticks(first: u64, period: Duration) -> impl futures_util::Stream<Item = Event> {
+    stream::unfold(first, move |n| async move {
+        tokio::time::sleep(period).await;
         let event = Event::new()
             .event("tick")
             .ok()?
             .id(n.to_string())
             .ok()?
             .data(format!("tick {n}"));
-        Some((event, (n + 1, stopped)))
+        Some((event, n + 1))
     })
 }
 

@@ -15,7 +15,11 @@
 //! - [`NoBufferingLayer`] (feature `no-buffering`): `X-Accel-Buffering: no`
 //!   and `no-transform`, so proxies pass each event at once;
 //! - [`KeepAliveLayer`] (feature `keep-alive`): a comment frame when the
-//!   stream has been idle, never inside an event.
+//!   stream has been idle, never inside an event;
+//! - [`CloseLayer`] (feature `close`): a [`CloseHandle`] in each request
+//!   that tells the handler when and why its stream ended, and a
+//!   [`Shutdown`] trigger that ends open streams so graceful shutdown
+//!   completes.
 //!
 //! The foundation every layer stands on:
 //!
@@ -72,6 +76,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+#[cfg(feature = "close")]
+#[cfg_attr(docsrs, doc(cfg(feature = "close")))]
+pub mod close;
 pub mod event;
 #[cfg(feature = "headers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "headers")))]
@@ -88,6 +95,8 @@ pub mod no_buffering;
 mod test_util;
 
 pub use body::{stop_reconnecting, EventStream, StreamItem, DEFAULT_MAX_FRAME_SIZE};
+#[cfg(feature = "close")]
+pub use close::{Close, CloseHandle, CloseLayer, CloseReason, Shutdown};
 pub use event::{EncodedEvent, Event, EventError};
 #[cfg(feature = "headers")]
 pub use headers::{SseHeaders, SseHeadersLayer};

@@ -1,0 +1,325 @@
+use std::{
+    fmt,
+    future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Uri};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::{pin_project, pinned_drop};
+use tokio::{sync::futures::OwnedNotified, time::Sleep};
+
+use super::{
+    layer::{CloseInfo, Config},
+    random_between, CloseHandle, CloseReason,
+};
+use crate::event::{Boundary, Event};
+
+/// The response body of [`Close`](super::Close): the inner body, watched to
+/// learn why it ends, and ended cleanly on shutdown or expiry.
+#[pin_project(PinnedDrop)]
+pub struct CloseBody<B> {
+    #[pin]
+    inner: B,
+    tracker: Tracker,
+    /// For event streams: the triggers that end them early.
+    #[pin]
+    watch: Option<Watch>,
+}
+
+#[pin_project(project = WatchProj)]
+struct Watch {
+    #[pin]
+    shutdown: Option<OwnedNotified>,
+    /// The shutdown notification was enabled (registered before the flag
+    /// was checked, so that no trigger is missed).
+    enabled: bool,
+    #[pin]
+    expiry: Option<Sleep>,
+    boundary: Boundary,
+    /// Shutdown or expiry is under way: the final frame goes out at the next
+    /// event boundary.
+    ending: Option<CloseReason>,
+}
+
+/// Records why a response's body ended, once.
+pub(super) struct Tracker {
+    handle: CloseHandle,
+    config: Arc<Config>,
+    origin: Option<(Method, Uri)>,
+    /// An event stream: counted as open until it ends, and reported to
+    /// `on_close`.
+    stream: bool,
+    start: Instant,
+    frames: u64,
+    bytes: u64,
+    closed: bool,
+    /// The inner body said it has ended (`is_end_stream`), so a drop
+    /// without a last poll completes the stream. Atomic because
+    /// `is_end_stream` takes `&self`.
+    inner_ended: AtomicBool,
+}
+
+impl Tracker {
+    pub(super) fn new(
+        handle: CloseHandle,
+        config: Arc<Config>,
+        origin: Option<(Method, Uri)>,
+        stream: bool,
+    ) -> Self {
+        if stream {
+            config.stats.open_streams.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "tracing")]
+            if let Some((method, uri)) = &origin {
+                tracing::debug!(%method, path = uri.path(), "event stream opened");
+            }
+        }
+        Self {
+            handle,
+            config,
+            origin,
+            stream,
+            start: Instant::now(),
+            frames: 0,
+            bytes: 0,
+            closed: false,
+            inner_ended: AtomicBool::new(false),
+        }
+    }
+
+    fn wrote(&mut self, len: usize) {
+        if len > 0 {
+            self.frames += 1;
+            self.bytes += len as u64;
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if !self.handle.close(reason) || !self.stream {
+            return;
+        }
+        self.config
+            .stats
+            .open_streams
+            .fetch_sub(1, Ordering::Relaxed);
+        let (method, uri) = self.origin.take().unwrap_or_default();
+        let info = CloseInfo {
+            reason,
+            method,
+            uri,
+            duration: self.start.elapsed(),
+            frames: self.frames,
+            bytes: self.bytes,
+        };
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            reason = %info.reason,
+            method = %info.method,
+            path = info.uri.path(),
+            duration_ms = info.duration.as_millis() as u64,
+            frames = info.frames,
+            bytes = info.bytes,
+            "event stream closed"
+        );
+        if let Some(on_close) = &self.config.on_close {
+            // Never let the callback unwind out of here: this may run in
+            // `Drop`, where a second panic aborts the process.
+            let _ = catch_unwind(AssertUnwindSafe(|| on_close(&info)));
+        }
+    }
+}
+
+impl<B> CloseBody<B> {
+    pub(super) fn new(inner: B, tracker: Tracker) -> Self {
+        let watch = tracker.stream.then(|| {
+            let config = &tracker.config;
+            Watch {
+                shutdown: config
+                    .shutdown
+                    .as_ref()
+                    .map(|shutdown| shutdown.notify.clone().notified_owned()),
+                enabled: false,
+                expiry: config
+                    .max_lifetime
+                    .map(|max| tokio::time::sleep(random_between(max.mul_f64(0.8), max))),
+                boundary: Boundary::Between,
+                ending: None,
+            }
+        });
+        Self {
+            inner,
+            tracker,
+            watch,
+        }
+    }
+
+    /// The handle this body reports to.
+    pub fn handle(&self) -> &CloseHandle {
+        &self.tracker.handle
+    }
+}
+
+/// The final frame of a stream ended by shutdown or expiry: the optional
+/// final event, then a `retry:` block with a delay drawn from the range.
+fn final_frame(config: &Config) -> Bytes {
+    let (min, max) = config.reconnect_delay;
+    let retry = Event::new().retry(random_between(min, max)).encode();
+    match &config.final_event {
+        None => retry.into_bytes(),
+        Some(event) => {
+            let mut frame = BytesMut::with_capacity(event.len() + retry.as_bytes().len());
+            frame.extend_from_slice(event);
+            frame.extend_from_slice(retry.as_bytes());
+            frame.freeze()
+        }
+    }
+}
+
+impl<B> Body for CloseBody<B>
+where
+    B: Body,
+    B::Data: From<Bytes> + AsRef<[u8]>,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let tracker = this.tracker;
+        if tracker.closed {
+            return Poll::Ready(None);
+        }
+
+        let mut watch = this.watch.as_pin_mut().map(Watch::project);
+        if let Some(watch) = &mut watch {
+            if watch.ending.is_none() {
+                *watch.ending = triggered(watch, &tracker.config, cx);
+            }
+            if let Some(reason) = *watch.ending {
+                if watch.boundary.is_between() {
+                    let frame = final_frame(&tracker.config);
+                    tracker.wrote(frame.len());
+                    tracker.close(reason);
+                    return Poll::Ready(Some(Ok(Frame::data(frame.into()))));
+                }
+                // Inside an event: let the inner body finish it first.
+            }
+        }
+
+        let mut inner = this.inner;
+        match inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let bytes = data.as_ref();
+                    tracker.wrote(bytes.len());
+                    if let Some(watch) = &mut watch {
+                        *watch.boundary = watch.boundary.after(bytes);
+                    }
+                }
+                if inner.is_end_stream() {
+                    tracker.inner_ended.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                tracker.close(CloseReason::Error);
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                tracker.close(CloseReason::Completed);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if self.tracker.closed {
+            return true;
+        }
+        let ended = self.inner.is_end_stream();
+        if ended {
+            self.tracker.inner_ended.store(true, Ordering::Relaxed);
+        }
+        ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.tracker.closed {
+            return SizeHint::with_exact(0);
+        }
+        if self.watch.is_none() {
+            return self.inner.size_hint();
+        }
+        // A final frame may be added: keep the lower bound only.
+        let mut hint = SizeHint::new();
+        hint.set_lower(self.inner.size_hint().lower());
+        hint
+    }
+}
+
+/// Whether shutdown or expiry now asks the stream to end.
+fn triggered(
+    watch: &mut WatchProj<'_>,
+    config: &Config,
+    cx: &mut Context<'_>,
+) -> Option<CloseReason> {
+    if let Some(mut notified) = watch.shutdown.as_mut().as_pin_mut() {
+        if !*watch.enabled {
+            notified.as_mut().enable();
+            *watch.enabled = true;
+        }
+        let flag = config
+            .shutdown
+            .as_ref()
+            .is_some_and(|shutdown| shutdown.is_triggered());
+        if flag || notified.poll(cx).is_ready() {
+            return Some(CloseReason::Shutdown);
+        }
+    }
+    if let Some(expiry) = watch.expiry.as_mut().as_pin_mut() {
+        if expiry.poll(cx).is_ready() {
+            return Some(CloseReason::Expired);
+        }
+    }
+    None
+}
+
+#[pinned_drop]
+impl<B> PinnedDrop for CloseBody<B> {
+    fn drop(self: Pin<&mut Self>) {
+        let this = self.project();
+        // A body whose inner body says it has ended may be dropped without a
+        // last poll: that is a completed stream, not a vanished client.
+        let reason = if this.tracker.inner_ended.load(Ordering::Relaxed) {
+            CloseReason::Completed
+        } else {
+            CloseReason::ClientGone
+        };
+        this.tracker.close(reason);
+    }
+}
+
+impl<B> fmt::Debug for CloseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloseBody")
+            .field("handle", &self.tracker.handle)
+            .field("event_stream", &self.tracker.stream)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,119 @@
+//! [`CloseLayer`]: tells the handler when and why its event stream ended,
+//! and ends open streams cleanly on shutdown.
+//!
+//! Before calling the inner service, the layer puts a [`CloseHandle`] into
+//! the request extensions. The handler (or the task that feeds its stream)
+//! awaits [`CloseHandle::closed`] to stop producing, and learns why the
+//! stream ended ([`CloseReason`]):
+//!
+//! - `ClientGone`: the body was dropped before its end (the client closed
+//!   the connection, it broke, a write failed, or the response was dropped
+//!   before it was sent);
+//! - `Completed`: the handler's stream ended;
+//! - `Error`: the handler's body returned an error;
+//! - `Shutdown`: a [`Shutdown`] trigger ended it;
+//! - `Expired`: its maximum lifetime ended it.
+//!
+//! [`CloseLayer::on_close`] is called once per event stream with the
+//! reason, the request's method and URI, the stream's duration, and the
+//! frames and bytes it wrote. Node's `req.on('close')` fires the same way
+//! whichever side closed; this tells them apart.
+//!
+//! # Graceful shutdown
+//!
+//! An event stream never ends by itself, so a server's graceful shutdown
+//! waits for it forever. Give the layer a [`Shutdown`] and trigger it from the
+//! server's shutdown signal: every open event stream writes one final frame
+//! at its next event boundary (by default a `retry:` with a delay drawn at
+//! random between 1 and 5 seconds, so a thousand clients do not reconnect in
+//! the same millisecond; [`CloseLayer::final_event`] adds an event before
+//! it) and ends, and graceful shutdown completes. With
+//! [`CloseLayer::max_lifetime`], each stream also ends the same way after a
+//! lifetime drawn between 80 % and 100 % of the maximum.
+//!
+//! A stream whose handler stops in the middle of an event (never the case
+//! with [`EventStream`](crate::EventStream), whose frames hold whole events)
+//! waits for that event's end before its final frame.
+//!
+//! Responses that are not event streams keep their body as it is; their
+//! handle resolves `Completed` when the body ends (or `ClientGone` when it
+//! is dropped before).
+//!
+//! # Example
+//!
+//! ```
+//! use std::{convert::Infallible, time::Duration};
+//!
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use tokio::sync::mpsc;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_sse::{CloseHandle, CloseLayer, CloseReason, Event, EventStream, Shutdown};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let shutdown = Shutdown::new();
+//! let (reasons, mut seen) = mpsc::unbounded_channel();
+//! let service = ServiceBuilder::new()
+//!     .layer(CloseLayer::new().shutdown(&shutdown))
+//!     .service(service_fn(move |request: Request<()>| {
+//!         let handle = request.extensions().get::<CloseHandle>().unwrap().clone();
+//!         let reasons = reasons.clone();
+//!         // The producer stops when the stream ends, and learns why.
+//!         tokio::spawn(async move {
+//!             let _ = reasons.send(handle.closed().await);
+//!         });
+//!         let ticks = futures_util::stream::repeat_with(|| Event::new().data("tick"));
+//!         async move { Ok::<_, Infallible>(EventStream::new(ticks).into_response()) }
+//!     }));
+//!
+//! let body = service.oneshot(Request::new(())).await.unwrap().into_body();
+//! let mut body = std::pin::pin!(body);
+//! assert!(body.frame().await.is_some());
+//!
+//! shutdown.trigger();
+//! let mut last = Vec::new();
+//! while let Some(frame) = body.frame().await {
+//!     last = frame.unwrap().into_data().unwrap().to_vec();
+//! }
+//! assert!(last.starts_with(b"retry: "));
+//! assert_eq!(seen.recv().await, Some(CloseReason::Shutdown));
+//! # }
+//! ```
+
+mod body;
+mod future;
+mod handle;
+mod layer;
+mod service;
+mod shutdown;
+
+pub use body::CloseBody;
+pub use future::ResponseFuture;
+pub use handle::{CloseHandle, CloseReason};
+pub use layer::{CloseError, CloseInfo, CloseLayer, CloseStats, DEFAULT_RECONNECT_DELAY};
+pub use service::Close;
+pub use shutdown::Shutdown;
+
+use std::{
+    collections::hash_map::RandomState,
+    hash::{BuildHasher, Hasher},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+/// A duration drawn at random between `min` and `max` (inclusive of `min`).
+///
+/// Spreading reconnects needs no cryptographic randomness: std's randomly
+/// keyed hasher over a counter is enough, and adds no dependency.
+fn random_between(min: Duration, max: Duration) -> Duration {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    // 53 random bits as a fraction in [0, 1).
+    let fraction = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    min + (max - min).mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod tests;

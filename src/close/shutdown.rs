@@ -1,0 +1,53 @@
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use tokio::sync::Notify;
+
+/// A trigger that ends every open event stream of the
+/// [`CloseLayer`](super::CloseLayer)s it was given to.
+///
+/// Trigger it from the server's own shutdown signal, before or as graceful
+/// shutdown starts: each open event stream writes its final frame at its
+/// next event boundary and ends with [`CloseReason::Shutdown`], so that the
+/// connections can close and graceful shutdown completes instead of waiting
+/// forever. Streams that start after the trigger end at once the same way.
+///
+/// Clones share one trigger.
+///
+/// [`CloseReason::Shutdown`]: super::CloseReason::Shutdown
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    pub(super) triggered: Arc<AtomicBool>,
+    pub(super) notify: Arc<Notify>,
+}
+
+impl Shutdown {
+    /// A trigger that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ends every open event stream, and every one that starts from now on.
+    pub fn trigger(&self) {
+        self.triggered.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether [`trigger`](Shutdown::trigger) was called.
+    pub fn is_triggered(&self) -> bool {
+        self.triggered.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .finish()
+    }
+}

@@ -1,0 +1,394 @@
+use std::{
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::mpsc;
+use tower::{service_fn, ServiceExt};
+use tower_layer::Layer;
+
+use super::*;
+use crate::Event;
+
+/// A body fed by the test, frame by frame.
+struct TestBody {
+    rx: mpsc::UnboundedReceiver<Result<Frame<Bytes>, io::Error>>,
+}
+
+impl Body for TestBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+type Tx = mpsc::UnboundedSender<Result<Frame<Bytes>, io::Error>>;
+type Tested = Pin<Box<CloseBody<TestBody>>>;
+
+/// What `on_close` saw, in order.
+type Seen = Arc<Mutex<Vec<CloseInfo>>>;
+
+fn recording(layer: CloseLayer) -> (CloseLayer, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let layer = layer.on_close(move |info| record.lock().unwrap().push(info.clone()));
+    (layer, seen)
+}
+
+/// An event stream through `layer`, over a body the test feeds; returns the
+/// handle the handler got.
+async fn stream_body(layer: &CloseLayer) -> (Tx, Tested, CloseHandle) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut rx = Some(rx);
+    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
+    let service = layer.layer(service_fn(move |request: Request<()>| {
+        let handle = request.extensions().get::<CloseHandle>().cloned();
+        handle_tx
+            .send(handle.expect("the handle is in the extensions"))
+            .unwrap();
+        let response = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(TestBody {
+                rx: rx.take().unwrap(),
+            })
+            .unwrap();
+        async move { Ok::<_, io::Error>(response) }
+    }));
+    let request = Request::post("/events?room=1").body(()).unwrap();
+    let body = service.oneshot(request).await.unwrap().into_body();
+    (tx, Box::pin(body), handle_rx.recv().await.unwrap())
+}
+
+fn send(tx: &Tx, bytes: &'static [u8]) {
+    tx.send(Ok(Frame::data(Bytes::from_static(bytes)))).unwrap();
+}
+
+fn poll(body: &mut Tested) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    let waker = futures_util::task::noop_waker();
+    body.as_mut().poll_frame(&mut Context::from_waker(&waker))
+}
+
+fn ready_data(body: &mut Tested) -> Bytes {
+    match poll(body) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().expect("a data frame"),
+        other => panic!("expected a data frame now, got {other:?}"),
+    }
+}
+
+fn reasons(seen: &Seen) -> Vec<CloseReason> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|info| info.reason)
+        .collect()
+}
+
+/// The delay of a `retry:` block at the end of `frame`.
+fn retry_of(frame: &[u8]) -> Duration {
+    let text = std::str::from_utf8(frame).unwrap();
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("retry: "))
+        .expect("a retry line");
+    assert!(text.ends_with("\n\n"));
+    Duration::from_millis(line.parse().unwrap())
+}
+
+#[tokio::test]
+async fn dropping_the_body_before_its_end_is_client_gone() {
+    let (layer, seen) = recording(CloseLayer::new());
+    let (tx, mut body, handle) = stream_body(&layer).await;
+    send(&tx, b"data: a\n\n");
+    ready_data(&mut body);
+    assert_eq!(layer.stats().open_streams, 1);
+    assert!(!handle.is_closed());
+    drop(body);
+    assert_eq!(handle.closed().await, CloseReason::ClientGone);
+    assert_eq!(reasons(&seen), [CloseReason::ClientGone]);
+    assert_eq!(layer.stats().open_streams, 0);
+}
+
+#[tokio::test]
+async fn reading_to_the_end_is_completed_and_reported_once() {
+    let (layer, seen) = recording(CloseLayer::new());
+    let (tx, mut body, handle) = stream_body(&layer).await;
+    send(&tx, b"data: a\n\n");
+    send(&tx, b"data: bc\n\n");
+    drop(tx);
+    assert_eq!(&ready_data(&mut body)[..], b"data: a\n\n");
+    assert_eq!(&ready_data(&mut body)[..], b"data: bc\n\n");
+    assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    assert_eq!(handle.reason(), Some(CloseReason::Completed));
+    drop(body);
+    assert_eq!(reasons(&seen), [CloseReason::Completed]);
+
+    let info = seen.lock().unwrap()[0].clone();
+    assert_eq!(info.method, http::Method::POST);
+    assert_eq!(info.uri.path(), "/events");
+    assert_eq!((info.frames, info.bytes), (2, 9 + 10));
+}
+
+#[tokio::test]
+async fn an_inner_error_is_error() {
+    let (layer, seen) = recording(CloseLayer::new());
+    let (tx, mut body, handle) = stream_body(&layer).await;
+    tx.send(Err(io::Error::other("boom"))).unwrap();
+    assert!(matches!(poll(&mut body), Poll::Ready(Some(Err(_)))));
+    drop(body);
+    assert_eq!(handle.reason(), Some(CloseReason::Error));
+    assert_eq!(reasons(&seen), [CloseReason::Error]);
+}
+
+#[tokio::test]
+async fn shutdown_writes_a_jittered_retry_at_the_boundary_and_ends() {
+    let shutdown = Shutdown::new();
+    let (min, max) = (Duration::from_millis(100), Duration::from_millis(900));
+    let (layer, seen) = recording(
+        CloseLayer::new()
+            .shutdown(&shutdown)
+            .reconnect_delay(min, max)
+            .unwrap(),
+    );
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        let (tx, mut body, handle) = stream_body(&layer).await;
+        send(&tx, b"data: a\n\n");
+        ready_data(&mut body);
+        assert!(poll(&mut body).is_pending());
+        open.push((tx, body, handle));
+    }
+    assert_eq!(layer.stats().open_streams, 20);
+    shutdown.trigger();
+    let mut delays = Vec::new();
+    for (_tx, mut body, handle) in open {
+        let last = ready_data(&mut body);
+        let delay = retry_of(&last);
+        assert!((min..=max).contains(&delay), "{delay:?}");
+        delays.push(delay);
+        assert!(body.is_end_stream());
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+        assert_eq!(handle.closed().await, CloseReason::Shutdown);
+    }
+    delays.sort();
+    delays.dedup();
+    assert!(delays.len() > 10, "delays are spread: {delays:?}");
+    assert_eq!(reasons(&seen), [CloseReason::Shutdown; 20]);
+    assert_eq!(layer.stats().open_streams, 0);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_end_of_the_current_event() {
+    let shutdown = Shutdown::new();
+    let (layer, _seen) = recording(CloseLayer::new().shutdown(&shutdown));
+    let (tx, mut body, handle) = stream_body(&layer).await;
+    send(&tx, b"data: half");
+    ready_data(&mut body);
+    shutdown.trigger();
+    assert!(poll(&mut body).is_pending(), "no frame inside the event");
+    assert!(!handle.is_closed());
+    send(&tx, b"\n\n");
+    assert_eq!(&ready_data(&mut body)[..], b"\n\n");
+    assert!(ready_data(&mut body).starts_with(b"retry: "));
+    assert_eq!(handle.reason(), Some(CloseReason::Shutdown));
+}
+
+#[tokio::test]
+async fn streams_started_after_the_trigger_end_at_once() {
+    let shutdown = Shutdown::new();
+    shutdown.trigger();
+    let layer = CloseLayer::new()
+        .shutdown(&shutdown)
+        .final_event(Event::new().event("bye").unwrap());
+    let (tx, mut body, handle) = stream_body(&layer).await;
+    send(&tx, b"data: never\n\n");
+    let last = ready_data(&mut body);
+    assert!(
+        last.starts_with(b"event: bye\ndata:\n\nretry: "),
+        "{last:?}"
+    );
+    assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    assert_eq!(handle.reason(), Some(CloseReason::Shutdown));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_lifetime_ends_the_stream_between_80_and_100_percent() {
+    let max = Duration::from_secs(100);
+    let (layer, seen) = recording(CloseLayer::new().max_lifetime(max).unwrap());
+    let (_tx, mut body, handle) = stream_body(&layer).await;
+    let start = tokio::time::Instant::now();
+    assert!(poll(&mut body).is_pending());
+    tokio::time::advance(max * 8 / 10 - Duration::from_millis(1)).await;
+    assert!(poll(&mut body).is_pending(), "not before 80 %");
+    let ended_after = loop {
+        tokio::time::advance(Duration::from_millis(500)).await;
+        if let Poll::Ready(Some(Ok(frame))) = poll(&mut body) {
+            assert!(frame.into_data().unwrap().starts_with(b"retry: "));
+            break tokio::time::Instant::now();
+        }
+    };
+    assert!(
+        ended_after - start <= max + Duration::from_millis(500),
+        "not after 100 %"
+    );
+    assert_eq!(handle.reason(), Some(CloseReason::Expired));
+    assert_eq!(reasons(&seen), [CloseReason::Expired]);
+}
+
+#[tokio::test]
+async fn other_responses_keep_their_body_and_complete() {
+    let layer = CloseLayer::new().shutdown(&{
+        let shutdown = Shutdown::new();
+        shutdown.trigger();
+        shutdown
+    });
+    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
+    let service = layer.layer(service_fn(move |request: Request<()>| {
+        handle_tx
+            .send(request.extensions().get::<CloseHandle>().cloned().unwrap())
+            .unwrap();
+        async { Ok::<_, io::Error>(Response::new(Full::new(Bytes::from_static(b"{}")))) }
+    }));
+    let body = service.oneshot(Request::new(())).await.unwrap().into_body();
+    let handle = handle_rx.recv().await.unwrap();
+    assert_eq!(body.size_hint().exact(), Some(2));
+    // Shutdown does not touch it, and `collect` stops at `is_end_stream`.
+    assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"{}");
+    assert_eq!(handle.reason(), Some(CloseReason::Completed));
+    assert_eq!(layer.stats().open_streams, 0);
+}
+
+#[tokio::test]
+async fn a_body_dropped_after_saying_it_ended_is_completed() {
+    let layer = CloseLayer::new();
+    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
+    let service = layer.layer(service_fn(move |request: Request<()>| {
+        handle_tx
+            .send(request.extensions().get::<CloseHandle>().cloned().unwrap())
+            .unwrap();
+        async { Ok::<_, io::Error>(Response::new(Full::new(Bytes::from_static(b"x")))) }
+    }));
+    let mut body = Box::pin(service.oneshot(Request::new(())).await.unwrap().into_body());
+    let waker = futures_util::task::noop_waker();
+    let frame = body.as_mut().poll_frame(&mut Context::from_waker(&waker));
+    assert!(matches!(frame, Poll::Ready(Some(Ok(_)))));
+    // A server sees `is_end_stream` and drops the body without polling on.
+    assert!(body.is_end_stream());
+    drop(body);
+    assert_eq!(
+        handle_rx.recv().await.unwrap().reason(),
+        Some(CloseReason::Completed)
+    );
+}
+
+#[tokio::test]
+async fn a_response_future_dropped_before_the_response_is_client_gone() {
+    let layer = CloseLayer::new();
+    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
+    let service = layer.layer(service_fn(move |request: Request<()>| {
+        handle_tx
+            .send(request.extensions().get::<CloseHandle>().cloned().unwrap())
+            .unwrap();
+        std::future::pending::<Result<Response<Full<Bytes>>, io::Error>>()
+    }));
+    let future = service.oneshot(Request::new(()));
+    let _ = tokio::time::timeout(Duration::from_millis(10), future).await;
+    let handle = handle_rx.recv().await.unwrap();
+    assert_eq!(handle.reason(), Some(CloseReason::ClientGone));
+    drop(handle);
+    assert_eq!(layer.stats().live_handles, 0);
+}
+
+#[tokio::test]
+async fn a_failing_service_is_error() {
+    let layer = CloseLayer::new();
+    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
+    let service = layer.layer(service_fn(move |request: Request<()>| {
+        handle_tx
+            .send(request.extensions().get::<CloseHandle>().cloned().unwrap())
+            .unwrap();
+        async { Err::<Response<Full<Bytes>>, _>(io::Error::other("down")) }
+    }));
+    assert!(service.oneshot(Request::new(())).await.is_err());
+    assert_eq!(
+        handle_rx.recv().await.unwrap().reason(),
+        Some(CloseReason::Error)
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_callback_cannot_escape_from_drop() {
+    let layer = CloseLayer::new().on_close(|_| panic!("callback bug"));
+    let (_tx, body, handle) = stream_body(&layer).await;
+    drop(body); // would abort or unwind here if the panic escaped
+    assert_eq!(handle.reason(), Some(CloseReason::ClientGone));
+    assert_eq!(layer.stats().open_streams, 0);
+}
+
+#[tokio::test]
+async fn every_handle_and_stream_is_released() {
+    let layer = CloseLayer::new();
+    for _ in 0..100 {
+        let (tx, body, handle) = stream_body(&layer).await;
+        drop((tx, body, handle));
+    }
+    assert_eq!(
+        layer.stats(),
+        CloseStats {
+            open_streams: 0,
+            live_handles: 0
+        }
+    );
+}
+
+#[test]
+fn bad_settings_are_refused_with_errors() {
+    assert_eq!(
+        CloseLayer::new().max_lifetime(Duration::ZERO).unwrap_err(),
+        CloseError::ZeroLifetime
+    );
+    assert_eq!(
+        CloseLayer::new()
+            .reconnect_delay(Duration::from_secs(2), Duration::from_secs(1))
+            .unwrap_err(),
+        CloseError::DelayRange
+    );
+    assert!(CloseError::DelayRange.to_string().contains("minimum"));
+}
+
+#[test]
+fn random_delays_stay_in_range_and_spread() {
+    let (min, max) = (Duration::from_millis(10), Duration::from_millis(20));
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        let delay = random_between(min, max);
+        assert!((min..=max).contains(&delay));
+        seen.insert(delay.as_millis());
+    }
+    assert!(seen.len() >= 10, "{seen:?}");
+    assert_eq!(random_between(max, max), max);
+}
+
+#[tokio::test]
+async fn the_handle_is_in_the_extensions_and_readiness_is_forwarded() {
+    crate::test_util::assert_forwards_readiness(CloseLayer::new()).await;
+    let (service, mut handle) = tower_test::mock::pair::<Request<()>, Response<String>>();
+    let service = CloseLayer::new().layer(service);
+    handle.allow(1);
+    let call = tokio::spawn(service.oneshot(Request::new(())));
+    let (request, send) = handle.next_request().await.unwrap();
+    assert!(request.extensions().get::<CloseHandle>().is_some());
+    send.send_response(Response::new(String::new()));
+    call.await.unwrap().unwrap();
+}
