@@ -10,6 +10,8 @@
 //! Layers (each acts on event-stream responses only and leaves every other
 //! response exactly as it was):
 //!
+//! - [`SseCorsLayer`] (feature `cors`): CORS with credentials for exact
+//!   origins; other origins get 403 before any stream opens;
 //! - [`SseHeadersLayer`] (feature `headers`): `Cache-Control`,
 //!   `Content-Length`, and `Connection` for HTTP/1.x only;
 //! - [`NoBufferingLayer`] (feature `no-buffering`): `X-Accel-Buffering: no`
@@ -79,6 +81,9 @@ mod body;
 #[cfg(feature = "close")]
 #[cfg_attr(docsrs, doc(cfg(feature = "close")))]
 pub mod close;
+#[cfg(feature = "cors")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cors")))]
+pub mod cors;
 pub mod event;
 #[cfg(feature = "headers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "headers")))]
@@ -97,6 +102,8 @@ mod test_util;
 pub use body::{stop_reconnecting, EventStream, StreamItem, DEFAULT_MAX_FRAME_SIZE};
 #[cfg(feature = "close")]
 pub use close::{Close, CloseHandle, CloseLayer, CloseReason, Shutdown};
+#[cfg(feature = "cors")]
+pub use cors::{SseCors, SseCorsLayer};
 pub use event::{EncodedEvent, Event, EventError};
 #[cfg(feature = "headers")]
 pub use headers::{SseHeaders, SseHeadersLayer};

@@ -1,0 +1,340 @@
+use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
+
+use http::{HeaderName, HeaderValue};
+use tower_layer::Layer;
+
+use super::SseCors;
+use crate::last_event_id::LAST_EVENT_ID;
+
+type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Which origins may open a stream.
+#[derive(Clone)]
+enum Origins {
+    /// Exact serialized origins (`null` included only when listed).
+    List(Vec<HeaderValue>),
+    Predicate(Predicate),
+    Any,
+}
+
+/// What the layer's services share.
+pub(super) struct Config {
+    origins: Origins,
+    pub(super) credentials: bool,
+    /// `Access-Control-Allow-Headers` for preflights.
+    pub(super) allow_headers: HeaderValue,
+    pub(super) max_age: Option<HeaderValue>,
+}
+
+impl Config {
+    /// Whether a request from `origin` (the `Origin` header) is allowed.
+    pub(super) fn allows(&self, origin: &HeaderValue) -> bool {
+        match &self.origins {
+            Origins::List(list) => list.iter().any(|allowed| allowed == origin),
+            Origins::Predicate(predicate) => origin.to_str().is_ok_and(|origin| predicate(origin)),
+            Origins::Any => true,
+        }
+    }
+}
+
+/// CORS for event streams, with credentials; see the [module docs](super).
+///
+/// Built with [`SseCorsLayer::builder`].
+#[derive(Clone)]
+#[must_use]
+pub struct SseCorsLayer {
+    pub(super) config: Arc<Config>,
+}
+
+impl SseCorsLayer {
+    /// Starts a layer that allows nothing yet; add origins, then
+    /// [`build`](SseCorsBuilder::build).
+    pub fn builder() -> SseCorsBuilder {
+        SseCorsBuilder {
+            origins: Some(Origins::List(Vec::new())),
+            credentials: true,
+            allow_headers: vec![LAST_EVENT_ID.clone()],
+            max_age: None,
+            error: None,
+        }
+    }
+}
+
+impl fmt::Debug for SseCorsLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origins = match &self.config.origins {
+            Origins::List(list) => format!("{list:?}"),
+            Origins::Predicate(_) => "<predicate>".to_owned(),
+            Origins::Any => "*".to_owned(),
+        };
+        f.debug_struct("SseCorsLayer")
+            .field("origins", &origins)
+            .field("credentials", &self.config.credentials)
+            .field("allow_headers", &self.config.allow_headers)
+            .field("max_age", &self.config.max_age)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for SseCorsLayer {
+    type Service = SseCors<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SseCors {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Builds an [`SseCorsLayer`]. Mistakes are reported by
+/// [`build`](SseCorsBuilder::build), never by a panic.
+#[must_use]
+pub struct SseCorsBuilder {
+    origins: Option<Origins>,
+    credentials: bool,
+    allow_headers: Vec<HeaderName>,
+    max_age: Option<Duration>,
+    /// The first mistake, reported by `build`.
+    error: Option<CorsError>,
+}
+
+impl SseCorsBuilder {
+    /// Allows one origin, written as the browser serializes it:
+    /// `scheme://host` or `scheme://host:port`, lowercase, no trailing
+    /// slash, no default port (`https://app.example.com`,
+    /// `http://localhost:5173`). `null` allows the opaque origin of
+    /// sandboxed frames and `file:` pages; it is refused unless listed.
+    pub fn allow_origin(mut self, origin: &str) -> Self {
+        match canonical_origin(origin) {
+            Ok(value) => match &mut self.origins {
+                Some(Origins::List(list)) => list.push(value),
+                _ => self.mistake(CorsError::MixedOrigins),
+            },
+            Err(error) => self.mistake(error),
+        }
+        self
+    }
+
+    /// Allows each of `origins`; see [`allow_origin`](Self::allow_origin).
+    pub fn allow_origins<'a>(mut self, origins: impl IntoIterator<Item = &'a str>) -> Self {
+        for origin in origins {
+            self = self.allow_origin(origin);
+        }
+        self
+    }
+
+    /// Allows the origins for which `predicate` returns `true`. It is given
+    /// the `Origin` header as sent (requests whose `Origin` is not visible
+    /// ASCII are refused before it is called).
+    pub fn allow_origin_fn<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&str) -> bool + Send + Sync + 'static,
+    {
+        match &self.origins {
+            Some(Origins::List(list)) if list.is_empty() => {
+                self.origins = Some(Origins::Predicate(Arc::new(predicate)));
+            }
+            _ => self.mistake(CorsError::MixedOrigins),
+        }
+        self
+    }
+
+    /// Allows every origin, for public streams without cookies. Requires
+    /// [`allow_credentials(false)`](Self::allow_credentials): browsers
+    /// refuse credentials with a wildcard, and echoing any origin with
+    /// credentials would hand every site the user's session.
+    pub fn any_origin(mut self) -> Self {
+        match &self.origins {
+            Some(Origins::List(list)) if list.is_empty() => self.origins = Some(Origins::Any),
+            _ => self.mistake(CorsError::MixedOrigins),
+        }
+        self
+    }
+
+    /// Whether the browser may send cookies with the stream
+    /// (`new EventSource(url, { withCredentials: true })`).
+    ///
+    /// Default: `true`.
+    pub fn allow_credentials(mut self, credentials: bool) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Adds a request header a preflight may ask for, such as
+    /// `Authorization` for `EventSource` polyfills that send headers.
+    /// `Last-Event-ID` is always allowed.
+    pub fn allow_header(mut self, header: HeaderName) -> Self {
+        if !self.allow_headers.contains(&header) {
+            self.allow_headers.push(header);
+        }
+        self
+    }
+
+    /// How long a browser may cache a preflight answer
+    /// (`Access-Control-Max-Age`, whole seconds).
+    ///
+    /// Default: not sent (browsers then cache it for 5 seconds).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// The layer, or the first mistake in its settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`CorsError`] that says what to change.
+    pub fn build(self) -> Result<SseCorsLayer, CorsError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let origins = self.origins.unwrap_or(Origins::List(Vec::new()));
+        match &origins {
+            Origins::List(list) if list.is_empty() => return Err(CorsError::NoOrigins),
+            Origins::Any if self.credentials => return Err(CorsError::AnyOriginWithCredentials),
+            _ => {}
+        }
+        let names: Vec<&str> = self.allow_headers.iter().map(HeaderName::as_str).collect();
+        let allow_headers = HeaderValue::from_str(&names.join(", "))
+            .expect("header names joined by commas are a valid header value");
+        let max_age = self
+            .max_age
+            .map(|max_age| HeaderValue::from(max_age.as_secs()));
+        Ok(SseCorsLayer {
+            config: Arc::new(Config {
+                origins,
+                credentials: self.credentials,
+                allow_headers,
+                max_age,
+            }),
+        })
+    }
+
+    fn mistake(&mut self, error: CorsError) {
+        self.error.get_or_insert(error);
+    }
+}
+
+impl fmt::Debug for SseCorsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseCorsBuilder")
+            .field("credentials", &self.credentials)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The browser's serialization of `origin`, or why it is not one.
+fn canonical_origin(origin: &str) -> Result<HeaderValue, CorsError> {
+    let invalid = |hint: &str| CorsError::InvalidOrigin {
+        origin: origin.to_owned(),
+        hint: hint.to_owned(),
+    };
+    if origin == "null" {
+        return Ok(HeaderValue::from_static("null"));
+    }
+    if origin == "*" {
+        return Err(invalid("use any_origin() for every origin"));
+    }
+    let (scheme, rest) = origin
+        .split_once("://")
+        .ok_or_else(|| invalid("write it as scheme://host or scheme://host:port"))?;
+    if !matches!(scheme, "http" | "https") {
+        return Err(invalid("the scheme must be http or https, in lowercase"));
+    }
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        let trimmed = format!(
+            "{scheme}://{}",
+            rest.split(['/', '?', '#']).next().unwrap_or("")
+        );
+        return Err(invalid(&format!(
+            "an origin has no path, query or trailing slash: write {trimmed}"
+        )));
+    }
+    let (host, port) = if let Some(inside) = rest.strip_prefix('[') {
+        let end = inside
+            .find(']')
+            .ok_or_else(|| invalid("an IPv6 host needs its closing bracket"))?;
+        let (host, after) = rest.split_at(end + 2);
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(invalid("write [address]:port")),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(invalid("the host is missing"));
+    }
+    if let Some(port) = port {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("the port must be digits"));
+        }
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(invalid(&format!(
+            "browsers send the host in lowercase: write {}",
+            origin.to_ascii_lowercase()
+        )));
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'))
+    {
+        return Err(invalid("the host has characters a browser would not send"));
+    }
+    let default_port = if scheme == "https" { "443" } else { "80" };
+    if port == Some(default_port) {
+        return Err(invalid(&format!(
+            "browsers omit the default port: write {scheme}://{host}"
+        )));
+    }
+    HeaderValue::from_str(origin).map_err(|_| invalid("not a valid header value"))
+}
+
+/// A CORS setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorsError {
+    /// No origin was allowed.
+    NoOrigins,
+    /// `any_origin()` with credentials.
+    AnyOriginWithCredentials,
+    /// A list of origins mixed with a predicate or `any_origin()`.
+    MixedOrigins,
+    /// An origin not written as a browser sends it.
+    InvalidOrigin {
+        /// The origin as given.
+        origin: String,
+        /// What to write instead.
+        hint: String,
+    },
+}
+
+impl fmt::Display for CorsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoOrigins => f.write_str(
+                "no origin is allowed: add allow_origin(..), allow_origin_fn(..) or any_origin()",
+            ),
+            Self::AnyOriginWithCredentials => f.write_str(
+                "any_origin() cannot be combined with credentials: list the origins that may \
+                 send cookies with allow_origin(..), or call allow_credentials(false) for a \
+                 public stream",
+            ),
+            Self::MixedOrigins => f.write_str(
+                "use one of: a list of origins, a predicate, or any_origin(); not several",
+            ),
+            Self::InvalidOrigin { origin, hint } => {
+                write!(f, "`{origin}` is not an origin as browsers send it: {hint}")
+            }
+        }
+    }
+}
+
+impl StdError for CorsError {}

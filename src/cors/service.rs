@@ -1,0 +1,315 @@
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+use tower_service::Service;
+
+use super::{config::Config, SseCorsLayer};
+
+/// The service built by [`SseCorsLayer`].
+pub struct SseCors<S> {
+    pub(super) inner: S,
+    pub(super) config: Arc<Config>,
+}
+
+impl<S> SseCors<S> {
+    /// A builder for the layer that builds this service; the same as
+    /// [`SseCorsLayer::builder`].
+    pub fn layer() -> super::SseCorsBuilder {
+        SseCorsLayer::builder()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Takes the inner service back.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for SseCors<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for SseCors<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseCors")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+const FORBIDDEN: &str = "origin not allowed to open this stream\n";
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SseCors<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+    ResBody::Data: From<Bytes>,
+{
+    type Response = Response<CorsBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
+            // Same-origin, curl, server to server: not ours to judge.
+            return ResponseFuture::call(self.inner.call(request), None);
+        };
+        let config = &self.config;
+        if !config.allows(&origin) {
+            return ResponseFuture::answer(StatusCode::FORBIDDEN, forbidden_headers(), FORBIDDEN);
+        }
+        let preflight = request.method() == Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        if preflight {
+            return ResponseFuture::answer(
+                StatusCode::NO_CONTENT,
+                preflight_headers(config, origin),
+                "",
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        if config.credentials {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        ResponseFuture::call(self.inner.call(request), Some(headers))
+    }
+}
+
+fn forbidden_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    headers
+}
+
+fn preflight_headers(config: &Config, origin: HeaderValue) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    if config.credentials {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        config.allow_headers.clone(),
+    );
+    if let Some(max_age) = &config.max_age {
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, max_age.clone());
+    }
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        ),
+    );
+    headers
+}
+
+/// Appends `Origin` to `Vary` unless it is already there.
+fn vary_origin(headers: &mut HeaderMap) {
+    let present = headers.get_all(header::VARY).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|item| {
+            let item = crate::media::trim_spaces(item);
+            item == b"*" || item.eq_ignore_ascii_case(b"origin")
+        })
+    });
+    if !present {
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// The response future of [`SseCors`].
+#[pin_project]
+pub struct ResponseFuture<F> {
+    #[pin]
+    kind: Kind<F>,
+}
+
+#[pin_project(project = KindProj)]
+enum Kind<F> {
+    /// The inner service was called; these headers go on its response.
+    Call {
+        #[pin]
+        future: F,
+        headers: Option<HeaderMap>,
+    },
+    /// The layer answers by itself (preflight, 403).
+    Answer {
+        status: StatusCode,
+        headers: Option<HeaderMap>,
+        body: &'static str,
+    },
+}
+
+impl<F> ResponseFuture<F> {
+    fn call(future: F, headers: Option<HeaderMap>) -> Self {
+        Self {
+            kind: Kind::Call { future, headers },
+        }
+    }
+
+    fn answer(status: StatusCode, headers: HeaderMap, body: &'static str) -> Self {
+        Self {
+            kind: Kind::Answer {
+                status,
+                headers: Some(headers),
+                body,
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<CorsBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Call { future, headers } => {
+                let response = std::task::ready!(future.poll(cx))?;
+                let (mut parts, body) = response.into_parts();
+                if let Some(headers) = headers.take() {
+                    // `extend` replaces any CORS headers the handler set.
+                    parts.headers.extend(headers);
+                    vary_origin(&mut parts.headers);
+                }
+                Poll::Ready(Ok(Response::from_parts(
+                    parts,
+                    CorsBody {
+                        kind: BodyKind::Inner { body },
+                    },
+                )))
+            }
+            KindProj::Answer {
+                status,
+                headers,
+                body,
+            } => {
+                let mut response = Response::new(CorsBody {
+                    kind: BodyKind::Message {
+                        text: (!body.is_empty()).then(|| Bytes::from_static(body.as_bytes())),
+                    },
+                });
+                *response.status_mut() = *status;
+                *response.headers_mut() = headers.take().unwrap_or_default();
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// The response body of [`SseCors`]: the inner service's body, or the
+/// layer's own short answer (403 or preflight).
+#[pin_project]
+pub struct CorsBody<B> {
+    #[pin]
+    kind: BodyKind<B>,
+}
+
+#[pin_project(project = BodyKindProj)]
+enum BodyKind<B> {
+    Inner {
+        #[pin]
+        body: B,
+    },
+    Message {
+        text: Option<Bytes>,
+    },
+}
+
+impl<B> Body for CorsBody<B>
+where
+    B: Body,
+    B::Data: From<Bytes>,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Inner { body } => body.poll_frame(cx),
+            BodyKindProj::Message { text } => {
+                Poll::Ready(text.take().map(|text| Ok(Frame::data(text.into()))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Inner { body } => body.is_end_stream(),
+            BodyKind::Message { text } => text.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Inner { body } => body.size_hint(),
+            BodyKind::Message { text } => {
+                SizeHint::with_exact(text.as_ref().map_or(0, |text| text.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B> fmt::Debug for CorsBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            BodyKind::Inner { .. } => "inner",
+            BodyKind::Message { .. } => "message",
+        };
+        f.debug_struct("CorsBody").field("kind", &kind).finish()
+    }
+}

@@ -1,0 +1,341 @@
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower::{service_fn, ServiceExt};
+use tower_layer::Layer;
+
+use super::*;
+
+const APP: &str = "https://app.example.com";
+const LOCAL: &str = "http://localhost:5173";
+
+fn layer() -> SseCorsLayer {
+    SseCorsLayer::builder()
+        .allow_origins([APP, LOCAL])
+        .build()
+        .unwrap()
+}
+
+/// Calls a handler through `layer`; returns the response and how many times
+/// the handler ran.
+async fn call(layer: &SseCorsLayer, request: Request<()>) -> (Response<CorsBody<String>>, usize) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = layer.layer(service_fn(move |_request: Request<()>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {
+            let response = Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("vary", "Accept-Encoding")
+                .body("data: x\n\n".to_owned())
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let response = service.oneshot(request).await.unwrap();
+    (response, calls.load(Ordering::SeqCst))
+}
+
+fn from(origin: &str) -> Request<()> {
+    Request::get("/events")
+        .header(header::ORIGIN, origin)
+        .body(())
+        .unwrap()
+}
+
+async fn text(response: Response<CorsBody<String>>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn allowed_origin_is_echoed_with_credentials_and_vary_appended() {
+    let (response, calls) = call(&layer(), from(APP)).await;
+    assert_eq!(calls, 1);
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    let vary: Vec<_> = headers.get_all(header::VARY).iter().collect();
+    assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+    assert_eq!(text(response).await, "data: x\n\n");
+}
+
+#[tokio::test]
+async fn forbidden_origin_gets_403_without_calling_the_service() {
+    let (response, calls) = call(&layer(), from("https://evil.example")).await;
+    assert_eq!(calls, 0);
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    assert!(text(response).await.contains("origin not allowed"));
+}
+
+#[tokio::test]
+async fn requests_without_origin_pass_through_untouched() {
+    let request = Request::get("/events").body(()).unwrap();
+    let (response, calls) = call(&layer(), request).await;
+    assert_eq!(calls, 1);
+    assert_eq!(response.headers().len(), 2);
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+}
+
+#[tokio::test]
+async fn spoofed_origins_are_all_refused() {
+    let spoofs = [
+        "https://app.example.com.evil.test",
+        "https://evil-app.example.com",
+        "https://evilapp.example.com",
+        "https://app.example.co",
+        "https://app.example.com:443",
+        "https://app.example.com:8443",
+        "https://app.example.com/",
+        "https://app.example.com/path",
+        "http://app.example.com",
+        "HTTPS://app.example.com",
+        "https://APP.example.com",
+        "https://App.Example.Com",
+        "https://sub.app.example.com",
+        "https://app.example.com.",
+        " https://app.example.com",
+        "https://app.example.com ",
+        "https://app.example.com\t",
+        "https://user@app.example.com",
+        "null",
+        "",
+        "*",
+        "http://localhost:5174",
+        "http://localhost",
+        "https://localhost:5173",
+        "http://127.0.0.1:5173",
+        "http://localhost:5173.evil.test",
+        "http://[::1]:5173",
+        "file://",
+        "app.example.com",
+    ];
+    assert!(spoofs.len() >= 20);
+    for spoof in spoofs {
+        let Ok(value) = http::HeaderValue::from_str(spoof) else {
+            continue;
+        };
+        let request = Request::get("/events")
+            .header(header::ORIGIN, value)
+            .body(())
+            .unwrap();
+        let (response, calls) = call(&layer(), request).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{spoof:?}");
+        assert_eq!(calls, 0, "{spoof:?}");
+    }
+    // Bytes that are not text are refused too.
+    let request = Request::get("/events")
+        .header(
+            header::ORIGIN,
+            http::HeaderValue::from_bytes(b"https://app.example.com\xff").unwrap(),
+        )
+        .body(())
+        .unwrap();
+    assert_eq!(
+        call(&layer(), request).await.0.status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn null_origin_is_allowed_only_when_listed() {
+    let with_null = SseCorsLayer::builder()
+        .allow_origins([APP, "null"])
+        .build()
+        .unwrap();
+    let (response, _) = call(&with_null, from("null")).await;
+    assert_eq!(
+        response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "null"
+    );
+    assert_eq!(
+        call(&layer(), from("null")).await.0.status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+fn preflight(origin: &str) -> Request<()> {
+    Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/events")
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+        .header(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "last-event-id, authorization",
+        )
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_real_preflight_is_answered_without_calling_the_service() {
+    let layer = SseCorsLayer::builder()
+        .allow_origin(APP)
+        .allow_header(header::AUTHORIZATION)
+        .max_age(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (response, calls) = call(&layer, preflight(APP)).await;
+    assert_eq!(calls, 0);
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let headers = response.headers();
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_METHODS], "GET");
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_HEADERS],
+        "last-event-id, authorization"
+    );
+    assert_eq!(headers[header::ACCESS_CONTROL_MAX_AGE], "600");
+    assert!(headers[header::VARY].to_str().unwrap().contains("Origin"));
+    assert_eq!(text(response).await, "");
+
+    let (refused, calls) = call(&layer, preflight("https://evil.example")).await;
+    assert_eq!((refused.status(), calls), (StatusCode::FORBIDDEN, 0));
+}
+
+#[tokio::test]
+async fn other_options_requests_reach_the_service() {
+    // OPTIONS with an Origin but no Access-Control-Request-Method.
+    let request = Request::builder()
+        .method(Method::OPTIONS)
+        .header(header::ORIGIN, APP)
+        .body(())
+        .unwrap();
+    let (response, calls) = call(&layer(), request).await;
+    assert_eq!(calls, 1);
+    assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    // OPTIONS without an Origin.
+    let request = Request::builder()
+        .method(Method::OPTIONS)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+        .body(())
+        .unwrap();
+    assert_eq!(call(&layer(), request).await.1, 1);
+}
+
+#[tokio::test]
+async fn a_predicate_decides_and_credentials_can_be_off() {
+    let layer = SseCorsLayer::builder()
+        .allow_origin_fn(|origin| {
+            origin.ends_with(".trusted.example") && origin.starts_with("https://")
+        })
+        .allow_credentials(false)
+        .build()
+        .unwrap();
+    let (response, _) = call(&layer, from("https://a.trusted.example")).await;
+    assert_eq!(
+        response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://a.trusted.example"
+    );
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+    assert_eq!(
+        call(&layer, from("https://trusted.example.evil"))
+            .await
+            .0
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn any_origin_without_credentials_echoes_the_origin() {
+    let layer = SseCorsLayer::builder()
+        .any_origin()
+        .allow_credentials(false)
+        .build()
+        .unwrap();
+    let (response, _) = call(&layer, from("https://anyone.example")).await;
+    assert_eq!(
+        response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://anyone.example"
+    );
+}
+
+#[test]
+fn any_origin_with_credentials_is_a_build_error() {
+    let error = SseCorsLayer::builder().any_origin().build().unwrap_err();
+    assert_eq!(error, CorsError::AnyOriginWithCredentials);
+    assert!(error.to_string().contains("allow_credentials(false)"));
+}
+
+#[test]
+fn origins_not_written_as_browsers_send_them_are_build_errors() {
+    for (origin, hint) in [
+        ("https://app.example.com/", "write https://app.example.com"),
+        (
+            "https://app.example.com:443",
+            "write https://app.example.com",
+        ),
+        ("http://localhost:80", "write http://localhost"),
+        ("https://App.example.com", "write https://app.example.com"),
+        ("ftp://app.example.com", "http or https"),
+        ("app.example.com", "scheme://host"),
+        ("https://app.example.com:x", "digits"),
+        ("*", "any_origin"),
+    ] {
+        let error = SseCorsLayer::builder()
+            .allow_origin(origin)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&error, CorsError::InvalidOrigin { .. }) && error.to_string().contains(hint),
+            "{origin}: {error}"
+        );
+    }
+    for good in [
+        "https://app.example.com",
+        "http://localhost:5173",
+        "http://[::1]:8080",
+        "http://[::1]",
+        "null",
+    ] {
+        assert!(
+            SseCorsLayer::builder().allow_origin(good).build().is_ok(),
+            "{good}"
+        );
+    }
+}
+
+#[test]
+fn no_origin_and_mixed_origins_are_build_errors() {
+    assert_eq!(
+        SseCorsLayer::builder().build().unwrap_err(),
+        CorsError::NoOrigins
+    );
+    assert_eq!(
+        SseCorsLayer::builder()
+            .allow_origin(APP)
+            .any_origin()
+            .allow_credentials(false)
+            .build()
+            .unwrap_err(),
+        CorsError::MixedOrigins
+    );
+}
+
+#[tokio::test]
+async fn readiness_is_forwarded_and_the_inner_service_called_once() {
+    crate::test_util::assert_forwards_readiness(layer()).await;
+}

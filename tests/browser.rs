@@ -1,0 +1,259 @@
+//! CORS with credentials in a real browser: headless Chromium opens
+//! `new EventSource(url, { withCredentials: true })` from a page on
+//! `http://localhost:P1` to a stream on `http://localhost:P2` (cross-origin,
+//! same site), after a cookie was set for the stream's origin.
+//!
+//! Without Chromium the tests say SKIPPED; with
+//! `TOWER_SSE_REQUIRE_CHROMIUM=1` (set by `.ci/run`) a missing Chromium
+//! fails them.
+
+mod common;
+
+use std::{
+    convert::Infallible,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::{net::TcpListener, sync::mpsc};
+use tower::ServiceBuilder;
+use tower_sse::{Event, EventStream, SseCorsLayer};
+
+const REQUIRE: &str = "TOWER_SSE_REQUIRE_CHROMIUM";
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+fn find_chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .chain([PathBuf::from("/usr/bin/chromium")])
+        .find(|candidate| candidate.is_file())
+}
+
+/// Headless Chromium; killed by its PID and its profile removed on drop.
+struct Chromium {
+    child: Child,
+    profile: PathBuf,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn launch(binary: &PathBuf, url: &str, tag: u16) -> Chromium {
+    let profile =
+        std::env::temp_dir().join(format!("tower-sse-chromium-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    std::fs::create_dir_all(&profile).unwrap();
+    let child = Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    Chromium { child, profile }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed_unsync());
+    *response.status_mut() = status;
+    response
+}
+
+/// What the stream server saw.
+#[derive(Default)]
+struct Seen {
+    /// The `Cookie` header of each stream the handler opened.
+    streams: Vec<Option<String>>,
+}
+
+/// Runs the page and the stream server, with `allowed` as the stream
+/// server's only allowed origin (`None`: the page's own), starts Chromium at
+/// the stream origin's `/login`, and returns what the page reported and
+/// what the stream server saw.
+async fn run(allowed: Option<&str>) -> Option<(serde_json::Value, Vec<Option<String>>)> {
+    let binary = find_chromium();
+    if !common::tool_available("chromium", binary.as_deref(), REQUIRE) {
+        return None;
+    }
+    let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_port = page_listener.local_addr().unwrap().port();
+    let page_origin = format!("http://localhost:{page_port}");
+    drop(page_listener);
+
+    // The stream server: /login sets the cookie and sends the browser to the
+    // page; /events streams three events behind the CORS layer.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let record = seen.clone();
+    let cors = SseCorsLayer::builder()
+        .allow_origin(allowed.unwrap_or(&page_origin))
+        .build()
+        .unwrap();
+    let page_url = format!("{page_origin}/page");
+    let stream_service =
+        ServiceBuilder::new()
+            .layer(cors)
+            .service_fn(move |request: Request<Incoming>| {
+                let record = record.clone();
+                let page_url = page_url.clone();
+                async move {
+                    let response = match request.uri().path() {
+                        "/login" => Response::builder()
+                            .status(StatusCode::FOUND)
+                            .header(header::LOCATION, page_url)
+                            .header(
+                                header::SET_COOKIE,
+                                "session=s3cret; Path=/; SameSite=Lax; HttpOnly",
+                            )
+                            .body(Full::new(Bytes::new()).boxed_unsync())
+                            .unwrap(),
+                        "/events" => {
+                            let cookie = request
+                                .headers()
+                                .get(header::COOKIE)
+                                .and_then(|value| value.to_str().ok())
+                                .map(str::to_owned);
+                            record.lock().unwrap().streams.push(cookie);
+                            let events = stream::iter(["one", "two", "three"].into_iter().zip(1..))
+                                .map(|(text, id)| {
+                                    Event::new().id(id.to_string()).unwrap().data(text)
+                                })
+                                .chain(stream::pending());
+                            EventStream::new(events)
+                                .into_response()
+                                .map(|body| body.boxed_unsync())
+                        }
+                        _ => text(StatusCode::NOT_FOUND, "not found"),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+    let stream_server = common::serve_service(stream_service).await;
+    let stream_port = stream_server.addr.port();
+
+    // The page server: /page opens the stream; /report receives the result.
+    let (reports, mut reported) = mpsc::unbounded_channel::<Bytes>();
+    let page = PAGE.replace("STREAM_PORT", &stream_port.to_string());
+    let page: &'static str = Box::leak(page.into_boxed_str());
+    let page_listener = TcpListener::bind(("127.0.0.1", page_port)).await.unwrap();
+    let page_server = tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = page_listener.accept().await else {
+                continue;
+            };
+            let reports = reports.clone();
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let reports = reports.clone();
+                async move {
+                    let response = match (request.method(), request.uri().path()) {
+                        (&Method::GET, "/page") => {
+                            let mut response = text(StatusCode::OK, page);
+                            response.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                "text/html; charset=utf-8".parse().unwrap(),
+                            );
+                            response
+                        }
+                        (&Method::POST, "/report") => {
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            let _ = reports.send(body);
+                            text(StatusCode::NO_CONTENT, "")
+                        }
+                        _ => text(StatusCode::NOT_FOUND, "not found"),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service),
+            );
+        }
+    });
+
+    let chromium = launch(
+        &binary.unwrap(),
+        &format!("http://localhost:{stream_port}/login"),
+        stream_port,
+    );
+    let report = tokio::time::timeout(Duration::from_secs(30), reported.recv())
+        .await
+        .expect("the page reported within 30 s")
+        .unwrap();
+    drop(chromium);
+    page_server.abort();
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    let streams = std::mem::take(&mut seen.lock().unwrap().streams);
+    Some((report, streams))
+}
+
+const PAGE: &str = r##"<!doctype html>
+<title>tower-sse CORS test</title>
+<script>
+  const url = "http://" + location.hostname + ":STREAM_PORT/events";
+  const source = new EventSource(url, { withCredentials: true });
+  const got = [];
+  const report = (result) =>
+    fetch("/report", { method: "POST", body: JSON.stringify(result) });
+  source.onmessage = (event) => {
+    got.push(event.data + "#" + event.lastEventId);
+    if (got.length === 3) {
+      source.close();
+      report({ ok: true, got });
+    }
+  };
+  source.onerror = () => {
+    source.close();
+    report({ ok: false, got });
+  };
+</script>
+"##;
+
+#[tokio::test]
+async fn an_allowed_page_receives_events_and_the_cookie_reaches_the_stream() {
+    let Some((report, streams)) = run(None).await else {
+        return;
+    };
+    eprintln!("page reported {report}; streams saw cookies {streams:?}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["got"],
+        serde_json::json!(["one#1", "two#2", "three#3"])
+    );
+    assert_eq!(streams, [Some("session=s3cret".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_page_not_allowed_gets_an_error_and_no_stream_is_opened() {
+    let Some((report, streams)) = run(Some("http://localhost:1")).await else {
+        return;
+    };
+    eprintln!("page reported {report}; streams opened: {}", streams.len());
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["got"], serde_json::json!([]));
+    assert!(streams.is_empty(), "the handler never ran");
+}
