@@ -54,7 +54,9 @@ struct Watch {
 pub(super) struct Tracker {
     handle: CloseHandle,
     config: Arc<Config>,
-    origin: Option<(Method, Uri)>,
+    /// Boxed: most layers have no `on_close`, and an inline `Uri` would
+    /// cost every idle stream about a hundred bytes.
+    origin: Option<Box<(Method, Uri)>>,
     /// An event stream: counted as open until it ends, and reported to
     /// `on_close`.
     stream: bool,
@@ -72,13 +74,14 @@ impl Tracker {
     pub(super) fn new(
         handle: CloseHandle,
         config: Arc<Config>,
-        origin: Option<(Method, Uri)>,
+        origin: Option<Box<(Method, Uri)>>,
         stream: bool,
     ) -> Self {
         if stream {
             config.stats.open_streams.fetch_add(1, Ordering::Relaxed);
             #[cfg(feature = "tracing")]
-            if let Some((method, uri)) = &origin {
+            if let Some(origin) = &origin {
+                let (method, uri) = &**origin;
                 tracing::debug!(%method, path = uri.path(), "event stream opened");
             }
         }
@@ -114,7 +117,7 @@ impl Tracker {
             .stats
             .open_streams
             .fetch_sub(1, Ordering::Relaxed);
-        let (method, uri) = self.origin.take().unwrap_or_default();
+        let (method, uri) = self.origin.take().map(|origin| *origin).unwrap_or_default();
         let info = CloseInfo {
             reason,
             method,

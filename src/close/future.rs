@@ -24,7 +24,7 @@ pub struct ResponseFuture<F> {
 struct Pending {
     handle: CloseHandle,
     config: Arc<Config>,
-    origin: Option<(Method, Uri)>,
+    origin: Option<Box<(Method, Uri)>>,
 }
 
 impl<F> ResponseFuture<F> {
@@ -32,7 +32,7 @@ impl<F> ResponseFuture<F> {
         inner: F,
         handle: CloseHandle,
         config: Arc<Config>,
-        origin: Option<(Method, Uri)>,
+        origin: Option<Box<(Method, Uri)>>,
     ) -> Self {
         Self {
             inner,

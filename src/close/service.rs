@@ -79,7 +79,7 @@ where
         let handle = CloseHandle::new(self.config.stats.clone());
         request.extensions_mut().insert(handle.clone());
         let origin = (self.config.on_close.is_some() || cfg!(feature = "tracing"))
-            .then(|| (request.method().clone(), request.uri().clone()));
+            .then(|| Box::new((request.method().clone(), request.uri().clone())));
         ResponseFuture::new(
             self.inner.call(request),
             handle,
