@@ -78,6 +78,34 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+#[cfg(all(
+    feature = "util",
+    feature = "cors",
+    feature = "close",
+    feature = "headers",
+    feature = "no-buffering",
+    feature = "keep-alive"
+))]
+#[cfg_attr(docsrs, doc(cfg(feature = "util")))]
+mod builder;
+#[cfg(all(
+    feature = "cors",
+    feature = "close",
+    feature = "headers",
+    feature = "no-buffering",
+    feature = "keep-alive"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "cors",
+        feature = "close",
+        feature = "headers",
+        feature = "no-buffering",
+        feature = "keep-alive"
+    )))
+)]
+pub mod bundle;
 #[cfg(feature = "close")]
 #[cfg_attr(docsrs, doc(cfg(feature = "close")))]
 pub mod close;
@@ -100,6 +128,23 @@ pub mod no_buffering;
 mod test_util;
 
 pub use body::{stop_reconnecting, EventStream, StreamItem, DEFAULT_MAX_FRAME_SIZE};
+#[cfg(all(
+    feature = "util",
+    feature = "cors",
+    feature = "close",
+    feature = "headers",
+    feature = "no-buffering",
+    feature = "keep-alive"
+))]
+pub use builder::ServiceBuilderExt;
+#[cfg(all(
+    feature = "cors",
+    feature = "close",
+    feature = "headers",
+    feature = "no-buffering",
+    feature = "keep-alive"
+))]
+pub use bundle::{Sse, SseBody, SseLayer};
 #[cfg(feature = "close")]
 pub use close::{Close, CloseHandle, CloseLayer, CloseReason, Shutdown};
 #[cfg(feature = "cors")]

@@ -79,10 +79,21 @@ pub static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buff
 
 /// Tells proxies not to buffer or transform event streams; see the
 /// [module docs](self).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 #[must_use]
 pub struct NoBufferingLayer {
     identity_encoding: bool,
+    /// Off: every response passes through (used by the bundle's switch).
+    enabled: bool,
+}
+
+impl Default for NoBufferingLayer {
+    fn default() -> Self {
+        Self {
+            identity_encoding: false,
+            enabled: true,
+        }
+    }
 }
 
 impl NoBufferingLayer {
@@ -99,6 +110,15 @@ impl NoBufferingLayer {
     pub fn identity_encoding(mut self, on: bool) -> Self {
         self.identity_encoding = on;
         self
+    }
+
+    /// A layer that passes every response through (the bundle's off switch).
+    #[allow(dead_code)] // used by the bundle, behind its own features
+    pub(crate) fn off() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
     }
 }
 
@@ -172,7 +192,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         ResponseFuture {
             inner: self.inner.call(request),
-            identity_encoding: self.layer.identity_encoding,
+            layer: self.layer,
         }
     }
 }
@@ -183,7 +203,7 @@ where
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
-    identity_encoding: bool,
+    layer: NoBufferingLayer,
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
@@ -195,7 +215,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
-        set_headers(response.headers_mut(), *this.identity_encoding);
+        if this.layer.enabled {
+            set_headers(response.headers_mut(), this.layer.identity_encoding);
+        }
         Poll::Ready(Ok(response))
     }
 }

@@ -43,10 +43,18 @@ impl Config {
 #[derive(Clone)]
 #[must_use]
 pub struct SseCorsLayer {
-    pub(super) config: Arc<Config>,
+    /// `None`: off, every request passes through (the bundle's default until
+    /// origins are given).
+    pub(super) config: Option<Arc<Config>>,
 }
 
 impl SseCorsLayer {
+    /// A layer that passes every request through (the bundle's default).
+    #[allow(dead_code)] // used by the bundle, behind its own features
+    pub(crate) fn off() -> Self {
+        Self { config: None }
+    }
+
     /// Starts a layer that allows nothing yet; add origins, then
     /// [`build`](SseCorsBuilder::build).
     pub fn builder() -> SseCorsBuilder {
@@ -62,16 +70,19 @@ impl SseCorsLayer {
 
 impl fmt::Debug for SseCorsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let origins = match &self.config.origins {
+        let Some(config) = &self.config else {
+            return f.write_str("SseCorsLayer(off)");
+        };
+        let origins = match &config.origins {
             Origins::List(list) => format!("{list:?}"),
             Origins::Predicate(_) => "<predicate>".to_owned(),
             Origins::Any => "*".to_owned(),
         };
         f.debug_struct("SseCorsLayer")
             .field("origins", &origins)
-            .field("credentials", &self.config.credentials)
-            .field("allow_headers", &self.config.allow_headers)
-            .field("max_age", &self.config.max_age)
+            .field("credentials", &config.credentials)
+            .field("allow_headers", &config.allow_headers)
+            .field("max_age", &config.max_age)
             .finish()
     }
 }
@@ -202,12 +213,12 @@ impl SseCorsBuilder {
             .max_age
             .map(|max_age| HeaderValue::from(max_age.as_secs()));
         Ok(SseCorsLayer {
-            config: Arc::new(Config {
+            config: Some(Arc::new(Config {
                 origins,
                 credentials: self.credentials,
                 allow_headers,
                 max_age,
-            }),
+            })),
         })
     }
 

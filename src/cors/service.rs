@@ -17,7 +17,7 @@ use super::{config::Config, SseCorsLayer};
 /// The service built by [`SseCorsLayer`].
 pub struct SseCors<S> {
     pub(super) inner: S,
-    pub(super) config: Arc<Config>,
+    pub(super) config: Option<Arc<Config>>,
 }
 
 impl<S> SseCors<S> {
@@ -77,11 +77,12 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
-            // Same-origin, curl, server to server: not ours to judge.
+        let (Some(config), Some(origin)) = (&self.config, request.headers().get(header::ORIGIN))
+        else {
+            // Off, or same-origin, curl, server to server: not ours to judge.
             return ResponseFuture::call(self.inner.call(request), None);
         };
-        let config = &self.config;
+        let origin = origin.clone();
         if !config.allows(&origin) {
             return ResponseFuture::answer(StatusCode::FORBIDDEN, forbidden_headers(), FORBIDDEN);
         }

@@ -41,7 +41,7 @@ where
             .config
             .take()
             .expect("ResponseFuture polled after completion");
-        let stream = is_event_stream(response.headers());
+        let stream = config.enabled && is_event_stream(response.headers());
         Poll::Ready(Ok(response.map(|body| {
             if stream {
                 KeepAliveBody::active(body, config)

@@ -24,6 +24,8 @@ pub(super) struct Config {
     /// The encoded comment frame.
     pub(super) comment: Bytes,
     pub(super) immediate: bool,
+    /// Off: every body passes through (used by the bundle's switch).
+    pub(super) enabled: bool,
 }
 
 impl KeepAliveLayer {
@@ -35,6 +37,7 @@ impl KeepAliveLayer {
                 interval: DEFAULT_INTERVAL,
                 comment: Bytes::from_static(b":\n\n"),
                 immediate: false,
+                enabled: true,
             },
         }
     }
@@ -85,6 +88,16 @@ impl KeepAliveLayer {
     pub fn immediate(mut self, on: bool) -> Self {
         self.config.immediate = on;
         self
+    }
+}
+
+impl KeepAliveLayer {
+    /// A layer that passes every body through (the bundle's off switch).
+    #[allow(dead_code)] // used by the bundle, behind its own features
+    pub(crate) fn off() -> Self {
+        let mut layer = Self::new();
+        layer.config.enabled = false;
+        layer
     }
 }
 

@@ -1,0 +1,95 @@
+//! tower-sse with plain hyper 1 and hyper-util, no framework: a `service_fn`
+//! wrapped with `ServiceBuilder::new().sse()`.
+//!
+//! Run: `cargo run --example hyper` (or `-- 127.0.0.1:8080`), then
+//! `curl -N -i http://127.0.0.1:3002/events`: a `count` event every
+//! second, with the SSE headers. Ctrl-C ends the stream with a final
+//! `retry:` frame and stops the server.
+
+use std::{convert::Infallible, future::Future, pin::pin, time::Duration};
+
+use futures_util::stream;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_sse::{Event, EventStream, ServiceBuilderExt, Shutdown, SseLayer};
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+#[allow(dead_code)] // the example tests include this file and call `serve`
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3002".to_owned());
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on http://{}/events", listener.local_addr()?);
+    serve(listener, Duration::from_secs(1), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    period: Duration,
+) -> Result<Response<Body>, Infallible> {
+    if request.uri().path() != "/events" {
+        let mut response =
+            Response::new(Full::new(Bytes::from_static(b"try /events\n")).boxed_unsync());
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(response);
+    }
+    let counts = stream::unfold(1u64, move |n| async move {
+        tokio::time::sleep(period).await;
+        let event = Event::new()
+            .event("count")
+            .ok()?
+            .id(n.to_string())
+            .ok()?
+            .data(n.to_string());
+        Some((event, n + 1))
+    });
+    Ok(EventStream::new(counts)
+        .into_response()
+        .map(|body| body.boxed_unsync()))
+}
+
+/// Serves until `signal`, then ends open streams and waits for connections.
+pub async fn serve(
+    listener: TcpListener,
+    period: Duration,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let shutdown = Shutdown::new();
+    let service = ServiceBuilder::new()
+        .sse_with(SseLayer::new().shutdown(&shutdown))
+        .service_fn(move |request| handle(request, period));
+    let graceful = GracefulShutdown::new();
+    let mut signal = pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, _) = accepted?;
+                let connection = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service.clone()))
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut signal => break,
+        }
+    }
+    shutdown.trigger();
+    graceful.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The SseLayer bundle: every layer in order, other responses untouched,
+//! `Data = Bytes` kept, and the layered service as `Clone + Send + Sync` as
+//! the inner one.
+
+use std::{convert::Infallible, time::Duration};
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt as _};
+use http::{header, Request, Response, Version};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower_sse::{Event, EventStream, ServiceBuilderExt, SseCorsLayer, SseLayer};
+
+fn assert_clone_send_sync<T: Clone + Send + Sync>(_: &T) {}
+fn assert_bytes_body<B: Body<Data = Bytes>>() {}
+
+/// A body that is not `Clone` (and needs not be).
+struct NotClone(Full<Bytes>);
+
+impl Body for NotClone {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_frame(cx)
+    }
+}
+
+#[test]
+fn layered_service_is_clone_send_sync_with_no_clone_bound_on_the_body() {
+    let service = ServiceBuilder::new()
+        .layer(SseLayer::new())
+        .service(service_fn(|_request: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(NotClone(Full::new(Bytes::new()))))
+        }));
+    assert_clone_send_sync(&service);
+    fn body_of<S: Service<Request<()>, Response = Response<B>>, B: Body<Data = Bytes>>(_: &S) {
+        assert_bytes_body::<B>();
+    }
+    body_of(&service);
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_responses_pass_through_untouched() {
+    let service = ServiceBuilder::new()
+        .sse()
+        .service(service_fn(|_request: Request<()>| async {
+            let response = Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, "11")
+                .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }));
+    let request = Request::builder()
+        .header(header::ORIGIN, "https://elsewhere.example")
+        .body(())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.headers().len(), 2);
+    assert_eq!(response.headers()[header::CONTENT_LENGTH], "11");
+    assert_eq!(response.body().size_hint().exact(), Some(11));
+    // A minute later: still the same bytes, no comment was added.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], b"{\"ok\":true}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn event_streams_get_every_layer() {
+    let layer = SseLayer::new().cors(
+        SseCorsLayer::builder()
+            .allow_origin("https://app.example.com")
+            .build()
+            .unwrap(),
+    );
+    let service = ServiceBuilder::new()
+        .sse_with(layer.clone())
+        .service(service_fn(|_request: Request<()>| async {
+            let events = stream::iter([Event::new().data("hello")]).chain(stream::pending());
+            Ok::<_, Infallible>(EventStream::new(events).into_response())
+        }));
+    let request = Request::builder()
+        .version(Version::HTTP_11)
+        .header(header::ORIGIN, "https://app.example.com")
+        .body(())
+        .unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    let headers = response.headers();
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.com"
+    );
+    assert_eq!(headers[header::CACHE_CONTROL], "no-cache, no-transform");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    assert_eq!(headers[header::CONNECTION], "keep-alive");
+    assert_eq!(layer.stats().open_streams, 1);
+    let mut body = Box::pin(response.into_body());
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"data: hello\n\n");
+    // Fifteen seconds of silence: a comment.
+    let comment = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&comment[..], b":\n\n");
+    drop(body);
+    assert_eq!(layer.stats().open_streams, 0);
+
+    let refused = Request::builder()
+        .header(header::ORIGIN, "https://evil.example")
+        .body(())
+        .unwrap();
+    assert_eq!(service.oneshot(refused).await.unwrap().status(), 403);
+}
