@@ -1,59 +1,70 @@
-//! The tower-sse demo: a hyper server that streams a `tick` event every
-//! second at `GET /events`, with the close, SSE headers, anti-buffering and
-//! keep-alive layers.
+//! The tower-sse demo: a page on one origin streams events from another,
+//! with a cookie, behind every layer.
 //!
-//! Run it with `cargo run --example demo` (or `-- --addr 127.0.0.1:8080`),
-//! then open http://127.0.0.1:3000/events in a browser, or
-//! `curl -N http://127.0.0.1:3000/events`. Reconnect with a `Last-Event-ID`
-//! header (`curl -N -H 'Last-Event-ID: 41' ...`) and the count resumes after
-//! that id. Ctrl-C or SIGTERM ends every open stream (each gets a final
-//! `retry:` frame) and stops the server. The log shows why each stream
-//! closed: `client_gone` when you close the tab or curl, `shutdown` on
-//! Ctrl-C.
+//! Run it with `cargo run --example demo`, then open http://127.0.0.1:3000/
+//! (or http://localhost:3000/). The page serves from `--addr` (default
+//! 127.0.0.1:3000); the stream comes from `--stream-addr` (default: the same
+//! host, the next port), a second origin. Press "log in" to get a cookie on
+//! the stream's origin, then watch the stream carry it across origins
+//! (`EventSource` with `withCredentials`). "Close from the page" closes the
+//! stream from the browser; "Ask the server to end it" makes the server end
+//! the stream and answer the browser's reconnect with 204, which stops it.
+//! The log here says why each stream closed. Ctrl-C or SIGTERM ends every
+//! open stream (each gets a final `retry:` frame) and stops the server.
 //!
-//! Behind nginx, the stream needs no extra nginx configuration: the
-//! response carries `X-Accel-Buffering: no` (from `NoBufferingLayer`), which
-//! turns nginx's proxy buffering off for it alone.
+//! `/events` also answers on the page's own address, for `curl -N -i`.
+//! Behind nginx no extra configuration is needed: every stream carries
+//! `X-Accel-Buffering: no`, which turns nginx's proxy buffering off for it.
 
 use std::{
-    convert::Infallible, future::Future, net::SocketAddr, pin::pin, process::ExitCode,
+    collections::{HashMap, HashSet},
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::pin,
+    process::ExitCode,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
 use bytes::Bytes;
 use futures_util::stream;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::oneshot};
 use tower::ServiceBuilder;
-use tower_sse::{
-    CloseLayer, Event, EventStream, KeepAliveLayer, LastEventId, NoBufferingLayer, Shutdown,
-    SseHeadersLayer,
-};
+use tower_sse::{CloseLayer, Event, EventStream, LastEventId, Shutdown, SseCorsLayer, SseLayer};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+const COOKIE: &str = "demo_session";
 
 type DemoBody = UnsyncBoxBody<Bytes, Infallible>;
 
 #[allow(dead_code)] // the integration test includes this file and calls `serve`
 fn main() -> ExitCode {
-    let addr = match parse_args(std::env::args().skip(1)) {
-        Ok(addr) => addr,
+    let (addr, stream_addr) = match parse_args(std::env::args().skip(1)) {
+        Ok(addrs) => addrs,
         Err(message) => {
-            eprintln!("demo: {message}\nusage: demo [--addr HOST:PORT]");
+            eprintln!("demo: {message}\nusage: demo [--addr HOST:PORT] [--stream-addr HOST:PORT]");
             return ExitCode::from(2);
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async {
-        let listener = TcpListener::bind(addr).await?;
-        println!("listening on http://{}/events", listener.local_addr()?);
-        serve(listener, Duration::from_secs(1), shutdown_signal()).await
+        let page = TcpListener::bind(addr).await?;
+        let stream = TcpListener::bind(stream_addr).await?;
+        println!("page:   http://{}/", page.local_addr()?);
+        println!("stream: http://{}/events", stream.local_addr()?);
+        serve(page, stream, Duration::from_secs(1), shutdown_signal()).await
     });
     match result {
         Ok(()) => {
@@ -61,33 +72,79 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("demo: {addr}: {error}");
+            eprintln!("demo: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
-    let mut addr = DEFAULT_ADDR.to_owned();
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, SocketAddr), String> {
+    let parse = |text: &str| -> Result<SocketAddr, String> {
+        text.parse()
+            .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:3000"))
+    };
+    let mut addr = parse(DEFAULT_ADDR)?;
+    let mut stream_addr = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--addr" => addr = parse(&args.next().ok_or("--addr needs HOST:PORT")?)?,
+            "--stream-addr" => {
+                stream_addr = Some(parse(&args.next().ok_or("--stream-addr needs HOST:PORT")?)?);
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    addr.parse()
-        .map_err(|_| format!("`{addr}` is not an address like 127.0.0.1:3000"))
+    let next_port = addr
+        .port()
+        .checked_add(1)
+        .ok_or("--addr has the last port: give --stream-addr")?;
+    Ok((
+        addr,
+        stream_addr.unwrap_or(SocketAddr::new(addr.ip(), next_port)),
+    ))
 }
 
-/// Serves the demo on `listener` until `shutdown` resolves, then ends every
-/// open stream and waits for the connections to close.
+/// What the routes share.
+struct Demo {
+    page_port: u16,
+    stream_port: u16,
+    period: Duration,
+    next_stream: AtomicU64,
+    /// Streams the server may be asked to end, by id.
+    enders: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// Sessions whose stream the server ended: their reconnect gets 204.
+    finished: Mutex<HashSet<String>>,
+}
+
+/// Serves the page on `page` and the stream on `stream` until `shutdown`
+/// resolves, then ends every open stream and waits for the connections.
 pub async fn serve(
-    listener: TcpListener,
+    page: TcpListener,
+    stream: TcpListener,
     period: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let page_addr = page.local_addr()?;
+    let demo = Arc::new(Demo {
+        page_port: page_addr.port(),
+        stream_port: stream.local_addr()?.port(),
+        period,
+        next_stream: AtomicU64::new(1),
+        enders: Mutex::default(),
+        finished: Mutex::default(),
+    });
+    // The page's origin as given by --addr, and the same with `localhost`:
+    // page and stream must share the host name, or the browser treats the
+    // cookie as a third-party cookie and drops it.
+    let cors = SseCorsLayer::builder()
+        .allow_origins([
+            format!("http://{page_addr}").as_str(),
+            format!("http://localhost:{}", page_addr.port()).as_str(),
+        ])
+        .build()
+        .map_err(std::io::Error::other)?;
     let end_streams = Shutdown::new();
-    let close = CloseLayer::new().shutdown(&end_streams).on_close(|info| {
+    let close = CloseLayer::new().on_close(|info| {
         println!(
             "{} {} closed: {} after {:.1?}, {} frames, {} bytes",
             info.method,
@@ -98,34 +155,36 @@ pub async fn serve(
             info.bytes
         );
     });
+    let layer = SseLayer::new()
+        .cors(cors)
+        .close(close)
+        .shutdown(&end_streams);
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(move |request| {
+            let demo = demo.clone();
+            async move { Ok::<_, Infallible>(route(&demo, request)) }
+        });
+
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((socket, _)) = accepted else { continue };
-                let service = ServiceBuilder::new()
-                    .layer(close.clone())
-                    .layer(SseHeadersLayer::new())
-                    .layer(NoBufferingLayer::new())
-                    // A comment after 15 s of silence keeps proxies from
-                    // cutting the stream.
-                    .layer(KeepAliveLayer::new())
-                    .service_fn(move |request| {
-                        let response = route(request, period);
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                let service = hyper_util::service::TowerToHyperService::new(service);
-                let connection = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(socket), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
+        let accepted = tokio::select! {
+            accepted = page.accept() => accepted,
+            accepted = stream.accept() => accepted,
             () = &mut shutdown => break,
-        }
+        };
+        let Ok((socket, _)) = accepted else { continue };
+        let connection = auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(
+                TokioIo::new(socket),
+                TowerToHyperService::new(service.clone()),
+            )
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
     }
     // Open event streams never end by themselves: end them, or the graceful
     // shutdown below would wait forever.
@@ -134,40 +193,122 @@ pub async fn serve(
     Ok(())
 }
 
-fn route(request: Request<Incoming>, period: Duration) -> Response<DemoBody> {
+fn route(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
     match (request.method(), request.uri().path()) {
-        (&Method::GET, "/events") => {
-            let after = LastEventId::from_request(&request)
-                .and_then(|id| id.as_str().parse::<u64>().ok())
-                .unwrap_or(0);
-            let response = EventStream::new(ticks(after + 1, period)).into_response();
-            response.map(|body| body.boxed_unsync())
-        }
-        (&Method::GET, "/") => text(
-            StatusCode::OK,
-            "tower-sse demo: the event stream is at /events\n",
-        ),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found: the event stream is at /events\n",
-        ),
+        (&Method::GET, "/") => page(demo),
+        (&Method::GET, "/events") => events(demo, &request),
+        (&Method::GET, "/login") => login(demo, &request),
+        (&Method::POST, "/end") => end(demo, &request),
+        _ => text(StatusCode::NOT_FOUND, "not found: try / or /events\n"),
     }
 }
 
-/// One `tick` event per `period`, numbered from `first`. The stream lives in
-/// the response body: when the stream ends (client gone, shutdown), the body
-/// and this stream are dropped, and ticking stops.
-fn ticks(first: u64, period: Duration) -> impl futures_util::Stream<Item = Event> {
-    stream::unfold(first, move |n| async move {
-        tokio::time::sleep(period).await;
-        let event = Event::new()
-            .event("tick")
-            .ok()?
-            .id(n.to_string())
-            .ok()?
-            .data(format!("tick {n}"));
-        Some((event, n + 1))
+fn session_of(request: &Request<Incoming>) -> Option<String> {
+    let cookies = request.headers().get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == COOKIE).then(|| value.to_owned())
     })
+}
+
+/// The stream: a `welcome` event (JSON: the stream's id, the session the
+/// cookie named), then a `tick` every period (JSON), with a plain-text
+/// `note` of two lines every fifth tick. Ends when the server is asked to.
+fn events(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
+    let session = session_of(request);
+    if let Some(session) = &session {
+        if demo.finished.lock().unwrap().remove(session) {
+            // The server ended this session's stream: stop its reconnects.
+            return tower_sse::stop_reconnecting::<Full<Bytes>>().map(|body| body.boxed_unsync());
+        }
+    }
+    let id = demo.next_stream.fetch_add(1, Ordering::Relaxed);
+    let (ender, ended) = oneshot::channel();
+    demo.enders.lock().unwrap().insert(id, ender);
+    let after = LastEventId::from_request(request)
+        .and_then(|last| last.as_str().parse::<u64>().ok())
+        .unwrap_or(0);
+    let welcome = serde_json::json!({
+        "stream": id,
+        "session": session,
+        "resumed_after": after,
+    });
+    let first = Event::new()
+        .event("welcome")
+        .and_then(|event| event.id(after.to_string()))
+        .map(|event| event.data(welcome.to_string()));
+    let period = demo.period;
+    let ticks = stream::unfold((after + 1, ended), move |(n, mut ended)| async move {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = &mut ended => return None,
+        }
+        let tick = serde_json::json!({ "n": n, "stream": id });
+        let event = if n % 5 == 0 {
+            Event::new()
+                .event("note")
+                .ok()?
+                .data(format!("tick {n}\nis a multiple of five"))
+        } else {
+            Event::new().event("tick").ok()?.data(tick.to_string())
+        };
+        Some((event.id(n.to_string()).ok()?, (n + 1, ended)))
+    });
+    let events = futures_util::StreamExt::chain(stream::iter(first.ok()), ticks);
+    EventStream::new(events)
+        .into_response()
+        .map(|body| body.boxed_unsync())
+}
+
+/// Sets the session cookie on this (the stream's) origin, and sends the
+/// browser back to the page on the same host name.
+fn login(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(|host| host.rsplit_once(':').map(|(name, _)| name))
+        .filter(|name| matches!(*name, "localhost" | "127.0.0.1"))
+        .unwrap_or("127.0.0.1");
+    let session = format!("s{}", demo.next_stream.fetch_add(1, Ordering::Relaxed));
+    let mut response = text(StatusCode::FOUND, "");
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("http://{host}:{}/", demo.page_port)) {
+        headers.insert(header::LOCATION, location);
+    }
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "{COOKIE}={session}; Path=/; SameSite=Lax; HttpOnly"
+    )) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Ends stream `?stream=N`; its session's reconnect will get 204.
+fn end(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
+    let id = request
+        .uri()
+        .query()
+        .and_then(|query| query.strip_prefix("stream="))
+        .and_then(|id| id.parse::<u64>().ok());
+    let Some(ender) = id.and_then(|id| demo.enders.lock().unwrap().remove(&id)) else {
+        return text(StatusCode::NOT_FOUND, "no such open stream\n");
+    };
+    if let Some(session) = session_of(request) {
+        demo.finished.lock().unwrap().insert(session);
+    }
+    let _ = ender.send(());
+    text(StatusCode::OK, "ended\n")
+}
+
+fn page(demo: &Demo) -> Response<DemoBody> {
+    let html = PAGE.replace("STREAM_PORT", &demo.stream_port.to_string());
+    let mut response = Response::new(Full::new(Bytes::from(html)).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<DemoBody> {
@@ -175,7 +316,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<DemoBody> {
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
 }
@@ -201,3 +342,99 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+const PAGE: &str = r##"<!doctype html>
+<meta charset="utf-8">
+<title>tower-sse demo</title>
+<style>
+  body { font: 15px/1.4 system-ui, sans-serif; max-width: 50rem; margin: 2rem auto; padding: 0 1rem; }
+  code, td { font-family: ui-monospace, monospace; font-size: 13px; }
+  table { border-collapse: collapse; width: 100%; }
+  td, th { border-bottom: 1px solid #ddd; padding: 2px 6px; text-align: left; vertical-align: top; }
+  #state { font-weight: bold; }
+  button { margin-right: .5rem; }
+</style>
+<h1>tower-sse demo</h1>
+<p>This page comes from <code id="page-origin"></code>; the stream comes from
+<code id="stream-origin"></code>, another origin on the same host name.
+<a id="login">Log in</a> on the stream's origin to get a cookie there, then
+watch it travel with the stream (<code>EventSource</code> with
+<code>withCredentials: true</code>, allowed by <code>SseCorsLayer</code>).</p>
+<p>State: <span id="state">connecting</span> &middot; stream <span id="stream">?</span>
+&middot; session cookie seen by the server: <span id="session">?</span></p>
+<p>
+  <button id="close">Close from the page</button>
+  <button id="end">Ask the server to end it</button>
+  <button id="reopen">Open again</button>
+</p>
+<p id="closed"></p>
+<table>
+  <thead><tr><th>type</th><th>id</th><th>data</th></tr></thead>
+  <tbody id="events"></tbody>
+</table>
+<p><small>Behind nginx: every stream is sent with <code>X-Accel-Buffering: no</code>
+and <code>Cache-Control: no-cache, no-transform</code>, so nginx and other proxies
+pass each event at once, and a comment every 15 s keeps idle streams open.</small></p>
+<script>
+  const streamOrigin = `${location.protocol}//${location.hostname}:STREAM_PORT`;
+  document.getElementById("page-origin").textContent = location.origin;
+  document.getElementById("stream-origin").textContent = streamOrigin;
+  document.getElementById("login").href = `${streamOrigin}/login`;
+  const stateNames = ["connecting", "open", "closed"];
+  const show = (id, text) => { document.getElementById(id).textContent = text; };
+  let source = null;
+  let streamId = null;
+  let endedByServer = false;
+
+  function row(type, id, data) {
+    const tr = document.createElement("tr");
+    for (const cell of [type, id, data]) {
+      const td = document.createElement("td");
+      td.textContent = cell;
+      tr.append(td);
+    }
+    document.getElementById("events").prepend(tr);
+  }
+
+  function open() {
+    endedByServer = false;
+    show("closed", "");
+    source = new EventSource(`${streamOrigin}/events`, { withCredentials: true });
+    source.onopen = () => show("state", "open");
+    for (const type of ["welcome", "tick", "note", "message"]) {
+      source.addEventListener(type, (event) => {
+        row(event.type, event.lastEventId, event.data);
+        if (event.type === "welcome") {
+          const welcome = JSON.parse(event.data);
+          streamId = welcome.stream;
+          show("stream", `#${welcome.stream}`);
+          show("session", welcome.session ?? "none (log in first)");
+        }
+      });
+    }
+    source.onerror = () => {
+      show("state", stateNames[source.readyState]);
+      if (source.readyState === EventSource.CLOSED) {
+        show("closed", endedByServer
+          ? "Closed by the server: it ended the stream and answered the reconnect with 204 No Content, which tells EventSource to stop."
+          : "Closed: the server refused the stream or stopped it.");
+      } else {
+        show("closed", "The stream broke; EventSource is reconnecting (it sends Last-Event-ID).");
+      }
+    };
+  }
+
+  document.getElementById("close").onclick = () => {
+    if (source) source.close();
+    show("state", "closed");
+    show("closed", "Closed from the page: the server logs client_gone.");
+  };
+  document.getElementById("end").onclick = async () => {
+    if (streamId === null) return;
+    endedByServer = true;
+    await fetch(`${streamOrigin}/end?stream=${streamId}`, { method: "POST", credentials: "include" });
+  };
+  document.getElementById("reopen").onclick = () => { if (source) source.close(); open(); };
+  open();
+</script>
+"##;

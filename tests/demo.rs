@@ -6,82 +6,191 @@ mod demo;
 
 mod common;
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use futures_util::StreamExt;
-use http::Request;
+use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-async fn start() -> (
-    std::net::SocketAddr,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+struct Demo {
+    page: SocketAddr,
+    stream: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+async fn start() -> Demo {
+    let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stream_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page = page_listener.local_addr().unwrap();
+    let stream = stream_listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(demo::serve(listener, Duration::from_millis(20), async {
-        let _ = stopped.await;
-    }));
-    (addr, stop, server)
+    let server = tokio::spawn(demo::serve(
+        page_listener,
+        stream_listener,
+        Duration::from_millis(20),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Demo {
+        page,
+        stream,
+        stop,
+        server,
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> http::request::Builder {
+    Request::get(format!("http://{addr}{path}"))
+}
+
+async fn send(request: http::request::Builder) -> http::Response<hyper::body::Incoming> {
+    common::client()
+        .request(request.body(Empty::new()).unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
-async fn demo_streams_numbered_ticks_and_resumes_after_last_event_id() {
-    let (addr, _stop, _server) = start().await;
-
-    let response = common::get(addr, "/events").await;
+async fn the_page_points_at_the_stream_origin() {
+    let demo = start().await;
+    let response = common::get(demo.page, "/").await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    assert_eq!(
-        response.headers()["cache-control"],
-        "no-cache, no-transform"
-    );
-    assert_eq!(response.headers()["x-accel-buffering"], "no");
-    assert_eq!(response.headers()["connection"], "keep-alive");
-    let ticks: Vec<_> = common::parse_events(response).take(3).collect().await;
-    for (event, n) in ticks.iter().zip(1..) {
-        assert_eq!(event.event, "tick");
-        assert_eq!(event.id, n.to_string());
-        assert_eq!(event.data, format!("tick {n}"));
-    }
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let html = std::str::from_utf8(&body).unwrap();
+    assert!(html.contains("new EventSource(`${streamOrigin}/events`, { withCredentials: true })"));
+    assert!(html.contains(&format!("location.hostname}}:{}", demo.stream.port())));
+    // Not an event stream: the layers added nothing.
+    let response = common::get(demo.page, "/nope").await;
+    assert_eq!(response.status(), 404);
+    assert!(!response.headers().contains_key("x-accel-buffering"));
+}
 
-    let request = Request::get(format!("http://{addr}/events"))
-        .header("last-event-id", "41")
+#[tokio::test]
+async fn events_answer_on_both_origins_with_every_layer() {
+    let demo = start().await;
+    for addr in [demo.page, demo.stream] {
+        let response = common::get(addr, "/events").await;
+        assert_eq!(response.status(), 200);
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "text/event-stream");
+        assert_eq!(headers["cache-control"], "no-cache, no-transform");
+        assert_eq!(headers["x-accel-buffering"], "no");
+        assert_eq!(headers["connection"], "keep-alive");
+        let events: Vec<_> = common::parse_events(response).take(3).collect().await;
+        assert_eq!(events[0].event, "welcome");
+        let welcome: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(welcome["session"], serde_json::Value::Null);
+        assert_eq!(events[1].event, "tick");
+        assert_eq!(events[1].id, "1");
+        let tick: serde_json::Value = serde_json::from_str(&events[1].data).unwrap();
+        assert_eq!(tick["n"], 1);
+        assert_eq!(events[2].id, "2");
+    }
+}
+
+#[tokio::test]
+async fn the_page_origin_is_allowed_in_both_spellings_and_others_are_refused() {
+    let demo = start().await;
+    let port = demo.page.port();
+    for origin in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ] {
+        let response = send(get(demo.stream, "/events").header(header::ORIGIN, &origin)).await;
+        assert_eq!(response.status(), 200, "{origin}");
+        assert_eq!(
+            response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            origin.as_str()
+        );
+        assert_eq!(
+            response.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS],
+            "true"
+        );
+    }
+    let response =
+        send(get(demo.stream, "/events").header(header::ORIGIN, "http://localhost:1")).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn login_sets_a_cookie_and_the_server_can_end_the_stream_for_good() {
+    let demo = start().await;
+    let login = send(
+        get(demo.stream, "/login")
+            .header(header::HOST, format!("localhost:{}", demo.stream.port())),
+    )
+    .await;
+    assert_eq!(login.status(), StatusCode::FOUND);
+    assert_eq!(
+        login.headers()[header::LOCATION],
+        format!("http://localhost:{}/", demo.page.port()).as_str()
+    );
+    let cookie = login.headers()[header::SET_COOKIE].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    assert!(session.starts_with("demo_session="));
+
+    let response = send(get(demo.stream, "/events").header(header::COOKIE, &session)).await;
+    let mut events = common::parse_events(response);
+    let welcome = events.next().await.unwrap();
+    let welcome: serde_json::Value = serde_json::from_str(&welcome.data).unwrap();
+    assert_eq!(
+        welcome["session"].as_str(),
+        session.strip_prefix("demo_session=")
+    );
+
+    let stream_id = welcome["stream"].as_u64().unwrap();
+    let request = Request::post(format!("http://{}/end?stream={stream_id}", demo.stream))
+        .header(header::COOKIE, &session)
         .body(Empty::new())
         .unwrap();
-    let response = common::client().request(request).await.unwrap();
-    let first = common::parse_events(response).next().await.unwrap();
-    assert_eq!(first.id, "42");
+    assert_eq!(
+        common::client().request(request).await.unwrap().status(),
+        200
+    );
+    // The stream ends ...
+    tokio::time::timeout(Duration::from_secs(2), events.collect::<Vec<_>>())
+        .await
+        .expect("the server ended the stream");
+    // ... and the browser's reconnect is told to stop.
+    let reconnect = send(
+        get(demo.stream, "/events")
+            .header(header::COOKIE, &session)
+            .header("last-event-id", "3"),
+    )
+    .await;
+    assert_eq!(reconnect.status(), StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
-async fn demo_answers_other_paths_with_404() {
-    let (addr, _stop, _server) = start().await;
-    let response = common::get(addr, "/nope").await;
-    assert_eq!(response.status(), 404);
-    // Not an event stream: the layers added nothing.
-    assert!(!response.headers().contains_key("x-accel-buffering"));
-    assert!(!response.headers().contains_key("cache-control"));
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert!(std::str::from_utf8(&body).unwrap().contains("/events"));
+async fn demo_resumes_after_last_event_id() {
+    let demo = start().await;
+    let response = send(get(demo.page, "/events").header("last-event-id", "41")).await;
+    let events: Vec<_> = common::parse_events(response).take(2).collect().await;
+    assert_eq!(events[1].id, "42");
 }
 
 #[tokio::test]
 async fn demo_shutdown_ends_open_streams_and_returns() {
-    let (addr, stop, server) = start().await;
-    let response = common::get(addr, "/events").await;
-    let mut events = common::parse_events(response);
-    assert!(events.next().await.is_some());
+    let demo = start().await;
+    let response = common::get(demo.page, "/events").await;
+    let mut body = http_body_util::BodyDataStream::new(response.into_body());
+    assert!(body.next().await.is_some());
 
-    stop.send(()).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(1), server)
+    demo.stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(1), demo.server)
         .await
-        .expect("the server stopped within 1 s of the signal while a client was connected");
-    result.unwrap().unwrap();
-    // The client sees its stream end rather than hang, after a final
-    // `retry:` (which the parser reports with no event of its own).
-    let rest = tokio::time::timeout(Duration::from_secs(1), events.collect::<Vec<_>>()).await;
-    assert!(rest.is_ok(), "the client's stream ended");
+        .expect("the server stopped within 1 s of the signal while a client was connected")
+        .unwrap()
+        .unwrap();
+    let mut rest = Vec::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(
+        String::from_utf8_lossy(&rest).contains("retry: "),
+        "the stream ended with its final frame"
+    );
 }
