@@ -9,6 +9,10 @@ mod axum_example;
 #[path = "../examples/hyper.rs"]
 mod hyper_example;
 
+#[allow(dead_code)]
+#[path = "../examples/tonic.rs"]
+mod tonic_example;
+
 mod common;
 
 use std::{net::SocketAddr, time::Duration};
@@ -94,5 +98,61 @@ async fn hyper_example_streams_counts_behind_the_layers() {
 
     let open = common::get(addr, "/events").await;
     stop(stop_tx, server).await;
+    drop(open);
+}
+
+#[tokio::test]
+async fn tonic_example_answers_grpc_untouched_and_streams_on_the_same_port() {
+    use tonic_example::{HelloReply, HelloRequest, SAY_HELLO};
+
+    let (listener, addr) = listener().await;
+    let (stop_tx, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(tonic_example::serve(listener, PERIOD, async {
+        let _ = stopped.await;
+    }));
+
+    // gRPC through the layered server, with tonic's own client.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let reply: tonic::Response<HelloReply> = grpc
+        .unary(
+            tonic::Request::new(HelloRequest {
+                name: "tower-sse".to_owned(),
+            }),
+            http::uri::PathAndQuery::from_static(SAY_HELLO),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap();
+    let metadata = reply.metadata().clone().into_headers();
+    assert_eq!(reply.into_inner().message, "Hello, tower-sse!");
+    assert_eq!(metadata["content-type"], "application/grpc");
+    for added in [
+        "cache-control",
+        "x-accel-buffering",
+        "connection",
+        "access-control-allow-origin",
+    ] {
+        assert!(!metadata.contains_key(added), "{added} on a gRPC response");
+    }
+
+    // The event stream, over HTTP/1.1, on the same port.
+    let response = common::get(addr, "/events").await;
+    assert_sse_headers(&response);
+    let ticks: Vec<_> = common::parse_events(response).take(2).collect().await;
+    assert_eq!(ticks[1].data, "2");
+
+    let open = common::get(addr, "/events").await;
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .expect("tonic stopped within 2 s with a stream open")
+        .unwrap()
+        .unwrap();
     drop(open);
 }
