@@ -34,44 +34,69 @@
 //!
 //! # Example
 //!
-//! A complete hyper server that streams a tick every second at `GET /events`
-//! through the layers:
+//! A complete hyper server with every layer: a stream of ticks at
+//! `GET /events` for pages on `https://app.example.com` (with cookies), that
+//! ends cleanly on Ctrl-C.
 //!
 //! ```no_run
+//! # #[cfg(all(feature = "cors", feature = "close", feature = "headers",
+//! #     feature = "no-buffering", feature = "keep-alive"))]
+//! # mod example {
 //! use std::{convert::Infallible, time::Duration};
 //!
 //! use futures_util::stream;
-//! use hyper::{body::Incoming, server::conn::http1, Request};
-//! use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+//! use hyper::{body::Incoming, Request};
+//! use hyper_util::{
+//!     rt::{TokioExecutor, TokioIo},
+//!     server::{conn::auto, graceful::GracefulShutdown},
+//!     service::TowerToHyperService,
+//! };
 //! use tower::ServiceBuilder;
-//! use tower_sse::{Event, EventStream, NoBufferingLayer, SseHeadersLayer};
+//! use tower_sse::{Event, EventStream, Shutdown, SseCorsLayer, SseLayer};
 //!
 //! #[tokio::main]
-//! async fn main() -> std::io::Result<()> {
-//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     loop {
-//!         let (socket, _) = listener.accept().await?;
-//!         // Outermost first: the headers layer sees the response last, so it
-//!         // can decide on `Cache-Control` after everything inside it; the
-//!         // layers are independent, and any order gives the same headers.
-//!         let service = ServiceBuilder::new()
-//!             .layer(SseHeadersLayer::new())
-//!             .layer(NoBufferingLayer::new())
-//!             .service_fn(|_request: Request<Incoming>| async {
-//!                 let ticks = stream::unfold(0u64, |n| async move {
-//!                     tokio::time::sleep(Duration::from_secs(1)).await;
-//!                     let event = Event::new().id(n.to_string()).ok()?.data("tick");
-//!                     Some((event, n + 1))
-//!                 });
-//!                 Ok::<_, Infallible>(EventStream::new(ticks).into_response())
+//! pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let shutdown = Shutdown::new();
+//!     // One layer, five concerns, outermost first: CORS (a refused origin
+//!     // costs nothing), close (sees every byte written, ends streams on
+//!     // shutdown), headers, no-buffering, keep-alive (next to the handler,
+//!     // so close counts its comments).
+//!     let layer = SseLayer::new()
+//!         .cors(SseCorsLayer::builder().allow_origin("https://app.example.com").build()?)
+//!         .shutdown(&shutdown);
+//!     let service = ServiceBuilder::new()
+//!         .layer(layer)
+//!         .service_fn(|_request: Request<Incoming>| async {
+//!             let ticks = stream::unfold(1u64, |n| async move {
+//!                 tokio::time::sleep(Duration::from_secs(1)).await;
+//!                 let event = Event::new().id(n.to_string()).ok()?.data("tick");
+//!                 Some((event, n + 1))
 //!             });
-//!         tokio::spawn(async move {
-//!             let _ = http1::Builder::new()
-//!                 .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service))
-//!                 .await;
+//!             Ok::<_, Infallible>(EventStream::new(ticks).into_response())
 //!         });
+//!
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     let graceful = GracefulShutdown::new();
+//!     loop {
+//!         tokio::select! {
+//!             accepted = listener.accept() => {
+//!                 let (socket, _) = accepted?;
+//!                 let connection = auto::Builder::new(TokioExecutor::new())
+//!                     .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service.clone()))
+//!                     .into_owned();
+//!                 let connection = graceful.watch(connection);
+//!                 tokio::spawn(connection);
+//!             }
+//!             _ = tokio::signal::ctrl_c() => break,
+//!         }
 //!     }
+//!     // Every open stream writes a final `retry:` and ends, so this returns.
+//!     shutdown.trigger();
+//!     graceful.shutdown().await;
+//!     Ok(())
 //! }
+//! # }
+//! # fn main() {}
 //! ```
 #![deny(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
