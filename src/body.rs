@@ -242,6 +242,18 @@ where
     }
 }
 
+/// The size hint of a body that may add bytes to `inner`'s: its lower
+/// bound, and no upper bound; exactly zero once it has ended.
+#[allow(dead_code)] // used by the layers that write frames of their own
+pub(crate) fn size_hint_adding_bytes(inner: SizeHint, ended: bool) -> SizeHint {
+    if ended {
+        return SizeHint::with_exact(0);
+    }
+    let mut hint = SizeHint::new();
+    hint.set_lower(inner.lower());
+    hint
+}
+
 /// An item an [`EventStream`] can write: [`Event`], [`EncodedEvent`], or a
 /// `Result` of either.
 ///

@@ -102,6 +102,28 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// `get_ref`, `get_mut` and `into_inner` for a service whose inner service
+/// is the field `inner`.
+#[allow(unused_macros)] // used by the layers, each behind its own feature
+macro_rules! inner_service_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Takes the inner service back.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 mod body;
 #[cfg(all(
     feature = "util",

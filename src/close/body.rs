@@ -21,7 +21,10 @@ use super::{
     layer::{CloseInfo, Config},
     random_between, CloseHandle, CloseReason,
 };
-use crate::event::{Boundary, Event};
+use crate::{
+    body::size_hint_adding_bytes,
+    event::{Boundary, Event},
+};
 
 /// The response body of [`Close`](super::Close): the inner body, watched to
 /// learn why it ends, and ended cleanly on shutdown or expiry.
@@ -263,16 +266,11 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.tracker.closed {
-            return SizeHint::with_exact(0);
-        }
-        if self.watch.is_none() {
+        if self.watch.is_none() && !self.tracker.closed {
             return self.inner.size_hint();
         }
-        // A final frame may be added: keep the lower bound only.
-        let mut hint = SizeHint::new();
-        hint.set_lower(self.inner.size_hint().lower());
-        hint
+        // A final frame may be added.
+        size_hint_adding_bytes(self.inner.size_hint(), self.tracker.closed)
     }
 }
 

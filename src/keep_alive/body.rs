@@ -11,7 +11,7 @@ use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::layer::Config;
-use crate::event::Boundary;
+use crate::{body::size_hint_adding_bytes, event::Boundary};
 
 /// The response body of [`KeepAlive`](super::KeepAlive): the inner body,
 /// with comment frames when an event stream stays idle.
@@ -153,14 +153,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Passthrough { inner } => inner.size_hint(),
+            // Comments may add bytes.
             Kind::Active { inner, .. } => {
-                if inner.is_end_stream() {
-                    return SizeHint::with_exact(0);
-                }
-                // Comments may add bytes: keep the lower bound only.
-                let mut hint = SizeHint::new();
-                hint.set_lower(inner.size_hint().lower());
-                hint
+                size_hint_adding_bytes(inner.size_hint(), inner.is_end_stream())
             }
         }
     }
