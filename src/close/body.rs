@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Instant,
 };
 
@@ -45,6 +45,10 @@ struct Watch {
     /// The shutdown notification was enabled (registered before the flag
     /// was checked, so that no trigger is missed).
     enabled: bool,
+    /// The waker the notification was last polled with. Polling it again
+    /// takes the `Notify`'s lock, shared by every stream; with the same
+    /// waker there is no need, so a busy stream never touches the lock.
+    registered: Option<Waker>,
     #[pin]
     expiry: Option<Sleep>,
     boundary: Boundary,
@@ -157,6 +161,7 @@ impl<B> CloseBody<B> {
                     .as_ref()
                     .map(|shutdown| shutdown.notify.clone().notified_owned()),
                 enabled: false,
+                registered: None,
                 expiry: config
                     .max_lifetime
                     .map(|max| tokio::time::sleep(random_between(max.mul_f64(0.8), max))),
@@ -289,8 +294,18 @@ fn triggered(
             .shutdown
             .as_ref()
             .is_some_and(|shutdown| shutdown.is_triggered());
-        if flag || notified.poll(cx).is_ready() {
+        if flag {
             return Some(CloseReason::Shutdown);
+        }
+        let registered = watch
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if !registered {
+            if notified.poll(cx).is_ready() {
+                return Some(CloseReason::Shutdown);
+            }
+            *watch.registered = Some(cx.waker().clone());
         }
     }
     if let Some(expiry) = watch.expiry.as_mut().as_pin_mut() {
