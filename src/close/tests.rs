@@ -392,3 +392,59 @@ async fn the_handle_is_in_the_extensions_and_readiness_is_forwarded() {
     send.send_response(Response::new(String::new()));
     call.await.unwrap().unwrap();
 }
+
+#[cfg(feature = "tracing")]
+mod tracing_logs {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::{
+        field::{Field, Visit},
+        span, Event, Metadata, Subscriber,
+    };
+
+    use super::*;
+
+    /// A subscriber that keeps each event's fields as `name=value` text.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    struct Fields(String);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!("{}={:?} ", field.name(), value));
+        }
+    }
+
+    impl Subscriber for Recorder {
+        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+            *metadata.level() <= tracing::Level::DEBUG
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = Fields(format!("{} ", event.metadata().level()));
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+
+    #[tokio::test]
+    async fn open_and_close_are_logged_at_debug_with_the_reason() {
+        let recorder = Recorder::default();
+        let _guard = tracing::subscriber::set_default(recorder.clone());
+        let (tx, body, _handle) = stream_body(&CloseLayer::new()).await;
+        drop((tx, body));
+        let lines = recorder.0.lock().unwrap().clone();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("DEBUG") && lines[0].contains("event stream opened"));
+        assert!(lines[0].contains("path=\"/events\""), "{lines:?}");
+        assert!(lines[1].contains("event stream closed"));
+        assert!(lines[1].contains("reason=client_gone"), "{lines:?}");
+    }
+}
