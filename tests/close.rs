@@ -330,19 +330,16 @@ async fn axum_with_graceful_shutdown_completes_while_clients_are_connected() {
     }
 }
 
-/// Fails with a clear message when the soft open-file limit is too low for
-/// a test that holds many sockets (client and server ends are both here).
+/// Raises the soft open-file limit to `needed` when the hard limit allows
+/// (a test that holds many sockets has both ends here), and fails with a
+/// clear message when it does not.
 fn assert_open_files_allow(needed: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
-        .lines()
-        .find(|line| line.starts_with("Max open files"))
-        .and_then(|line| line.split_whitespace().nth(3))
-        .and_then(|soft| soft.parse::<u64>().ok());
-    if let Some(soft) = soft {
-        assert!(
-            soft >= needed,
-            "this test needs {needed} open files, the soft limit is {soft}: run `ulimit -n $(ulimit -Hn)` first"
-        );
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) => assert!(
+            limit >= needed,
+            "this test needs {needed} open files and the hard limit allows {limit}: \
+             raise it (ulimit -Hn) to run it"
+        ),
+        Err(error) => panic!("cannot read the open-file limit: {error}"),
     }
 }
