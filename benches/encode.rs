@@ -8,16 +8,16 @@
 use std::{
     convert::Infallible,
     hint::black_box,
-    pin::Pin,
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use axum::response::{sse::Event as AxumEvent, IntoResponse, Sse};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use futures_util::stream;
-use http_body::Body;
 use tower_sse::{Event, EventStream};
+
+mod common;
+use common::{drain, drain_into};
 
 /// Events per iteration of an encoding benchmark.
 const EVENTS: usize = 1_000;
@@ -50,41 +50,6 @@ fn inputs() -> Vec<Input> {
             data: leak(vec![line(63); 16].join("\n")),
         },
     ]
-}
-
-/// Polls `body` to its end and returns how many bytes it wrote.
-fn drain<B>(body: B) -> usize
-where
-    B: Body,
-    B::Data: bytes::Buf,
-    B::Error: std::fmt::Debug,
-{
-    drain_into(body, |_| {})
-}
-
-/// Polls `body` to its end, handing each data frame to `sink`.
-fn drain_into<B>(body: B, mut sink: impl FnMut(&[u8])) -> usize
-where
-    B: Body,
-    B::Data: bytes::Buf,
-    B::Error: std::fmt::Debug,
-{
-    let mut body = std::pin::pin!(body);
-    let waker = futures_util::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    let mut written = 0;
-    loop {
-        match Pin::as_mut(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(Some(frame)) => {
-                if let Ok(data) = frame.unwrap().into_data() {
-                    written += bytes::Buf::remaining(&data);
-                    sink(bytes::Buf::chunk(&data));
-                }
-            }
-            Poll::Ready(None) => return written,
-            Poll::Pending => unreachable!("in-memory streams are always ready"),
-        }
-    }
 }
 
 /// `n` events carrying `data`, each built and encoded by tower-sse, written

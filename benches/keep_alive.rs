@@ -10,7 +10,6 @@ use std::{
     convert::Infallible,
     future::Future,
     hint::black_box,
-    pin::Pin,
     task::{Context, Poll},
     time::Instant,
 };
@@ -22,6 +21,9 @@ use http_body::Body;
 use tower::{Service, ServiceBuilder};
 use tower_sse::{Event, EventStream, KeepAliveLayer, Shutdown, SseLayer};
 
+mod common;
+use common::drain;
+
 const BURST: usize = 10_000;
 const DATA: &str = "0123456789012345678901234567890123456789012345678901234567890123";
 
@@ -32,72 +34,43 @@ fn burst(max_frame_size: usize) -> Burst {
     EventStream::new(stream::iter(events)).max_frame_size(max_frame_size)
 }
 
-/// Polls `body` to its end; returns the bytes written.
-fn drain<B>(body: B) -> usize
+/// `body` behind `layer`, as a server would get it from the layered service.
+fn through<L>(layer: L, body: Burst) -> <L::Service as Service<Request<()>>>::Response
 where
-    B: Body,
-    B::Data: bytes::Buf,
-    B::Error: std::fmt::Debug,
+    L: tower::Layer<tower::util::ServiceFn<Box<dyn FnMut(Request<()>) -> Handled>>>,
+    L::Service: Service<Request<()>>,
+    <L::Service as Service<Request<()>>>::Error: std::fmt::Debug,
 {
-    let mut body = std::pin::pin!(body);
-    let waker = futures_util::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    let mut written = 0;
-    loop {
-        match Pin::as_mut(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(Some(frame)) => {
-                if let Ok(data) = frame.unwrap().into_data() {
-                    written += bytes::Buf::remaining(&data);
-                }
-            }
-            Poll::Ready(None) => return written,
-            Poll::Pending => unreachable!("an in-memory burst is always ready"),
-        }
-    }
-}
-
-/// `body` wrapped by the keep-alive layer, as a server would get it.
-fn with_keep_alive(body: Burst) -> impl Body<Data = bytes::Bytes, Error = Infallible> {
     let mut body = Some(body);
-    let mut service = ServiceBuilder::new()
-        .layer(KeepAliveLayer::new())
-        .service_fn(move |_request: Request<()>| {
-            let response = Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body.take().expect("one call"))
-                .unwrap();
-            std::future::ready(Ok::<_, Infallible>(response))
-        });
+    let handler: Box<dyn FnMut(Request<()>) -> Handled> = Box::new(move |_request| {
+        let response = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body.take().expect("one call"))
+            .unwrap();
+        std::future::ready(Ok(response))
+    });
+    let mut service = ServiceBuilder::new().layer(layer).service_fn(handler);
     let mut future = std::pin::pin!(service.call(Request::new(())));
     let waker = futures_util::task::noop_waker();
     match future.as_mut().poll(&mut Context::from_waker(&waker)) {
-        Poll::Ready(Ok(response)) => response.into_body(),
+        Poll::Ready(Ok(response)) => response,
         _ => unreachable!("the handler is ready at once"),
     }
 }
 
-/// `body` behind the whole `SseLayer` (with a shutdown trigger), as a
-/// server would get it.
+type Handled = std::future::Ready<Result<Response<Burst>, Infallible>>;
+
+/// `body` wrapped by the keep-alive layer.
+fn with_keep_alive(body: Burst) -> impl Body<Data = bytes::Bytes, Error = Infallible> {
+    through(KeepAliveLayer::new(), body).into_body()
+}
+
+/// `body` behind the whole `SseLayer` (with a shutdown trigger).
 fn with_stack(
     body: Burst,
     shutdown: &Shutdown,
 ) -> impl Body<Data = bytes::Bytes, Error = Infallible> {
-    let mut body = Some(body);
-    let mut service = ServiceBuilder::new()
-        .layer(SseLayer::new().shutdown(shutdown))
-        .service_fn(move |_request: Request<()>| {
-            let response = Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body.take().expect("one call"))
-                .unwrap();
-            std::future::ready(Ok::<_, Infallible>(response))
-        });
-    let mut future = std::pin::pin!(service.call(Request::new(())));
-    let waker = futures_util::task::noop_waker();
-    match future.as_mut().poll(&mut Context::from_waker(&waker)) {
-        Poll::Ready(Ok(response)) => response.into_body(),
-        _ => unreachable!("the handler is ready at once"),
-    }
+    through(SseLayer::new().shutdown(shutdown), body).into_body()
 }
 
 fn groups(c: &mut Criterion) {
@@ -133,35 +106,21 @@ fn groups(c: &mut Criterion) {
     }
 }
 
-/// Median over 15 interleaved rounds of whole-stack time / bare time.
-fn stack_ratio(max: usize) -> f64 {
-    let shutdown = Shutdown::new();
+/// Median over 15 interleaved rounds (after 3 to warm up) of the time of
+/// `wrapped` over the time of the bare burst.
+fn ratio<B>(max: usize, mut wrapped: impl FnMut(Burst) -> B) -> f64
+where
+    B: Body,
+    B::Data: bytes::Buf,
+    B::Error: std::fmt::Debug,
+{
     let mut ratios: Vec<f64> = (0..18)
         .map(|_| {
             let body = burst(max);
             let start = Instant::now();
             black_box(drain(body));
             let bare = start.elapsed();
-            let body = with_stack(burst(max), &shutdown);
-            let start = Instant::now();
-            black_box(drain(body));
-            start.elapsed().as_secs_f64() / bare.as_secs_f64()
-        })
-        .skip(3)
-        .collect();
-    ratios.sort_by(|a, b| a.total_cmp(b));
-    ratios[ratios.len() / 2]
-}
-
-/// Median over 15 interleaved rounds of keep-alive time / bare time.
-fn ratio(max: usize) -> f64 {
-    let mut ratios: Vec<f64> = (0..18)
-        .map(|_| {
-            let body = burst(max);
-            let start = Instant::now();
-            black_box(drain(body));
-            let bare = start.elapsed();
-            let body = with_keep_alive(burst(max));
+            let body = wrapped(burst(max));
             let start = Instant::now();
             black_box(drain(body));
             start.elapsed().as_secs_f64() / bare.as_secs_f64()
@@ -191,18 +150,18 @@ fn main() {
     if std::env::args().any(|arg| arg == "--test" || arg == "--list") {
         return;
     }
-    println!("\nratio = keep-alive time / bare time, median of 15 interleaved rounds");
-    println!(
-        "keep-alive-10k-joined            {:.3}x",
-        ratio(tower_sse::DEFAULT_MAX_FRAME_SIZE)
-    );
-    println!("keep-alive-10k-frame-per-event   {:.3}x", ratio(0));
-    println!("\nratio = whole SseLayer time / bare time, median of 15 interleaved rounds");
-    println!(
-        "stack-10k-joined                 {:.3}x",
-        stack_ratio(tower_sse::DEFAULT_MAX_FRAME_SIZE)
-    );
-    println!("stack-10k-frame-per-event        {:.3}x", stack_ratio(0));
+    let joined = tower_sse::DEFAULT_MAX_FRAME_SIZE;
+    let shutdown = Shutdown::new();
+    let stack = |body| with_stack(body, &shutdown);
+    println!("\nratio = wrapped time / bare time, median of 15 interleaved rounds");
+    for (name, ratio) in [
+        ("keep-alive-10k-joined", ratio(joined, with_keep_alive)),
+        ("keep-alive-10k-frame-per-event", ratio(0, with_keep_alive)),
+        ("stack-10k-joined", ratio(joined, stack)),
+        ("stack-10k-frame-per-event", ratio(0, stack)),
+    ] {
+        println!("{name:<32} {ratio:.3}x");
+    }
     let bare = std::mem::size_of::<Burst>();
     let wrapped = std::mem::size_of_val(&with_keep_alive(burst(0)));
     println!(

@@ -106,6 +106,40 @@ fn retry_of(frame: &[u8]) -> Duration {
     Duration::from_millis(line.parse().unwrap())
 }
 
+/// `handler` behind `layer`, and a receiver of the handle each request got.
+fn capturing_handles<F, Fut>(
+    layer: &CloseLayer,
+    handler: F,
+) -> (
+    Close<
+        impl tower::Service<
+            Request<()>,
+            Response = Response<Full<Bytes>>,
+            Error = io::Error,
+            Future = Fut,
+        >,
+    >,
+    mpsc::UnboundedReceiver<CloseHandle>,
+)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, io::Error>>,
+{
+    let (handle_tx, handle_rx) = mpsc::unbounded_channel();
+    let service = layer.layer(service_fn(move |request: Request<()>| {
+        let handle = request.extensions().get::<CloseHandle>().cloned();
+        handle_tx
+            .send(handle.expect("the handle is in the extensions"))
+            .unwrap();
+        handler()
+    }));
+    (service, handle_rx)
+}
+
+fn full(bytes: &'static [u8]) -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::from_static(bytes)))
+}
+
 #[tokio::test]
 async fn dropping_the_body_before_its_end_is_client_gone() {
     let (layer, seen) = recording(CloseLayer::new());
@@ -253,13 +287,7 @@ async fn other_responses_keep_their_body_and_complete() {
         shutdown.trigger();
         shutdown
     });
-    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
-    let service = layer.layer(service_fn(move |request: Request<()>| {
-        handle_tx
-            .send(request.extensions().get::<CloseHandle>().cloned().unwrap())
-            .unwrap();
-        async { Ok::<_, io::Error>(Response::new(Full::new(Bytes::from_static(b"{}")))) }
-    }));
+    let (service, mut handle_rx) = capturing_handles(&layer, || async { Ok(full(b"{}")) });
     let body = service.oneshot(Request::new(())).await.unwrap().into_body();
     let handle = handle_rx.recv().await.unwrap();
     assert_eq!(body.size_hint().exact(), Some(2));
@@ -272,13 +300,7 @@ async fn other_responses_keep_their_body_and_complete() {
 #[tokio::test]
 async fn a_body_dropped_after_saying_it_ended_is_completed() {
     let layer = CloseLayer::new();
-    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
-    let service = layer.layer(service_fn(move |request: Request<()>| {
-        handle_tx
-            .send(request.extensions().get::<CloseHandle>().cloned().unwrap())
-            .unwrap();
-        async { Ok::<_, io::Error>(Response::new(Full::new(Bytes::from_static(b"x")))) }
-    }));
+    let (service, mut handle_rx) = capturing_handles(&layer, || async { Ok(full(b"x")) });
     let mut body = Box::pin(service.oneshot(Request::new(())).await.unwrap().into_body());
     let waker = futures_util::task::noop_waker();
     let frame = body.as_mut().poll_frame(&mut Context::from_waker(&waker));
@@ -295,13 +317,7 @@ async fn a_body_dropped_after_saying_it_ended_is_completed() {
 #[tokio::test]
 async fn a_response_future_dropped_before_the_response_is_client_gone() {
     let layer = CloseLayer::new();
-    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
-    let service = layer.layer(service_fn(move |request: Request<()>| {
-        handle_tx
-            .send(request.extensions().get::<CloseHandle>().cloned().unwrap())
-            .unwrap();
-        std::future::pending::<Result<Response<Full<Bytes>>, io::Error>>()
-    }));
+    let (service, mut handle_rx) = capturing_handles(&layer, std::future::pending);
     let future = service.oneshot(Request::new(()));
     let _ = tokio::time::timeout(Duration::from_millis(10), future).await;
     let handle = handle_rx.recv().await.unwrap();
@@ -313,13 +329,8 @@ async fn a_response_future_dropped_before_the_response_is_client_gone() {
 #[tokio::test]
 async fn a_failing_service_is_error() {
     let layer = CloseLayer::new();
-    let (handle_tx, mut handle_rx) = mpsc::unbounded_channel();
-    let service = layer.layer(service_fn(move |request: Request<()>| {
-        handle_tx
-            .send(request.extensions().get::<CloseHandle>().cloned().unwrap())
-            .unwrap();
-        async { Err::<Response<Full<Bytes>>, _>(io::Error::other("down")) }
-    }));
+    let (service, mut handle_rx) =
+        capturing_handles(&layer, || async { Err(io::Error::other("down")) });
     assert!(service.oneshot(Request::new(())).await.is_err());
     assert_eq!(
         handle_rx.recv().await.unwrap().reason(),
