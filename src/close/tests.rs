@@ -106,21 +106,19 @@ fn retry_of(frame: &[u8]) -> Duration {
     Duration::from_millis(line.parse().unwrap())
 }
 
+/// A layered service and the handles its requests got.
+struct Captured<S> {
+    service: S,
+    handles: mpsc::UnboundedReceiver<CloseHandle>,
+}
+
 /// `handler` behind `layer`, and a receiver of the handle each request got.
 fn capturing_handles<F, Fut>(
     layer: &CloseLayer,
     handler: F,
-) -> (
-    Close<
-        impl tower::Service<
-            Request<()>,
-            Response = Response<Full<Bytes>>,
-            Error = io::Error,
-            Future = Fut,
-        >,
-    >,
-    mpsc::UnboundedReceiver<CloseHandle>,
-)
+) -> Captured<
+    impl tower::Service<Request<()>, Response = Response<CloseBody<Full<Bytes>>>, Error = io::Error>,
+>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, io::Error>>,
@@ -133,7 +131,10 @@ where
             .unwrap();
         handler()
     }));
-    (service, handle_rx)
+    Captured {
+        service,
+        handles: handle_rx,
+    }
 }
 
 fn full(bytes: &'static [u8]) -> Response<Full<Bytes>> {
@@ -287,7 +288,10 @@ async fn other_responses_keep_their_body_and_complete() {
         shutdown.trigger();
         shutdown
     });
-    let (service, mut handle_rx) = capturing_handles(&layer, || async { Ok(full(b"{}")) });
+    let Captured {
+        service,
+        handles: mut handle_rx,
+    } = capturing_handles(&layer, || async { Ok(full(b"{}")) });
     let body = service.oneshot(Request::new(())).await.unwrap().into_body();
     let handle = handle_rx.recv().await.unwrap();
     assert_eq!(body.size_hint().exact(), Some(2));
@@ -300,7 +304,10 @@ async fn other_responses_keep_their_body_and_complete() {
 #[tokio::test]
 async fn a_body_dropped_after_saying_it_ended_is_completed() {
     let layer = CloseLayer::new();
-    let (service, mut handle_rx) = capturing_handles(&layer, || async { Ok(full(b"x")) });
+    let Captured {
+        service,
+        handles: mut handle_rx,
+    } = capturing_handles(&layer, || async { Ok(full(b"x")) });
     let mut body = Box::pin(service.oneshot(Request::new(())).await.unwrap().into_body());
     let waker = futures_util::task::noop_waker();
     let frame = body.as_mut().poll_frame(&mut Context::from_waker(&waker));
@@ -317,7 +324,10 @@ async fn a_body_dropped_after_saying_it_ended_is_completed() {
 #[tokio::test]
 async fn a_response_future_dropped_before_the_response_is_client_gone() {
     let layer = CloseLayer::new();
-    let (service, mut handle_rx) = capturing_handles(&layer, std::future::pending);
+    let Captured {
+        service,
+        handles: mut handle_rx,
+    } = capturing_handles(&layer, std::future::pending);
     let future = service.oneshot(Request::new(()));
     let _ = tokio::time::timeout(Duration::from_millis(10), future).await;
     let handle = handle_rx.recv().await.unwrap();
@@ -329,8 +339,10 @@ async fn a_response_future_dropped_before_the_response_is_client_gone() {
 #[tokio::test]
 async fn a_failing_service_is_error() {
     let layer = CloseLayer::new();
-    let (service, mut handle_rx) =
-        capturing_handles(&layer, || async { Err(io::Error::other("down")) });
+    let Captured {
+        service,
+        handles: mut handle_rx,
+    } = capturing_handles(&layer, || async { Err(io::Error::other("down")) });
     assert!(service.oneshot(Request::new(())).await.is_err());
     assert_eq!(
         handle_rx.recv().await.unwrap().reason(),
