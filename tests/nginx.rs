@@ -48,12 +48,24 @@ fn find_nginx() -> Option<PathBuf> {
 }
 
 /// A port that was free a moment ago.
+///
+/// The tests of this file run in parallel: a port handed to one nginx is
+/// never handed to another, or the second would fail to bind while the
+/// readiness check reached the first.
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Starts nginx proxying to `upstream` with `location_extra` added to its
@@ -107,8 +119,17 @@ http {{
         dir,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(nginx.addr).is_err() {
-        if let Ok(Some(status)) = nginx.child.try_wait() {
+    loop {
+        // Listening, and still ours: a bind failure (another process took
+        // the port in between) makes nginx exit.
+        let exited = nginx.child.try_wait().ok().flatten();
+        if exited.is_none() && TcpStream::connect(nginx.addr).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+            if nginx.child.try_wait().ok().flatten().is_none() {
+                return nginx;
+            }
+        }
+        if let Some(status) = nginx.child.try_wait().ok().flatten() {
             let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
             panic!("nginx exited with {status}:\n{log}");
         }
@@ -118,7 +139,6 @@ http {{
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    nginx
 }
 
 type Sent = Arc<Mutex<Vec<Instant>>>;
