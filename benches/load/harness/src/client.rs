@@ -1,0 +1,248 @@
+//! The load client: HTTP/1.1 connections from hyper's client, events parsed
+//! by the `eventsource-stream` crate (a parser this project did not write),
+//! on loopback only, every wait bounded.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures_util::{stream, StreamExt, TryStreamExt};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::{
+    body::Incoming,
+    client::conn::http1::{self, SendRequest},
+};
+use hyper_util::rt::TokioIo;
+use load_common::{now_ns, PAYLOAD};
+use tokio::{net::TcpStream, time::timeout};
+
+use crate::{measure, servers::Server, Error};
+
+/// At most this many connections are being opened at once (the listen
+/// backlog drops connections beyond a few hundred).
+const OPENING_AT_ONCE: usize = 64;
+/// How long opening one connection, or one request, may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Error> {
+    let socket = TcpStream::connect(addr).await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(socket)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+async fn send(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    method: Method,
+    path: &str,
+) -> Result<Response<Incoming>, Error> {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "127.0.0.1")
+        .body(Empty::new())?;
+    sender.ready().await?;
+    Ok(sender.send_request(request).await?)
+}
+
+/// Opens a connection and a GET of an event stream; returns the body once
+/// the response head has arrived.
+async fn open_stream(addr: SocketAddr, path: &str) -> Result<Incoming, Error> {
+    let opening = async {
+        let mut sender = connect(addr).await?;
+        let response = send(&mut sender, Method::GET, path).await?;
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if response.status() != StatusCode::OK || !content_type.starts_with("text/event-stream") {
+            return Err(format!(
+                "GET {path}: {} with content type {content_type:?}",
+                response.status()
+            )
+            .into());
+        }
+        Ok(response.into_body())
+    };
+    timeout(REQUEST_TIMEOUT, opening)
+        .await
+        .map_err(|_| format!("GET {path}: no response in {REQUEST_TIMEOUT:?}"))?
+}
+
+/// Opens `count` event streams, [`OPENING_AT_ONCE`] at a time.
+async fn open_streams(addr: SocketAddr, path: &str, count: usize) -> Result<Vec<Incoming>, Error> {
+    stream::iter(0..count)
+        .map(|_| open_stream(addr, path))
+        .buffer_unordered(OPENING_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+/// Reads one burst of `n` events and checks that every id arrived, in
+/// order, with its data.
+async fn read_burst(addr: SocketAddr, n: u64) -> Result<(), Error> {
+    let body = open_stream(addr, &format!("/sse/burst?n={n}")).await?;
+    let mut events = body.into_data_stream().eventsource();
+    for expected in 1..=n {
+        let event = match timeout(REQUEST_TIMEOUT, events.next()).await {
+            Ok(Some(Ok(event))) => event,
+            Ok(Some(Err(error))) => {
+                return Err(format!("burst: after {} events: {error}", expected - 1).into())
+            }
+            Ok(None) => {
+                return Err(format!(
+                    "burst: the stream ended after {} of {n} events",
+                    expected - 1
+                )
+                .into())
+            }
+            Err(_) => {
+                return Err(format!("burst: stalled after {} of {n} events", expected - 1).into())
+            }
+        };
+        if event.id.parse::<u64>().ok() != Some(expected) {
+            return Err(format!("burst: event {expected} arrived with id {:?}", event.id).into());
+        }
+        if event.data != PAYLOAD {
+            return Err(
+                format!("burst: event {expected} arrived with data {:?}", event.data).into(),
+            );
+        }
+    }
+    // The stream may stay open (the Node recipe never ends its streams): the
+    // burst is complete with its last id, and the connection is dropped.
+    Ok(())
+}
+
+pub struct Burst {
+    pub cpu_ns_per_event: f64,
+    pub events_per_second: f64,
+}
+
+/// `connections` clients, each reading a burst of `n` events at once.
+pub async fn burst(server: &Server, connections: usize, n: u64) -> Result<Burst, Error> {
+    let cpu_before = measure::cpu_ns(server.pid())?;
+    let started = Instant::now();
+    let readers: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(read_burst(server.addr, n)))
+        .collect();
+    for reader in readers {
+        reader.await??;
+    }
+    let wall = started.elapsed();
+    let cpu = measure::cpu_ns(server.pid())? - cpu_before;
+    let events = (connections as u64 * n) as f64;
+    Ok(Burst {
+        cpu_ns_per_event: cpu as f64 / events,
+        events_per_second: events / wall.as_secs_f64(),
+    })
+}
+
+pub struct FanOut {
+    pub expected: u64,
+    pub delivered: u64,
+    pub latencies_ns: Vec<u64>,
+    pub cpu_ns_per_delivery: f64,
+}
+
+/// Asks the server to publish `count` events; returns its subscriber count.
+async fn publish(sender: &mut SendRequest<Empty<Bytes>>, count: u64) -> Result<u64, Error> {
+    let path = format!("/publish?count={count}");
+    let response = timeout(REQUEST_TIMEOUT, send(sender, Method::POST, &path))
+        .await
+        .map_err(|_| format!("POST {path}: no response in {REQUEST_TIMEOUT:?}"))??;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    if status != StatusCode::OK {
+        return Err(format!("POST {path}: {status}: {text}").into());
+    }
+    text.trim()
+        .parse()
+        .map_err(|_| format!("POST {path}: {text:?} is not a subscriber count").into())
+}
+
+/// Reads live events with ids 1..=k until the last or the deadline; returns
+/// the latency of each (receive time minus the send time it carries).
+async fn read_live(body: Incoming, k: u64, deadline: tokio::time::Instant) -> Vec<u64> {
+    let mut events = body.into_data_stream().eventsource();
+    let mut latencies = Vec::with_capacity(k as usize);
+    while let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, events.next()).await {
+        let received = now_ns();
+        let (Ok(id), Ok(sent)) = (event.id.parse::<u64>(), event.data.parse::<u64>()) else {
+            continue;
+        };
+        if (1..=k).contains(&id) {
+            latencies.push(received.saturating_sub(sent));
+        }
+        if id >= k {
+            break;
+        }
+    }
+    latencies
+}
+
+/// `connections` idle subscribers, then `k` events published at `rate`
+/// per second.
+pub async fn fan_out(
+    server: &Server,
+    connections: usize,
+    k: u64,
+    rate: f64,
+) -> Result<FanOut, Error> {
+    let bodies = open_streams(server.addr, "/sse/live", connections).await?;
+    let mut publisher = connect(server.addr).await?;
+    let subscribers = publish(&mut publisher, 0).await?;
+    if subscribers != connections as u64 {
+        return Err(format!(
+            "the {} server counts {subscribers} subscribers of {connections}",
+            server.kind
+        )
+        .into());
+    }
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let deadline = tokio::time::Instant::now() + period * k as u32 + Duration::from_secs(10);
+    let readers: Vec<_> = bodies
+        .into_iter()
+        .map(|body| tokio::spawn(read_live(body, k, deadline)))
+        .collect();
+    let cpu_before = measure::cpu_ns(server.pid())?;
+    let mut ticks = tokio::time::interval(period);
+    for _ in 0..k {
+        ticks.tick().await;
+        publish(&mut publisher, 1).await?;
+    }
+    let mut latencies_ns = Vec::with_capacity(connections * k as usize);
+    for reader in readers {
+        latencies_ns.extend(reader.await?);
+    }
+    let cpu = measure::cpu_ns(server.pid())? - cpu_before;
+    let delivered = latencies_ns.len() as u64;
+    Ok(FanOut {
+        expected: connections as u64 * k,
+        delivered,
+        cpu_ns_per_delivery: cpu as f64 / delivered.max(1) as f64,
+        latencies_ns,
+    })
+}
+
+/// Server memory per idle subscriber, in bytes: resident memory before and
+/// after opening `connections` streams (after `warm_up` streams, so that
+/// the runtime's first allocations are not counted).
+pub async fn idle(server: &Server, warm_up: usize, connections: usize) -> Result<f64, Error> {
+    let settle = Duration::from_millis(300);
+    let _warm = open_streams(server.addr, "/sse/live", warm_up).await?;
+    tokio::time::sleep(settle).await;
+    let before = measure::rss_bytes(server.pid())?;
+    let _idle = open_streams(server.addr, "/sse/live", connections).await?;
+    tokio::time::sleep(settle).await;
+    let after = measure::rss_bytes(server.pid())?;
+    Ok(after.saturating_sub(before) as f64 / connections as f64)
+}

@@ -1,0 +1,347 @@
+//! The load harness: starts each server on 127.0.0.1, drives it with a
+//! Rust client, reads the server's CPU time and memory from `/proc`, and
+//! prints one table. See `benches/load/README.md`.
+//!
+//! ```text
+//! cargo run --release --manifest-path benches/load/harness/Cargo.toml -- all
+//! ```
+
+mod client;
+mod measure;
+mod report;
+mod servers;
+
+use std::{process::ExitCode, time::Instant};
+
+use report::{quantile, Report};
+use servers::{Kind, Servers};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// What one invocation measures.
+struct Plan {
+    reps: usize,
+    /// (connections, events per connection)
+    bursts: Vec<(usize, u64)>,
+    /// Subscriber counts.
+    fan_outs: Vec<usize>,
+    /// Events published per fan-out, and how many per second.
+    published: u64,
+    rate: f64,
+    /// (warm-up streams, measured streams)
+    idle: Option<(usize, usize)>,
+    goals: bool,
+}
+
+impl Plan {
+    fn all() -> Plan {
+        Plan {
+            reps: 3,
+            bursts: vec![(1, 200_000), (32, 10_000)],
+            fan_outs: vec![1_000, 10_000],
+            published: 20,
+            rate: 10.0,
+            idle: Some((200, 5_000)),
+            goals: true,
+        }
+    }
+
+    fn for_mode(mode: &str) -> Option<Plan> {
+        let all = Plan::all();
+        Some(match mode {
+            "all" => all,
+            "burst" => Plan {
+                fan_outs: vec![],
+                idle: None,
+                ..all
+            },
+            "fanout" => Plan {
+                bursts: vec![],
+                idle: None,
+                ..all
+            },
+            "idle" => Plan {
+                bursts: vec![],
+                fan_outs: vec![],
+                ..all
+            },
+            // Every endpoint of every server once, with small counts: proves
+            // the harness and the servers work (CI runs this), measures
+            // nothing worth quoting.
+            "smoke" => Plan {
+                reps: 1,
+                bursts: vec![(1, 2_000), (4, 500)],
+                fan_outs: vec![50],
+                published: 3,
+                rate: 20.0,
+                idle: Some((10, 50)),
+                goals: false,
+            },
+            _ => return None,
+        })
+    }
+}
+
+const USAGE: &str =
+    "usage: load [all|burst|fanout|idle|smoke] [--reps N] [--only ours,floor,axum,node]";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("load: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<bool, Error> {
+    let mut args = std::env::args().skip(1);
+    let mut plan = None;
+    let mut kinds = Kind::ALL.to_vec();
+    let mut reps = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--reps" => {
+                let value = args.next().ok_or(USAGE)?;
+                reps = Some(value.parse().ok().filter(|n| *n > 0).ok_or(USAGE)?);
+            }
+            "--only" => {
+                let value = args.next().ok_or(USAGE)?;
+                kinds = value
+                    .split(',')
+                    .map(|name| {
+                        Kind::parse(name)
+                            .ok_or_else(|| format!("no server named {name:?}; {USAGE}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            mode if plan.is_none() => plan = Some(Plan::for_mode(mode).ok_or(USAGE)?),
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let mut plan = plan.ok_or(USAGE)?;
+    if let Some(reps) = reps {
+        plan.reps = reps;
+    }
+
+    // 10,000 subscribers take 10,000 descriptors here and as many in the
+    // server, which inherits the limit: raise the soft limit to the hard one.
+    let limit = rlimit::increase_nofile_limit(u64::MAX)?;
+    let needed = plan.fan_outs.iter().max().copied().unwrap_or(0) as u64 + 1_000;
+    if limit < needed {
+        return Err(format!("the open-file limit is {limit}; this plan needs {needed}").into());
+    }
+
+    let started = Instant::now();
+    let servers = Servers::prepare(&kinds)?;
+    let built = started.elapsed();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(measure_all(&servers, &kinds, &plan));
+    drop(servers);
+
+    println!();
+    report.print(&kinds, plan.reps);
+    eprintln!(
+        "\nload: built in {:.0} s, measured in {:.0} s",
+        built.as_secs_f64(),
+        (started.elapsed() - built).as_secs_f64()
+    );
+    for failure in &report.failures {
+        eprintln!("load: FAILED: {failure}");
+    }
+    Ok(report.failures.is_empty())
+}
+
+/// Runs every measurement `plan.reps` times, the servers one after another
+/// within a repetition, each repetition starting with the next server.
+async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
+    let mut report = Report::default();
+    let mut runs = Runs {
+        servers,
+        kinds,
+        reps: plan.reps,
+        report: &mut report,
+        started: 0,
+    };
+    let mut burst_one_cpu = None;
+    for &(connections, n) in &plan.bursts {
+        let name = format!("burst, {connections} conn x {n} events");
+        let cpu = format!("{name}: server CPU per event (ns)");
+        let rate = format!("{name}: events/s (wall)");
+        runs.measure(&name, &[&cpu, &rate], async |server| {
+            let burst = client::burst(server, connections, n).await?;
+            Ok(vec![burst.cpu_ns_per_event, burst.events_per_second])
+        })
+        .await;
+        if connections == 1 {
+            burst_one_cpu = Some(cpu);
+        }
+    }
+    let mut widest_fan_out = None;
+    for &connections in &plan.fan_outs {
+        let name = format!(
+            "fan-out, {connections} conn x {} events at {}/s",
+            plan.published, plan.rate
+        );
+        let rows = [
+            format!("{name}: delivered (%)"),
+            format!("{name}: latency p50 (ms)"),
+            format!("{name}: latency p99 (ms)"),
+            format!("{name}: latency max (ms)"),
+            format!("{name}: server CPU per delivery (ns)"),
+        ];
+        let labels: Vec<&str> = rows.iter().map(String::as_str).collect();
+        runs.measure(&name, &labels, async |server| {
+            let mut fan_out =
+                client::fan_out(server, connections, plan.published, plan.rate).await?;
+            fan_out.latencies_ns.sort_unstable();
+            let ms = |q| quantile(&fan_out.latencies_ns, q).map_or(f64::NAN, |ns| ns as f64 / 1e6);
+            Ok(vec![
+                100.0 * fan_out.delivered as f64 / fan_out.expected as f64,
+                ms(0.5),
+                ms(0.99),
+                ms(1.0),
+                fan_out.cpu_ns_per_delivery,
+            ])
+        })
+        .await;
+        widest_fan_out = Some(rows);
+    }
+    let mut idle_row = None;
+    if let Some((warm_up, connections)) = plan.idle {
+        let name = format!("idle, {connections} conn");
+        let row = format!("{name}: server memory per connection (bytes)");
+        runs.measure(&name, &[&row], async |server| {
+            Ok(vec![client::idle(server, warm_up, connections).await?])
+        })
+        .await;
+        idle_row = Some(row);
+    }
+
+    if plan.goals {
+        if let Some(cpu) = &burst_one_cpu {
+            report.goal(
+                "burst, 1 conn: ours <= 1.5x floor (CPU/event)",
+                cpu,
+                Kind::Ours,
+                Kind::Floor,
+                1.5,
+                false,
+            );
+            report.goal(
+                "burst, 1 conn: axum >= 10x ours (CPU/event)",
+                cpu,
+                Kind::Axum,
+                Kind::Ours,
+                10.0,
+                true,
+            );
+        }
+        if let Some(rows) = &widest_fan_out {
+            report.goal(
+                "widest fan-out: ours <= 1.05x floor (CPU/delivery)",
+                &rows[4],
+                Kind::Ours,
+                Kind::Floor,
+                1.05,
+                false,
+            );
+            report.goal(
+                "widest fan-out: ours <= 1.1x floor (p99 latency)",
+                &rows[2],
+                Kind::Ours,
+                Kind::Floor,
+                1.1,
+                false,
+            );
+        }
+        if let Some(row) = &idle_row {
+            report.goal(
+                "idle: ours <= 1.1x floor (memory/conn)",
+                row,
+                Kind::Ours,
+                Kind::Floor,
+                1.1,
+                false,
+            );
+            report.goal(
+                "idle: ours < axum (memory/conn)",
+                row,
+                Kind::Ours,
+                Kind::Axum,
+                1.0,
+                false,
+            );
+        }
+    }
+    report
+}
+
+/// Runs measurements and records their figures.
+struct Runs<'a> {
+    servers: &'a Servers,
+    kinds: &'a [Kind],
+    reps: usize,
+    report: &'a mut Report,
+    /// Measurements so far, to rotate which server goes first.
+    started: usize,
+}
+
+impl Runs<'_> {
+    /// `reps` repetitions of `run` against a fresh server of each kind; the
+    /// figures it returns are recorded in `rows`, in order.
+    async fn measure(
+        &mut self,
+        name: &str,
+        rows: &[&str],
+        mut run: impl AsyncFnMut(&servers::Server) -> Result<Vec<f64>, Error>,
+    ) {
+        for rep in 0..self.reps {
+            for kind in rotated(self.kinds, self.started + rep) {
+                let label = format!("{name}, run {}, {kind}", rep + 1);
+                let result = match self.servers.start(kind) {
+                    Ok(server) => run(&server).await,
+                    Err(error) => Err(error),
+                };
+                match result {
+                    Ok(figures) => {
+                        eprintln!(
+                            "load: {label}: {}",
+                            figures
+                                .iter()
+                                .map(|f| format!("{f:.1}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        );
+                        for (row, figure) in rows.iter().zip(figures) {
+                            self.report.record(row, kind, Some(figure));
+                        }
+                    }
+                    Err(error) => {
+                        eprintln!("load: {label}: FAILED: {error}");
+                        self.report.failures.push(format!("{label}: {error}"));
+                        for row in rows {
+                            self.report.record(row, kind, None);
+                        }
+                    }
+                }
+            }
+        }
+        self.started += 1;
+    }
+}
+
+/// `kinds`, starting at `start` (modulo), so that no server always runs
+/// first.
+fn rotated(kinds: &[Kind], start: usize) -> Vec<Kind> {
+    let start = start % kinds.len();
+    kinds[start..]
+        .iter()
+        .chain(&kinds[..start])
+        .copied()
+        .collect()
+}

@@ -1,0 +1,196 @@
+//! The four servers: built (or installed) once, then started fresh for
+//! every measurement and stopped by closing their stdin, then by PID.
+
+use std::{
+    fmt,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use crate::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// hyper 1 with tower-sse's `EventStream` behind the whole `SseLayer`.
+    Ours,
+    /// Bare hyper 1, hand-encoded events in frames of up to 16 KiB.
+    Floor,
+    /// axum 0.8's `Sse` with `KeepAlive::default()`.
+    Axum,
+    /// express 4 with the `ssestream` package (the original recipe).
+    Node,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Ours, Kind::Floor, Kind::Axum, Kind::Node];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ours => "ours",
+            Kind::Floor => "floor",
+            Kind::Axum => "axum",
+            Kind::Node => "node",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the servers' programs are, once built.
+pub struct Servers {
+    load_dir: PathBuf,
+    target_dir: PathBuf,
+    node_dir: Option<PathBuf>,
+}
+
+impl Servers {
+    /// Builds the Rust servers (release, each in its own Cargo project so no
+    /// build unifies features with another, one shared target folder) and
+    /// installs the Node server's packages with npm into a temporary folder.
+    pub fn prepare(kinds: &[Kind]) -> Result<Servers, Error> {
+        let load_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("the harness is not in benches/load")?
+            .to_path_buf();
+        let target_dir = load_dir.join("target");
+        let mut servers = Servers {
+            load_dir,
+            target_dir,
+            node_dir: None,
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        for kind in kinds.iter().filter(|kind| **kind != Kind::Node) {
+            eprintln!("load: building the {kind} server");
+            let manifest = servers.project(*kind).join("Cargo.toml");
+            let status = Command::new(&cargo)
+                .args(["build", "--release", "--quiet", "--manifest-path"])
+                .arg(&manifest)
+                .arg("--target-dir")
+                .arg(&servers.target_dir)
+                .status()
+                .map_err(|error| format!("cannot run {cargo}: {error}"))?;
+            if !status.success() {
+                return Err(format!("building {} failed ({status})", manifest.display()).into());
+            }
+        }
+        if kinds.contains(&Kind::Node) {
+            servers.node_dir = Some(servers.install_node()?);
+        }
+        Ok(servers)
+    }
+
+    fn project(&self, kind: Kind) -> PathBuf {
+        self.load_dir.join("servers").join(kind.name())
+    }
+
+    fn install_node(&self) -> Result<PathBuf, Error> {
+        let dir = std::env::temp_dir().join(format!("tower-sse-load-node-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        for file in ["package.json", "server.js"] {
+            std::fs::copy(self.project(Kind::Node).join(file), dir.join(file))?;
+        }
+        eprintln!("load: installing the node server's packages with npm");
+        let status = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--omit=dev",
+                "--loglevel=error",
+            ])
+            .current_dir(&dir)
+            // npm's report would land in the table on stdout.
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|error| {
+                format!(
+                    "cannot run npm ({error}): the node server needs Node.js and npm; \
+                     install them, or leave node out with --only ours,floor,axum"
+                )
+            })?;
+        if !status.success() {
+            return Err(format!("npm install in {} failed ({status})", dir.display()).into());
+        }
+        Ok(dir)
+    }
+
+    /// Starts a fresh server and waits for it to print its port.
+    pub fn start(&self, kind: Kind) -> Result<Server, Error> {
+        let mut command = match kind {
+            Kind::Node => {
+                let dir = self
+                    .node_dir
+                    .as_ref()
+                    .ok_or("the node server is not installed")?;
+                let mut command = Command::new("node");
+                command.arg("server.js").current_dir(dir);
+                command
+            }
+            _ => Command::new(
+                self.target_dir
+                    .join("release")
+                    .join(format!("load-server-{}", kind.name())),
+            ),
+        };
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("cannot start the {kind} server: {error}"))?;
+        // From here on, dropping `server` stops the child.
+        let mut server = Server {
+            kind,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+        };
+        let stdout = server.child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let port: u16 = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("the {kind} server printed {line:?}, not its port"))?;
+        server.addr.set_port(port);
+        Ok(server)
+    }
+}
+
+/// A running server process.
+pub struct Server {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Closing stdin asks the server to exit; the kill makes sure.
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.node_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
