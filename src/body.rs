@@ -31,7 +31,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -41,6 +41,10 @@ use crate::event::{EncodedEvent, Event};
 
 /// The default [`EventStream::max_frame_size`]: 64 KiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 * 1024;
+
+/// The most room reserved for a joined frame up front; a larger
+/// `max_frame_size` grows the buffer as events arrive.
+const MAX_RESERVE: usize = 256 * 1024;
 
 /// An [`http_body::Body`] that writes a [`Stream`] of events as an event
 /// stream.
@@ -69,6 +73,8 @@ where
     stream: S,
     max_frame_size: usize,
     state: State<<S::Item as StreamItem>::Error>,
+    /// The rest of the last joined frame's buffer, kept while a burst lasts.
+    spare: BytesMut,
 }
 
 enum State<E> {
@@ -89,6 +95,7 @@ where
             stream,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             state: State::Streaming,
+            spare: BytesMut::new(),
         }
     }
 
@@ -171,10 +178,11 @@ where
 
         // Join whatever else is ready. A first event that is alone is written
         // as it is: an encoded event shared by many streams stays shared.
-        let mut joined: Option<Vec<u8>> = None;
+        let max = *this.max_frame_size;
+        let mut joined: Option<BytesMut> = None;
         let mut len = first.len();
         let mut first = Some(first);
-        while len < *this.max_frame_size {
+        while len < max {
             let next = match this.stream.as_mut().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(None) => {
@@ -189,21 +197,34 @@ where
                     }
                 },
             };
-            let buf = joined.get_or_insert_with(|| match first.take() {
-                // An event built for this stream: append to its own buffer.
-                Some(Repr::Owned(buf)) => buf,
-                Some(Repr::Shared(bytes)) => {
-                    let mut buf = Vec::with_capacity(2 * (bytes.len() + next.len()));
-                    buf.extend_from_slice(&bytes);
-                    buf
-                }
-                None => unreachable!("the first event is taken once"),
+            let buf = joined.get_or_insert_with(|| {
+                // Room for the whole frame at once: growing a buffer event by
+                // event copies it again at every doubling, and the last
+                // doubling lands in fresh pages from the kernel.
+                let first = first.take().expect("the first event is taken once");
+                let mut buf = std::mem::take(this.spare);
+                buf.reserve(max.min(MAX_RESERVE) + first.len() + next.len());
+                buf.extend_from_slice(first.as_slice());
+                first.recycle();
+                buf
             });
             buf.extend_from_slice(next.as_slice());
+            next.recycle();
             len = buf.len();
         }
         let data = match (joined, first) {
-            (Some(buf), _) | (None, Some(Repr::Owned(buf))) => Bytes::from(buf),
+            (Some(mut buf), _) => {
+                let frame = buf.split().freeze();
+                // A frame cut at the cap means a burst: keep the rest of the
+                // buffer, whose room comes back once the frame is written.
+                // A stream that ran out of ready events keeps nothing, so an
+                // idle stream holds no buffer.
+                if len >= max && matches!(this.state, State::Streaming) {
+                    *this.spare = buf;
+                }
+                frame
+            }
+            (None, Some(Repr::Owned(buf))) => Bytes::from(buf),
             (None, Some(Repr::Shared(bytes))) => bytes,
             (None, None) => unreachable!("the first event is kept until it is joined"),
         };
@@ -271,6 +292,7 @@ pub trait StreamItem: sealed::Sealed {
 impl StreamItem for Event {
     type Error = Infallible;
 
+    #[inline]
     fn into_chunk(self) -> Result<sealed::Chunk, Infallible> {
         Ok(sealed::Chunk(Repr::Owned(self.finish())))
     }
@@ -279,6 +301,7 @@ impl StreamItem for Event {
 impl StreamItem for EncodedEvent {
     type Error = Infallible;
 
+    #[inline]
     fn into_chunk(self) -> Result<sealed::Chunk, Infallible> {
         Ok(sealed::Chunk(Repr::Shared(self.into_bytes())))
     }
@@ -290,6 +313,7 @@ where
 {
     type Error = E;
 
+    #[inline]
     fn into_chunk(self) -> Result<sealed::Chunk, E> {
         match self {
             Ok(item) => match item.into_chunk() {
@@ -310,6 +334,15 @@ enum Repr {
 }
 
 impl Repr {
+    /// Done with these bytes: an event's own buffer goes back to the
+    /// thread's spare (see `event::recycle`).
+    #[inline]
+    fn recycle(self) {
+        if let Repr::Owned(buf) = self {
+            crate::event::recycle(buf);
+        }
+    }
+
     fn len(&self) -> usize {
         self.as_slice().len()
     }

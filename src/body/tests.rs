@@ -186,3 +186,69 @@ async fn body_keeps_working_when_polled_through_poll_fn() {
     tx.send(Ok(event("late"))).unwrap();
     assert_eq!(&reader.await.unwrap()[..], b"data: late\n\n");
 }
+
+/// The expected bytes of a burst, built without any `EventStream`.
+fn encoded(texts: &[String]) -> Vec<u8> {
+    texts
+        .iter()
+        .flat_map(|text| event(text).encode().as_bytes().to_vec())
+        .collect()
+}
+
+#[test]
+fn a_long_burst_of_mixed_sizes_comes_out_byte_for_byte() {
+    // Sizes around the spare limit (4 KiB) and the frame cap, so buffers are
+    // reused, refused as spares, and frames are cut mid-burst.
+    let texts: Vec<String> = (0..3_000)
+        .map(|i| "x".repeat([0, 1, 63, 700, 4_090, 9_000][i % 6] + i % 7))
+        .collect();
+    let (tx, body) = channel();
+    let mut body = body.max_frame_size(16 * 1024);
+    for text in &texts {
+        tx.send(Ok(event(text))).unwrap();
+    }
+    let expected = encoded(&texts);
+    let mut out = Vec::new();
+    let mut frames = 0;
+    while out.len() < expected.len() {
+        let frame = next_data(&mut body);
+        assert!(frame.len() < 16 * 1024 + 10_000, "frame of {}", frame.len());
+        out.extend_from_slice(&frame);
+        frames += 1;
+    }
+    assert_eq!(out, expected);
+    assert!(frames > 100, "{frames} frames");
+    assert!(poll_once(&mut body).is_pending());
+}
+
+#[test]
+fn a_buffer_is_kept_only_while_a_burst_lasts() {
+    let (tx, body) = channel();
+    let mut body = body.max_frame_size(20);
+    for text in ["a", "b", "c", "d", "e"] {
+        tx.send(Ok(event(text))).unwrap();
+    }
+    // Cut at the cap: more may be ready, the rest of the buffer is kept.
+    assert_eq!(next_data(&mut body).len(), 27);
+    assert!(body.spare.capacity() > 0);
+    // Cut because nothing more was ready: the stream keeps nothing.
+    assert_eq!(&next_data(&mut body)[..], b"data: d\n\ndata: e\n\n");
+    assert_eq!(body.spare.capacity(), 0);
+    assert!(poll_once(&mut body).is_pending());
+    assert_eq!(body.spare.capacity(), 0);
+}
+
+#[test]
+fn events_built_after_a_reused_buffer_carry_only_their_own_bytes() {
+    // Join two events, so the first one's buffer becomes this thread's
+    // spare; the next event must not see its old bytes.
+    let (tx, mut body) = channel();
+    tx.send(Ok(Event::new().id("old").unwrap().data("old data")))
+        .unwrap();
+    tx.send(Ok(event("b"))).unwrap();
+    next_data(&mut body);
+    let fresh = Event::new().data("new");
+    assert_eq!(fresh.encode().as_bytes(), b"data: new\n\n");
+    let typed = Event::new().event("t").unwrap();
+    assert_eq!(typed.encode().as_bytes(), b"event: t\ndata:\n\n");
+}
