@@ -246,3 +246,86 @@ pub async fn idle(server: &Server, warm_up: usize, connections: usize) -> Result
     let after = measure::rss_bytes(server.pid())?;
     Ok(after.saturating_sub(before) as f64 / connections as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// A one-shot server that answers any request with `head` and `body`,
+    /// then keeps the connection open for a while (as the Node recipe does).
+    async fn serve_once(head: &'static str, body: String) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(body.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        addr
+    }
+
+    const CLOSE_DELIMITED: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+    /// What express with ssestream sends: no chunked coding, no length.
+    const NODE_RECIPE: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: identity\r\nconnection: keep-alive\r\n\r\n";
+
+    fn events(ids: &[u64], data: &str) -> String {
+        let mut body = String::from(":ok\n\n");
+        for id in ids {
+            body += &format!("id: {id}\ndata: {data}\n\n");
+        }
+        body
+    }
+
+    #[tokio::test]
+    async fn a_complete_burst_passes_even_on_a_stream_that_stays_open() {
+        let addr = serve_once(NODE_RECIPE, events(&[1, 2, 3], PAYLOAD)).await;
+        let started = Instant::now();
+        read_burst(addr, 3).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_missing_id_fails_the_burst() {
+        let addr = serve_once(CLOSE_DELIMITED, events(&[1, 3, 4], PAYLOAD)).await;
+        let error = read_burst(addr, 3).await.unwrap_err().to_string();
+        assert!(error.contains("event 2 arrived with id \"3\""), "{error}");
+    }
+
+    #[tokio::test]
+    async fn wrong_data_fails_the_burst() {
+        let addr = serve_once(CLOSE_DELIMITED, events(&[1, 2], "short")).await;
+        let error = read_burst(addr, 2).await.unwrap_err().to_string();
+        assert!(error.contains("event 1 arrived with data"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_early_fails_the_burst() {
+        let addr = serve_once(CLOSE_DELIMITED, events(&[1, 2], PAYLOAD)).await;
+        let error = read_burst(addr, 3).await.unwrap_err().to_string();
+        assert!(error.contains("ended after 2 of 3"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_response_that_is_not_an_event_stream_is_refused() {
+        let addr = serve_once(
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            String::new(),
+        )
+        .await;
+        let error = read_burst(addr, 1).await.unwrap_err().to_string();
+        assert!(error.contains("404"), "{error}");
+    }
+}
