@@ -58,6 +58,11 @@ const MAX_RESERVE: usize = 256 * 1024;
 /// write instead of one per event. An event that is ready alone is written at
 /// once, never held back waiting for more.
 ///
+/// While a burst lasts (frames cut at the cap), the stream keeps the rest of
+/// its frame buffer for the next frame, and each event's own buffer, once
+/// copied into a frame, is reused by the next event built on the same
+/// thread; a stream that has run out of ready events holds no buffer.
+///
 /// The struct names `S: Stream` in its definition (unlike the layers'
 /// types) because it holds back an error that arrives behind ready events
 /// until those events are written, and that error's type comes from the
