@@ -37,7 +37,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
-use crate::event::{EncodedEvent, Event};
+use crate::event::{EncodedEvent, Encoding, Event};
 
 /// The default [`EventStream::max_frame_size`]: 64 KiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 * 1024;
@@ -229,7 +229,11 @@ where
                 }
                 frame
             }
-            (None, Some(Repr::Owned(buf))) => Bytes::from(buf),
+            (None, Some(Repr::Owned(mut encoding))) => {
+                let bytes = Bytes::from(std::mem::take(&mut encoding.buf));
+                crate::event::recycle(encoding);
+                bytes
+            }
             (None, Some(Repr::Shared(bytes))) => bytes,
             (None, None) => unreachable!("the first event is kept until it is joined"),
         };
@@ -330,12 +334,23 @@ where
     }
 }
 
-/// One encoded event: built for this stream (its buffer can be appended to)
-/// or shared with other streams.
-#[derive(Debug)]
+/// One encoded event: built for this stream (its encoding goes back to the
+/// thread's spare once written) or shared with other streams.
 enum Repr {
-    Owned(Vec<u8>),
+    Owned(Box<Encoding>),
     Shared(Bytes),
+}
+
+impl fmt::Debug for Repr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            Repr::Owned(_) => "Owned",
+            Repr::Shared(_) => "Shared",
+        };
+        f.debug_tuple(kind)
+            .field(&String::from_utf8_lossy(self.as_slice()))
+            .finish()
+    }
 }
 
 impl Repr {
@@ -343,8 +358,8 @@ impl Repr {
     /// thread's spare (see `event::recycle`).
     #[inline]
     fn recycle(self) {
-        if let Repr::Owned(buf) = self {
-            crate::event::recycle(buf);
+        if let Repr::Owned(encoding) = self {
+            crate::event::recycle(encoding);
         }
     }
 
@@ -354,7 +369,7 @@ impl Repr {
 
     fn as_slice(&self) -> &[u8] {
         match self {
-            Repr::Owned(buf) => buf,
+            Repr::Owned(encoding) => &encoding.buf,
             Repr::Shared(bytes) => bytes,
         }
     }

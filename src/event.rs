@@ -63,15 +63,22 @@ use bytes::Bytes;
 #[must_use]
 #[derive(Clone, Default)]
 pub struct Event {
-    buf: Vec<u8>,
-    /// [`HAS_DATA`] and [`HAS_TYPE`]. A word, not two `bool`s: events are
-    /// moved through streams by value, and two loose bytes made those moves
-    /// stall on partial stores (measured in the load test).
-    flags: usize,
+    /// The encoding so far; `None` until the first field. Boxed so that an
+    /// event is one word: events are moved by value through the user's
+    /// closure, stream combinators and the body, and moving a 32-byte event
+    /// through memory stalled on the stores just before each move (measured
+    /// in the load test). The box comes from, and goes back to, the
+    /// thread's spare, so building an event in a burst allocates nothing.
+    inner: Option<Box<Encoding>>,
 }
 
-const HAS_DATA: usize = 1;
-const HAS_TYPE: usize = 2;
+/// An event's bytes so far, and what it has.
+#[derive(Clone, Default)]
+pub(crate) struct Encoding {
+    pub(crate) buf: Vec<u8>,
+    has_data: bool,
+    has_type: bool,
+}
 
 impl Event {
     /// An empty event. Encoded as it is, it is a lone blank line, which the
@@ -79,6 +86,13 @@ impl Event {
     #[inline]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The encoding, taken from the thread's spare (or allocated) on the
+    /// first field.
+    #[inline]
+    fn encoding(&mut self) -> &mut Encoding {
+        self.inner.get_or_insert_with(spare_encoding)
     }
 
     /// Adds `data` to the event, one `data:` line per line of text.
@@ -91,9 +105,10 @@ impl Event {
         // Reserve once for the text, its first `data: ` line and the event's
         // blank line, plus an eighth for more lines (lines of 56 bytes or
         // more fit), without scanning the text twice.
-        reserve(&mut self.buf, data.len() + data.len() / 8 + 8);
-        write_lines(&mut self.buf, b"data", data);
-        self.flags |= HAS_DATA;
+        let encoding = self.encoding();
+        reserve(&mut encoding.buf, data.len() + data.len() / 8 + 8);
+        write_lines(&mut encoding.buf, b"data", data);
+        encoding.has_data = true;
         self
     }
 
@@ -112,10 +127,11 @@ impl Event {
     where
         T: serde::Serialize + ?Sized,
     {
-        self.buf.extend_from_slice(b"data: ");
-        serde_json::to_writer(&mut self.buf, value)?;
-        self.buf.push(b'\n');
-        self.flags |= HAS_DATA;
+        let encoding = self.encoding();
+        encoding.buf.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut encoding.buf, value)?;
+        encoding.buf.push(b'\n');
+        encoding.has_data = true;
         Ok(self)
     }
 
@@ -134,8 +150,9 @@ impl Event {
         if find_line_break(event).is_some() {
             return Err(EventError::new(Field::Event, Reason::LineBreak));
         }
-        write_field(&mut self.buf, b"event", event);
-        self.flags |= HAS_TYPE;
+        let encoding = self.encoding();
+        write_field(&mut encoding.buf, b"event", event);
+        encoding.has_type = true;
         Ok(self)
     }
 
@@ -160,7 +177,7 @@ impl Event {
             };
             return Err(EventError::new(Field::Id, reason));
         }
-        write_field(&mut self.buf, b"id", id);
+        write_field(&mut self.encoding().buf, b"id", id);
         Ok(self)
     }
 
@@ -169,16 +186,17 @@ impl Event {
     pub fn retry(mut self, retry: Duration) -> Self {
         // u128 written with `Display` is ASCII digits only.
         use std::io::Write as _;
-        reserve(&mut self.buf, 48);
+        let buf = &mut self.encoding().buf;
+        reserve(buf, 48);
         // Writing to a Vec cannot fail.
-        let _ = writeln!(self.buf, "retry: {}", retry.as_millis());
+        let _ = writeln!(buf, "retry: {}", retry.as_millis());
         self
     }
 
     /// Adds a comment (`: text`), which the browser ignores. Text with line
     /// breaks becomes one comment line per line.
     pub fn comment(mut self, comment: impl AsRef<str>) -> Self {
-        write_lines(&mut self.buf, b"", comment.as_ref().as_bytes());
+        write_lines(&mut self.encoding().buf, b"", comment.as_ref().as_bytes());
         self
     }
 
@@ -187,25 +205,32 @@ impl Event {
     /// The result is cheap to clone: send one encoded event to many streams
     /// without encoding it again.
     pub fn encode(self) -> EncodedEvent {
-        EncodedEvent(Bytes::from(self.finish()))
+        let mut encoding = self.finish();
+        let bytes = Bytes::from(std::mem::take(&mut encoding.buf));
+        recycle(encoding);
+        EncodedEvent(bytes)
     }
 
-    /// The finished encoding, as an owned buffer the body can write from or
-    /// append to without another allocation.
+    /// The finished encoding (ending with the blank line), which the body
+    /// writes from or appends to a frame, then hands back with [`recycle`].
     #[inline]
-    pub(crate) fn finish(mut self) -> Vec<u8> {
-        if self.flags == HAS_TYPE {
-            self.buf.extend_from_slice(b"data:\n");
+    pub(crate) fn finish(mut self) -> Box<Encoding> {
+        let encoding = self.encoding();
+        if encoding.has_type && !encoding.has_data {
+            encoding.buf.extend_from_slice(b"data:\n");
         }
-        self.buf.push(b'\n');
-        self.buf
+        encoding.buf.push(b'\n');
+        self.inner.take().unwrap_or_default()
     }
 }
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
-            .field("fields", &String::from_utf8_lossy(&self.buf))
+            .field(
+                "fields",
+                &String::from_utf8_lossy(self.inner.as_ref().map_or(&[][..], |e| &e.buf)),
+            )
             .finish()
     }
 }
@@ -251,10 +276,6 @@ impl fmt::Debug for EncodedEvent {
 
 /// An event field value that cannot be written safely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Word-aligned: `Result<Event, EventError>` is moved once per event, and two
-// loose bytes in it made each move stall on partial stores (measured in the
-// load test).
-#[repr(align(8))]
 pub struct EventError {
     field: Field,
     reason: Reason,
@@ -336,12 +357,11 @@ fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Reserves room for `additional` more bytes. The first allocation leaves
 /// room for a small event's other fields, so that building one allocates
-/// once; it reuses this thread's spare buffer when there is one.
+/// once.
 #[inline]
 fn reserve(buf: &mut Vec<u8>, additional: usize) {
     const FIRST: usize = 128;
     if buf.capacity() == 0 {
-        *buf = SPARE.try_with(Cell::take).unwrap_or_default();
         buf.reserve(additional.max(FIRST));
     } else {
         buf.reserve(additional);
@@ -349,26 +369,39 @@ fn reserve(buf: &mut Vec<u8>, additional: usize) {
 }
 
 thread_local! {
-    /// One empty event buffer per thread. An [`EventStream`] that has copied
-    /// an event into a joined frame hands the event's buffer back here, and
-    /// the next event built on this thread takes it: a burst of events then
-    /// costs no allocation per event.
+    /// One empty event encoding per thread. An [`EventStream`] that has
+    /// copied an event into a joined frame hands the event's encoding back
+    /// here, and the next event built on this thread takes it: a burst of
+    /// events then costs no allocation per event.
     ///
     /// [`EventStream`]: crate::EventStream
-    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static SPARE: Cell<Option<Box<Encoding>>> = const { Cell::new(None) };
 }
 
-/// Buffers larger than this are freed, not kept as the thread's spare.
+/// Buffers larger than this are freed, not kept in the thread's spare.
 const SPARE_MAX: usize = 4 * 1024;
 
-/// Hands a finished event's buffer back for the next event on this thread.
+/// This thread's spare encoding, or a new one.
+fn spare_encoding() -> Box<Encoding> {
+    SPARE
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Hands a finished event's encoding back for the next event on this
+/// thread.
 #[inline]
-pub(crate) fn recycle(mut buf: Vec<u8>) {
-    if buf.capacity() <= SPARE_MAX {
-        buf.clear();
-        // During thread teardown the slot is gone; the buffer is freed.
-        let _ = SPARE.try_with(|spare| spare.set(buf));
+pub(crate) fn recycle(mut encoding: Box<Encoding>) {
+    if encoding.buf.capacity() > SPARE_MAX {
+        encoding.buf = Vec::new();
     }
+    encoding.buf.clear();
+    encoding.has_data = false;
+    encoding.has_type = false;
+    // During thread teardown the slot is gone; the encoding is freed.
+    let _ = SPARE.try_with(|spare| spare.set(Some(encoding)));
 }
 
 /// Writes one `name` field per line of `text`, lines ending at CR, LF or

@@ -226,3 +226,26 @@ fn encoded_event_clones_share_bytes() {
     let b = a.clone();
     assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
 }
+
+#[test]
+fn an_event_is_one_word_and_sendable() {
+    // Events are moved by value through streams: the body's speed depends
+    // on this (see `Event::inner`).
+    assert_eq!(std::mem::size_of::<Event>(), std::mem::size_of::<usize>());
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Event>();
+    send_sync::<EncodedEvent>();
+}
+
+#[test]
+fn an_event_built_on_a_recycled_encoding_starts_empty() {
+    // A typed event without data, encoded, leaves its (emptied) encoding as
+    // the spare: the next event must not inherit its bytes or its flags.
+    let typed = Event::new().event("t").unwrap().id("7").unwrap();
+    assert_eq!(bytes(typed), "event: t\nid: 7\ndata:\n\n");
+    assert_eq!(bytes(Event::new().id("8").unwrap()), "id: 8\n\n");
+    assert_eq!(bytes(Event::new()), "\n");
+    let cloned = Event::new().data("a");
+    assert_eq!(bytes(cloned.clone().data("b")), "data: a\ndata: b\n\n");
+    assert_eq!(bytes(cloned), "data: a\n\n");
+}
