@@ -114,7 +114,7 @@ impl Report {
                 Some(ratio) if goal.at_least && ratio >= goal.bound => "met".to_owned(),
                 Some(ratio) if !goal.at_least && ratio <= goal.bound => "met".to_owned(),
                 Some(ratio) => format!(
-                    "MISSED by {:.0} %",
+                    "MISSED by {:.1} %",
                     100.0
                         * if goal.at_least {
                             goal.bound / ratio - 1.0
