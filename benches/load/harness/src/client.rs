@@ -257,10 +257,15 @@ mod tests {
     use super::*;
 
     /// A one-shot server that answers any request with `head` and `body`,
-    /// then keeps the connection open for a while (as the Node recipe does).
-    async fn serve_once(head: &'static str, body: String) -> SocketAddr {
+    /// then closes the connection if the head says so, or else keeps it
+    /// open (as the Node recipe does) until the returned sender is dropped.
+    async fn serve_once(
+        head: &'static str,
+        body: String,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (hold, released) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut request = Vec::new();
@@ -271,9 +276,13 @@ mod tests {
             }
             socket.write_all(head.as_bytes()).await.unwrap();
             socket.write_all(body.as_bytes()).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            if head.contains("connection: close") {
+                // The end of a close-delimited body.
+                return;
+            }
+            let _ = released.await;
         });
-        addr
+        (addr, hold)
     }
 
     const CLOSE_DELIMITED: &str =
@@ -291,36 +300,40 @@ mod tests {
 
     #[tokio::test]
     async fn a_complete_burst_passes_even_on_a_stream_that_stays_open() {
-        let addr = serve_once(NODE_RECIPE, events(&[1, 2, 3], PAYLOAD)).await;
-        let started = Instant::now();
-        read_burst(addr, 3).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(1));
+        let (addr, hold) = serve_once(NODE_RECIPE, events(&[1, 2, 3], PAYLOAD)).await;
+        // The server holds the connection open until `hold` is dropped: a
+        // client that waited for the end of the body would never return.
+        let read = timeout(Duration::from_secs(30), read_burst(addr, 3)).await;
+        assert!(read
+            .expect("the client waited for the stream to end")
+            .is_ok());
+        drop(hold);
     }
 
     #[tokio::test]
     async fn a_missing_id_fails_the_burst() {
-        let addr = serve_once(CLOSE_DELIMITED, events(&[1, 3, 4], PAYLOAD)).await;
+        let (addr, _hold) = serve_once(CLOSE_DELIMITED, events(&[1, 3, 4], PAYLOAD)).await;
         let error = read_burst(addr, 3).await.unwrap_err().to_string();
         assert!(error.contains("event 2 arrived with id \"3\""), "{error}");
     }
 
     #[tokio::test]
     async fn wrong_data_fails_the_burst() {
-        let addr = serve_once(CLOSE_DELIMITED, events(&[1, 2], "short")).await;
+        let (addr, _hold) = serve_once(CLOSE_DELIMITED, events(&[1, 2], "short")).await;
         let error = read_burst(addr, 2).await.unwrap_err().to_string();
         assert!(error.contains("event 1 arrived with data"), "{error}");
     }
 
     #[tokio::test]
     async fn a_stream_that_ends_early_fails_the_burst() {
-        let addr = serve_once(CLOSE_DELIMITED, events(&[1, 2], PAYLOAD)).await;
+        let (addr, _hold) = serve_once(CLOSE_DELIMITED, events(&[1, 2], PAYLOAD)).await;
         let error = read_burst(addr, 3).await.unwrap_err().to_string();
         assert!(error.contains("ended after 2 of 3"), "{error}");
     }
 
     #[tokio::test]
     async fn a_response_that_is_not_an_event_stream_is_refused() {
-        let addr = serve_once(
+        let (addr, _hold) = serve_once(
             "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
             String::new(),
         )
