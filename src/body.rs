@@ -57,6 +57,9 @@ const MAX_RESERVE: usize = 256 * 1024;
 /// [`max_frame_size`](EventStream::max_frame_size) bytes, so a burst costs one
 /// write instead of one per event. An event that is ready alone is written at
 /// once, never held back waiting for more.
+/// Right after the stream was waiting (`Pending`), the event it was woken
+/// for is written alone and the stream is not asked for more at once; any
+/// events that arrived with it are joined from the next poll on.
 ///
 /// While a burst lasts (frames cut at the cap), the stream keeps the rest of
 /// its frame buffer for the next frame, and each event's own buffer, once
@@ -80,6 +83,8 @@ where
     state: State<<S::Item as StreamItem>::Error>,
     /// The rest of the last joined frame's buffer, kept while a burst lasts.
     spare: BytesMut,
+    /// The last poll returned `Pending`: this one was woken for an event.
+    woken: bool,
 }
 
 enum State<E> {
@@ -101,6 +106,7 @@ where
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             state: State::Streaming,
             spare: BytesMut::new(),
+            woken: false,
         }
     }
 
@@ -167,7 +173,10 @@ where
         }
 
         let first = match this.stream.as_mut().poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                *this.woken = true;
+                return Poll::Pending;
+            }
             Poll::Ready(None) => {
                 *this.state = State::Done;
                 return Poll::Ready(None);
@@ -183,7 +192,18 @@ where
 
         // Join whatever else is ready. A first event that is alone is written
         // as it is: an encoded event shared by many streams stays shared.
-        let max = *this.max_frame_size;
+        //
+        // Right after a `Pending`, the first event goes out alone without
+        // asking the stream for more: a live stream woken for one event
+        // would only answer `Pending` again, and for a channel or a
+        // broadcast receiver that answer takes a lock and queues a waiter,
+        // once more per event. Events that did arrive together are joined
+        // from the next poll on, and hyper writes both frames at once.
+        let max = if std::mem::replace(this.woken, false) {
+            0
+        } else {
+            *this.max_frame_size
+        };
         let mut joined: Option<BytesMut> = None;
         let mut len = first.len();
         let mut first = Some(first);

@@ -472,6 +472,11 @@ impl Boundary {
     /// Only the line ends after the last other byte matter, so this looks
     /// at the tail of `bytes` alone.
     pub(crate) fn after(self, bytes: &[u8]) -> Self {
+        // Frames of whole events end with an empty line; whatever came
+        // before, two LFs end between events.
+        if bytes.ends_with(b"\n\n") {
+            return Boundary::Between;
+        }
         let is_break = |b: &u8| *b == b'\n' || *b == b'\r';
         let (mut state, tail) = match bytes.iter().rposition(|b| !is_break(b)) {
             Some(last) => (Boundary::MidLine, &bytes[last + 1..]),

@@ -249,3 +249,35 @@ fn an_event_built_on_a_recycled_encoding_starts_empty() {
     assert_eq!(bytes(cloned.clone().data("b")), "data: a\ndata: b\n\n");
     assert_eq!(bytes(cloned), "data: a\n\n");
 }
+
+#[test]
+fn boundary_after_a_frame_agrees_with_reading_it_byte_by_byte() {
+    // Every string of up to 7 bytes over {x, CR, LF}, from every state:
+    // the shortcuts of `after` (the tail alone, a frame ending in two LFs)
+    // must land where stepping through every byte lands.
+    let starts = [
+        Boundary::Between,
+        Boundary::LineStart,
+        Boundary::MidLine,
+        Boundary::AfterCr { between: true },
+        Boundary::AfterCr { between: false },
+    ];
+    let alphabet = [b'x', b'\r', b'\n'];
+    let mut checked = 0;
+    for len in 0..=7u32 {
+        for code in 0..3usize.pow(len) {
+            let mut bytes = Vec::new();
+            let mut rest = code;
+            for _ in 0..len {
+                bytes.push(alphabet[rest % 3]);
+                rest /= 3;
+            }
+            for start in starts {
+                let stepped = bytes.iter().fold(start, |state, &b| state.step(b));
+                assert_eq!(start.after(&bytes), stepped, "{start:?} then {bytes:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 10_000);
+}
