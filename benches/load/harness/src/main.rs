@@ -101,8 +101,19 @@ fn run() -> Result<bool, Error> {
     let mut plan = None;
     let mut kinds = Kind::ALL.to_vec();
     let mut reps = None;
+    let mut rate = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--rate" => {
+                let value = args.next().ok_or(USAGE)?;
+                rate = Some(
+                    value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| *r > 0.0 && *r <= 1_000.0)
+                        .ok_or(USAGE)?,
+                );
+            }
             "--reps" => {
                 let value = args.next().ok_or(USAGE)?;
                 reps = Some(value.parse().ok().filter(|n| *n > 0).ok_or(USAGE)?);
@@ -124,6 +135,9 @@ fn run() -> Result<bool, Error> {
     let mut plan = plan.ok_or(USAGE)?;
     if let Some(reps) = reps {
         plan.reps = reps;
+    }
+    if let Some(rate) = rate {
+        plan.rate = rate;
     }
 
     // 10,000 subscribers take 10,000 descriptors here and as many in the
