@@ -1,5 +1,6 @@
 //! What the three Rust load-test servers share, so that they differ only in
-//! how they produce event streams.
+//! how they produce event streams: the endpoints, the broadcast hub behind
+//! `/sse/live` and `/publish`, the payload and the clock.
 //!
 //! Start-up protocol (the Node server follows it too): the server binds
 //! `127.0.0.1:0`, prints its port on one line of stdout, and exits when its
@@ -8,8 +9,12 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr},
+    sync::atomic::{AtomicU64, Ordering},
     time::{SystemTime, UNIX_EPOCH},
 };
+
+use futures_util::{stream, Stream};
+use tokio::sync::broadcast::{self, error::RecvError};
 
 /// The data of every burst event: 64 bytes.
 pub const PAYLOAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -25,6 +30,84 @@ pub fn query_u64(query: Option<&str>, key: &str) -> Option<u64> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(name, _)| *name == key)
         .and_then(|(_, value)| value.parse().ok())
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /sse/burst?n=N`
+    Burst { n: u64 },
+    /// `GET /sse/live`
+    Live,
+    /// `POST /publish?count=K`
+    Publish { count: u64 },
+    /// A known endpoint with a bad or missing count: a 400 with this text.
+    BadRequest(&'static str),
+    /// Anything else: a 404.
+    NotFound,
+}
+
+/// The route of a request, from its method, path and query.
+pub fn route(method: &str, path: &str, query: Option<&str>) -> Route {
+    match (method, path) {
+        ("GET", "/sse/burst") => match query_u64(query, "n") {
+            Some(n) => Route::Burst { n },
+            None => Route::BadRequest("n must be a count\n"),
+        },
+        ("GET", "/sse/live") => Route::Live,
+        ("POST", "/publish") => match query_u64(query, "count") {
+            Some(count) => Route::Publish { count },
+            None => Route::BadRequest("count must be a count\n"),
+        },
+        _ => Route::NotFound,
+    }
+}
+
+/// The broadcast behind `/sse/live`: each server stores what it sends to
+/// every subscriber (encoded bytes, or what it encodes per subscriber).
+pub struct Hub<T> {
+    sender: broadcast::Sender<T>,
+    sequence: AtomicU64,
+}
+
+impl<T: Clone + Send + 'static> Hub<T> {
+    pub fn new() -> Self {
+        Self {
+            sender: broadcast::channel(1024).0,
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes `count` events, each built by `make` from its id (from 1)
+    /// and its send time ([`now_ns`]); returns the number of subscribers.
+    pub fn publish(&self, count: u64, mut make: impl FnMut(u64, u64) -> T) -> usize {
+        for _ in 0..count {
+            let id = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+            let _ = self.sender.send(make(id, now_ns()));
+        }
+        self.sender.receiver_count()
+    }
+
+    /// Everything published from now on. A subscriber that falls more than
+    /// 1,024 events behind skips the ones it lost (the client counts them
+    /// as not delivered).
+    pub fn subscribe(&self) -> impl Stream<Item = T> + Send + 'static {
+        stream::unfold(self.sender.subscribe(), |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(item) => return Some((item, receiver)),
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+}
+
+impl<T: Clone + Send + 'static> Default for Hub<T> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Wall-clock time in nanoseconds since the Unix epoch: what live events
@@ -53,6 +136,40 @@ mod tests {
     #[test]
     fn payload_is_64_bytes() {
         assert_eq!(PAYLOAD.len(), 64);
+    }
+
+    #[test]
+    fn routes_are_the_three_endpoints_with_their_counts() {
+        assert_eq!(
+            route("GET", "/sse/burst", Some("n=5")),
+            Route::Burst { n: 5 }
+        );
+        assert_eq!(route("GET", "/sse/live", None), Route::Live);
+        assert_eq!(
+            route("POST", "/publish", Some("count=0")),
+            Route::Publish { count: 0 }
+        );
+        assert!(matches!(
+            route("GET", "/sse/burst", None),
+            Route::BadRequest(_)
+        ));
+        assert!(matches!(
+            route("POST", "/publish", Some("count=-1")),
+            Route::BadRequest(_)
+        ));
+        assert_eq!(route("POST", "/sse/live", None), Route::NotFound);
+        assert_eq!(route("GET", "/publish", Some("count=1")), Route::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gets_what_is_published_after_it_subscribed() {
+        use futures_util::StreamExt;
+        let hub = Hub::new();
+        assert_eq!(hub.publish(1, |id, _| id), 0);
+        let mut events = Box::pin(hub.subscribe());
+        assert_eq!(hub.publish(2, |id, _| id), 1);
+        assert_eq!(events.next().await, Some(2));
+        assert_eq!(events.next().await, Some(3));
     }
 
     #[test]

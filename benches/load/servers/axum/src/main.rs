@@ -1,13 +1,7 @@
 //! The load-test server for axum 0.8's own `Sse` response with
 //! `KeepAlive::default()`, written the way axum's documentation shows.
 
-use std::{
-    convert::Infallible,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-};
+use std::{convert::Infallible, sync::Arc};
 
 use axum::{
     extract::State,
@@ -20,22 +14,17 @@ use axum::{
     Router,
 };
 use futures_util::{stream, StreamExt};
-use load_common::{announce, now_ns, query_u64, PAYLOAD};
-use tokio::sync::broadcast::{self, error::RecvError};
+use load_common::{announce, query_u64, Hub, PAYLOAD};
 
-struct Hub {
-    sender: broadcast::Sender<(u64, u64)>,
-    sequence: AtomicU64,
-}
+/// What is broadcast: the id and the send time; each subscriber builds
+/// its own axum `Event` (axum has no event encoded once for many streams).
+type Live = Hub<(u64, u64)>;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(load_common::ADDR).await?;
     announce(listener.local_addr()?.port());
-    let hub = Arc::new(Hub {
-        sender: broadcast::channel(1024).0,
-        sequence: AtomicU64::new(0),
-    });
+    let hub = Arc::new(Live::new());
     let app = Router::new()
         .route("/sse/burst", get(burst))
         .route("/sse/live", get(live))
@@ -62,20 +51,13 @@ async fn burst(uri: Uri) -> Response {
 }
 
 /// Every event published from now on.
-async fn live(State(hub): State<Arc<Hub>>) -> Response {
-    let events = stream::unfold(hub.sender.subscribe(), |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok((id, sent)) => {
-                    let event = Event::default()
-                        .id(itoa::Buffer::new().format(id))
-                        .data(itoa::Buffer::new().format(sent));
-                    return Some((Ok::<_, Infallible>(event), receiver));
-                }
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return None,
-            }
-        }
+async fn live(State(hub): State<Arc<Live>>) -> Response {
+    let events = hub.subscribe().map(|(id, sent)| {
+        Ok::<_, Infallible>(
+            Event::default()
+                .id(itoa::Buffer::new().format(id))
+                .data(itoa::Buffer::new().format(sent)),
+        )
     });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
@@ -84,13 +66,10 @@ async fn live(State(hub): State<Arc<Hub>>) -> Response {
 
 /// Publishes `count` events, each carrying its send time; answers with the
 /// number of subscribers.
-async fn publish(State(hub): State<Arc<Hub>>, uri: Uri) -> Response {
+async fn publish(State(hub): State<Arc<Live>>, uri: Uri) -> Response {
     let Some(count) = query_u64(uri.query(), "count") else {
         return (StatusCode::BAD_REQUEST, "count must be a count\n").into_response();
     };
-    for _ in 0..count {
-        let id = hub.sequence.fetch_add(1, Ordering::Relaxed) + 1;
-        let _ = hub.sender.send((id, now_ns()));
-    }
-    format!("{}\n", hub.sender.receiver_count()).into_response()
+    let subscribers = hub.publish(count, |id, sent| (id, sent));
+    format!("{subscribers}\n").into_response()
 }

@@ -4,41 +4,26 @@
 //! publish and the same bytes are written to every subscriber. No
 //! keep-alive, no close detection, no headers but Content-Type.
 
-use std::{
-    convert::Infallible,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-};
+use std::{convert::Infallible, sync::Arc};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::stream;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use futures_util::{stream, StreamExt};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
-use load_common::{announce, now_ns, query_u64, PAYLOAD};
-use tokio::sync::broadcast::{self, error::RecvError};
+use load_common::{announce, route, Hub, Route, PAYLOAD};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 const FRAME: usize = 16 * 1024;
 
-struct Hub {
-    sender: broadcast::Sender<Bytes>,
-    sequence: AtomicU64,
-}
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(load_common::ADDR).await?;
     announce(listener.local_addr()?.port());
-    let hub = Arc::new(Hub {
-        sender: broadcast::channel(1024).0,
-        sequence: AtomicU64::new(0),
-    });
+    let hub = Arc::new(Hub::new());
     loop {
         let (socket, _) = listener.accept().await?;
         let hub = hub.clone();
@@ -47,20 +32,20 @@ async fn main() -> std::io::Result<()> {
     }
 }
 
-async fn handle(request: Request<Incoming>, hub: Arc<Hub>) -> Result<Response<Body>, Infallible> {
-    let query = request.uri().query();
-    Ok(match (request.method(), request.uri().path()) {
-        (&Method::GET, "/sse/burst") => match query_u64(query, "n") {
-            Some(n) => burst(n),
-            None => text(StatusCode::BAD_REQUEST, "n must be a count\n".into()),
+async fn handle(
+    request: Request<Incoming>,
+    hub: Arc<Hub<Bytes>>,
+) -> Result<Response<Body>, Infallible> {
+    let uri = request.uri();
+    Ok(
+        match route(request.method().as_str(), uri.path(), uri.query()) {
+            Route::Burst { n } => burst(n),
+            Route::Live => live(&hub),
+            Route::Publish { count } => publish(&hub, count),
+            Route::BadRequest(text) => self::text(StatusCode::BAD_REQUEST, text.into()),
+            Route::NotFound => text(StatusCode::NOT_FOUND, "not found\n".into()),
         },
-        (&Method::GET, "/sse/live") => live(&hub),
-        (&Method::POST, "/publish") => match query_u64(query, "count") {
-            Some(count) => publish(&hub, count),
-            None => text(StatusCode::BAD_REQUEST, "count must be a count\n".into()),
-        },
-        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
-    })
+    )
 }
 
 fn put_event(buf: &mut BytesMut, id: u64, data: &[u8]) {
@@ -88,31 +73,18 @@ fn burst(n: u64) -> Response<Body> {
 }
 
 /// Every event published from now on, the same bytes for every subscriber.
-fn live(hub: &Hub) -> Response<Body> {
-    let frames = stream::unfold(hub.sender.subscribe(), |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(bytes) => return Some((Ok(Frame::data(bytes)), receiver)),
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    });
+fn live(hub: &Hub<Bytes>) -> Response<Body> {
+    let frames = hub.subscribe().map(|bytes| Ok(Frame::data(bytes)));
     event_stream(StreamBody::new(frames).boxed_unsync())
 }
 
-fn publish(hub: &Hub, count: u64) -> Response<Body> {
-    for _ in 0..count {
-        let id = hub.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+fn publish(hub: &Hub<Bytes>, count: u64) -> Response<Body> {
+    let subscribers = hub.publish(count, |id, sent| {
         let mut buf = BytesMut::with_capacity(64);
-        put_event(
-            &mut buf,
-            id,
-            itoa::Buffer::new().format(now_ns()).as_bytes(),
-        );
-        let _ = hub.sender.send(buf.freeze());
-    }
-    text(StatusCode::OK, format!("{}\n", hub.sender.receiver_count()))
+        put_event(&mut buf, id, itoa::Buffer::new().format(sent).as_bytes());
+        buf.freeze()
+    });
+    text(StatusCode::OK, format!("{subscribers}\n"))
 }
 
 fn event_stream(body: Body) -> Response<Body> {
