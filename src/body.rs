@@ -175,6 +175,10 @@ where
         let first = match this.stream.as_mut().poll_next(cx) {
             Poll::Pending => {
                 *this.woken = true;
+                // The burst is over: an idle stream holds no buffer.
+                if this.spare.capacity() > 0 {
+                    *this.spare = BytesMut::new();
+                }
                 return Poll::Pending;
             }
             Poll::Ready(None) => {

@@ -236,6 +236,18 @@ fn a_buffer_is_kept_only_while_a_burst_lasts() {
     assert_eq!(body.spare.capacity(), 0);
     assert!(poll_once(&mut body).is_pending());
     assert_eq!(body.spare.capacity(), 0);
+
+    // A burst that ends exactly at the cap: the buffer is kept after the
+    // last full frame, and let go when the stream turns out to be idle.
+    for text in ["a", "b", "c", "d"] {
+        tx.send(Ok(event(text))).unwrap();
+    }
+    // Woken: the first event goes out alone, the next three are joined.
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\n");
+    assert_eq!(next_data(&mut body).len(), 27);
+    assert!(body.spare.capacity() > 0);
+    assert!(poll_once(&mut body).is_pending());
+    assert_eq!(body.spare.capacity(), 0);
 }
 
 #[test]
@@ -251,4 +263,16 @@ fn events_built_after_a_reused_buffer_carry_only_their_own_bytes() {
     assert_eq!(fresh.encode().as_bytes(), b"data: new\n\n");
     let typed = Event::new().event("t").unwrap();
     assert_eq!(typed.encode().as_bytes(), b"event: t\ndata:\n\n");
+}
+
+#[test]
+fn after_waiting_the_event_woken_for_goes_alone_and_the_rest_are_joined() {
+    let (tx, mut body) = channel();
+    assert!(poll_once(&mut body).is_pending());
+    for text in ["a", "b", "c"] {
+        tx.send(Ok(event(text))).unwrap();
+    }
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\n");
+    assert_eq!(&next_data(&mut body)[..], b"data: b\n\ndata: c\n\n");
+    assert!(poll_once(&mut body).is_pending());
 }
