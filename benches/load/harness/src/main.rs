@@ -82,8 +82,8 @@ impl Plan {
     }
 }
 
-const USAGE: &str =
-    "usage: load [all|burst|fanout|idle|smoke] [--reps N] [--only ours,floor,axum,node]";
+const USAGE: &str = "usage: load [all|burst|fanout|idle|smoke] [--reps N] [--rate EVENTS_PER_S] \
+                     [--only ours,floor,axum,node]";
 
 fn main() -> ExitCode {
     match run() {
