@@ -29,6 +29,38 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
     trim_spaces(essence).eq_ignore_ascii_case(TEXT_EVENT_STREAM.as_bytes())
 }
 
+/// Whether a request asks for an event stream: its `Accept` header lists
+/// the media range `text/event-stream` (without regard to case, parameters
+/// ignored, but not with `q=0`, which refuses it). `EventSource` always
+/// sends `Accept: text/event-stream`; `*/*` and absent `Accept` do not
+/// count, since every `fetch` sends them.
+#[allow(dead_code)] // used by the layers, each behind its own feature
+pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|range| {
+            let mut parts = range.split(|&b| b == b';');
+            let essence = trim_spaces(parts.next().unwrap_or_default());
+            essence.eq_ignore_ascii_case(TEXT_EVENT_STREAM.as_bytes())
+                && !parts.any(|parameter| is_zero_quality(trim_spaces(parameter)))
+        })
+    })
+}
+
+/// `q=0`, `q=0.`, `q=0.0`, up to three zeros: the client refuses the range.
+fn is_zero_quality(parameter: &[u8]) -> bool {
+    let Some(value) = parameter
+        .strip_prefix(b"q=")
+        .or_else(|| parameter.strip_prefix(b"Q="))
+    else {
+        return false;
+    };
+    match value {
+        [b'0'] => true,
+        [b'0', b'.', zeros @ ..] => zeros.len() <= 3 && zeros.iter().all(|&b| b == b'0'),
+        _ => false,
+    }
+}
+
 /// `bytes` without leading and trailing spaces and tabs (optional white space
 /// in HTTP). `<[u8]>::trim_ascii` is newer than our MSRV.
 pub(crate) fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
@@ -88,5 +120,43 @@ mod tests {
             assert!(!is_event_stream(&with_content_type(value)), "{value:?}");
         }
         assert!(!is_event_stream(&HeaderMap::new()));
+    }
+
+    fn with_accept(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::ACCEPT, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn an_accept_that_lists_event_streams_asks_for_one() {
+        for values in [
+            &["text/event-stream"][..],
+            &["Text/Event-Stream"],
+            &["application/json, text/event-stream"],
+            &["text/html", "text/event-stream;q=0.5"],
+            &["text/event-stream ; charset=utf-8"],
+            &["text/event-stream;q=0.001"],
+        ] {
+            assert!(accepts_event_stream(&with_accept(values)), "{values:?}");
+        }
+    }
+
+    #[test]
+    fn any_other_accept_does_not_ask_for_an_event_stream() {
+        for values in [
+            &[][..],
+            &["*/*"],
+            &["text/*"],
+            &["application/json"],
+            &["text/event-streams"],
+            &["text/event-stream;q=0"],
+            &["text/event-stream; q=0.000"],
+            &["application/x; y=text/event-stream"],
+        ] {
+            assert!(!accepts_event_stream(&with_accept(values)), "{values:?}");
+        }
     }
 }

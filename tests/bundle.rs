@@ -2,7 +2,14 @@
 //! `Data = Bytes` kept, and the layered service as `Clone + Send + Sync` as
 //! the inner one.
 
-use std::{convert::Infallible, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use futures_util::{stream, StreamExt as _};
@@ -44,40 +51,76 @@ fn layered_service_is_clone_send_sync_with_no_clone_bound_on_the_body() {
     body_of(&service);
 }
 
+fn cors_on() -> SseLayer {
+    SseLayer::new().cors(
+        SseCorsLayer::builder()
+            .allow_origin(APP)
+            .build()
+            .unwrap(),
+    )
+}
+
+const APP: &str = "https://app.example.com";
+
 #[tokio::test(start_paused = true)]
-async fn other_responses_pass_through_untouched() {
+async fn other_responses_pass_through_untouched_with_cors_on() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
     let service = ServiceBuilder::new()
-        .sse()
-        .service(service_fn(|_request: Request<()>| async {
-            let response = Response::builder()
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(header::CONTENT_LENGTH, "11")
-                .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
-                .unwrap();
-            Ok::<_, Infallible>(response)
+        .sse_with(cors_on())
+        .service(service_fn(move |_request: Request<()>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                let response = Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CONTENT_LENGTH, "11")
+                    .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
+                    .unwrap();
+                Ok::<_, Infallible>(response)
+            }
         }));
-    let request = Request::builder()
-        .header(header::ORIGIN, "https://elsewhere.example")
+    let same_origin_post = Request::post("/api/login")
+        .header(header::ORIGIN, "https://api.example.com")
         .body(())
         .unwrap();
-    let response = service.oneshot(request).await.unwrap();
-    assert_eq!(response.headers().len(), 2);
-    assert_eq!(response.headers()[header::CONTENT_LENGTH], "11");
-    assert_eq!(response.body().size_hint().exact(), Some(11));
-    // A minute later: still the same bytes, no comment was added.
-    tokio::time::advance(Duration::from_secs(60)).await;
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&bytes[..], b"{\"ok\":true}");
+    let json_get = |origin: &str| {
+        Request::get("/api/items")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCEPT, "application/json")
+            .body(())
+            .unwrap()
+    };
+    let post_preflight = Request::options("/api/items")
+        .header(header::ORIGIN, APP)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+        .body(())
+        .unwrap();
+    let requests = [
+        same_origin_post,
+        json_get(APP),
+        json_get("https://elsewhere.example"),
+        post_preflight,
+        Request::new(()),
+    ];
+    let count = requests.len();
+    for request in requests {
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers().len(), 2);
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "11");
+        assert_eq!(response.body().size_hint().exact(), Some(11));
+        // A minute later: still the same bytes, no comment was added.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"{\"ok\":true}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), count);
 }
 
 #[tokio::test(start_paused = true)]
 async fn event_streams_get_every_layer() {
-    let layer = SseLayer::new().cors(
-        SseCorsLayer::builder()
-            .allow_origin("https://app.example.com")
-            .build()
-            .unwrap(),
-    );
+    let layer = cors_on();
     let service = ServiceBuilder::new()
         .sse_with(layer.clone())
         .service(service_fn(|_request: Request<()>| async {
@@ -86,14 +129,15 @@ async fn event_streams_get_every_layer() {
         }));
     let request = Request::builder()
         .version(Version::HTTP_11)
-        .header(header::ORIGIN, "https://app.example.com")
+        .header(header::ORIGIN, APP)
+        .header(header::ACCEPT, "text/event-stream")
         .body(())
         .unwrap();
     let response = service.clone().oneshot(request).await.unwrap();
     let headers = response.headers();
     assert_eq!(
         headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-        "https://app.example.com"
+        APP
     );
     assert_eq!(headers[header::CACHE_CONTROL], "no-cache, no-transform");
     assert_eq!(headers["x-accel-buffering"], "no");
@@ -110,6 +154,7 @@ async fn event_streams_get_every_layer() {
 
     let refused = Request::builder()
         .header(header::ORIGIN, "https://evil.example")
+        .header(header::ACCEPT, "text/event-stream")
         .body(())
         .unwrap();
     assert_eq!(service.oneshot(refused).await.unwrap().status(), 403);

@@ -1,6 +1,6 @@
 use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
-use http::{HeaderName, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 use tower_layer::Layer;
 
 use super::SseCors;
@@ -23,6 +23,8 @@ pub(super) struct Config {
     pub(super) credentials: bool,
     /// `Access-Control-Allow-Headers` for preflights.
     pub(super) allow_headers: HeaderValue,
+    /// The same names, to judge `Access-Control-Request-Headers`.
+    allow_header_names: Vec<HeaderName>,
     pub(super) max_age: Option<HeaderValue>,
 }
 
@@ -34,6 +36,41 @@ impl Config {
             Origins::Predicate(predicate) => origin.to_str().is_ok_and(|origin| predicate(origin)),
             Origins::Any => true,
         }
+    }
+
+    /// Whether a preflight (`OPTIONS` with `Access-Control-Request-Method`)
+    /// can be for an event stream, and so is the layer's to answer: it asks
+    /// for `GET`, and for request headers that are all allowed here
+    /// (`Last-Event-ID`, the only header `EventSource` adds that needs a
+    /// preflight, and the configured ones), at least one of them. A browser
+    /// never preflights a `GET` that needs no such header, and asks for
+    /// `POST`, `DELETE` or other headers only for other routes: those
+    /// preflights belong to the app's own CORS.
+    pub(super) fn owns_preflight(&self, headers: &HeaderMap) -> bool {
+        let method = headers
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .map(HeaderValue::as_bytes);
+        if method != Some(b"GET") {
+            return false;
+        }
+        let mut asked = 0;
+        for value in headers.get_all(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+            for name in value.as_bytes().split(|&b| b == b',') {
+                let name = crate::media::trim_spaces(name);
+                if name.is_empty() {
+                    continue;
+                }
+                let allowed = self
+                    .allow_header_names
+                    .iter()
+                    .any(|allowed| name.eq_ignore_ascii_case(allowed.as_str().as_bytes()));
+                if !allowed {
+                    return false;
+                }
+                asked += 1;
+            }
+        }
+        asked > 0
     }
 }
 
@@ -217,6 +254,7 @@ impl SseCorsBuilder {
                 origins,
                 credentials: self.credentials,
                 allow_headers,
+                allow_header_names: self.allow_headers,
                 max_age,
             })),
         })
@@ -286,6 +324,28 @@ fn canonical_origin(origin: &str) -> Result<HeaderValue, CorsError> {
         if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("the port must be digits"));
         }
+        if port.len() > 1 && port.starts_with('0') {
+            return Err(invalid(&format!(
+                "browsers write the port without leading zeros: write {scheme}://{host}:{}",
+                port.trim_start_matches('0')
+            )));
+        }
+        if port.len() > 5 || port.parse::<u32>().map_or(true, |port| port > 65535) {
+            return Err(invalid("the port must be at most 65535"));
+        }
+    }
+    if let Some(address) = host.strip_prefix('[') {
+        let address = address.strip_suffix(']').unwrap_or(address);
+        let ipv6 = address.len() >= 2
+            && address.contains(':')
+            && address
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+        if !ipv6 {
+            return Err(invalid("an IPv6 host is [address], such as [::1]"));
+        }
+    } else if host.contains(['[', ']', ':']) {
+        return Err(invalid("the host has characters a browser would not send"));
     }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(invalid(&format!(

@@ -10,17 +10,31 @@
 //! - An allowed origin gets `Access-Control-Allow-Origin: <that origin>`,
 //!   `Access-Control-Allow-Credentials: true` (credentials are on by
 //!   default), and `Origin` appended to `Vary`.
-//! - A request from any other origin gets `403 Forbidden` with a short
+//! - The layer judges only requests for event streams, and recognises them
+//!   before the handler runs: a request whose `Accept` lists
+//!   `text/event-stream` (`EventSource` always sends it), and a preflight
+//!   (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) that asks
+//!   for `GET` with request headers that are all allowed here
+//!   (`Last-Event-ID`, which a reconnecting `EventSource` sends, and any
+//!   configured with [`allow_header`](SseCorsBuilder::allow_header)).
+//! - Such a request from any other origin gets `403 Forbidden` with a short
 //!   plain-text reason, and the inner service is never called: no stream is
 //!   opened for a page that could not read it. (A browser that gets a stream
 //!   without the right CORS headers still sends the cookie and the server
 //!   still streams; the page only sees an error.)
-//! - Requests without `Origin` (same-origin, curl, server to server) pass
-//!   through untouched.
-//! - Only a real preflight (`OPTIONS` with `Origin` and
-//!   `Access-Control-Request-Method`) is answered by the layer: `204` with
-//!   `GET` allowed and `Last-Event-ID` (plus any configured header) allowed.
-//!   Every other `OPTIONS` request reaches the inner service.
+//! - Such a preflight from an allowed origin is answered by the layer: `204`
+//!   with `GET` and the allowed headers. A preflight from another origin,
+//!   or for another method or other headers, goes on to the inner service,
+//!   so the app's own CORS (tower-http's `CorsLayer`, say) answers it.
+//! - Every other request passes through exactly as it came: a JSON route, a
+//!   same-origin `POST` (browsers send `Origin` on it) and a plain `OPTIONS`
+//!   get no status change and no header. The one exception: when its
+//!   response turns out to be an event stream and the origin is allowed, the
+//!   response gets the CORS headers (a `fetch` that did not ask for the
+//!   stream can read it); a refused origin's stream gets none, so its page
+//!   cannot read it, but the handler has run.
+//! - Requests without `Origin` (same-origin `GET`, curl, server to server)
+//!   pass through untouched.
 //! - [`any_origin`](SseCorsBuilder::any_origin) serves public streams
 //!   without cookies; combined with credentials it is a build error, never a
 //!   panic and never silently changed.
@@ -45,7 +59,14 @@
 //!         Ok::<_, Infallible>(Response::new(String::new()))
 //!     }));
 //!
-//! let request = |origin| Request::builder().header("origin", origin).body(()).unwrap();
+//! // A request for an event stream, as `EventSource` sends it.
+//! let request = |origin| {
+//!     Request::builder()
+//!         .header("origin", origin)
+//!         .header("accept", "text/event-stream")
+//!         .body(())
+//!         .unwrap()
+//! };
 //! let allowed = service.clone().oneshot(request("https://app.example.com")).await?;
 //! assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
 //! assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");

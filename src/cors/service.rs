@@ -69,30 +69,63 @@ where
             // Off, or same-origin, curl, server to server: not ours to judge.
             return ResponseFuture::call(self.inner.call(request), None);
         };
-        let origin = origin.clone();
-        if !config.allows(&origin) {
+        let allowed = config.allows(origin);
+        let headers = request.headers();
+        if request.method() == Method::OPTIONS
+            && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            // A preflight: ours only when it can be for an event stream and
+            // the origin may open one; any other goes to the app's own CORS.
+            if allowed && config.owns_preflight(headers) {
+                let origin = origin.clone();
+                return ResponseFuture::answer(
+                    StatusCode::NO_CONTENT,
+                    preflight_headers(config, origin),
+                    "",
+                );
+            }
+            return ResponseFuture::call(self.inner.call(request), None);
+        }
+        let stream_request = crate::media::accepts_event_stream(headers);
+        if stream_request && !allowed {
             return ResponseFuture::answer(StatusCode::FORBIDDEN, forbidden_headers(), FORBIDDEN);
         }
-        let preflight = request.method() == Method::OPTIONS
-            && request
-                .headers()
-                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-        if preflight {
-            return ResponseFuture::answer(
-                StatusCode::NO_CONTENT,
-                preflight_headers(config, origin),
-                "",
-            );
+        // Any other request from an allowed origin gets the headers only if
+        // its response turns out to be an event stream.
+        let allow = allowed.then(|| Allow {
+            origin: origin.clone(),
+            credentials: config.credentials,
+            only_event_stream: !stream_request,
+        });
+        ResponseFuture::call(self.inner.call(request), allow)
+    }
+}
+
+/// The CORS headers an allowed origin's response gets.
+struct Allow {
+    origin: HeaderValue,
+    credentials: bool,
+    /// The request did not ask for an event stream: add nothing unless the
+    /// response is one.
+    only_event_stream: bool,
+}
+
+impl Allow {
+    fn apply(self, headers: &mut HeaderMap) {
+        if self.only_event_stream && !crate::media::is_event_stream(headers) {
+            return;
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        if config.credentials {
+        // `insert` replaces any CORS headers the handler set.
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.origin);
+        if self.credentials {
             headers.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
             );
+        } else {
+            headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
         }
-        ResponseFuture::call(self.inner.call(request), Some(headers))
+        vary_origin(headers);
     }
 }
 
@@ -161,7 +194,7 @@ enum Kind<F> {
     Call {
         #[pin]
         future: F,
-        headers: Option<HeaderMap>,
+        allow: Option<Allow>,
     },
     /// The layer answers by itself (preflight, 403).
     Answer {
@@ -172,9 +205,9 @@ enum Kind<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    fn call(future: F, headers: Option<HeaderMap>) -> Self {
+    fn call(future: F, allow: Option<Allow>) -> Self {
         Self {
-            kind: Kind::Call { future, headers },
+            kind: Kind::Call { future, allow },
         }
     }
 
@@ -197,13 +230,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Call { future, headers } => {
+            KindProj::Call { future, allow } => {
                 let response = std::task::ready!(future.poll(cx))?;
                 let (mut parts, body) = response.into_parts();
-                if let Some(headers) = headers.take() {
-                    // `extend` replaces any CORS headers the handler set.
-                    parts.headers.extend(headers);
-                    vary_origin(&mut parts.headers);
+                if let Some(allow) = allow.take() {
+                    allow.apply(&mut parts.headers);
                 }
                 Poll::Ready(Ok(Response::from_parts(
                     parts,

@@ -44,11 +44,36 @@ async fn call(layer: &SseCorsLayer, request: Request<()>) -> (Response<CorsBody<
     (response, calls.load(Ordering::SeqCst))
 }
 
+/// A request for an event stream, as `EventSource` sends it.
 fn from(origin: &str) -> Request<()> {
     Request::get("/events")
         .header(header::ORIGIN, origin)
+        .header(header::ACCEPT, "text/event-stream")
         .body(())
         .unwrap()
+}
+
+/// Calls a JSON handler through `layer`; returns the response and how many
+/// times the handler ran.
+async fn call_json(
+    layer: &SseCorsLayer,
+    request: Request<()>,
+) -> (Response<CorsBody<String>>, usize) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = layer.layer(service_fn(move |_request: Request<()>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {
+            let response = Response::builder()
+                .status(StatusCode::CREATED)
+                .header("content-type", "application/json")
+                .body("{}".to_owned())
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let response = service.oneshot(request).await.unwrap();
+    (response, calls.load(Ordering::SeqCst))
 }
 
 async fn text(response: Response<CorsBody<String>>) -> String {
@@ -135,6 +160,7 @@ async fn spoofed_origins_are_all_refused() {
         };
         let request = Request::get("/events")
             .header(header::ORIGIN, value)
+            .header(header::ACCEPT, "text/event-stream")
             .body(())
             .unwrap();
         let (response, calls) = call(&layer(), request).await;
@@ -147,6 +173,7 @@ async fn spoofed_origins_are_all_refused() {
             header::ORIGIN,
             http::HeaderValue::from_bytes(b"https://app.example.com\xff").unwrap(),
         )
+        .header(header::ACCEPT, "text/event-stream")
         .body(())
         .unwrap();
     assert_eq!(
@@ -209,8 +236,99 @@ async fn a_real_preflight_is_answered_without_calling_the_service() {
     assert!(headers[header::VARY].to_str().unwrap().contains("Origin"));
     assert_eq!(text(response).await, "");
 
-    let (refused, calls) = call(&layer, preflight("https://evil.example")).await;
-    assert_eq!((refused.status(), calls), (StatusCode::FORBIDDEN, 0));
+    // A foreign origin's preflight is not answered: it goes on to the app
+    // (whose own CORS, if any, decides), and the stream request itself
+    // gets 403.
+    let (passed, calls) = call(&layer, preflight("https://evil.example")).await;
+    assert_eq!(calls, 1);
+    assert!(!passed
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+}
+
+fn preflight_for(method: &str, headers: Option<&str>) -> Request<()> {
+    let mut request = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/api/items")
+        .header(header::ORIGIN, APP)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, method);
+    if let Some(headers) = headers {
+        request = request.header(header::ACCESS_CONTROL_REQUEST_HEADERS, headers);
+    }
+    request.body(()).unwrap()
+}
+
+#[tokio::test]
+async fn preflights_that_cannot_be_for_an_event_stream_reach_the_service() {
+    for (method, headers) in [
+        ("POST", Some("content-type")),
+        ("DELETE", None),
+        ("PUT", Some("last-event-id")),
+        ("GET", Some("authorization")),
+        ("GET", Some("last-event-id, x-csrf-token")),
+        ("GET", None),
+        ("get", Some("last-event-id")),
+    ] {
+        let (response, calls) = call_json(&layer(), preflight_for(method, headers)).await;
+        assert_eq!(calls, 1, "{method} {headers:?}");
+        assert_eq!(response.status(), StatusCode::CREATED, "{method} {headers:?}");
+        assert_eq!(response.headers().len(), 1, "{method} {headers:?}");
+    }
+    // The same GET preflight for Last-Event-ID is the layer's own.
+    let (response, calls) = call_json(&layer(), preflight_for("GET", Some("Last-Event-ID"))).await;
+    assert_eq!((response.status(), calls), (StatusCode::NO_CONTENT, 0));
+}
+
+#[tokio::test]
+async fn requests_that_do_not_ask_for_an_event_stream_pass_through_untouched() {
+    let same_origin_post = Request::post("/api/login")
+        .header(header::ORIGIN, "https://api.example.com")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(())
+        .unwrap();
+    let json_from = |origin: &str| {
+        Request::get("/api/items")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCEPT, "application/json, */*")
+            .body(())
+            .unwrap()
+    };
+    for request in [
+        same_origin_post,
+        json_from(APP),
+        json_from("https://evil.example"),
+    ] {
+        let (response, calls) = call_json(&layer(), request).await;
+        assert_eq!(calls, 1);
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let names: Vec<_> = response.headers().keys().collect();
+        assert_eq!(names, [header::CONTENT_TYPE]);
+        assert_eq!(text(response).await, "{}");
+    }
+}
+
+#[tokio::test]
+async fn a_response_that_turns_out_to_be_an_event_stream_gets_its_headers() {
+    // No `Accept` (a `fetch` that did not ask): the handler runs, and an
+    // allowed origin still gets the headers on the stream it returned.
+    let request = Request::get("/events")
+        .header(header::ORIGIN, APP)
+        .body(())
+        .unwrap();
+    let (response, calls) = call(&layer(), request).await;
+    assert_eq!(calls, 1);
+    assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    // A foreign origin's gets none, so its page cannot read the stream.
+    let request = Request::get("/events")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(())
+        .unwrap();
+    let (response, calls) = call(&layer(), request).await;
+    assert_eq!(calls, 1);
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
 }
 
 #[tokio::test]
@@ -221,9 +339,11 @@ async fn other_options_requests_reach_the_service() {
         .header(header::ORIGIN, APP)
         .body(())
         .unwrap();
-    let (response, calls) = call(&layer(), request).await;
+    let (response, calls) = call_json(&layer(), request).await;
     assert_eq!(calls, 1);
-    assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
     // OPTIONS without an Origin.
     let request = Request::builder()
         .method(Method::OPTIONS)
@@ -293,6 +413,12 @@ fn origins_not_written_as_browsers_send_them_are_build_errors() {
         ("ftp://app.example.com", "http or https"),
         ("app.example.com", "scheme://host"),
         ("https://app.example.com:x", "digits"),
+        ("http://a:08080", "write http://a:8080"),
+        ("http://a:65536", "at most 65535"),
+        ("http://a:123456", "at most 65535"),
+        ("http://[]", "IPv6"),
+        ("http://[]:80", "IPv6"),
+        ("http://[zz]", "IPv6"),
         ("*", "any_origin"),
     ] {
         let error = SseCorsLayer::builder()
@@ -309,6 +435,8 @@ fn origins_not_written_as_browsers_send_them_are_build_errors() {
         "http://localhost:5173",
         "http://[::1]:8080",
         "http://[::1]",
+        "http://a:65535",
+        "http://a:0",
         "null",
     ] {
         assert!(
