@@ -51,7 +51,13 @@ const MAX_RESERVE: usize = 256 * 1024;
 ///
 /// The stream's items are [`Event`]s, [`EncodedEvent`]s (encode once, send to
 /// many), or `Result`s of either; an `Err` item ends the body with that error
-/// after every event before it was written.
+/// after every event before it was written. A panic in the stream goes on
+/// the same way, after the events before it. On HTTP/1.1, where hyper drops
+/// whatever it has not yet written when a body fails, the body waits one
+/// turn of the connection before an error or panic that comes right behind
+/// events, so that those events reach the client first; then the response
+/// ends broken (no last chunk), and `EventSource` reconnects with its
+/// `Last-Event-ID`.
 ///
 /// When several events are ready at once they are written as one frame, up to
 /// [`max_frame_size`](EventStream::max_frame_size) bytes, so a burst costs one
@@ -85,12 +91,18 @@ where
     spare: BytesMut,
     /// The last poll returned `Pending`: this one was woken for an event.
     woken: bool,
+    /// A frame was returned since the last `Pending`: hyper may still hold
+    /// it unwritten, so an error or panic waits one turn (see `yield_once`).
+    unflushed: bool,
 }
 
 enum State<E> {
     Streaming,
     /// The stream returned this error behind events that were written first.
     Failed(E),
+    /// The stream panicked behind events that were written first (in a
+    /// `Mutex` only so that the body stays `Sync`).
+    Panicked(std::sync::Mutex<Payload>),
     Done,
 }
 
@@ -107,6 +119,7 @@ where
             state: State::Streaming,
             spare: BytesMut::new(),
             woken: false,
+            unflushed: false,
         }
     }
 
@@ -162,9 +175,17 @@ where
         let mut this = self.project();
         match std::mem::replace(this.state, State::Streaming) {
             State::Streaming => {}
+            failed @ (State::Failed(_) | State::Panicked(_)) if *this.unflushed => {
+                *this.state = failed;
+                return yield_once(this.unflushed, cx);
+            }
             State::Failed(error) => {
                 *this.state = State::Done;
                 return Poll::Ready(Some(Err(error)));
+            }
+            State::Panicked(payload) => {
+                *this.state = State::Done;
+                resume_unwind(payload);
             }
             State::Done => {
                 *this.state = State::Done;
@@ -172,26 +193,31 @@ where
             }
         }
 
-        let first = match this.stream.as_mut().poll_next(cx) {
-            Poll::Pending => {
+        let first = match poll_next(this.stream.as_mut(), cx) {
+            Ok(Poll::Pending) => {
                 *this.woken = true;
+                *this.unflushed = false;
                 // The burst is over: an idle stream holds no buffer.
                 if this.spare.capacity() > 0 {
                     *this.spare = BytesMut::new();
                 }
                 return Poll::Pending;
             }
-            Poll::Ready(None) => {
+            Ok(Poll::Ready(None)) => {
                 *this.state = State::Done;
                 return Poll::Ready(None);
             }
-            Poll::Ready(Some(item)) => match item.into_chunk() {
+            Ok(Poll::Ready(Some(item))) => match item.into_chunk() {
                 Ok(chunk) => chunk.0,
                 Err(error) => {
-                    *this.state = State::Done;
-                    return Poll::Ready(Some(Err(error)));
+                    *this.state = State::Failed(error);
+                    return fail_after_flush(this.state, this.unflushed, cx);
                 }
             },
+            Err(payload) => {
+                *this.state = State::Panicked(payload.into());
+                return fail_after_flush(this.state, this.unflushed, cx);
+            }
         };
 
         // Join whatever else is ready. A first event that is alone is written
@@ -212,19 +238,23 @@ where
         let mut len = first.len();
         let mut first = Some(first);
         while len < max {
-            let next = match this.stream.as_mut().poll_next(cx) {
-                Poll::Pending => break,
-                Poll::Ready(None) => {
+            let next = match poll_next(this.stream.as_mut(), cx) {
+                Ok(Poll::Pending) => break,
+                Ok(Poll::Ready(None)) => {
                     *this.state = State::Done;
                     break;
                 }
-                Poll::Ready(Some(item)) => match item.into_chunk() {
+                Ok(Poll::Ready(Some(item))) => match item.into_chunk() {
                     Ok(chunk) => chunk.0,
                     Err(error) => {
                         *this.state = State::Failed(error);
                         break;
                     }
                 },
+                Err(payload) => {
+                    *this.state = State::Panicked(payload.into());
+                    break;
+                }
             };
             let buf = joined.get_or_insert_with(|| {
                 // Room for the whole frame at once: growing a buffer event by
@@ -261,6 +291,7 @@ where
             (None, Some(Repr::Shared(bytes))) => bytes,
             (None, None) => unreachable!("the first event is kept until it is joined"),
         };
+        *this.unflushed = true;
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
@@ -286,6 +317,7 @@ where
         let state = match self.state {
             State::Streaming => "streaming",
             State::Failed(_) => "failed",
+            State::Panicked(_) => "panicked",
             State::Done => "done",
         };
         f.debug_struct("EventStream")
@@ -294,6 +326,60 @@ where
             .field("state", &state)
             .finish()
     }
+}
+
+/// Polls the stream; a panic in it comes back as its payload, so that the
+/// events written before it can reach the client before it goes on.
+#[inline]
+fn poll_next<S: Stream>(
+    stream: Pin<&mut S>,
+    cx: &mut Context<'_>,
+) -> Result<Poll<Option<S::Item>>, Payload> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.poll_next(cx)))
+}
+
+/// Returns `Pending` once and wakes the task at once, so that the server
+/// writes out what it holds before the error or panic that comes next.
+///
+/// hyper's HTTP/1 connection asks a body for its next frame before it
+/// writes the last one out, and drops the connection with everything still
+/// unwritten (the status line included) when the body fails. Between a
+/// `Pending` and the next poll it writes what it holds to the socket, so an
+/// error or panic right behind events waits one such turn. The bytes then
+/// reach the client as long as its socket takes them (a client that has
+/// stopped reading may still lose them: no server can tell).
+fn yield_once<T>(unflushed: &mut bool, cx: &mut Context<'_>) -> Poll<T> {
+    *unflushed = false;
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
+/// After the stream failed or panicked with nothing of its own in this
+/// poll: at once if nothing is unwritten, else after one turn.
+fn fail_after_flush<E, T>(
+    state: &mut State<E>,
+    unflushed: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<T, E>>> {
+    if *unflushed {
+        return yield_once(unflushed, cx);
+    }
+    match std::mem::replace(state, State::Done) {
+        State::Failed(error) => Poll::Ready(Some(Err(error))),
+        State::Panicked(payload) => resume_unwind(payload),
+        State::Streaming | State::Done => Poll::Ready(None),
+    }
+}
+
+/// What a panic carries.
+type Payload = Box<dyn std::any::Any + Send>;
+
+/// Goes on with a panic caught in the stream.
+fn resume_unwind(payload: std::sync::Mutex<Payload>) -> ! {
+    let payload = payload
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    std::panic::resume_unwind(payload)
 }
 
 /// The size hint of a body that may add bytes to `inner`'s: its lower

@@ -1,4 +1,12 @@
-use std::{convert::Infallible, future::poll_fn, io};
+use std::{
+    convert::Infallible,
+    future::poll_fn,
+    io,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use futures_util::stream;
 use http_body_util::BodyExt;
@@ -110,12 +118,90 @@ fn an_error_behind_ready_events_comes_after_them_and_ends_the_body() {
     tx.send(Ok(event("never"))).unwrap();
     assert_eq!(&next_data(&mut body)[..], b"data: a\n\ndata: b\n\n");
     assert!(!body.is_end_stream());
+    // One turn for the server to write the events out, with a wake-up.
+    let (waker, wakes) = counting_waker();
+    let polled = Pin::new(&mut body).poll_frame(&mut Context::from_waker(&waker));
+    assert!(polled.is_pending());
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
     match poll_once(&mut body) {
         Poll::Ready(Some(Err(error))) => assert_eq!(error.to_string(), "boom"),
         other => panic!("expected the error, got {other:?}"),
     }
     assert!(body.is_end_stream());
     assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
+}
+
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (std::task::Waker, Arc<CountingWaker>) {
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    (counter.clone().into(), counter)
+}
+
+impl CountingWaker {
+    fn load(&self, ordering: Ordering) -> usize {
+        self.0.load(ordering)
+    }
+}
+
+#[test]
+fn an_error_after_a_written_frame_waits_one_turn_and_an_error_alone_does_not() {
+    let (tx, mut body) = channel();
+    tx.send(Ok(event("a"))).unwrap();
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\n");
+    // The error arrives in a later poll, with no `Pending` in between.
+    tx.send(Err(io::Error::other("late"))).unwrap();
+    assert!(poll_once(&mut body).is_pending());
+    assert!(matches!(poll_once(&mut body), Poll::Ready(Some(Err(_)))));
+
+    // After a `Pending` everything written has gone out: no wait.
+    let (tx, mut body) = channel();
+    tx.send(Ok(event("a"))).unwrap();
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\n");
+    assert!(poll_once(&mut body).is_pending());
+    tx.send(Err(io::Error::other("later"))).unwrap();
+    assert!(matches!(poll_once(&mut body), Poll::Ready(Some(Err(_)))));
+}
+
+/// Yields `a`, then panics.
+struct PanicsAfterOne(bool);
+
+impl Stream for PanicsAfterOne {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if std::mem::replace(&mut self.0, true) {
+            panic!("the stream broke");
+        }
+        Poll::Ready(Some(event("a")))
+    }
+}
+
+#[test]
+fn a_panic_behind_an_event_comes_after_it_and_goes_on_as_a_panic() {
+    let mut body = EventStream::new(PanicsAfterOne(false));
+    // The panic in the same poll as the event: the event comes first.
+    assert_eq!(&next_data(&mut body)[..], b"data: a\n\n");
+    assert!(poll_once(&mut body).is_pending());
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = poll_once(&mut body);
+    }))
+    .unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the stream broke"));
+    assert!(body.is_end_stream());
+    assert!(matches!(poll_once(&mut body), Poll::Ready(None)));
+}
+
+#[test]
+fn the_body_stays_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&EventStream::new(PanicsAfterOne(false)));
 }
 
 #[test]

@@ -233,7 +233,18 @@ where
         }
 
         let mut inner = this.inner;
-        match inner.as_mut().poll_frame(cx) {
+        // A panic in the handler's body is its error, not a client that
+        // left: record it before it goes on (the body is dropped only after
+        // the task has caught the panic, when nothing says it panicked).
+        let polled = catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll_frame(cx)));
+        let polled = match polled {
+            Ok(polled) => polled,
+            Err(payload) => {
+                tracker.close(CloseReason::Error);
+                std::panic::resume_unwind(payload);
+            }
+        };
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let bytes = data.as_ref();
@@ -324,6 +335,9 @@ impl<B> PinnedDrop for CloseBody<B> {
         // last poll: that is a completed stream, not a vanished client.
         let reason = if this.tracker.inner_ended.load(Ordering::Relaxed) {
             CloseReason::Completed
+        } else if std::thread::panicking() {
+            // Dropped while its task unwinds: the server failed.
+            CloseReason::Error
         } else {
             CloseReason::ClientGone
         };

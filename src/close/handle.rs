@@ -18,8 +18,8 @@ pub enum CloseReason {
     ClientGone,
     /// The handler's stream ended: the server closed it.
     Completed,
-    /// The handler's body returned an error (or the service failed before
-    /// a response).
+    /// The handler's body returned an error or panicked (or the service
+    /// failed before a response).
     Error,
     /// A [`Shutdown`](super::Shutdown) ended it.
     Shutdown,

@@ -10,7 +10,7 @@
 //!   the connection, it broke, a write failed, or the response was dropped
 //!   before it was sent);
 //! - `Completed`: the handler's stream ended;
-//! - `Error`: the handler's body returned an error;
+//! - `Error`: the handler's body returned an error or panicked;
 //! - `Shutdown`: a [`Shutdown`] trigger ended it;
 //! - `Expired`: its maximum lifetime ended it.
 //!
