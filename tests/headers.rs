@@ -100,3 +100,43 @@ async fn both_layers_give_the_same_headers_in_either_order() {
     assert_sse_headers(headers_outside.headers());
     assert_eq!(headers_outside.headers(), headers_inside.headers());
 }
+
+/// Sends `request` as raw bytes and returns the response's head as written
+/// on the wire (lowercased), reading until the connection closes.
+async fn raw_head(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        socket.read_to_end(&mut response),
+    )
+    .await
+    .expect("the server closes the connection after the stream")
+    .unwrap();
+    let response = String::from_utf8_lossy(&response).to_lowercase();
+    let head = response.split("\r\n\r\n").next().unwrap().to_owned();
+    assert!(head.starts_with("http/1.") && head[8..].starts_with(" 200"), "{head}");
+    head
+}
+
+fn connection_headers(head: &str) -> Vec<&str> {
+    head.lines()
+        .filter_map(|line| line.strip_prefix("connection:"))
+        .map(str::trim)
+        .collect()
+}
+
+#[tokio::test]
+async fn no_keep_alive_on_the_wire_for_http10_or_a_request_that_asks_to_close() {
+    let (server, _) = server().await;
+    let head = raw_head(server.addr, "GET /events HTTP/1.0\r\n\r\n").await;
+    assert!(!head.contains("keep-alive"), "{head}");
+    let head = raw_head(
+        server.addr,
+        "GET /events HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(connection_headers(&head), ["close"], "{head}");
+}
