@@ -60,7 +60,7 @@ fn serve(stack: bool) {
             let io = TokioIo::new(socket);
             if stack {
                 let service = ServiceBuilder::new()
-                    .layer(CloseLayer::new().shutdown(&shutdown))
+                    .layer(CloseLayer::builder().shutdown(&shutdown).build().unwrap())
                     .layer(SseHeadersLayer::new())
                     .layer(NoBufferingLayer::new())
                     .layer(KeepAliveLayer::new())

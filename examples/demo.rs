@@ -144,21 +144,22 @@ pub async fn serve(
         .build()
         .map_err(std::io::Error::other)?;
     let end_streams = Shutdown::new();
-    let close = CloseLayer::new().on_close(|info| {
-        println!(
-            "{} {} closed: {} after {:.1?}, {} frames, {} bytes",
-            info.method,
-            info.uri.path(),
-            info.reason,
-            info.duration,
-            info.frames,
-            info.bytes
-        );
-    });
-    let layer = SseLayer::new()
-        .cors(cors)
-        .close(close)
-        .shutdown(&end_streams);
+    let close = CloseLayer::builder()
+        .shutdown(&end_streams)
+        .on_close(|info| {
+            println!(
+                "{} {} closed: {} after {:.1?}, {} frames, {} bytes",
+                info.method,
+                info.uri.path(),
+                info.reason,
+                info.duration,
+                info.frames,
+                info.bytes
+            );
+        })
+        .build()
+        .map_err(std::io::Error::other)?;
+    let layer = SseLayer::new().cors(cors).close(close);
     let service = ServiceBuilder::new()
         .layer(layer)
         .service_fn(move |request| {

@@ -116,7 +116,7 @@ impl SseLayer {
     /// Ends every open event stream when `shutdown` is triggered; the same
     /// as configuring it on the [`close`](SseLayer::close) layer.
     pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
-        self.close = self.close.shutdown(shutdown);
+        self.close = self.close.with_shutdown(shutdown);
         self
     }
 

@@ -55,6 +55,10 @@ use std::{cell::Cell, error::Error as StdError, fmt, time::Duration};
 
 use bytes::Bytes;
 
+/// The longest [`Event::retry`] written: 2^31 - 1 milliseconds (about 24.8
+/// days), the longest delay a browser's timer holds.
+pub const MAX_RETRY: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// One server-sent event, built with setters and encoded as it is built.
 ///
 /// See the [module documentation](self) for the encoding rules. Turn it into
@@ -143,12 +147,13 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`EventError`] naming [`Field::Event`] when `event` contains CR or LF.
+    /// [`EventError`] naming [`Field::Event`] when `event` contains CR or LF;
+    /// it gives the event back ([`EventError::into_event`]).
     #[inline]
     pub fn event(mut self, event: impl AsRef<str>) -> Result<Self, EventError> {
         let event = event.as_ref().as_bytes();
         if find_line_break(event).is_some() {
-            return Err(EventError::new(Field::Event, Reason::LineBreak));
+            return Err(EventError::new(Field::Event, Reason::LineBreak, self));
         }
         let encoding = self.encoding();
         write_field(&mut encoding.buf, b"event", event);
@@ -164,7 +169,8 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`EventError`] naming [`Field::Id`] when `id` contains CR, LF or NUL.
+    /// [`EventError`] naming [`Field::Id`] when `id` contains CR, LF or NUL;
+    /// it gives the event back ([`EventError::into_event`]).
     #[inline]
     pub fn id(mut self, id: impl AsRef<str>) -> Result<Self, EventError> {
         let id = id.as_ref().as_bytes();
@@ -175,21 +181,26 @@ impl Event {
             } else {
                 Reason::Nul
             };
-            return Err(EventError::new(Field::Id, reason));
+            return Err(EventError::new(Field::Id, reason, self));
         }
         write_field(&mut self.encoding().buf, b"id", id);
         Ok(self)
     }
 
     /// Sets the browser's reconnection delay (`retry:`), written in whole
-    /// milliseconds (sub-millisecond parts are dropped).
+    /// milliseconds (sub-millisecond parts are dropped), at most
+    /// [`MAX_RETRY`] (about 24.8 days): a longer delay is written as that.
+    ///
+    /// Browsers wait with timers that hold a signed 32-bit count of
+    /// milliseconds; a larger value can overflow them into no wait at all.
     pub fn retry(mut self, retry: Duration) -> Self {
-        // u128 written with `Display` is ASCII digits only.
+        // u64 written with `Display` is ASCII digits only.
         use std::io::Write as _;
+        let millis = retry.min(MAX_RETRY).as_millis() as u64;
         let buf = &mut self.encoding().buf;
-        reserve(buf, 48);
+        reserve(buf, 20);
         // Writing to a Vec cannot fail.
-        let _ = writeln!(buf, "retry: {}", retry.as_millis());
+        let _ = writeln!(buf, "retry: {millis}");
         self
     }
 
@@ -275,15 +286,29 @@ impl fmt::Debug for EncodedEvent {
 }
 
 /// An event field value that cannot be written safely.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// It gives back the event as it was before the refused value
+/// ([`into_event`](EventError::into_event)): nothing already set is lost.
+#[derive(Debug, Clone)]
 pub struct EventError {
     field: Field,
     reason: Reason,
+    event: Event,
 }
 
 impl EventError {
-    fn new(field: Field, reason: Reason) -> Self {
-        Self { field, reason }
+    fn new(field: Field, reason: Reason, event: Event) -> Self {
+        Self {
+            field,
+            reason,
+            event,
+        }
+    }
+
+    /// The event as it was before the refused value, with everything
+    /// already set.
+    pub fn into_event(self) -> Event {
+        self.event
     }
 
     /// The field whose value was refused.

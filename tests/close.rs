@@ -81,10 +81,10 @@ struct Server {
 /// `Shutdown` and waits for every connection to close.
 async fn start(reasons: mpsc::UnboundedSender<(CloseReason, Instant)>) -> Server {
     let shutdown = Shutdown::new();
-    let layer = CloseLayer::new().shutdown(&shutdown);
+    let layer = CloseLayer::builder().shutdown(&shutdown).build().unwrap();
     let service = ServiceBuilder::new()
         .layer(layer.clone())
-        .layer(KeepAliveLayer::new().interval(KEEP_ALIVE).unwrap())
+        .layer(KeepAliveLayer::builder().interval(KEEP_ALIVE).build().unwrap())
         .service_fn(handler(reasons));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -299,7 +299,7 @@ async fn axum_with_graceful_shutdown_completes_while_clients_are_connected() {
                 EventStream::new(Channel(rx)).into_response()
             }),
         )
-        .layer(CloseLayer::new().shutdown(&shutdown));
+        .layer(CloseLayer::builder().shutdown(&shutdown).build().unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

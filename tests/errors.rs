@@ -49,7 +49,10 @@ fn failing_stream(path: &str) -> std::pin::Pin<Box<dyn Stream<Item = Item> + Sen
 }
 
 async fn serve(reasons: Arc<Mutex<Vec<CloseReason>>>) -> common::TestServer {
-    let close = CloseLayer::new().on_close(move |info| reasons.lock().unwrap().push(info.reason));
+    let close = CloseLayer::builder()
+        .on_close(move |info| reasons.lock().unwrap().push(info.reason))
+        .build()
+        .unwrap();
     let service = ServiceBuilder::new()
         .sse_with(SseLayer::new().close(close))
         .service(tower::service_fn(|request: Request<Incoming>| async move {

@@ -10,7 +10,7 @@ use http::{Method, Uri};
 use tower_layer::Layer;
 
 use super::{handle::Stats, Close, CloseReason, Shutdown};
-use crate::event::EncodedEvent;
+use crate::event::{EncodedEvent, MAX_RETRY};
 
 /// The default range of the `retry:` delay written when a stream is ended
 /// by shutdown or expiry: 1 to 5 seconds.
@@ -72,47 +72,81 @@ impl CloseLayer {
         }
     }
 
+    /// Starts a layer with the defaults of [`new`](CloseLayer::new); change
+    /// what you need, then [`build`](CloseBuilder::build).
+    pub fn builder() -> CloseBuilder {
+        CloseBuilder {
+            shutdown: None,
+            max_lifetime: None,
+            reconnect_delay: DEFAULT_RECONNECT_DELAY,
+            final_event: None,
+            on_close: None,
+        }
+    }
+
+    /// This layer, also ended by `shutdown` (for the bundle's setter).
+    #[allow(dead_code)] // used by the bundle, behind its own features
+    pub(crate) fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        Arc::make_mut(&mut self.config).shutdown = Some(shutdown.clone());
+        self
+    }
+
+    /// How many event streams built by this layer (and its clones) are open,
+    /// and how many [`CloseHandle`](super::CloseHandle)s are alive.
+    ///
+    /// A stream is open until its body has ended or been dropped. The
+    /// connection may outlive it: after its last frame, a client that has
+    /// stopped reading holds the connection until the server gives up on it
+    /// (see the [module docs](super#graceful-shutdown)).
+    pub fn stats(&self) -> CloseStats {
+        CloseStats {
+            open_streams: self.config.stats.open_streams.load(Ordering::Relaxed),
+            live_handles: self.config.stats.live_handles.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Builds a [`CloseLayer`]. Setters only record; mistakes are reported by
+/// [`build`](CloseBuilder::build), never by a panic.
+#[must_use]
+pub struct CloseBuilder {
+    shutdown: Option<Shutdown>,
+    max_lifetime: Option<Duration>,
+    reconnect_delay: (Duration, Duration),
+    final_event: Option<Bytes>,
+    on_close: Option<OnClose>,
+}
+
+impl CloseBuilder {
     /// Ends every open event stream when `shutdown` is triggered.
     ///
     /// Default: none.
     pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
-        Arc::make_mut(&mut self.config).shutdown = Some(shutdown.clone());
+        self.shutdown = Some(shutdown.clone());
         self
     }
 
     /// Ends each event stream after a lifetime drawn at random between 80 %
     /// and 100 % of `max`, with the same final frame as shutdown and reason
     /// [`CloseReason::Expired`]. This bounds half-open connections and
-    /// spreads reconnects.
+    /// spreads reconnects. Any positive duration; a lifetime longer than
+    /// the process's is the same as none.
     ///
     /// Default: none (streams live until they end).
-    ///
-    /// # Errors
-    ///
-    /// [`CloseError::ZeroLifetime`] for a zero duration.
-    pub fn max_lifetime(mut self, max: Duration) -> Result<Self, CloseError> {
-        if max.is_zero() {
-            return Err(CloseError::ZeroLifetime);
-        }
-        Arc::make_mut(&mut self.config).max_lifetime = Some(max);
-        Ok(self)
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
     }
 
     /// The range of the `retry:` delay in the final frame of a stream ended
     /// by shutdown or expiry, drawn at random per stream so that clients do
-    /// not all reconnect in the same millisecond.
+    /// not all reconnect in the same millisecond. Both ends at most
+    /// [`MAX_RETRY`] (about 24.8 days), `min` at most `max`.
     ///
     /// Default: 1 to 5 seconds ([`DEFAULT_RECONNECT_DELAY`]).
-    ///
-    /// # Errors
-    ///
-    /// [`CloseError::DelayRange`] when `min` is greater than `max`.
-    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Result<Self, CloseError> {
-        if min > max {
-            return Err(CloseError::DelayRange);
-        }
-        Arc::make_mut(&mut self.config).reconnect_delay = (min, max);
-        Ok(self)
+    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_delay = (min, max);
+        self
     }
 
     /// An event written before the `retry:` block in the final frame (to
@@ -120,7 +154,7 @@ impl CloseLayer {
     ///
     /// Default: none.
     pub fn final_event(mut self, event: impl Into<EncodedEvent>) -> Self {
-        Arc::make_mut(&mut self.config).final_event = Some(event.into().into_bytes());
+        self.final_event = Some(event.into().into_bytes());
         self
     }
 
@@ -137,17 +171,50 @@ impl CloseLayer {
     where
         F: Fn(&CloseInfo) + Send + Sync + 'static,
     {
-        Arc::make_mut(&mut self.config).on_close = Some(Arc::new(callback));
+        self.on_close = Some(Arc::new(callback));
         self
     }
 
-    /// How many event streams built by this layer (and its clones) are open,
-    /// and how many [`CloseHandle`](super::CloseHandle)s are alive.
-    pub fn stats(&self) -> CloseStats {
-        CloseStats {
-            open_streams: self.config.stats.open_streams.load(Ordering::Relaxed),
-            live_handles: self.config.stats.live_handles.load(Ordering::Relaxed),
+    /// The layer.
+    ///
+    /// # Errors
+    ///
+    /// [`CloseError`] for a zero maximum lifetime, or a reconnect delay
+    /// whose minimum is over its maximum or whose maximum is over
+    /// [`MAX_RETRY`].
+    pub fn build(self) -> Result<CloseLayer, CloseError> {
+        if self.max_lifetime.is_some_and(|max| max.is_zero()) {
+            return Err(CloseError::ZeroLifetime);
         }
+        let (min, max) = self.reconnect_delay;
+        if min > max {
+            return Err(CloseError::DelayRange);
+        }
+        if max > MAX_RETRY {
+            return Err(CloseError::DelayTooLong);
+        }
+        Ok(CloseLayer {
+            config: Arc::new(Config {
+                shutdown: self.shutdown,
+                max_lifetime: self.max_lifetime,
+                reconnect_delay: self.reconnect_delay,
+                final_event: self.final_event,
+                on_close: self.on_close,
+                stats: Arc::default(),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for CloseBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloseBuilder")
+            .field("shutdown", &self.shutdown)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("reconnect_delay", &self.reconnect_delay)
+            .field("final_event", &self.final_event.is_some())
+            .field("on_close", &self.on_close.is_some())
+            .finish()
     }
 }
 
@@ -200,6 +267,8 @@ pub enum CloseError {
     ZeroLifetime,
     /// The reconnect delay's minimum is greater than its maximum.
     DelayRange,
+    /// The reconnect delay's maximum is over [`MAX_RETRY`].
+    DelayTooLong,
 }
 
 impl fmt::Display for CloseError {
@@ -209,6 +278,10 @@ impl fmt::Display for CloseError {
                 "the maximum stream lifetime is zero: give a positive duration, or leave it unset"
             }
             Self::DelayRange => "the reconnect delay's minimum is greater than its maximum",
+            Self::DelayTooLong => {
+                "the reconnect delay is over 2^31 - 1 ms (about 24.8 days), more than browsers' \
+                 timers hold"
+            }
         })
     }
 }

@@ -55,7 +55,7 @@
 //! let shutdown = Shutdown::new();
 //! let (reasons, mut seen) = mpsc::unbounded_channel();
 //! let service = ServiceBuilder::new()
-//!     .layer(CloseLayer::new().shutdown(&shutdown))
+//!     .layer(CloseLayer::builder().shutdown(&shutdown).build().unwrap())
 //!     .service(service_fn(move |request: Request<()>| {
 //!         let handle = request.extensions().get::<CloseHandle>().unwrap().clone();
 //!         let reasons = reasons.clone();
@@ -91,7 +91,7 @@ mod shutdown;
 pub use body::CloseBody;
 pub use future::ResponseFuture;
 pub use handle::{CloseHandle, CloseReason};
-pub use layer::{CloseError, CloseInfo, CloseLayer, CloseStats, DEFAULT_RECONNECT_DELAY};
+pub use layer::{CloseBuilder, CloseError, CloseInfo, CloseLayer, CloseStats, DEFAULT_RECONNECT_DELAY};
 pub use service::Close;
 pub use shutdown::Shutdown;
 

@@ -15,7 +15,7 @@ use tower::{service_fn, ServiceExt};
 use tower_layer::Layer;
 
 use super::*;
-use crate::Event;
+use crate::{event::MAX_RETRY, Event};
 
 /// A body fed by the test, frame by frame.
 struct TestBody {
@@ -40,10 +40,13 @@ type Tested = Pin<Box<CloseBody<TestBody>>>;
 /// What `on_close` saw, in order.
 type Seen = Arc<Mutex<Vec<CloseInfo>>>;
 
-fn recording(layer: CloseLayer) -> (CloseLayer, Seen) {
+fn recording(builder: CloseBuilder) -> (CloseLayer, Seen) {
     let seen: Seen = Arc::default();
     let record = seen.clone();
-    let layer = layer.on_close(move |info| record.lock().unwrap().push(info.clone()));
+    let layer = builder
+        .on_close(move |info| record.lock().unwrap().push(info.clone()))
+        .build()
+        .unwrap();
     (layer, seen)
 }
 
@@ -143,7 +146,7 @@ fn full(bytes: &'static [u8]) -> Response<Full<Bytes>> {
 
 #[tokio::test]
 async fn dropping_the_body_before_its_end_is_client_gone() {
-    let (layer, seen) = recording(CloseLayer::new());
+    let (layer, seen) = recording(CloseLayer::builder());
     let (tx, mut body, handle) = stream_body(&layer).await;
     send(&tx, b"data: a\n\n");
     ready_data(&mut body);
@@ -157,7 +160,7 @@ async fn dropping_the_body_before_its_end_is_client_gone() {
 
 #[tokio::test]
 async fn reading_to_the_end_is_completed_and_reported_once() {
-    let (layer, seen) = recording(CloseLayer::new());
+    let (layer, seen) = recording(CloseLayer::builder());
     let (tx, mut body, handle) = stream_body(&layer).await;
     send(&tx, b"data: a\n\n");
     send(&tx, b"data: bc\n\n");
@@ -177,7 +180,7 @@ async fn reading_to_the_end_is_completed_and_reported_once() {
 
 #[tokio::test]
 async fn an_inner_error_is_error() {
-    let (layer, seen) = recording(CloseLayer::new());
+    let (layer, seen) = recording(CloseLayer::builder());
     let (tx, mut body, handle) = stream_body(&layer).await;
     tx.send(Err(io::Error::other("boom"))).unwrap();
     assert!(matches!(poll(&mut body), Poll::Ready(Some(Err(_)))));
@@ -191,10 +194,9 @@ async fn shutdown_writes_a_jittered_retry_at_the_boundary_and_ends() {
     let shutdown = Shutdown::new();
     let (min, max) = (Duration::from_millis(100), Duration::from_millis(900));
     let (layer, seen) = recording(
-        CloseLayer::new()
+        CloseLayer::builder()
             .shutdown(&shutdown)
-            .reconnect_delay(min, max)
-            .unwrap(),
+            .reconnect_delay(min, max),
     );
     let mut open = Vec::new();
     for _ in 0..20 {
@@ -226,7 +228,7 @@ async fn shutdown_writes_a_jittered_retry_at_the_boundary_and_ends() {
 #[tokio::test]
 async fn shutdown_waits_for_the_end_of_the_current_event() {
     let shutdown = Shutdown::new();
-    let (layer, _seen) = recording(CloseLayer::new().shutdown(&shutdown));
+    let (layer, _seen) = recording(CloseLayer::builder().shutdown(&shutdown));
     let (tx, mut body, handle) = stream_body(&layer).await;
     send(&tx, b"data: half");
     ready_data(&mut body);
@@ -243,9 +245,11 @@ async fn shutdown_waits_for_the_end_of_the_current_event() {
 async fn streams_started_after_the_trigger_end_at_once() {
     let shutdown = Shutdown::new();
     shutdown.trigger();
-    let layer = CloseLayer::new()
+    let layer = CloseLayer::builder()
         .shutdown(&shutdown)
-        .final_event(Event::new().event("bye").unwrap());
+        .final_event(Event::new().event("bye").unwrap())
+        .build()
+        .unwrap();
     let (tx, mut body, handle) = stream_body(&layer).await;
     send(&tx, b"data: never\n\n");
     let last = ready_data(&mut body);
@@ -260,7 +264,7 @@ async fn streams_started_after_the_trigger_end_at_once() {
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_ends_the_stream_between_80_and_100_percent() {
     let max = Duration::from_secs(100);
-    let (layer, seen) = recording(CloseLayer::new().max_lifetime(max).unwrap());
+    let (layer, seen) = recording(CloseLayer::builder().max_lifetime(max));
     let (_tx, mut body, handle) = stream_body(&layer).await;
     let start = tokio::time::Instant::now();
     assert!(poll(&mut body).is_pending());
@@ -283,11 +287,14 @@ async fn max_lifetime_ends_the_stream_between_80_and_100_percent() {
 
 #[tokio::test]
 async fn other_responses_keep_their_body_and_complete() {
-    let layer = CloseLayer::new().shutdown(&{
-        let shutdown = Shutdown::new();
-        shutdown.trigger();
-        shutdown
-    });
+    let layer = CloseLayer::builder()
+        .shutdown(&{
+            let shutdown = Shutdown::new();
+            shutdown.trigger();
+            shutdown
+        })
+        .build()
+        .unwrap();
     let Captured {
         service,
         handles: mut handle_rx,
@@ -352,7 +359,10 @@ async fn a_failing_service_is_error() {
 
 #[tokio::test]
 async fn a_panicking_callback_cannot_escape_from_drop() {
-    let layer = CloseLayer::new().on_close(|_| panic!("callback bug"));
+    let layer = CloseLayer::builder()
+        .on_close(|_| panic!("callback bug"))
+        .build()
+        .unwrap();
     let (_tx, body, handle) = stream_body(&layer).await;
     drop(body); // would abort or unwind here if the panic escaped
     assert_eq!(handle.reason(), Some(CloseReason::ClientGone));
@@ -377,17 +387,64 @@ async fn every_handle_and_stream_is_released() {
 
 #[test]
 fn bad_settings_are_refused_with_errors() {
-    assert_eq!(
-        CloseLayer::new().max_lifetime(Duration::ZERO).unwrap_err(),
-        CloseError::ZeroLifetime
-    );
-    assert_eq!(
-        CloseLayer::new()
-            .reconnect_delay(Duration::from_secs(2), Duration::from_secs(1))
-            .unwrap_err(),
-        CloseError::DelayRange
-    );
+    let second = Duration::from_secs(1);
+    for (builder, error) in [
+        (
+            CloseLayer::builder().max_lifetime(Duration::ZERO),
+            CloseError::ZeroLifetime,
+        ),
+        (
+            CloseLayer::builder().reconnect_delay(second * 2, second),
+            CloseError::DelayRange,
+        ),
+        (
+            CloseLayer::builder().reconnect_delay(Duration::ZERO, Duration::MAX),
+            CloseError::DelayTooLong,
+        ),
+        (
+            CloseLayer::builder().reconnect_delay(Duration::MAX, Duration::MAX),
+            CloseError::DelayTooLong,
+        ),
+        (
+            CloseLayer::builder().reconnect_delay(second, MAX_RETRY + Duration::from_millis(1)),
+            CloseError::DelayTooLong,
+        ),
+    ] {
+        assert_eq!(builder.build().unwrap_err(), error);
+    }
     assert!(CloseError::DelayRange.to_string().contains("minimum"));
+    assert!(CloseError::DelayTooLong.to_string().contains("24.8 days"));
+}
+
+/// Every extreme a setter accepts works at request time: no panic, the
+/// final frame as documented.
+#[tokio::test(start_paused = true)]
+async fn extreme_settings_that_are_accepted_never_panic_later() {
+    let shutdown = Shutdown::new();
+    for builder in [
+        CloseLayer::builder().max_lifetime(Duration::MAX),
+        CloseLayer::builder().max_lifetime(Duration::from_nanos(1)),
+        CloseLayer::builder().reconnect_delay(Duration::ZERO, Duration::ZERO),
+        CloseLayer::builder().reconnect_delay(MAX_RETRY, MAX_RETRY),
+        CloseLayer::builder().reconnect_delay(Duration::ZERO, MAX_RETRY),
+    ] {
+        let layer = builder.shutdown(&shutdown).build().unwrap();
+        let (_tx, mut body, _handle) = stream_body(&layer).await;
+        let _ = poll(&mut body);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _ = poll(&mut body);
+    }
+    shutdown.trigger();
+    let layer = CloseLayer::builder()
+        .shutdown(&shutdown)
+        .reconnect_delay(MAX_RETRY, MAX_RETRY)
+        .build()
+        .unwrap();
+    let (_tx, mut body, _handle) = stream_body(&layer).await;
+    assert_eq!(
+        &ready_data(&mut body)[..],
+        format!("retry: {}\n\n", i32::MAX).as_bytes()
+    );
 }
 
 #[test]

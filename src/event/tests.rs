@@ -140,9 +140,37 @@ fn retry_is_whole_milliseconds() {
         "retry: 2999\n\n"
     );
     assert_eq!(bytes(Event::new().retry(Duration::ZERO)), "retry: 0\n\n");
+    // Clamped to what a browser's timer holds: 2^31 - 1 ms.
+    for long in [
+        MAX_RETRY,
+        MAX_RETRY + Duration::from_millis(1),
+        Duration::from_secs(u64::MAX / 2),
+        Duration::MAX,
+    ] {
+        assert_eq!(
+            bytes(Event::new().retry(long)),
+            "retry: 2147483647\n\n",
+            "{long:?}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_value_gives_the_event_back_with_everything_set() {
+    let built = || {
+        Event::new()
+            .event("tick")
+            .unwrap()
+            .data("kept")
+            .retry(Duration::from_secs(1))
+    };
+    let error = built().id("a\nb").unwrap_err();
+    assert_eq!(bytes(error.into_event()), bytes(built()));
+    let error = built().event("a\rb").unwrap_err();
+    let event = error.into_event().id("7").unwrap();
     assert_eq!(
-        bytes(Event::new().retry(Duration::MAX)),
-        format!("retry: {}\n\n", Duration::MAX.as_millis())
+        bytes(event),
+        "event: tick\ndata: kept\nretry: 1000\nid: 7\n\n"
     );
 }
 

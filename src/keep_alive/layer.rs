@@ -6,8 +6,12 @@ use tower_layer::Layer;
 use super::KeepAlive;
 use crate::event::{find_line_break, Event};
 
-/// The default [`KeepAliveLayer::interval`]: 15 seconds.
+/// The default [`KeepAliveBuilder::interval`]: 15 seconds.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The longest [`KeepAliveBuilder::interval`]: 24 hours. No proxy keeps an
+/// idle connection that long; a longer interval is a mistake.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Writes a comment on event streams that stay idle; see the
 /// [module docs](super).
@@ -42,38 +46,44 @@ impl KeepAliveLayer {
         }
     }
 
+    /// Starts a layer with the defaults; change what you need, then
+    /// [`build`](KeepAliveBuilder::build).
+    pub fn builder() -> KeepAliveBuilder {
+        KeepAliveBuilder {
+            interval: DEFAULT_INTERVAL,
+            comment: String::new(),
+            immediate: false,
+        }
+    }
+}
+
+/// Builds a [`KeepAliveLayer`]. Setters only record; mistakes are reported
+/// by [`build`](KeepAliveBuilder::build), never by a panic.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct KeepAliveBuilder {
+    interval: Duration,
+    comment: String,
+    immediate: bool,
+}
+
+impl KeepAliveBuilder {
     /// How long a stream may stay silent before a comment is written. Keep
     /// it below the shortest idle timeout between the server and the
-    /// browser.
+    /// browser. From 1 millisecond to [`MAX_INTERVAL`] (24 hours).
     ///
     /// Default: 15 seconds ([`DEFAULT_INTERVAL`]).
-    ///
-    /// # Errors
-    ///
-    /// [`KeepAliveError`] for a zero interval, which would write comments
-    /// without end.
-    pub fn interval(mut self, interval: Duration) -> Result<Self, KeepAliveError> {
-        if interval.is_zero() {
-            return Err(KeepAliveError::ZeroInterval);
-        }
-        self.config.interval = interval;
-        Ok(self)
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
     }
 
-    /// The text of the comment (written `: text`).
+    /// The text of the comment (written `: text`); one line.
     ///
     /// Default: empty (the comment frame is `:\n\n`).
-    ///
-    /// # Errors
-    ///
-    /// [`KeepAliveError`] when `text` has a line break: a comment frame must
-    /// be one line.
-    pub fn comment(mut self, text: &str) -> Result<Self, KeepAliveError> {
-        if find_line_break(text.as_bytes()).is_some() {
-            return Err(KeepAliveError::CommentHasLineBreak);
-        }
-        self.config.comment = Event::new().comment(text).encode().into_bytes();
-        Ok(self)
+    pub fn comment(mut self, text: impl Into<String>) -> Self {
+        self.comment = text.into();
+        self
     }
 
     /// Writes one comment as soon as the stream starts.
@@ -86,8 +96,35 @@ impl KeepAliveLayer {
     ///
     /// Default: off.
     pub fn immediate(mut self, on: bool) -> Self {
-        self.config.immediate = on;
+        self.immediate = on;
         self
+    }
+
+    /// The layer.
+    ///
+    /// # Errors
+    ///
+    /// [`KeepAliveError`] for an interval under 1 millisecond (comments
+    /// without end) or over [`MAX_INTERVAL`], or a comment with a line
+    /// break (a comment frame is one line).
+    pub fn build(self) -> Result<KeepAliveLayer, KeepAliveError> {
+        if self.interval < Duration::from_millis(1) {
+            return Err(KeepAliveError::ZeroInterval);
+        }
+        if self.interval > MAX_INTERVAL {
+            return Err(KeepAliveError::IntervalTooLong);
+        }
+        if find_line_break(self.comment.as_bytes()).is_some() {
+            return Err(KeepAliveError::CommentHasLineBreak);
+        }
+        Ok(KeepAliveLayer {
+            config: Config {
+                interval: self.interval,
+                comment: Event::new().comment(&self.comment).encode().into_bytes(),
+                immediate: self.immediate,
+                enabled: true,
+            },
+        })
     }
 }
 
@@ -132,8 +169,10 @@ impl<S> Layer<S> for KeepAliveLayer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeepAliveError {
-    /// The interval is zero.
+    /// The interval is under 1 millisecond.
     ZeroInterval,
+    /// The interval is over [`MAX_INTERVAL`].
+    IntervalTooLong,
     /// The comment text has a CR or LF.
     CommentHasLineBreak,
 }
@@ -142,7 +181,11 @@ impl fmt::Display for KeepAliveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::ZeroInterval => {
-                "the keep-alive interval is zero: give a positive duration, such as 15 seconds"
+                "the keep-alive interval is under 1 ms: give a positive duration, such as 15 seconds"
+            }
+            Self::IntervalTooLong => {
+                "the keep-alive interval is over 24 hours: give a duration below the shortest \
+                 idle timeout between server and browser, such as 15 seconds"
             }
             Self::CommentHasLineBreak => {
                 "the keep-alive comment has a line break (CR or LF): a comment frame must be one line"

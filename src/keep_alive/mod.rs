@@ -27,7 +27,7 @@
 //! Each stream holds one [`tokio::time::Sleep`], reset only when it fires:
 //! the body needs a Tokio runtime with time enabled, as hyper servers have.
 //!
-//! [`interval`]: KeepAliveLayer::interval
+//! [`interval`]: KeepAliveBuilder::interval
 //!
 //! # Example
 //!
@@ -42,9 +42,10 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let layer = KeepAliveLayer::new()
-//!     .interval(Duration::from_secs(10))?
-//!     .comment("ping")?;
+//! let layer = KeepAliveLayer::builder()
+//!     .interval(Duration::from_secs(10))
+//!     .comment("ping")
+//!     .build()?;
 //! let service = ServiceBuilder::new()
 //!     .layer(layer)
 //!     .service(service_fn(|_request: Request<()>| async {
@@ -69,7 +70,7 @@ mod service;
 
 pub use body::KeepAliveBody;
 pub use future::ResponseFuture;
-pub use layer::{KeepAliveError, KeepAliveLayer, DEFAULT_INTERVAL};
+pub use layer::{KeepAliveBuilder, KeepAliveError, KeepAliveLayer, DEFAULT_INTERVAL, MAX_INTERVAL};
 pub use service::KeepAlive;
 
 #[cfg(test)]

@@ -48,8 +48,12 @@ impl Body for TestBody {
 
 type Tx = mpsc::UnboundedSender<Result<Frame<Bytes>, io::Error>>;
 
+fn builder() -> KeepAliveBuilder {
+    KeepAliveLayer::builder().interval(INTERVAL)
+}
+
 fn layer() -> KeepAliveLayer {
-    KeepAliveLayer::new().interval(INTERVAL).unwrap()
+    builder().build().unwrap()
 }
 
 /// An event-stream keep-alive body over a body the test feeds.
@@ -165,14 +169,14 @@ async fn comment_is_held_back_inside_an_event_until_its_end() {
 
 #[tokio::test(start_paused = true)]
 async fn custom_comment_text_is_written() {
-    let (_tx, mut body) = stream_body(layer().comment("keep-alive").unwrap()).await;
+    let (_tx, mut body) = stream_body(builder().comment("keep-alive").build().unwrap()).await;
     advance(INTERVAL).await;
     assert_eq!(&ready_data(&mut body)[..], b": keep-alive\n\n");
 }
 
 #[tokio::test(start_paused = true)]
 async fn immediate_writes_a_first_comment_at_once_and_restarts_the_wait() {
-    let (_tx, mut body) = stream_body(layer().immediate(true)).await;
+    let (_tx, mut body) = stream_body(builder().immediate(true).build().unwrap()).await;
     assert_eq!(&ready_data(&mut body)[..], b":\n\n");
     assert!(poll(&mut body).is_pending());
     advance(INTERVAL - MS).await;
@@ -183,7 +187,7 @@ async fn immediate_writes_a_first_comment_at_once_and_restarts_the_wait() {
 
 #[tokio::test(start_paused = true)]
 async fn no_comment_after_the_end_and_end_is_forwarded() {
-    let (tx, mut body) = stream_body(layer().immediate(true)).await;
+    let (tx, mut body) = stream_body(builder().immediate(true).build().unwrap()).await;
     assert_eq!(body.size_hint().upper(), None);
     drop(tx);
     // The inner body has not said it ended yet: the first comment goes out.
@@ -225,18 +229,47 @@ async fn other_responses_get_no_comments_and_keep_their_size() {
 }
 
 #[test]
-fn zero_interval_and_multi_line_comments_are_refused() {
-    assert_eq!(
-        KeepAliveLayer::new().interval(Duration::ZERO).unwrap_err(),
-        KeepAliveError::ZeroInterval
-    );
+fn intervals_out_of_range_and_multi_line_comments_are_refused() {
+    for (interval, error) in [
+        (Duration::ZERO, KeepAliveError::ZeroInterval),
+        (Duration::from_nanos(999_999), KeepAliveError::ZeroInterval),
+        (
+            MAX_INTERVAL + Duration::from_nanos(1),
+            KeepAliveError::IntervalTooLong,
+        ),
+        (Duration::from_secs(u64::MAX / 2), KeepAliveError::IntervalTooLong),
+        (Duration::MAX, KeepAliveError::IntervalTooLong),
+    ] {
+        let refused = KeepAliveLayer::builder().interval(interval).build();
+        assert_eq!(refused.unwrap_err(), error, "{interval:?}");
+    }
     for text in ["a\nb", "a\r", "\r\n"] {
         assert_eq!(
-            KeepAliveLayer::new().comment(text).unwrap_err(),
+            KeepAliveLayer::builder().comment(text).build().unwrap_err(),
             KeepAliveError::CommentHasLineBreak
         );
     }
-    assert!(KeepAliveError::ZeroInterval.to_string().contains("zero"));
+    assert!(KeepAliveError::ZeroInterval.to_string().contains("under 1 ms"));
+    assert!(KeepAliveError::IntervalTooLong.to_string().contains("24 hours"));
+}
+
+/// The extremes a setter accepts work at request time: no panic, comments
+/// when due.
+#[tokio::test(start_paused = true)]
+async fn extreme_intervals_that_are_accepted_never_panic_later() {
+    for interval in [Duration::from_millis(1), MAX_INTERVAL] {
+        let layer = KeepAliveLayer::builder()
+            .interval(interval)
+            .immediate(true)
+            .comment("")
+            .build()
+            .unwrap();
+        let (_tx, mut body) = stream_body(layer).await;
+        assert_eq!(&ready_data(&mut body)[..], b":\n\n");
+        assert!(poll(&mut body).is_pending());
+        advance(interval).await;
+        assert_eq!(&ready_data(&mut body)[..], b":\n\n");
+    }
 }
 
 /// Whether `prefix` ends between events, by a definition independent of the
