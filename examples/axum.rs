@@ -43,27 +43,49 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3001".to_owned());
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on http://{}/", listener.local_addr()?);
-    serve(listener, Duration::from_secs(1), async {
+    serve(listener, Duration::from_secs(1), Duration::from_secs(5), async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
 }
 
 /// Serves the app until `signal`, then ends open streams and returns once
-/// axum's graceful shutdown completes.
+/// axum's graceful shutdown completes, or `grace` after the signal.
 pub async fn serve(
     listener: TcpListener,
     period: Duration,
+    grace: Duration,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let shutdown = Shutdown::new();
+    serve_with_grace(listener, app(&shutdown, period), &shutdown, grace, signal).await
+}
+
+/// The server loop: serves `app` until `signal`, triggers `shutdown` (every
+/// event stream writes its final frame and ends) and returns once axum's
+/// graceful shutdown completes, or `grace` after the signal: a client that
+/// stopped reading keeps its connection open, and axum would wait for it
+/// forever. The connections still open then close when the runtime ends
+/// (when `main` returns).
+pub async fn serve_with_grace(
+    listener: TcpListener,
+    app: Router,
+    shutdown: &Shutdown,
+    grace: Duration,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let trigger = shutdown.clone();
-    axum::serve(listener, app(&shutdown, period))
-        .with_graceful_shutdown(async move {
-            signal.await;
-            trigger.trigger();
-        })
-        .await
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        signal.await;
+        trigger.trigger();
+    });
+    tokio::select! {
+        result = server => result,
+        () = shutdown.deadline(grace) => {
+            println!("connections still open after {grace:?}: dropped");
+            Ok(())
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -40,7 +40,7 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
 use tower::ServiceBuilder;
 use tower_sse::{CloseLayer, Event, EventStream, LastEventId, Shutdown, SseCorsLayer, SseLayer};
 
@@ -168,11 +168,13 @@ pub async fn serve(
         });
 
     let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             accepted = page.accept() => accepted,
             accepted = stream.accept() => accepted,
+            Some(_) = connections.join_next() => continue,
             () = &mut shutdown => break,
         };
         let Ok((socket, _)) = accepted else { continue };
@@ -183,16 +185,28 @@ pub async fn serve(
             )
             .into_owned();
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _ = connection.await;
         });
     }
     // Open event streams never end by themselves: end them, or the graceful
-    // shutdown below would wait forever.
+    // shutdown below would wait forever. A client that stopped reading keeps
+    // its connection open after its last frame: give up on it after a grace
+    // period.
     end_streams.trigger();
-    graceful.shutdown().await;
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = end_streams.deadline(GRACE) => {
+            while connections.try_join_next().is_some() {}
+            println!("{} connections still open after {GRACE:?}: dropped", connections.len());
+        }
+    }
+    connections.shutdown().await;
     Ok(())
 }
+
+/// How long shutdown waits for clients to read their last frame.
+const GRACE: Duration = Duration::from_secs(5);
 
 fn route(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
     match (request.method(), request.uri().path()) {

@@ -17,7 +17,7 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinSet};
 use tower::ServiceBuilder;
 use tower_sse::{Event, EventStream, ServiceBuilderExt, Shutdown, SseLayer};
 
@@ -31,7 +31,7 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3002".to_owned());
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on http://{}/events", listener.local_addr()?);
-    serve(listener, Duration::from_secs(1), async {
+    serve(listener, Duration::from_secs(1), Duration::from_secs(5), async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
@@ -62,17 +62,44 @@ async fn handle(
         .map(|body| body.boxed_unsync()))
 }
 
-/// Serves until `signal`, then ends open streams and waits for connections.
+/// Serves until `signal`, then ends open streams and waits for their
+/// connections to close, at most `grace`.
 pub async fn serve(
     listener: TcpListener,
     period: Duration,
+    grace: Duration,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let shutdown = Shutdown::new();
     let service = ServiceBuilder::new()
         .sse_with(SseLayer::new().shutdown(&shutdown))
         .service_fn(move |request| handle(request, period));
+    serve_with_grace(listener, service, &shutdown, grace, signal).await
+}
+
+/// The server loop: serves `service` on `listener` until `signal`, then
+/// triggers `shutdown` (every event stream writes its final frame and ends)
+/// and waits for the connections to close, at most `grace`: after that it
+/// drops the connections whose clients stopped reading, so it always
+/// returns.
+pub async fn serve_with_grace<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: &Shutdown,
+    grace: Duration,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let graceful = GracefulShutdown::new();
+    // The connections' tasks, so that the stragglers can be dropped.
+    let mut connections = JoinSet::new();
     let mut signal = pin!(signal);
     loop {
         tokio::select! {
@@ -82,14 +109,26 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service.clone()))
                     .into_owned();
                 let connection = graceful.watch(connection);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _ = connection.await;
                 });
             }
+            Some(_) = connections.join_next() => {} // reap finished connections
             () = &mut signal => break,
         }
     }
+    drop(listener);
+    // Every stream writes its final frame and ends; connections close once
+    // their clients have read it. A client that stopped reading never does:
+    // give up on it after `grace`.
     shutdown.trigger();
-    graceful.shutdown().await;
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = shutdown.deadline(grace) => {
+            while connections.try_join_next().is_some() {}
+            println!("{} connections still open after {grace:?}: dropped", connections.len());
+        }
+    }
+    connections.shutdown().await;
     Ok(())
 }

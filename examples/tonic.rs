@@ -113,17 +113,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "listening on http://{}/events and gRPC",
         listener.local_addr()?
     );
-    serve(listener, Duration::from_secs(1), async {
+    serve(listener, Duration::from_secs(1), Duration::from_secs(5), async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
 }
 
 /// Serves gRPC and `/events` on `listener` until `signal`, then ends open
-/// streams so that tonic's graceful shutdown completes.
+/// streams so that tonic's graceful shutdown completes; after `grace` it
+/// stops waiting for connections whose clients stopped reading.
 pub async fn serve(
     listener: TcpListener,
     period: Duration,
+    grace: Duration,
     signal: impl Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let shutdown = Shutdown::new();
@@ -150,14 +152,17 @@ pub async fn serve(
         ),
     );
     let routes = Routes::from(events).add_service(Greeter);
-    Server::builder()
+    let server = Server::builder()
         .accept_http1(true)
         .layer(SseLayer::new().shutdown(&shutdown))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
             signal.await;
             trigger.trigger();
-        })
-        .await?;
+        });
+    tokio::select! {
+        result = server => result?,
+        () = shutdown.deadline(grace) => println!("connections still open after {grace:?}: dropped"),
+    }
     Ok(())
 }

@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 const PERIOD: Duration = Duration::from_millis(20);
+const GRACE: Duration = Duration::from_secs(5);
 
 async fn listener() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -50,7 +51,7 @@ async fn stop(stop: oneshot::Sender<()>, server: JoinHandle<std::io::Result<()>>
 async fn axum_example_streams_both_kinds_and_leaves_json_alone() {
     let (listener, addr) = listener().await;
     let (stop_tx, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(axum_example::serve(listener, PERIOD, async {
+    let server = tokio::spawn(axum_example::serve(listener, PERIOD, GRACE, async {
         let _ = stopped.await;
     }));
 
@@ -85,7 +86,7 @@ async fn axum_example_streams_both_kinds_and_leaves_json_alone() {
 async fn hyper_example_streams_counts_behind_the_layers() {
     let (listener, addr) = listener().await;
     let (stop_tx, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(hyper_example::serve(listener, PERIOD, async {
+    let server = tokio::spawn(hyper_example::serve(listener, PERIOD, GRACE, async {
         let _ = stopped.await;
     }));
     let response = common::get(addr, "/events").await;
@@ -107,7 +108,7 @@ async fn tonic_example_answers_grpc_untouched_and_streams_on_the_same_port() {
 
     let (listener, addr) = listener().await;
     let (stop_tx, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(tonic_example::serve(listener, PERIOD, async {
+    let server = tokio::spawn(tonic_example::serve(listener, PERIOD, GRACE, async {
         let _ = stopped.await;
     }));
 

@@ -35,6 +35,37 @@
 //! with [`EventStream`](crate::EventStream), whose frames hold whole events)
 //! waits for that event's end before its final frame.
 //!
+//! A layer ends streams; it cannot close connections. A client that has
+//! stopped reading keeps its connection open after its stream ended, while
+//! the last bytes wait in a full socket buffer, and graceful shutdown waits
+//! for it forever. So the server loop gives up after a grace period:
+//! [`Shutdown::deadline`] resolves that long after the trigger.
+//!
+//! ```text
+//! // hyper-util: connections in a JoinSet, watched by GracefulShutdown
+//! shutdown.trigger();
+//! tokio::select! {
+//!     () = graceful.shutdown() => {}
+//!     () = shutdown.deadline(GRACE) => {} // clients that stopped reading
+//! }
+//! connections.shutdown().await; // drops the stragglers' connections
+//!
+//! // axum: race the server against the deadline; return from main after it
+//! let server = axum::serve(listener, app).with_graceful_shutdown(signal_then_trigger);
+//! tokio::select! {
+//!     result = server => result?,
+//!     () = shutdown.deadline(GRACE) => {}
+//! }
+//! ```
+//!
+//! `examples/hyper.rs` and `examples/axum.rs` have both loops in full
+//! (`serve_with_grace`); `tests/shutdown.rs` runs each with 1,000 open
+//! streams of which 100 belong to clients that stopped reading: the server
+//! is done within the grace period plus one second, and every reading
+//! client gets its final frame. [`CloseLayer::stats`] counts streams, not
+//! connections: a stream whose last frame was handed to the server is
+//! closed, though its connection may wait for the grace period.
+//!
 //! Responses that are not event streams keep their body as it is; their
 //! handle resolves `Completed` when the body ends (or `ClientGone` when it
 //! is dropped before).

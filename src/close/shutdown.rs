@@ -4,6 +4,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use tokio::sync::Notify;
@@ -41,6 +42,35 @@ impl Shutdown {
     /// Whether [`trigger`](Shutdown::trigger) was called.
     pub fn is_triggered(&self) -> bool {
         self.triggered.load(Ordering::Acquire)
+    }
+
+    /// Waits until [`trigger`](Shutdown::trigger) is called (at once if it
+    /// was).
+    pub async fn triggered(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until `grace` after the trigger: the moment a server stops
+    /// waiting for connections whose clients stopped reading.
+    ///
+    /// Every stream writes its final frame and ends at the trigger, but a
+    /// layer cannot close a connection: one whose client has stopped
+    /// reading stays open while its last bytes wait in the socket. Race the
+    /// server's graceful shutdown against this, then let the remaining
+    /// connections go (drop their tasks, or return from `main`), so that
+    /// shutdown ends in bounded time whatever the clients do. See the
+    /// [module docs](super#graceful-shutdown) for the loops.
+    pub async fn deadline(&self, grace: Duration) {
+        self.triggered().await;
+        tokio::time::sleep(grace).await;
     }
 }
 
