@@ -31,9 +31,14 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3002".to_owned());
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on http://{}/events", listener.local_addr()?);
-    serve(listener, Duration::from_secs(1), Duration::from_secs(5), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    serve(
+        listener,
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
     .await
 }
 

@@ -113,9 +113,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "listening on http://{}/events and gRPC",
         listener.local_addr()?
     );
-    serve(listener, Duration::from_secs(1), Duration::from_secs(5), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    serve(
+        listener,
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
     .await
 }
 

@@ -278,9 +278,10 @@ mod tests {
         for asked in ["close", "Close", "keep-alive, close", "upgrade,CLOSE"] {
             let service = SseHeadersLayer::new().layer(service_fn(|_request: Request<()>| async {
                 let mut response = Response::new(());
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
                 Ok::<_, Infallible>(response)
             }));
             let request = Request::builder()
@@ -289,7 +290,10 @@ mod tests {
                 .body(())
                 .unwrap();
             let response = service.oneshot(request).await.unwrap();
-            assert!(!response.headers().contains_key(header::CONNECTION), "{asked}");
+            assert!(
+                !response.headers().contains_key(header::CONNECTION),
+                "{asked}"
+            );
         }
     }
 

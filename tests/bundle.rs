@@ -52,12 +52,7 @@ fn layered_service_is_clone_send_sync_with_no_clone_bound_on_the_body() {
 }
 
 fn cors_on() -> SseLayer {
-    SseLayer::new().cors(
-        SseCorsLayer::builder()
-            .allow_origin(APP)
-            .build()
-            .unwrap(),
-    )
+    SseLayer::new().cors(SseCorsLayer::builder().allow_origin(APP).build().unwrap())
 }
 
 const APP: &str = "https://app.example.com";
@@ -135,10 +130,7 @@ async fn event_streams_get_every_layer() {
         .unwrap();
     let response = service.clone().oneshot(request).await.unwrap();
     let headers = response.headers();
-    assert_eq!(
-        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-        APP
-    );
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
     assert_eq!(headers[header::CACHE_CONTROL], "no-cache, no-transform");
     assert_eq!(headers["x-accel-buffering"], "no");
     assert_eq!(headers[header::CONNECTION], "keep-alive");

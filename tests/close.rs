@@ -84,7 +84,12 @@ async fn start(reasons: mpsc::UnboundedSender<(CloseReason, Instant)>) -> Server
     let layer = CloseLayer::builder().shutdown(&shutdown).build().unwrap();
     let service = ServiceBuilder::new()
         .layer(layer.clone())
-        .layer(KeepAliveLayer::builder().interval(KEEP_ALIVE).build().unwrap())
+        .layer(
+            KeepAliveLayer::builder()
+                .interval(KEEP_ALIVE)
+                .build()
+                .unwrap(),
+        )
         .service_fn(handler(reasons));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -22,7 +22,10 @@ use tower_sse::{CloseLayer, CloseReason, Event, EventStream, ServiceBuilderExt, 
 type Item = Result<Event, io::Error>;
 
 fn event(n: u32) -> Item {
-    Ok(Event::new().id(n.to_string()).unwrap().data(format!("event {n}")))
+    Ok(Event::new()
+        .id(n.to_string())
+        .unwrap()
+        .data(format!("event {n}")))
 }
 
 /// Three ways to fail behind events.
@@ -41,9 +44,10 @@ fn failing_stream(path: &str) -> std::pin::Pin<Box<dyn Stream<Item = Item> + Sen
                 .chain(stream::iter([boom()])),
         ),
         // Events, then a panic in the same poll.
-        "/panic" => Box::pin(stream::iter([event(1), event(2)]).chain(stream::poll_fn(|_| {
-            panic!("the handler's stream panicked")
-        }))),
+        "/panic" => Box::pin(
+            stream::iter([event(1), event(2)])
+                .chain(stream::poll_fn(|_| panic!("the handler's stream panicked"))),
+        ),
         other => panic!("no route {other}"),
     }
 }
@@ -82,12 +86,10 @@ async fn every_event_arrives_then_the_stream_breaks(
                     .expect("answered within 10 s")
                     .expect("the status line and headers arrive");
             assert_eq!(response.status(), 200, "{path}");
-            let (events, broke) = tokio::time::timeout(
-                Duration::from_secs(10),
-                common::events_until_end(response),
-            )
-            .await
-            .expect("the stream ends within 10 s");
+            let (events, broke) =
+                tokio::time::timeout(Duration::from_secs(10), common::events_until_end(response))
+                    .await
+                    .expect("the stream ends within 10 s");
             let seen: Vec<_> = events
                 .iter()
                 .map(|event| (event.id.as_str(), event.data.as_str()))

@@ -117,7 +117,10 @@ async fn raw_head(addr: std::net::SocketAddr, request: &str) -> String {
     .unwrap();
     let response = String::from_utf8_lossy(&response).to_lowercase();
     let head = response.split("\r\n\r\n").next().unwrap().to_owned();
-    assert!(head.starts_with("http/1.") && head[8..].starts_with(" 200"), "{head}");
+    assert!(
+        head.starts_with("http/1.") && head[8..].starts_with(" 200"),
+        "{head}"
+    );
     head
 }
 

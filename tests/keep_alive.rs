@@ -19,7 +19,12 @@ use tower_sse::{Event, EventStream, KeepAliveLayer};
 async fn an_idle_stream_gets_comments_at_the_interval_and_no_spurious_events() {
     let interval = Duration::from_millis(200);
     let service = ServiceBuilder::new()
-        .layer(KeepAliveLayer::builder().interval(interval).build().unwrap())
+        .layer(
+            KeepAliveLayer::builder()
+                .interval(interval)
+                .build()
+                .unwrap(),
+        )
         .service_fn(|_request: Request<Incoming>| async {
             // One event, then silence for 1.1 s, then one more event.
             let events = stream::iter(0..2).then(|n| async move {

@@ -271,7 +271,10 @@ async fn through_short_read_timeout(keep_alive: Option<Duration>) -> Option<(Vec
         .layer(NoBufferingLayer::new());
     let server = match keep_alive {
         Some(interval) => {
-            let layer = KeepAliveLayer::builder().interval(interval).build().unwrap();
+            let layer = KeepAliveLayer::builder()
+                .interval(interval)
+                .build()
+                .unwrap();
             common::serve_service(base.layer(layer).service(handler)).await
         }
         None => common::serve_service(base.service(handler)).await,

@@ -26,13 +26,13 @@ async fn open(
     events: usize,
     cap: usize,
 ) -> std::pin::Pin<Box<impl http_body::Body<Data = Bytes, Error = Infallible>>> {
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(move |_request: Request<()>| async move {
+    let service = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |_request: Request<()>| async move {
             let burst = stream::iter((0..events).map(|n| Event::new().data(n.to_string())));
             let events = burst.chain(stream::pending());
             Ok::<_, Infallible>(EventStream::new(events).max_frame_size(cap).into_response())
-        }));
+        },
+    ));
     let response = service.oneshot(Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     Box::pin(response.into_body())
@@ -49,7 +49,10 @@ async fn keep_alive_intervals_are_refused_or_work() {
     let table = [
         (Duration::ZERO, Err(KeepAliveError::ZeroInterval)),
         (NS, Err(KeepAliveError::ZeroInterval)),
-        (Duration::from_millis(1) - NS, Err(KeepAliveError::ZeroInterval)),
+        (
+            Duration::from_millis(1) - NS,
+            Err(KeepAliveError::ZeroInterval),
+        ),
         (Duration::from_millis(1), Ok(())),
         (MAX_INTERVAL, Ok(())),
         (MAX_INTERVAL + NS, Err(KeepAliveError::IntervalTooLong)),
@@ -61,7 +64,12 @@ async fn keep_alive_intervals_are_refused_or_work() {
     ];
     for (interval, expected) in table {
         let built = KeepAliveLayer::builder().interval(interval).build();
-        assert_eq!(built.as_ref().map(|_| ()).map_err(|e| *e), expected, "{:?}", built);
+        assert_eq!(
+            built.as_ref().map(|_| ()).map_err(|e| *e),
+            expected,
+            "{:?}",
+            built
+        );
         let Ok(layer) = built else { continue };
         let mut body = open(SseLayer::new().keep_alive(layer), 1, 64 * 1024).await;
         assert_eq!(&next_frame(&mut body).await[..], b"data: 0\n\n");
@@ -73,14 +81,26 @@ async fn keep_alive_intervals_are_refused_or_work() {
 async fn close_settings_are_refused_or_work() {
     let second = Duration::from_secs(1);
     let table = [
-        (Some(Duration::ZERO), (second, second), Err(CloseError::ZeroLifetime)),
+        (
+            Some(Duration::ZERO),
+            (second, second),
+            Err(CloseError::ZeroLifetime),
+        ),
         (Some(NS), (second, second), Ok(())),
         (Some(Duration::MAX), (second, second), Ok(())),
         (None, (Duration::ZERO, Duration::ZERO), Ok(())),
         (None, (MAX_RETRY, MAX_RETRY), Ok(())),
         (None, (second, Duration::ZERO), Err(CloseError::DelayRange)),
-        (None, (Duration::ZERO, MAX_RETRY + NS), Err(CloseError::DelayTooLong)),
-        (None, (Duration::MAX, Duration::MAX), Err(CloseError::DelayTooLong)),
+        (
+            None,
+            (Duration::ZERO, MAX_RETRY + NS),
+            Err(CloseError::DelayTooLong),
+        ),
+        (
+            None,
+            (Duration::MAX, Duration::MAX),
+            Err(CloseError::DelayTooLong),
+        ),
     ];
     for (lifetime, (min, max), expected) in table {
         let shutdown = Shutdown::new();
@@ -91,7 +111,12 @@ async fn close_settings_are_refused_or_work() {
             builder = builder.max_lifetime(lifetime);
         }
         let built = builder.build();
-        assert_eq!(built.as_ref().map(|_| ()).map_err(|e| *e), expected, "{:?}", built);
+        assert_eq!(
+            built.as_ref().map(|_| ()).map_err(|e| *e),
+            expected,
+            "{:?}",
+            built
+        );
         let Ok(layer) = built else { continue };
         let mut body = open(SseLayer::new().close(layer), 1, 64 * 1024).await;
         let first = next_frame(&mut body).await;
@@ -152,6 +177,9 @@ async fn cors_max_age_at_its_extremes_is_written_as_seconds() {
             .unwrap();
         let response = service.oneshot(preflight).await.unwrap();
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
-        assert_eq!(response.headers()[header::ACCESS_CONTROL_MAX_AGE], written.as_str());
+        assert_eq!(
+            response.headers()[header::ACCESS_CONTROL_MAX_AGE],
+            written.as_str()
+        );
     }
 }

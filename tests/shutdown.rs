@@ -185,9 +185,7 @@ async fn shutdown_is_bounded(framework: &'static str) {
         );
         last = now;
     }
-    eprintln!(
-        "{framework}: {last} events of 1 KB sit unread in {STALLED} stalled connections"
-    );
+    eprintln!("{framework}: {last} events of 1 KB sit unread in {STALLED} stalled connections");
 
     let signalled = Instant::now();
     server.signal.send(()).unwrap();

@@ -14,7 +14,7 @@
 //! - `Shutdown`: a [`Shutdown`] trigger ended it;
 //! - `Expired`: its maximum lifetime ended it.
 //!
-//! [`CloseLayer::on_close`] is called once per event stream with the
+//! [`CloseBuilder::on_close`] is called once per event stream with the
 //! reason, the request's method and URI, the stream's duration, and the
 //! frames and bytes it wrote. Node's `req.on('close')` fires the same way
 //! whichever side closed; this tells them apart.
@@ -26,9 +26,9 @@
 //! server's shutdown signal: every open event stream writes one final frame
 //! at its next event boundary (by default a `retry:` with a delay drawn at
 //! random between 1 and 5 seconds, so a thousand clients do not reconnect in
-//! the same millisecond; [`CloseLayer::final_event`] adds an event before
+//! the same millisecond; [`CloseBuilder::final_event`] adds an event before
 //! it) and ends, and graceful shutdown completes. With
-//! [`CloseLayer::max_lifetime`], each stream also ends the same way after a
+//! [`CloseBuilder::max_lifetime`], each stream also ends the same way after a
 //! lifetime drawn between 80 % and 100 % of the maximum.
 //!
 //! A stream whose handler stops in the middle of an event (never the case
@@ -122,7 +122,9 @@ mod shutdown;
 pub use body::CloseBody;
 pub use future::ResponseFuture;
 pub use handle::{CloseHandle, CloseReason};
-pub use layer::{CloseBuilder, CloseError, CloseInfo, CloseLayer, CloseStats, DEFAULT_RECONNECT_DELAY};
+pub use layer::{
+    CloseBuilder, CloseError, CloseInfo, CloseLayer, CloseStats, DEFAULT_RECONNECT_DELAY,
+};
 pub use service::Close;
 pub use shutdown::Shutdown;
 

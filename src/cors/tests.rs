@@ -271,7 +271,11 @@ async fn preflights_that_cannot_be_for_an_event_stream_reach_the_service() {
     ] {
         let (response, calls) = call_json(&layer(), preflight_for(method, headers)).await;
         assert_eq!(calls, 1, "{method} {headers:?}");
-        assert_eq!(response.status(), StatusCode::CREATED, "{method} {headers:?}");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{method} {headers:?}"
+        );
         assert_eq!(response.headers().len(), 1, "{method} {headers:?}");
     }
     // The same GET preflight for Last-Event-ID is the layer's own.
@@ -318,7 +322,10 @@ async fn a_response_that_turns_out_to_be_an_event_stream_gets_its_headers() {
     let (response, calls) = call(&layer(), request).await;
     assert_eq!(calls, 1);
     assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
-    assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    assert_eq!(
+        response.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS],
+        "true"
+    );
     // A foreign origin's gets none, so its page cannot read the stream.
     let request = Request::get("/events")
         .header(header::ORIGIN, "https://evil.example")

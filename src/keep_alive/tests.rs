@@ -237,7 +237,10 @@ fn intervals_out_of_range_and_multi_line_comments_are_refused() {
             MAX_INTERVAL + Duration::from_nanos(1),
             KeepAliveError::IntervalTooLong,
         ),
-        (Duration::from_secs(u64::MAX / 2), KeepAliveError::IntervalTooLong),
+        (
+            Duration::from_secs(u64::MAX / 2),
+            KeepAliveError::IntervalTooLong,
+        ),
         (Duration::MAX, KeepAliveError::IntervalTooLong),
     ] {
         let refused = KeepAliveLayer::builder().interval(interval).build();
@@ -249,8 +252,12 @@ fn intervals_out_of_range_and_multi_line_comments_are_refused() {
             KeepAliveError::CommentHasLineBreak
         );
     }
-    assert!(KeepAliveError::ZeroInterval.to_string().contains("under 1 ms"));
-    assert!(KeepAliveError::IntervalTooLong.to_string().contains("24 hours"));
+    assert!(KeepAliveError::ZeroInterval
+        .to_string()
+        .contains("under 1 ms"));
+    assert!(KeepAliveError::IntervalTooLong
+        .to_string()
+        .contains("24 hours"));
 }
 
 /// The extremes a setter accepts work at request time: no panic, comments
