@@ -380,18 +380,16 @@ fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     }
 }
 
-/// Reserves room for `additional` more bytes. The first allocation leaves
-/// room for a small event's other fields, so that building one allocates
+/// Reserves room for `additional` more bytes. A new encoding starts with
+/// room for a small event (see `spare_encoding`), so building one allocates
 /// once.
 #[inline]
 fn reserve(buf: &mut Vec<u8>, additional: usize) {
-    const FIRST: usize = 128;
-    if buf.capacity() == 0 {
-        buf.reserve(additional.max(FIRST));
-    } else {
-        buf.reserve(additional);
-    }
+    buf.reserve(additional);
 }
+
+/// The room a new encoding starts with: a small event's fields.
+const FIRST_CAPACITY: usize = 128;
 
 thread_local! {
     /// One empty event encoding per thread. An [`EventStream`] that has
@@ -412,7 +410,13 @@ fn spare_encoding() -> Box<Encoding> {
         .try_with(Cell::take)
         .ok()
         .flatten()
-        .unwrap_or_default()
+        .unwrap_or_else(|| {
+            Box::new(Encoding {
+                buf: Vec::with_capacity(FIRST_CAPACITY),
+                has_data: false,
+                has_type: false,
+            })
+        })
 }
 
 /// Hands a finished event's encoding back for the next event on this
@@ -420,7 +424,7 @@ fn spare_encoding() -> Box<Encoding> {
 #[inline]
 pub(crate) fn recycle(mut encoding: Box<Encoding>) {
     if encoding.buf.capacity() > SPARE_MAX {
-        encoding.buf = Vec::new();
+        encoding.buf = Vec::with_capacity(FIRST_CAPACITY);
     }
     encoding.buf.clear();
     encoding.has_data = false;

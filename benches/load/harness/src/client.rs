@@ -18,7 +18,7 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use load_common::{now_ns, PAYLOAD};
-use tokio::{net::TcpStream, time::timeout};
+use tokio::{io::AsyncWriteExt, net::TcpStream, time::timeout};
 
 use crate::{measure, servers::Server, Error};
 
@@ -236,6 +236,54 @@ pub async fn fan_out(
 /// Server memory per idle subscriber, in bytes: resident memory before and
 /// after opening `connections` streams (after `warm_up` streams, so that
 /// the runtime's first allocations are not counted).
+/// Opens `count` connections that ask for an endless burst and never read,
+/// with a small receive buffer, so that the server's side fills up.
+async fn open_stalled(addr: SocketAddr, count: usize) -> Result<Vec<TcpStream>, Error> {
+    // Endless in practice, and within every server's idea of a count
+    // (JavaScript's safe integers included).
+    let request = "GET /sse/burst?n=1000000000000000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let mut socket = timeout(REQUEST_TIMEOUT, socket.connect(addr)).await??;
+        socket.write_all(request.as_bytes()).await?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Waits until the server's CPU time stops growing (the floods of stalled
+/// streams have filled every buffer): less than 1 ms of CPU in 300 ms.
+async fn wait_until_quiet(pid: u32) -> Result<(), Error> {
+    let started = Instant::now();
+    let mut last = measure::cpu_ns(pid)?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = measure::cpu_ns(pid)?;
+        if now - last < 1_000_000 {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err("the server never went quiet with stalled clients".into());
+        }
+        last = now;
+    }
+}
+
+/// Server memory per stalled stream: a client that asked for an endless
+/// burst and stopped reading. `warm_up` such streams first, then
+/// `connections` more; the resident memory they add, per stream.
+pub async fn stalled(server: &Server, warm_up: usize, connections: usize) -> Result<f64, Error> {
+    let _warm = open_stalled(server.addr, warm_up).await?;
+    wait_until_quiet(server.pid()).await?;
+    let before = measure::rss_bytes(server.pid())?;
+    let _stalled = open_stalled(server.addr, connections).await?;
+    wait_until_quiet(server.pid()).await?;
+    let after = measure::rss_bytes(server.pid())?;
+    Ok(after.saturating_sub(before) as f64 / connections as f64)
+}
+
 pub async fn idle(server: &Server, warm_up: usize, connections: usize) -> Result<f64, Error> {
     let settle = Duration::from_millis(300);
     let _warm = open_streams(server.addr, "/sse/live", warm_up).await?;

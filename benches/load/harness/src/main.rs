@@ -30,6 +30,11 @@ struct Plan {
     rate: f64,
     /// (warm-up streams, measured streams)
     idle: Option<(usize, usize)>,
+    /// (warm-up streams, measured streams) of clients that stopped reading.
+    stalled: Option<(usize, usize)>,
+    /// Frame caps to start `ours` with, one measurement of the bursts and
+    /// stalled streams each; empty: the library's default only.
+    caps: Vec<usize>,
     goals: bool,
 }
 
@@ -42,6 +47,8 @@ impl Plan {
             published: 20,
             rate: 10.0,
             idle: Some((200, 5_000)),
+            stalled: Some((20, 200)),
+            caps: Vec::new(),
             goals: true,
         }
     }
@@ -53,16 +60,33 @@ impl Plan {
             "burst" => Plan {
                 fan_outs: vec![],
                 idle: None,
+                stalled: None,
                 ..all
             },
             "fanout" => Plan {
                 bursts: vec![],
                 idle: None,
+                stalled: None,
                 ..all
             },
             "idle" => Plan {
                 bursts: vec![],
                 fan_outs: vec![],
+                stalled: None,
+                ..all
+            },
+            "stalled" => Plan {
+                bursts: vec![],
+                fan_outs: vec![],
+                idle: None,
+                ..all
+            },
+            // The bursts and stalled streams with `ours` at several frame
+            // caps, beside the floor.
+            "caps" => Plan {
+                fan_outs: vec![],
+                idle: None,
+                caps: vec![8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024],
                 ..all
             },
             // Every endpoint of every server once, with small counts: proves
@@ -75,6 +99,8 @@ impl Plan {
                 published: 3,
                 rate: 20.0,
                 idle: Some((10, 50)),
+                stalled: Some((2, 5)),
+                caps: Vec::new(),
                 goals: false,
             },
             _ => return None,
@@ -82,8 +108,8 @@ impl Plan {
     }
 }
 
-const USAGE: &str = "usage: load [all|burst|fanout|idle|smoke] [--reps N] [--rate EVENTS_PER_S] \
-                     [--only ours,floor,axum,node]";
+const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|smoke] [--reps N] \
+                     [--rate EVENTS_PER_S] [--caps KIB,KIB,..] [--only ours,floor,axum,node]";
 
 fn main() -> ExitCode {
     match run() {
@@ -100,6 +126,8 @@ fn run() -> Result<bool, Error> {
     let mut args = std::env::args().skip(1);
     let mut plan = None;
     let mut kinds = Kind::ALL.to_vec();
+    let mut only = false;
+    let mut caps = None;
     let mut reps = None;
     let mut rate = None;
     while let Some(arg) = args.next() {
@@ -114,11 +142,27 @@ fn run() -> Result<bool, Error> {
                         .ok_or(USAGE)?,
                 );
             }
+            "--caps" => {
+                let value = args.next().ok_or(USAGE)?;
+                caps = Some(
+                    value
+                        .split(',')
+                        .map(|kib| {
+                            kib.parse::<usize>()
+                                .ok()
+                                .filter(|k| *k > 0)
+                                .map(|k| k * 1024)
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or(USAGE)?,
+                );
+            }
             "--reps" => {
                 let value = args.next().ok_or(USAGE)?;
                 reps = Some(value.parse().ok().filter(|n| *n > 0).ok_or(USAGE)?);
             }
             "--only" => {
+                only = true;
                 let value = args.next().ok_or(USAGE)?;
                 kinds = value
                     .split(',')
@@ -133,6 +177,12 @@ fn run() -> Result<bool, Error> {
         }
     }
     let mut plan = plan.ok_or(USAGE)?;
+    if let Some(caps) = caps {
+        plan.caps = caps;
+    }
+    if !plan.caps.is_empty() && !only {
+        kinds = vec![Kind::Ours, Kind::Floor];
+    }
     if let Some(reps) = reps {
         plan.reps = reps;
     }
@@ -181,20 +231,40 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
         report: &mut report,
         started: 0,
     };
-    let mut burst_one_cpu = None;
-    for &(connections, n) in &plan.bursts {
-        let name = format!("burst, {connections} conn x {n} events");
-        let cpu = format!("{name}: server CPU per event (ns)");
-        let rate = format!("{name}: events/s (wall)");
-        runs.measure(&name, &[&cpu, &rate], async |server| {
-            let burst = client::burst(server, connections, n).await?;
-            Ok(vec![burst.cpu_ns_per_event, burst.events_per_second])
-        })
-        .await;
-        if connections == 1 {
-            burst_one_cpu = Some(cpu);
+    let mut burst_one_cpu = Vec::new();
+    let caps: Vec<Option<usize>> = if plan.caps.is_empty() {
+        vec![None]
+    } else {
+        plan.caps.iter().copied().map(Some).collect()
+    };
+    for cap in caps {
+        servers.ours_frame_cap.set(cap);
+        let suffix = cap.map_or_else(String::new, |cap| {
+            format!(", ours with frames of {} KiB", cap / 1024)
+        });
+        for &(connections, n) in &plan.bursts {
+            let name = format!("burst, {connections} conn x {n} events{suffix}");
+            let cpu = format!("{name}: server CPU per event (ns)");
+            let rate = format!("{name}: events/s (wall)");
+            runs.measure(&name, &[&cpu, &rate], async |server| {
+                let burst = client::burst(server, connections, n).await?;
+                Ok(vec![burst.cpu_ns_per_event, burst.events_per_second])
+            })
+            .await;
+            if connections == 1 {
+                burst_one_cpu.push((suffix.clone(), cpu));
+            }
+        }
+        if let Some((warm_up, connections)) = plan.stalled {
+            let name = format!("stalled, {connections} conn{suffix}");
+            let row = format!("{name}: server memory per stalled stream (bytes)");
+            runs.measure(&name, &[&row], async |server| {
+                Ok(vec![client::stalled(server, warm_up, connections).await?])
+            })
+            .await;
         }
     }
+    servers.ours_frame_cap.set(None);
     let mut widest_fan_out = None;
     for &connections in &plan.fan_outs {
         let name = format!(
@@ -237,23 +307,25 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
     }
 
     if plan.goals {
-        if let Some(cpu) = &burst_one_cpu {
+        for (suffix, cpu) in &burst_one_cpu {
             report.goal(
-                "burst, 1 conn: ours <= 1.5x floor (CPU/event)",
+                &format!("burst, 1 conn{suffix}: ours <= 1.5x floor (CPU/event)"),
                 cpu,
                 Kind::Ours,
                 Kind::Floor,
                 1.5,
                 false,
             );
-            report.goal(
-                "burst, 1 conn: axum >= 10x ours (CPU/event)",
-                cpu,
-                Kind::Axum,
-                Kind::Ours,
-                10.0,
-                true,
-            );
+            if kinds.contains(&Kind::Axum) {
+                report.goal(
+                    &format!("burst, 1 conn{suffix}: axum >= 10x ours (CPU/event)"),
+                    cpu,
+                    Kind::Axum,
+                    Kind::Ours,
+                    10.0,
+                    true,
+                );
+            }
         }
         if let Some(rows) = &widest_fan_out {
             report.goal(

@@ -51,6 +51,9 @@ pub struct Servers {
     load_dir: PathBuf,
     target_dir: PathBuf,
     node_dir: Option<PathBuf>,
+    /// The frame cap `ours` is started with (`LOAD_FRAME_CAP`); `None`: the
+    /// library's default.
+    pub ours_frame_cap: std::cell::Cell<Option<usize>>,
 }
 
 impl Servers {
@@ -67,6 +70,7 @@ impl Servers {
             load_dir,
             target_dir,
             node_dir: None,
+            ours_frame_cap: std::cell::Cell::new(None),
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         for kind in kinds.iter().filter(|kind| **kind != Kind::Node) {
@@ -142,6 +146,9 @@ impl Servers {
                     .join(format!("load-server-{}", kind.name())),
             ),
         };
+        if let (Kind::Ours, Some(cap)) = (kind, self.ours_frame_cap.get()) {
+            command.env("LOAD_FRAME_CAP", cap.to_string());
+        }
         let child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

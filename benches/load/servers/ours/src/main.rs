@@ -60,8 +60,21 @@ fn burst(n: u64) -> Response<Body> {
             .map(|event| event.data(PAYLOAD))
     });
     EventStream::new(events)
+        .max_frame_size(frame_cap())
         .into_response()
         .map(|body| body.map_err(BoxError::from).boxed_unsync())
+}
+
+/// The frame cap of burst streams: `LOAD_FRAME_CAP` (bytes) when the
+/// harness sets it, else the library's default.
+fn frame_cap() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("LOAD_FRAME_CAP")
+            .ok()
+            .and_then(|cap| cap.parse().ok())
+            .unwrap_or(tower_sse::DEFAULT_MAX_FRAME_SIZE)
+    })
 }
 
 /// Every event published from now on; each is encoded once and shared.
