@@ -528,3 +528,34 @@ mod tracing_logs {
         assert!(lines[1].contains("reason=client_gone"), "{lines:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn triggered_and_deadline_wait_for_the_trigger_whenever_it_comes() {
+    let shutdown = Shutdown::new();
+    let waiting = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { shutdown.triggered().await }
+    });
+    let deadline = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.deadline(Duration::from_secs(5)).await;
+            tokio::time::Instant::now()
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!waiting.is_finished() && !deadline.is_finished());
+    shutdown.trigger();
+    let triggered_at = tokio::time::Instant::now();
+    waiting.await.unwrap();
+    assert_eq!(
+        deadline.await.unwrap() - triggered_at,
+        Duration::from_secs(5)
+    );
+    // Long after the trigger: at once, and `grace` from the call.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    shutdown.triggered().await;
+    let start = tokio::time::Instant::now();
+    shutdown.deadline(Duration::from_secs(2)).await;
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(2));
+}
