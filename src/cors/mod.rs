@@ -33,8 +33,16 @@
 //!   response gets the CORS headers (a `fetch` that did not ask for the
 //!   stream can read it); a refused origin's stream gets none, so its page
 //!   cannot read it, but the handler has run.
+//! - A request for an event stream from an allowed origin gets the headers
+//!   when its response is an event stream, a `204` (so that `EventSource`
+//!   stops reconnecting) or an error status (so that it stops instead of
+//!   retrying); never on another success, so that asking for a stream
+//!   (`Accept` needs no preflight) cannot unlock credentialed reads of a
+//!   JSON route.
 //! - Requests without `Origin` (same-origin `GET`, curl, server to server)
-//!   pass through untouched.
+//!   and requests the browser marks `Sec-Fetch-Site: same-origin` (the app's
+//!   own page, such as a streaming `fetch` POST; no page can set that
+//!   header) pass through untouched.
 //! - [`any_origin`](SseCorsBuilder::any_origin) serves public streams
 //!   without cookies; combined with credentials it is a build error, never a
 //!   panic and never silently changed.

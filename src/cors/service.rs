@@ -69,6 +69,11 @@ where
             // Off, or same-origin, curl, server to server: not ours to judge.
             return ResponseFuture::call(self.inner.call(request), None);
         };
+        if is_same_origin(request.headers()) {
+            // The app's own page (a streaming `fetch` POST sends `Origin`):
+            // not a cross-origin request, so no CORS at all.
+            return ResponseFuture::call(self.inner.call(request), None);
+        }
         let allowed = config.allows(origin);
         let headers = request.headers();
         if request.method() == Method::OPTIONS
@@ -90,29 +95,42 @@ where
         if stream_request && !allowed {
             return ResponseFuture::answer(StatusCode::FORBIDDEN, forbidden_headers(), FORBIDDEN);
         }
-        // Any other request from an allowed origin gets the headers only if
-        // its response turns out to be an event stream.
         let allow = allowed.then(|| Allow {
             origin: origin.clone(),
             credentials: config.credentials,
-            only_event_stream: !stream_request,
+            stream_request,
         });
         ResponseFuture::call(self.inner.call(request), allow)
     }
 }
 
-/// The CORS headers an allowed origin's response gets.
+/// Whether the browser says the request comes from the server's own origin
+/// (`Sec-Fetch-Site: same-origin`, a header no page can set or forge).
+fn is_same_origin(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes().eq_ignore_ascii_case(b"same-origin"))
+}
+
+/// The CORS headers an allowed origin's response may get.
 struct Allow {
     origin: HeaderValue,
     credentials: bool,
-    /// The request did not ask for an event stream: add nothing unless the
-    /// response is one.
-    only_event_stream: bool,
+    /// The request asked for an event stream (`Accept`).
+    stream_request: bool,
 }
 
 impl Allow {
-    fn apply(self, headers: &mut HeaderMap) {
-        if self.only_event_stream && !crate::media::is_event_stream(headers) {
+    /// Adds the headers to a response that is an event stream. A request
+    /// for one also gets them on an answer without a readable success body
+    /// (`204`, which stops `EventSource`'s reconnects, and error statuses,
+    /// which `EventSource` must see to stop instead of retrying), never on
+    /// another success: asking for a stream must not unlock credentialed
+    /// reads of a JSON route.
+    fn apply(self, status: StatusCode, headers: &mut HeaderMap) {
+        let answers_stream_request =
+            self.stream_request && (status == StatusCode::NO_CONTENT || !status.is_success());
+        if !answers_stream_request && !crate::media::is_event_stream(headers) {
             return;
         }
         // `insert` replaces any CORS headers the handler set.
@@ -234,7 +252,7 @@ where
                 let response = std::task::ready!(future.poll(cx))?;
                 let (mut parts, body) = response.into_parts();
                 if let Some(allow) = allow.take() {
-                    allow.apply(&mut parts.headers);
+                    allow.apply(parts.status, &mut parts.headers);
                 }
                 Poll::Ready(Ok(Response::from_parts(
                     parts,

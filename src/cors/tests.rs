@@ -474,3 +474,90 @@ fn no_origin_and_mixed_origins_are_build_errors() {
 async fn readiness_is_forwarded_and_the_inner_service_called_once() {
     crate::test_util::assert_forwards_readiness(layer()).await;
 }
+
+/// Calls a handler that answers `status` with `content_type` through
+/// `layer`; returns the response and how many times the handler ran.
+async fn call_answering(
+    layer: &SseCorsLayer,
+    request: Request<()>,
+    status: StatusCode,
+    content_type: &'static str,
+) -> (Response<CorsBody<String>>, usize) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = layer.layer(service_fn(move |_request: Request<()>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let response = Response::builder()
+                .status(status)
+                .header("content-type", content_type)
+                .body("{\"secret\":1}".to_owned())
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let response = service.oneshot(request).await.unwrap();
+    (response, calls.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn asking_for_a_stream_does_not_unlock_reads_of_other_successes() {
+    // `Accept` needs no preflight: a page of an allowed origin must not read
+    // a JSON route with the user's cookies by asking for a stream.
+    for status in [StatusCode::OK, StatusCode::CREATED] {
+        let (response, calls) =
+            call_answering(&layer(), from(APP), status, "application/json").await;
+        assert_eq!(calls, 1);
+        assert!(
+            !response
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "{status}: {:?}",
+            response.headers()
+        );
+        assert!(!response
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+    }
+    // Answers without a success body do get them: `EventSource` must see a
+    // 204 (stop reconnecting) or an error status to act on it.
+    for status in [
+        StatusCode::NO_CONTENT,
+        StatusCode::UNAUTHORIZED,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ] {
+        let (response, _) = call_answering(&layer(), from(APP), status, "text/plain").await;
+        assert_eq!(
+            response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            APP,
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_apps_own_streaming_post_is_not_judged() {
+    // A same-origin `fetch` POST that streams (chat completions and the
+    // like) sends `Origin`; the browser marks it `Sec-Fetch-Site:
+    // same-origin`, which no page can set.
+    let request = Request::post("/chat")
+        .header(header::ORIGIN, "https://api.example.com")
+        .header("sec-fetch-site", "same-origin")
+        .header(header::ACCEPT, "text/event-stream")
+        .body(())
+        .unwrap();
+    let (response, calls) = call(&layer(), request).await;
+    assert_eq!((response.status(), calls), (StatusCode::OK, 1));
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    // The same request from another site is judged.
+    let request = Request::post("/chat")
+        .header(header::ORIGIN, "https://api.example.com")
+        .header("sec-fetch-site", "cross-site")
+        .header(header::ACCEPT, "text/event-stream")
+        .body(())
+        .unwrap();
+    let (response, calls) = call(&layer(), request).await;
+    assert_eq!((response.status(), calls), (StatusCode::FORBIDDEN, 0));
+}
