@@ -59,12 +59,14 @@ const MAX_RESERVE: usize = 256 * 1024;
 /// The stream's items are [`Event`]s, [`EncodedEvent`]s (encode once, send to
 /// many), or `Result`s of either; an `Err` item ends the body with that error
 /// after every event before it was written. A panic in the stream goes on
-/// the same way, after the events before it. On HTTP/1.1, where hyper drops
-/// whatever it has not yet written when a body fails, the body waits one
-/// turn of the connection before an error or panic that comes right behind
-/// events, so that those events reach the client first; then the response
-/// ends broken (no last chunk), and `EventSource` reconnects with its
-/// `Last-Event-ID`.
+/// the same way, after the events before it. A server drops what it has
+/// not yet written when a body fails (hyper's HTTP/1 buffer, the HTTP/2
+/// frames a reset clears), so the body waits one turn of the connection
+/// before an error or panic that comes right behind events, which is
+/// enough for HTTP/1.1 when the socket takes what hyper holds. Behind
+/// `CloseLayer` (or `SseLayer`, feature `close`) nothing is lost on any
+/// version: the layer ends a failed event stream cleanly after everything
+/// it wrote, and reports `CloseReason::Error`.
 ///
 /// When several events are ready at once they are written as one frame, up to
 /// [`max_frame_size`](EventStream::max_frame_size) bytes, so a burst costs one

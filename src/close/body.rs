@@ -241,6 +241,12 @@ where
             Ok(polled) => polled,
             Err(payload) => {
                 tracker.close(CloseReason::Error);
+                if watch.is_some() {
+                    // An event stream ends cleanly instead (see below); the
+                    // panic hook has already reported the panic.
+                    drop(payload);
+                    return Poll::Ready(None);
+                }
                 std::panic::resume_unwind(payload);
             }
         };
@@ -260,6 +266,17 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 tracker.close(CloseReason::Error);
+                if watch.is_some() {
+                    // An event stream ends cleanly after everything it
+                    // wrote: a server that fails a body drops what it has
+                    // not yet written (hyper's HTTP/1 buffer, HTTP/2's
+                    // queued frames, cleared by the reset), while a clean
+                    // end writes it all. `EventSource` reconnects after
+                    // either, with its `Last-Event-ID`; the reason says
+                    // `Error`.
+                    drop(error);
+                    return Poll::Ready(None);
+                }
                 Poll::Ready(Some(Err(error)))
             }
             Poll::Ready(None) => {

@@ -19,7 +19,8 @@ pub enum CloseReason {
     /// The handler's stream ended: the server closed it.
     Completed,
     /// The handler's body returned an error or panicked (or the service
-    /// failed before a response).
+    /// failed before a response). An event stream then ends cleanly after
+    /// what it wrote.
     Error,
     /// A [`Shutdown`](super::Shutdown) ended it.
     Shutdown,

@@ -10,7 +10,10 @@
 //!   the connection, it broke, a write failed, or the response was dropped
 //!   before it was sent);
 //! - `Completed`: the handler's stream ended;
-//! - `Error`: the handler's body returned an error or panicked;
+//! - `Error`: the handler's body returned an error or panicked; the event
+//!   stream then ends cleanly after everything it wrote (a failed body would
+//!   make the server drop what it had not yet written), and `EventSource`
+//!   reconnects with its `Last-Event-ID`;
 //! - `Shutdown`: a [`Shutdown`] trigger ended it;
 //! - `Expired`: its maximum lifetime ended it.
 //!

@@ -179,14 +179,34 @@ async fn reading_to_the_end_is_completed_and_reported_once() {
 }
 
 #[tokio::test]
-async fn an_inner_error_is_error() {
+async fn an_inner_error_is_error_and_the_event_stream_ends_cleanly() {
     let (layer, seen) = recording(CloseLayer::builder());
     let (tx, mut body, handle) = stream_body(&layer).await;
+    send(&tx, b"data: a\n\n");
+    assert_eq!(&ready_data(&mut body)[..], b"data: a\n\n");
     tx.send(Err(io::Error::other("boom"))).unwrap();
-    assert!(matches!(poll(&mut body), Poll::Ready(Some(Err(_)))));
+    assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    assert!(body.is_end_stream());
     drop(body);
     assert_eq!(handle.reason(), Some(CloseReason::Error));
     assert_eq!(reasons(&seen), [CloseReason::Error]);
+}
+
+#[tokio::test]
+async fn an_error_in_a_body_that_is_not_an_event_stream_goes_on() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut rx = Some(rx);
+    let service = CloseLayer::new().layer(service_fn(move |_request: Request<()>| {
+        let body = TestBody {
+            rx: rx.take().unwrap(),
+        };
+        async move { Ok::<_, io::Error>(Response::new(body)) }
+    }));
+    let body = service.oneshot(Request::new(())).await.unwrap().into_body();
+    let mut body: Tested = Box::pin(body);
+    tx.send(Err(io::Error::other("boom"))).unwrap();
+    assert!(matches!(poll(&mut body), Poll::Ready(Some(Err(_)))));
+    assert_eq!(body.handle().reason(), Some(CloseReason::Error));
 }
 
 #[tokio::test]
