@@ -3,7 +3,7 @@
 //! ```text
 //! request ->  SseCorsLayer       may this origin open a stream? (off until origins are given)
 //!             CloseLayer         close handle, reason on close, shutdown, max lifetime
-//!             SseHeadersLayer    Content-Type, Cache-Control, Connection (HTTP/1 only)
+//!             SseHeadersLayer    Content-Type, Cache-Control, no Connection on HTTP/2
 //!             NoBufferingLayer   X-Accel-Buffering: no, Cache-Control no-transform
 //!             KeepAliveLayer     comment frames when the stream is idle
 //!             your service

@@ -6,12 +6,13 @@
 //! - sets `Cache-Control: no-cache` when the handler set no `Cache-Control`
 //!   (a handler that sets its own, for a CDN fan-out, keeps it);
 //! - removes `Content-Length`: an event stream has no length;
-//! - sets `Connection: keep-alive` when the request was HTTP/1.1 and did not
-//!   say `Connection: close`, and the handler set no `Connection` (never on
-//!   HTTP/1.0, where keep-alive is the client's to ask for and the server's
-//!   to grant); removes `Connection` on HTTP/2 and later, where it is
-//!   illegal (hyper strips it with a warning, and Safari drops the whole
-//!   connection when it sees it);
+//! - removes `Connection` on HTTP/2 and later, where it is illegal (hyper
+//!   strips it with a warning, and Safari drops the whole connection when it
+//!   sees it), and never adds one on HTTP/1: HTTP/1.1 keeps connections open
+//!   by default, and only the server knows when it will not (a client that
+//!   asked to close, HTTP/1.0, keep-alive switched off, graceful shutdown),
+//!   so a `Connection: keep-alive` from a layer could contradict the
+//!   `close` the server adds (`keep-alive, close`);
 //! - never adds `Transfer-Encoding`: the server owns framing.
 //!
 //! Every other response passes through exactly as it was. With
@@ -40,7 +41,7 @@
 //! let response = service.oneshot(request).await.unwrap();
 //! assert_eq!(response.headers()["content-type"], "text/event-stream");
 //! assert_eq!(response.headers()["cache-control"], "no-cache");
-//! assert_eq!(response.headers()["connection"], "keep-alive");
+//! assert!(!response.headers().contains_key("connection"));
 //! # }
 //! ```
 
@@ -135,41 +136,18 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let connection = match request.version() {
-            // Only an HTTP/1.1 request that did not ask to close may be told
-            // the connection stays open: on HTTP/1.0 keep-alive is the
-            // client's to ask for (and the server's to grant).
-            Version::HTTP_11 if !asks_to_close(request.headers()) => Connection::KeepAlive,
-            Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11 => Connection::Leave,
-            _ => Connection::Remove,
-        };
+        // `Connection` is a hop-by-hop header of HTTP/1: illegal from HTTP/2
+        // on. On HTTP/1 the layer leaves it to the server, which alone knows
+        // whether it will keep the connection (HTTP/1.1 keeps it by default;
+        // hyper says `close` when the client asked, on HTTP/1.0 without
+        // keep-alive, with keep-alive off and during graceful shutdown).
+        let remove_connection = request.version() >= Version::HTTP_2;
         ResponseFuture {
-            connection,
+            remove_connection,
             inner: self.inner.call(request),
             assume_event_stream: self.layer.assume_event_stream,
         }
     }
-}
-
-/// What to do with an event stream's `Connection` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Connection {
-    /// Set `keep-alive` unless the handler set a `Connection`.
-    KeepAlive,
-    /// Leave it as the handler set it.
-    Leave,
-    /// Remove it: illegal on HTTP/2 and later.
-    Remove,
-}
-
-/// Whether the request's `Connection` lists `close`.
-fn asks_to_close(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|token| crate::media::trim_spaces(token).eq_ignore_ascii_case(b"close"))
-    })
 }
 
 /// The response future of [`SseHeaders`].
@@ -178,7 +156,7 @@ fn asks_to_close(headers: &HeaderMap) -> bool {
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
-    connection: Connection,
+    remove_connection: bool,
     assume_event_stream: bool,
 }
 
@@ -193,14 +171,14 @@ where
         let mut response = ready!(this.inner.poll(cx))?;
         set_headers(
             response.headers_mut(),
-            *this.connection,
+            *this.remove_connection,
             *this.assume_event_stream,
         );
         Poll::Ready(Ok(response))
     }
 }
 
-fn set_headers(headers: &mut HeaderMap, connection: Connection, assume_event_stream: bool) {
+fn set_headers(headers: &mut HeaderMap, remove_connection: bool, assume_event_stream: bool) {
     if assume_event_stream && !headers.contains_key(header::CONTENT_TYPE) {
         headers.insert(
             header::CONTENT_TYPE,
@@ -214,16 +192,8 @@ fn set_headers(headers: &mut HeaderMap, connection: Connection, assume_event_str
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
     }
     headers.remove(header::CONTENT_LENGTH);
-    match connection {
-        Connection::KeepAlive => {
-            if !headers.contains_key(header::CONNECTION) {
-                headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-            }
-        }
-        Connection::Leave => {}
-        Connection::Remove => {
-            headers.remove(header::CONNECTION);
-        }
+    if remove_connection {
+        headers.remove(header::CONNECTION);
     }
 }
 
@@ -262,38 +232,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn event_stream_gets_no_cache_and_keep_alive_on_http11() {
-        let headers = respond(SseHeadersLayer::new(), Version::HTTP_11, &[sse()]).await;
-        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
-        assert_eq!(headers[header::CONNECTION], "keep-alive");
-        assert!(!headers.contains_key(header::TRANSFER_ENCODING));
-    }
-
-    #[tokio::test]
-    async fn no_keep_alive_on_http10_or_when_the_request_asks_to_close() {
-        let headers = respond(SseHeadersLayer::new(), Version::HTTP_10, &[sse()]).await;
-        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
-        assert!(!headers.contains_key(header::CONNECTION));
-
-        for asked in ["close", "Close", "keep-alive, close", "upgrade,CLOSE"] {
-            let service = SseHeadersLayer::new().layer(service_fn(|_request: Request<()>| async {
-                let mut response = Response::new(());
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                );
-                Ok::<_, Infallible>(response)
-            }));
-            let request = Request::builder()
-                .version(Version::HTTP_11)
-                .header(header::CONNECTION, asked)
-                .body(())
-                .unwrap();
-            let response = service.oneshot(request).await.unwrap();
-            assert!(
-                !response.headers().contains_key(header::CONNECTION),
-                "{asked}"
-            );
+    async fn event_stream_gets_no_cache_and_no_connection_header_on_http1() {
+        for version in [Version::HTTP_10, Version::HTTP_11] {
+            let headers = respond(SseHeadersLayer::new(), version, &[sse()]).await;
+            assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+            assert!(!headers.contains_key(header::CONNECTION), "{version:?}");
+            assert!(!headers.contains_key(header::TRANSFER_ENCODING));
         }
     }
 

@@ -13,7 +13,7 @@
 //! - [`SseCorsLayer`] (feature `cors`): CORS with credentials for exact
 //!   origins; other origins get 403 before any stream opens;
 //! - [`SseHeadersLayer`] (feature `headers`): `Cache-Control`,
-//!   `Content-Length`, and `Connection` for HTTP/1.x only;
+//!   `Content-Length`, and no `Connection` on HTTP/2 and later;
 //! - [`NoBufferingLayer`] (feature `no-buffering`): `X-Accel-Buffering: no`
 //!   and `no-transform`, so proxies pass each event at once;
 //! - [`KeepAliveLayer`] (feature `keep-alive`): a comment frame when the

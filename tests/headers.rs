@@ -49,14 +49,20 @@ async fn read_events(response: Response<Incoming>) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn http1_stream_gets_connection_keep_alive() {
+async fn http1_stream_gets_no_connection_header_and_stays_open() {
     let (server, recorded) = server().await;
-    let response = common::get(server.addr, "/events").await;
-    assert_eq!(response.version(), Version::HTTP_11);
-    assert_sse_headers(response.headers());
-    assert_eq!(response.headers()["connection"], "keep-alive");
-    assert_eq!(recorded.lock().unwrap()[0]["connection"], "keep-alive");
-    assert_eq!(read_events(response).await, ["one", "two"]);
+    let client = common::client();
+    for _ in 0..2 {
+        let request = Request::get(format!("http://{}/events", server.addr))
+            .body(Empty::new())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.version(), Version::HTTP_11);
+        assert_sse_headers(response.headers());
+        assert!(!response.headers().contains_key("connection"));
+        assert_eq!(read_events(response).await, ["one", "two"]);
+    }
+    assert!(!recorded.lock().unwrap()[0].contains_key("connection"));
 }
 
 #[tokio::test]
@@ -142,4 +148,31 @@ async fn no_keep_alive_on_the_wire_for_http10_or_a_request_that_asks_to_close() 
     )
     .await;
     assert_eq!(connection_headers(&head), ["close"], "{head}");
+}
+
+/// hyper adds `Connection: close` when it will close (keep-alive off, or a
+/// graceful shutdown); the layer adds nothing that could contradict it.
+#[tokio::test]
+async fn a_server_that_closes_says_only_close() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = ServiceBuilder::new()
+        .layer(SseHeadersLayer::new())
+        .service_fn(|_request: Request<Incoming>| async {
+            let events = stream::iter(["one"].map(|text| Event::new().data(text)));
+            Ok::<_, Infallible>(EventStream::new(events).into_response())
+        });
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let _ = hyper::server::conn::http1::Builder::new()
+            .keep_alive(false)
+            .serve_connection(
+                hyper_util::rt::TokioIo::new(socket),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .await;
+    });
+    let head = raw_head(addr, "GET /events HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(connection_headers(&head), ["close"], "{head}");
+    server.abort();
 }
