@@ -79,6 +79,9 @@ pub type SseBody<B> =
 pub struct SseLayer {
     cors: SseCorsLayer,
     close: CloseLayer,
+    /// Given with [`SseLayer::shutdown`]; applied to whichever close layer
+    /// the bundle ends up with.
+    shutdown: Option<Shutdown>,
     headers: SseHeadersLayer,
     no_buffering: NoBufferingLayer,
     keep_alive: KeepAliveLayer,
@@ -91,6 +94,7 @@ impl SseLayer {
         Self {
             cors: SseCorsLayer::off(),
             close: CloseLayer::new(),
+            shutdown: None,
             headers: SseHeadersLayer::new(),
             no_buffering: NoBufferingLayer::new(),
             keep_alive: KeepAliveLayer::new(),
@@ -109,14 +113,19 @@ impl SseLayer {
     ///
     /// Default: [`CloseLayer::new`].
     pub fn close(mut self, close: CloseLayer) -> Self {
-        self.close = close;
+        self.close = match &self.shutdown {
+            Some(shutdown) => close.with_shutdown(shutdown),
+            None => close,
+        };
         self
     }
 
     /// Ends every open event stream when `shutdown` is triggered; the same
-    /// as configuring it on the [`close`](SseLayer::close) layer.
+    /// as configuring it on the [`close`](SseLayer::close) layer, before or
+    /// after that layer is given.
     pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
         self.close = self.close.with_shutdown(shutdown);
+        self.shutdown = Some(shutdown.clone());
         self
     }
 

@@ -151,3 +151,35 @@ async fn event_streams_get_every_layer() {
         .unwrap();
     assert_eq!(service.oneshot(refused).await.unwrap().status(), 403);
 }
+
+#[tokio::test]
+async fn shutdown_holds_whether_it_is_given_before_or_after_the_close_layer() {
+    use tower_sse::{CloseLayer, Shutdown};
+    for before in [true, false] {
+        let shutdown = Shutdown::new();
+        let close = CloseLayer::builder().on_close(|_| {}).build().unwrap();
+        let layer = if before {
+            SseLayer::new().shutdown(&shutdown).close(close)
+        } else {
+            SseLayer::new().close(close).shutdown(&shutdown)
+        };
+        let service =
+            ServiceBuilder::new()
+                .layer(layer)
+                .service(service_fn(|_request: Request<()>| async {
+                    let quiet = stream::pending::<Event>();
+                    Ok::<_, Infallible>(EventStream::new(quiet).into_response())
+                }));
+        let body = service.oneshot(Request::new(())).await.unwrap().into_body();
+        let mut body = std::pin::pin!(body);
+        shutdown.trigger();
+        let last = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the final frame comes at once")
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        assert!(last.starts_with(b"retry: "), "before: {before}");
+    }
+}

@@ -348,3 +348,32 @@ fn assert_open_files_allow(needed: u64) {
         Err(error) => panic!("cannot read the open-file limit: {error}"),
     }
 }
+
+/// hyper sends no body for `HEAD` and drops it unread: that stream is
+/// complete, not a client that left.
+#[tokio::test]
+async fn a_head_request_is_completed_not_client_gone() {
+    let (reasons, mut seen) = mpsc::unbounded_channel();
+    let server = start(reasons).await;
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    socket
+        .write_all(b"HEAD /events HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !contains(&head, b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+            .await
+            .expect("the head within 5 s")
+            .unwrap();
+        assert!(n > 0);
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    let (reason, _) = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("a reason within 5 s")
+        .unwrap();
+    assert_eq!(reason, CloseReason::Completed);
+}

@@ -105,6 +105,12 @@ impl Tracker {
         }
     }
 
+    /// The body has ended as far as the client is concerned: a drop
+    /// without a last poll completes the stream.
+    pub(super) fn ended(&self) {
+        self.inner_ended.store(true, Ordering::Relaxed);
+    }
+
     fn wrote(&mut self, len: usize) {
         if len > 0 {
             self.frames += 1;

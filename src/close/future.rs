@@ -25,6 +25,8 @@ struct Pending {
     handle: CloseHandle,
     config: Arc<Config>,
     origin: Option<Box<(Method, Uri)>>,
+    /// A `HEAD` request: the server sends no body and drops it unread.
+    head: bool,
 }
 
 impl<F> ResponseFuture<F> {
@@ -33,6 +35,7 @@ impl<F> ResponseFuture<F> {
         handle: CloseHandle,
         config: Arc<Config>,
         origin: Option<Box<(Method, Uri)>>,
+        head: bool,
     ) -> Self {
         Self {
             inner,
@@ -40,6 +43,7 @@ impl<F> ResponseFuture<F> {
                 handle,
                 config,
                 origin,
+                head,
             }),
         }
     }
@@ -62,6 +66,10 @@ where
             Ok(response) => {
                 let stream = is_event_stream(response.headers());
                 let tracker = Tracker::new(pending.handle, pending.config, pending.origin, stream);
+                if pending.head {
+                    // Dropped unread, as it should be: complete, not gone.
+                    tracker.ended();
+                }
                 Poll::Ready(Ok(response.map(|body| CloseBody::new(body, tracker))))
             }
             Err(error) => {

@@ -67,11 +67,13 @@ where
         request.extensions_mut().insert(handle.clone());
         let origin = (self.config.on_close.is_some() || cfg!(feature = "tracing"))
             .then(|| Box::new((request.method().clone(), request.uri().clone())));
+        let head = request.method() == http::Method::HEAD;
         ResponseFuture::new(
             self.inner.call(request),
             handle,
             self.config.clone(),
             origin,
+            head,
         )
     }
 }

@@ -2,10 +2,12 @@ use std::{
     fmt,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
     time::Duration,
 };
+
+use tokio::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -25,6 +27,8 @@ use tokio::sync::Notify;
 pub struct Shutdown {
     pub(super) triggered: Arc<AtomicBool>,
     pub(super) notify: Arc<Notify>,
+    /// When the first trigger came, for [`Shutdown::deadline`].
+    triggered_at: Arc<OnceLock<Instant>>,
 }
 
 impl Shutdown {
@@ -35,6 +39,7 @@ impl Shutdown {
 
     /// Ends every open event stream, and every one that starts from now on.
     pub fn trigger(&self) {
+        self.triggered_at.get_or_init(Instant::now);
         self.triggered.store(true, Ordering::Release);
         self.notify.notify_waiters();
     }
@@ -58,8 +63,9 @@ impl Shutdown {
         }
     }
 
-    /// Waits until `grace` after the trigger: the moment a server stops
-    /// waiting for connections whose clients stopped reading.
+    /// Waits until `grace` after the (first) trigger, at once if that moment
+    /// has passed: the moment a server stops waiting for connections whose
+    /// clients stopped reading.
     ///
     /// Every stream writes its final frame and ends at the trigger, but a
     /// layer cannot close a connection: one whose client has stopped
@@ -70,7 +76,16 @@ impl Shutdown {
     /// [module docs](super#graceful-shutdown) for the loops.
     pub async fn deadline(&self, grace: Duration) {
         self.triggered().await;
-        tokio::time::sleep(grace).await;
+        let triggered_at = self
+            .triggered_at
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now);
+        match triggered_at.checked_add(grace) {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            // A grace beyond any clock: never.
+            None => std::future::pending().await,
+        }
     }
 }
 

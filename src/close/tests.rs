@@ -572,10 +572,22 @@ async fn triggered_and_deadline_wait_for_the_trigger_whenever_it_comes() {
         deadline.await.unwrap() - triggered_at,
         Duration::from_secs(5)
     );
-    // Long after the trigger: at once, and `grace` from the call.
+    // Long after the trigger: at once, since the grace counts from the
+    // trigger; a later trigger does not move it.
     tokio::time::sleep(Duration::from_secs(60)).await;
-    shutdown.triggered().await;
+    shutdown.trigger();
     let start = tokio::time::Instant::now();
-    shutdown.deadline(Duration::from_secs(2)).await;
-    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(2));
+    shutdown.triggered().await;
+    shutdown.deadline(Duration::from_secs(5)).await;
+    shutdown.deadline(Duration::from_secs(30)).await;
+    assert_eq!(tokio::time::Instant::now() - start, Duration::ZERO);
+    // Partway through the grace: the rest of it.
+    shutdown.deadline(Duration::from_secs(70)).await;
+    assert_eq!(
+        tokio::time::Instant::now() - triggered_at,
+        Duration::from_secs(70)
+    );
+    // A grace beyond any clock never ends.
+    let never = tokio::time::timeout(Duration::from_secs(3600), shutdown.deadline(Duration::MAX));
+    assert!(never.await.is_err());
 }
