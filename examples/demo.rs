@@ -177,7 +177,16 @@ pub async fn serve(
             Some(_) = connections.join_next() => continue,
             () = &mut shutdown => break,
         };
-        let Ok((socket, _)) = accepted else { continue };
+        let socket = match accepted {
+            Ok((socket, _)) => socket,
+            Err(error) => {
+                // Out of file descriptors, say: keep serving the open
+                // connections, and try again in a moment instead of spinning.
+                eprintln!("accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let connection = auto::Builder::new(TokioExecutor::new())
             .serve_connection_with_upgrades(
                 TokioIo::new(socket),

@@ -109,7 +109,16 @@ where
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (socket, _) = accepted?;
+                let socket = match accepted {
+                    Ok((socket, _)) => socket,
+                    Err(error) => {
+                        // Out of file descriptors, say: keep serving the
+                        // open connections, and try again in a moment.
+                        eprintln!("accept failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let connection = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service.clone()))
                     .into_owned();
