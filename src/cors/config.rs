@@ -1,4 +1,10 @@
-use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
+use std::{
+    error::Error as StdError,
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+    time::Duration,
+};
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 use tower_layer::Layer;
@@ -325,27 +331,45 @@ fn canonical_origin(origin: &str) -> Result<HeaderValue, CorsError> {
             return Err(invalid("the port must be digits"));
         }
         if port.len() > 1 && port.starts_with('0') {
+            let trimmed = port.trim_start_matches('0');
             return Err(invalid(&format!(
                 "browsers write the port without leading zeros: write {scheme}://{host}:{}",
-                port.trim_start_matches('0')
+                if trimmed.is_empty() { "0" } else { trimmed }
             )));
         }
         if port.len() > 5 || port.parse::<u32>().map_or(true, |port| port > 65535) {
             return Err(invalid("the port must be at most 65535"));
         }
     }
+    let with_port = |host: &str| match port {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    };
     if let Some(address) = host.strip_prefix('[') {
         let address = address.strip_suffix(']').unwrap_or(address);
-        let ipv6 = address.len() >= 2
-            && address.contains(':')
-            && address
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
-        if !ipv6 {
+        let Ok(parsed) = address.parse::<Ipv6Addr>() else {
             return Err(invalid("an IPv6 host is [address], such as [::1]"));
+        };
+        let serialized = serialize_ipv6(parsed);
+        if serialized != address {
+            return Err(invalid(&format!(
+                "browsers write this address as {}",
+                with_port(&format!("[{serialized}]"))
+            )));
         }
     } else if host.contains(['[', ']', ':']) {
         return Err(invalid("the host has characters a browser would not send"));
+    } else if ends_in_a_number(host) {
+        // Browsers read such a host as an IPv4 address, and write it as
+        // four decimal numbers.
+        match host.parse::<Ipv4Addr>() {
+            Ok(parsed) if parsed.to_string() == host => {}
+            _ => {
+                return Err(invalid(
+                    "browsers write an IPv4 host as four decimal numbers, such as 127.0.0.1",
+                ))
+            }
+        }
     }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(invalid(&format!(
@@ -366,6 +390,54 @@ fn canonical_origin(origin: &str) -> Result<HeaderValue, CorsError> {
         )));
     }
     HeaderValue::from_str(origin).map_err(|_| invalid("not a valid header value"))
+}
+
+/// Whether browsers read `host` as an IPv4 address: its last label (a
+/// trailing dot aside) is a number, decimal or `0x` hexadecimal.
+fn ends_in_a_number(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let last = host.rsplit('.').next().unwrap_or(host);
+    if let Some(hex) = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X")) {
+        return hex.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An IPv6 address as browsers serialize it (the URL standard): lowercase
+/// hexadecimal pieces without leading zeros, the first longest run of two
+/// or more zero pieces written `::`, never dotted IPv4.
+fn serialize_ipv6(address: Ipv6Addr) -> String {
+    let pieces = address.segments();
+    let (mut run_start, mut run_len) = (None, 1);
+    let mut i = 0;
+    while i < pieces.len() {
+        if pieces[i] != 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < pieces.len() && pieces[i] == 0 {
+            i += 1;
+        }
+        if i - start > run_len {
+            (run_start, run_len) = (Some(start), i - start);
+        }
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    while i < pieces.len() {
+        if Some(i) == run_start {
+            out.push_str(if i == 0 { "::" } else { ":" });
+            i += run_len;
+            continue;
+        }
+        out.push_str(&format!("{:x}", pieces[i]));
+        if i + 1 < pieces.len() {
+            out.push(':');
+        }
+        i += 1;
+    }
+    out
 }
 
 /// A CORS setting that cannot work.

@@ -426,6 +426,17 @@ fn origins_not_written_as_browsers_send_them_are_build_errors() {
         ("http://[]", "IPv6"),
         ("http://[]:80", "IPv6"),
         ("http://[zz]", "IPv6"),
+        ("http://[::1::2]", "IPv6"),
+        ("http://[0:0:0:0:0:0:0:1]:8080", "as http://[::1]:8080"),
+        ("http://[::0001]", "as http://[::1]"),
+        ("http://[::ffff:127.0.0.1]", "as http://[::ffff:7f00:1]"),
+        ("http://[2001:DB8::1]", "as http://[2001:db8::1]"),
+        ("http://127.1", "four decimal numbers"),
+        ("http://0x7f.0.0.1", "four decimal numbers"),
+        ("http://1.2.3", "four decimal numbers"),
+        ("http://01.2.3.4", "four decimal numbers"),
+        ("http://256.1.1.1", "four decimal numbers"),
+        ("http://localhost:00", "write http://localhost:0"),
         ("*", "any_origin"),
     ] {
         let error = SseCorsLayer::builder()
@@ -444,6 +455,11 @@ fn origins_not_written_as_browsers_send_them_are_build_errors() {
         "http://[::1]",
         "http://a:65535",
         "http://a:0",
+        "http://127.0.0.1:8080",
+        "http://[2001:db8::1]:8080",
+        "http://[1::]",
+        "http://[1:0:0:2::3]",
+        "http://1.example",
         "null",
     ] {
         assert!(
