@@ -71,7 +71,8 @@ pub async fn serve(
 /// graceful shutdown completes, or `grace` after the signal: a client that
 /// stopped reading keeps its connection open, and axum would wait for it
 /// forever. The connections still open then close when the runtime ends
-/// (when `main` returns).
+/// (when `main` returns). `shutdown` triggered from elsewhere starts the
+/// grace period too: whoever triggers it is shutting the server down.
 pub async fn serve_with_grace(
     listener: TcpListener,
     app: Router,

@@ -125,8 +125,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 }
 
 /// Serves gRPC and `/events` on `listener` until `signal`, then ends open
-/// streams so that tonic's graceful shutdown completes; after `grace` it
-/// stops waiting for connections whose clients stopped reading.
+/// streams so that tonic's graceful shutdown completes; `grace` after the
+/// trigger (this signal's, or anyone's) it stops waiting for connections
+/// whose clients stopped reading.
 pub async fn serve(
     listener: TcpListener,
     period: Duration,
