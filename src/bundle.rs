@@ -122,7 +122,8 @@ impl SseLayer {
 
     /// Ends every open event stream when `shutdown` is triggered; the same
     /// as configuring it on the [`close`](SseLayer::close) layer, before or
-    /// after that layer is given.
+    /// after that layer is given. It replaces a trigger the close layer was
+    /// built with: a close layer has one.
     pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
         self.close = self.close.with_shutdown(shutdown);
         self.shutdown = Some(shutdown.clone());

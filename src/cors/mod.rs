@@ -35,14 +35,17 @@
 //!   cannot read it, but the handler has run.
 //! - A request for an event stream from an allowed origin gets the headers
 //!   when its response is an event stream, a `204` (so that `EventSource`
-//!   stops reconnecting) or an error status (so that it stops instead of
-//!   retrying); never on another success, so that asking for a stream
-//!   (`Accept` needs no preflight) cannot unlock credentialed reads of a
-//!   JSON route.
+//!   stops reconnecting) or a redirect (which a cross-origin request follows
+//!   only with them); never on another answer, errors included, so that
+//!   asking for a stream (`Accept` needs no preflight) cannot unlock
+//!   credentialed reads of a JSON route.
 //! - Requests without `Origin` (same-origin `GET`, curl, server to server)
-//!   and requests the browser marks `Sec-Fetch-Site: same-origin` (the app's
-//!   own page, such as a streaming `fetch` POST; no page can set that
-//!   header) pass through untouched.
+//!   and requests from the app's own page (such as a streaming `fetch`
+//!   POST) pass through untouched. The app's own page is told by
+//!   `Sec-Fetch-Site: same-origin` (no page can set that header) or, where
+//!   browsers send none (plain HTTP outside localhost, older browsers), by
+//!   an `Origin` that names the request's `Host`; behind a proxy that
+//!   rewrites `Host`, list the app's own origin.
 //! - [`any_origin`](SseCorsBuilder::any_origin) serves public streams
 //!   without cookies; combined with credentials it is a build error, never a
 //!   panic and never silently changed.

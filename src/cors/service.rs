@@ -69,7 +69,7 @@ where
             // Off, or same-origin, curl, server to server: not ours to judge.
             return ResponseFuture::call(self.inner.call(request), None);
         };
-        if is_same_origin(request.headers()) {
+        if is_same_origin(request.headers(), origin) {
             // The app's own page (a streaming `fetch` POST sends `Origin`):
             // not a cross-origin request, so no CORS at all.
             return ResponseFuture::call(self.inner.call(request), None);
@@ -104,12 +104,29 @@ where
     }
 }
 
-/// Whether the browser says the request comes from the server's own origin
-/// (`Sec-Fetch-Site: same-origin`, a header no page can set or forge).
-fn is_same_origin(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
-        .is_some_and(|site| site.as_bytes().eq_ignore_ascii_case(b"same-origin"))
+/// Whether the request comes from the server's own origin: the browser
+/// says so (`Sec-Fetch-Site: same-origin`, a header no page can set), or,
+/// where browsers send no `Sec-Fetch-Site` (plain HTTP outside localhost,
+/// older browsers), `Origin` names the host and port the request was sent
+/// to (`Host`). A page cannot forge its `Origin`, so only a page served
+/// from that very host and port matches. Behind a proxy that rewrites
+/// `Host` the fallback does not match, and the app lists its own origin.
+fn is_same_origin(headers: &HeaderMap, origin: &HeaderValue) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes().eq_ignore_ascii_case(b"same-origin");
+    }
+    let Some(host) = headers.get(header::HOST) else {
+        return false;
+    };
+    let origin = origin.as_bytes();
+    let (scheme, authority) = match origin.windows(3).position(|w| w == b"://") {
+        Some(at) => (&origin[..at], &origin[at + 3..]),
+        None => return false,
+    };
+    let default_port: &[u8] = if scheme == b"https" { b":443" } else { b":80" };
+    let host = host.as_bytes();
+    let host = host.strip_suffix(default_port).unwrap_or(host);
+    !authority.is_empty() && authority.eq_ignore_ascii_case(host)
 }
 
 /// The CORS headers an allowed origin's response may get.
@@ -122,14 +139,15 @@ struct Allow {
 
 impl Allow {
     /// Adds the headers to a response that is an event stream. A request
-    /// for one also gets them on an answer without a readable success body
-    /// (`204`, which stops `EventSource`'s reconnects, and error statuses,
-    /// which `EventSource` must see to stop instead of retrying), never on
-    /// another success: asking for a stream must not unlock credentialed
-    /// reads of a JSON route.
+    /// for one also gets them on the answers `EventSource` acts on that have
+    /// no body to read: `204` (stop reconnecting) and redirects (which a
+    /// cross-origin request follows only with them). Never on another
+    /// answer: asking for a stream (`Accept` needs no preflight) must not
+    /// unlock credentialed reads of a JSON route, its errors included, nor
+    /// override the app's own CORS there.
     fn apply(self, status: StatusCode, headers: &mut HeaderMap) {
         let answers_stream_request =
-            self.stream_request && (status == StatusCode::NO_CONTENT || !status.is_success());
+            self.stream_request && (status == StatusCode::NO_CONTENT || status.is_redirection());
         if !answers_stream_request && !crate::media::is_event_stream(headers) {
             return;
         }

@@ -535,12 +535,27 @@ async fn asking_for_a_stream_does_not_unlock_reads_of_other_successes() {
             .headers()
             .contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
     }
-    // Answers without a success body do get them: `EventSource` must see a
-    // 204 (stop reconnecting) or an error status to act on it.
+    // Nor of its errors, whose bodies can say as much.
+    for status in [
+        StatusCode::UNAUTHORIZED,
+        StatusCode::CONFLICT,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ] {
+        let (response, _) = call_answering(&layer(), from(APP), status, "application/json").await;
+        assert!(
+            !response
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "{status}"
+        );
+    }
+    // Answers without a body to read do get them: `EventSource` acts on a
+    // 204 (stop reconnecting), and follows a cross-origin redirect only with
+    // them.
     for status in [
         StatusCode::NO_CONTENT,
-        StatusCode::UNAUTHORIZED,
-        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::FOUND,
+        StatusCode::TEMPORARY_REDIRECT,
     ] {
         let (response, _) = call_answering(&layer(), from(APP), status, "text/plain").await;
         assert_eq!(
@@ -549,6 +564,55 @@ async fn asking_for_a_stream_does_not_unlock_reads_of_other_successes() {
             "{status}"
         );
     }
+}
+
+#[tokio::test]
+async fn without_fetch_metadata_an_origin_naming_the_host_is_the_apps_own() {
+    // Plain HTTP outside localhost: browsers send no `Sec-Fetch-Site`.
+    let own = |origin: &str, host: &str| {
+        Request::post("/chat")
+            .header(header::ORIGIN, origin)
+            .header(header::HOST, host)
+            .header(header::ACCEPT, "text/event-stream")
+            .body(())
+            .unwrap()
+    };
+    for (origin, host) in [
+        ("http://app.test:8080", "app.test:8080"),
+        ("http://app.test", "app.test"),
+        ("http://app.test", "app.test:80"),
+        ("https://app.test", "App.Test:443"),
+    ] {
+        let (response, calls) = call(&layer(), own(origin, host)).await;
+        assert_eq!(
+            (response.status(), calls),
+            (StatusCode::OK, 1),
+            "{origin} {host}"
+        );
+    }
+    for (origin, host) in [
+        ("http://app.test:8080", "app.test:8081"),
+        ("http://evil.test", "app.test"),
+        ("http://app.test", "app.test:443"),
+        ("http://app.test.evil", "app.test"),
+    ] {
+        let (response, calls) = call(&layer(), own(origin, host)).await;
+        assert_eq!(
+            (response.status(), calls),
+            (StatusCode::FORBIDDEN, 0),
+            "{origin} {host}"
+        );
+    }
+    // When the browser does say where the request comes from, that wins.
+    let mut cross = own("http://app.test:8080", "app.test:8080");
+    cross.headers_mut().insert(
+        "sec-fetch-site",
+        http::HeaderValue::from_static("same-site"),
+    );
+    assert_eq!(
+        call(&layer(), cross).await.0.status(),
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
