@@ -53,8 +53,6 @@
 //! # Example
 //!
 //! ```
-//! use std::convert::Infallible;
-//!
 //! use http::{Request, Response, StatusCode};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use tower_sse::SseCorsLayer;
@@ -67,7 +65,10 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(cors)
 //!     .service(service_fn(|_request: Request<()>| async {
-//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!         let stream = Response::builder()
+//!             .header("content-type", "text/event-stream")
+//!             .body(String::from("data: hello\n\n"))?;
+//!         Ok::<_, http::Error>(stream)
 //!     }));
 //!
 //! // A request for an event stream, as `EventSource` sends it.
