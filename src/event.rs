@@ -123,17 +123,26 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// Returns the serializer's error when `value` cannot be serialized as
-    /// JSON (for example a map with non-string keys). The event is consumed.
+    /// [`JsonDataError`] when `value` cannot be serialized as JSON (for
+    /// example a map with non-string keys); it holds the serializer's error
+    /// and gives the event back as it was ([`JsonDataError::into_event`]).
     #[cfg(feature = "json")]
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-    pub fn json_data<T>(mut self, value: &T) -> Result<Self, serde_json::Error>
+    pub fn json_data<T>(mut self, value: &T) -> Result<Self, JsonDataError>
     where
         T: serde::Serialize + ?Sized,
     {
         let encoding = self.encoding();
+        let start = encoding.buf.len();
         encoding.buf.extend_from_slice(b"data: ");
-        serde_json::to_writer(&mut encoding.buf, value)?;
+        if let Err(source) = serde_json::to_writer(&mut encoding.buf, value) {
+            // Nothing of the refused value stays in the event.
+            encoding.buf.truncate(start);
+            return Err(JsonDataError {
+                source,
+                event: self,
+            });
+        }
         encoding.buf.push(b'\n');
         encoding.has_data = true;
         Ok(self)
@@ -344,6 +353,43 @@ impl fmt::Display for EventError {
 }
 
 impl StdError for EventError {}
+
+/// A value [`Event::json_data`] could not serialize, with the event as it
+/// was before.
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+#[derive(Debug)]
+pub struct JsonDataError {
+    source: serde_json::Error,
+    event: Event,
+}
+
+#[cfg(feature = "json")]
+impl JsonDataError {
+    /// The event as it was before the refused value, with everything
+    /// already set.
+    pub fn into_event(self) -> Event {
+        self.event
+    }
+}
+
+#[cfg(feature = "json")]
+impl fmt::Display for JsonDataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the event data cannot be serialized as JSON: {}",
+            self.source
+        )
+    }
+}
+
+#[cfg(feature = "json")]
+impl StdError for JsonDataError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.source)
+    }
+}
 
 /// The event field named by an [`EventError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -196,6 +196,8 @@ pub use bundle::{Sse, SseBody, SseLayer};
 pub use close::{Close, CloseHandle, CloseLayer, CloseReason, Shutdown};
 #[cfg(feature = "cors")]
 pub use cors::{SseCors, SseCorsLayer};
+#[cfg(feature = "json")]
+pub use event::JsonDataError;
 pub use event::{EncodedEvent, Event, EventError};
 #[cfg(feature = "headers")]
 pub use headers::{SseHeaders, SseHeadersLayer};

@@ -228,10 +228,15 @@ fn json_data_is_one_data_line() {
 
 #[cfg(feature = "json")]
 #[test]
-fn json_data_that_cannot_be_serialized_is_an_error() {
+fn json_data_that_cannot_be_serialized_is_an_error_that_gives_the_event_back() {
     let mut map = std::collections::HashMap::new();
     map.insert(vec![1u8], 1);
-    assert!(Event::new().json_data(&map).is_err());
+    let built = || Event::new().event("update").unwrap().id("7").unwrap();
+    let error = built().json_data(&map).unwrap_err();
+    assert!(error.to_string().contains("JSON"), "{error}");
+    assert!(std::error::Error::source(&error).is_some());
+    // Nothing of the refused value stays in the event.
+    assert_eq!(bytes(error.into_event()), bytes(built()));
 }
 
 #[test]
