@@ -20,7 +20,7 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncReadExt,
     net::{TcpListener, TcpStream},
     sync::{mpsc, oneshot, Semaphore},
     task::JoinHandle,
@@ -129,21 +129,8 @@ async fn start(reasons: mpsc::UnboundedSender<(CloseReason, Instant)>) -> Server
 /// A raw HTTP/1.1 client that has read the response head and the first
 /// event.
 async fn open_stream(addr: SocketAddr) -> (TcpStream, Vec<u8>) {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(b"GET /events HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !contains(&seen, b"data: hello") {
-        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
-            .await
-            .expect("the first event within 10 s")
-            .unwrap();
-        assert!(n > 0, "the server closed before the first event");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let request = b"GET /events HTTP/1.1\r\nhost: test\r\n\r\n";
+    let (socket, seen) = common::open_raw(addr, request, b"data: hello").await;
     assert!(seen.starts_with(b"HTTP/1.1 200"));
     (socket, seen)
 }
@@ -355,21 +342,8 @@ fn assert_open_files_allow(needed: u64) {
 async fn a_head_request_is_completed_not_client_gone() {
     let (reasons, mut seen) = mpsc::unbounded_channel();
     let server = start(reasons).await;
-    let mut socket = TcpStream::connect(server.addr).await.unwrap();
-    socket
-        .write_all(b"HEAD /events HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !contains(&head, b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
-            .await
-            .expect("the head within 5 s")
-            .unwrap();
-        assert!(n > 0);
-        head.extend_from_slice(&buf[..n]);
-    }
+    let request = b"HEAD /events HTTP/1.1\r\nhost: test\r\n\r\n";
+    let (_socket, head) = common::open_raw(server.addr, request, b"\r\n\r\n").await;
     assert!(head.starts_with(b"HTTP/1.1 200"));
     let (reason, _) = tokio::time::timeout(Duration::from_secs(5), seen.recv())
         .await

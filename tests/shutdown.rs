@@ -13,6 +13,8 @@ mod axum_example;
 #[path = "../examples/hyper.rs"]
 mod hyper_example;
 
+mod common;
+
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -125,21 +127,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// A client that reads the stream until the server closes it.
 async fn reader(addr: SocketAddr) -> tokio::task::JoinHandle<Vec<u8>> {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(b"GET /events HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n\r\n")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !contains(&seen, b"data: hello") {
-        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
-            .await
-            .expect("the first event within 10 s")
-            .unwrap();
-        assert!(n > 0, "the server closed before the first event");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let request = b"GET /events HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n\r\n";
+    let (mut socket, mut seen) = common::open_raw(addr, request, b"data: hello").await;
     tokio::spawn(async move {
         let _ = socket.read_to_end(&mut seen).await;
         seen

@@ -15,6 +15,8 @@ use tower_layer::Layer;
 use super::*;
 
 const APP: &str = "https://app.example.com";
+const CREATED: StatusCode = StatusCode::CREATED;
+const JSON: &str = "application/json";
 const LOCAL: &str = "http://localhost:5173";
 
 fn layer() -> SseCorsLayer {
@@ -51,29 +53,6 @@ fn from(origin: &str) -> Request<()> {
         .header(header::ACCEPT, "text/event-stream")
         .body(())
         .unwrap()
-}
-
-/// Calls a JSON handler through `layer`; returns the response and how many
-/// times the handler ran.
-async fn call_json(
-    layer: &SseCorsLayer,
-    request: Request<()>,
-) -> (Response<CorsBody<String>>, usize) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let service = layer.layer(service_fn(move |_request: Request<()>| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async {
-            let response = Response::builder()
-                .status(StatusCode::CREATED)
-                .header("content-type", "application/json")
-                .body("{}".to_owned())
-                .unwrap();
-            Ok::<_, Infallible>(response)
-        }
-    }));
-    let response = service.oneshot(request).await.unwrap();
-    (response, calls.load(Ordering::SeqCst))
 }
 
 async fn text(response: Response<CorsBody<String>>) -> String {
@@ -269,7 +248,8 @@ async fn preflights_that_cannot_be_for_an_event_stream_reach_the_service() {
         ("GET", None),
         ("get", Some("last-event-id")),
     ] {
-        let (response, calls) = call_json(&layer(), preflight_for(method, headers)).await;
+        let (response, calls) =
+            call_answering(&layer(), preflight_for(method, headers), CREATED, JSON).await;
         assert_eq!(calls, 1, "{method} {headers:?}");
         assert_eq!(
             response.status(),
@@ -279,7 +259,13 @@ async fn preflights_that_cannot_be_for_an_event_stream_reach_the_service() {
         assert_eq!(response.headers().len(), 1, "{method} {headers:?}");
     }
     // The same GET preflight for Last-Event-ID is the layer's own.
-    let (response, calls) = call_json(&layer(), preflight_for("GET", Some("Last-Event-ID"))).await;
+    let (response, calls) = call_answering(
+        &layer(),
+        preflight_for("GET", Some("Last-Event-ID")),
+        CREATED,
+        JSON,
+    )
+    .await;
     assert_eq!((response.status(), calls), (StatusCode::NO_CONTENT, 0));
 }
 
@@ -302,12 +288,12 @@ async fn requests_that_do_not_ask_for_an_event_stream_pass_through_untouched() {
         json_from(APP),
         json_from("https://evil.example"),
     ] {
-        let (response, calls) = call_json(&layer(), request).await;
+        let (response, calls) = call_answering(&layer(), request, CREATED, JSON).await;
         assert_eq!(calls, 1);
         assert_eq!(response.status(), StatusCode::CREATED);
         let names: Vec<_> = response.headers().keys().collect();
         assert_eq!(names, [header::CONTENT_TYPE]);
-        assert_eq!(text(response).await, "{}");
+        assert_eq!(text(response).await, "{\"secret\":1}");
     }
 }
 
@@ -346,7 +332,7 @@ async fn other_options_requests_reach_the_service() {
         .header(header::ORIGIN, APP)
         .body(())
         .unwrap();
-    let (response, calls) = call_json(&layer(), request).await;
+    let (response, calls) = call_answering(&layer(), request, CREATED, JSON).await;
     assert_eq!(calls, 1);
     assert!(!response
         .headers()

@@ -141,3 +141,26 @@ pub async fn parse_bytes(bytes: Vec<u8>) -> Vec<eventsource_stream::Event> {
         .collect()
         .await
 }
+
+/// Sends `request` as raw bytes and reads until `until` has arrived (the
+/// first event, say); returns the socket and what was read.
+pub async fn open_raw(
+    addr: SocketAddr,
+    request: &[u8],
+    until: &[u8],
+) -> (tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(until.len()).any(|window| window == until) {
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+            .await
+            .expect("the awaited bytes within 10 s")
+            .unwrap();
+        assert!(n > 0, "the server closed before the awaited bytes");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    (socket, seen)
+}
