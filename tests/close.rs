@@ -228,7 +228,7 @@ async fn ten_thousand_streams_opened_and_dropped_leave_nothing_open() {
 
 #[tokio::test]
 async fn shutdown_with_a_thousand_open_streams_sends_each_a_final_frame_and_completes() {
-    assert_open_files_allow(2_500);
+    common::assert_open_files_allow(2_500);
     let (reasons, mut seen) = mpsc::unbounded_channel();
     let server = start(reasons).await;
     let mut clients = Vec::new();
@@ -319,20 +319,6 @@ async fn axum_with_graceful_shutdown_completes_while_clients_are_connected() {
     for (mut socket, mut bytes) in clients {
         let _ = tokio::time::timeout(Duration::from_secs(1), socket.read_to_end(&mut bytes)).await;
         assert!(contains(&bytes, b"retry: "));
-    }
-}
-
-/// Raises the soft open-file limit to `needed` when the hard limit allows
-/// (a test that holds many sockets has both ends here), and fails with a
-/// clear message when it does not.
-fn assert_open_files_allow(needed: u64) {
-    match rlimit::increase_nofile_limit(needed) {
-        Ok(limit) => assert!(
-            limit >= needed,
-            "this test needs {needed} open files and the hard limit allows {limit}: \
-             raise it (ulimit -Hn) to run it"
-        ),
-        Err(error) => panic!("cannot read the open-file limit: {error}"),
     }
 }
 

@@ -149,7 +149,7 @@ async fn stalled(addr: SocketAddr) -> TcpStream {
 }
 
 async fn shutdown_is_bounded(framework: &'static str) {
-    assert_open_files_allow(4 * (READERS + STALLED) as u64 + 200);
+    common::assert_open_files_allow(4 * (READERS + STALLED) as u64 + 200);
     let server = start(framework);
     let mut readers = Vec::new();
     for _ in 0..READERS {
@@ -219,17 +219,4 @@ async fn the_hyper_loop_ends_within_the_grace_period_with_stalled_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_axum_loop_ends_within_the_grace_period_with_stalled_clients() {
     shutdown_is_bounded("axum").await;
-}
-
-/// Raises the soft open-file limit to `needed` when the hard limit allows,
-/// and fails with a clear message when it does not.
-fn assert_open_files_allow(needed: u64) {
-    match rlimit::increase_nofile_limit(needed) {
-        Ok(limit) => assert!(
-            limit >= needed,
-            "this test needs {needed} open files and the hard limit allows {limit}: \
-             raise it (ulimit -Hn) to run it"
-        ),
-        Err(error) => panic!("cannot read the open-file limit: {error}"),
-    }
 }

@@ -164,3 +164,17 @@ pub async fn open_raw(
     }
     (socket, seen)
 }
+
+/// Raises the soft open-file limit to `needed` when the hard limit allows
+/// (a test that holds many sockets has both ends here), and fails with a
+/// clear message when it does not.
+pub fn assert_open_files_allow(needed: u64) {
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) => assert!(
+            limit >= needed,
+            "this test needs {needed} open files and the hard limit allows {limit}: \
+             raise it (ulimit -Hn) to run it"
+        ),
+        Err(error) => panic!("cannot read the open-file limit: {error}"),
+    }
+}
