@@ -28,7 +28,11 @@ async fn main() -> std::io::Result<()> {
         .service_fn(move |request| handle(request, hub.clone()));
     loop {
         let (socket, _) = listener.accept().await?;
-        let connection = http1::Builder::new().serve_connection(
+        let mut builder = http1::Builder::new();
+        if let Some(max) = max_buf_size() {
+            builder.max_buf_size(max);
+        }
+        let connection = builder.serve_connection(
             TokioIo::new(socket),
             TowerToHyperService::new(service.clone()),
         );
@@ -63,6 +67,15 @@ fn burst(n: u64) -> Response<Body> {
         .max_frame_size(frame_cap())
         .into_response()
         .map(|body| body.map_err(BoxError::from).boxed_unsync())
+}
+
+/// hyper's write buffer limit when `LOAD_MAX_BUF` (bytes, at least 8192)
+/// is set: how much a connection holds for a client that does not read.
+fn max_buf_size() -> Option<usize> {
+    std::env::var("LOAD_MAX_BUF")
+        .ok()
+        .and_then(|max| max.parse().ok())
+        .filter(|max| *max >= 8192)
 }
 
 /// The frame cap of burst streams: `LOAD_FRAME_CAP` (bytes) when the
