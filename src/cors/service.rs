@@ -69,7 +69,7 @@ where
             // Off, or same-origin, curl, server to server: not ours to judge.
             return ResponseFuture::call(self.inner.call(request), None);
         };
-        if is_same_origin(request.headers(), origin) {
+        if is_same_origin(&request, origin) {
             // The app's own page (a streaming `fetch` POST sends `Origin`):
             // not a cross-origin request, so no CORS at all.
             return ResponseFuture::call(self.inner.call(request), None);
@@ -108,15 +108,19 @@ where
 /// says so (`Sec-Fetch-Site: same-origin`, a header no page can set), or,
 /// where browsers send no `Sec-Fetch-Site` (plain HTTP outside localhost,
 /// older browsers), `Origin` names the host and port the request was sent
-/// to (`Host`). A page cannot forge its `Origin`, so only a page served
-/// from that very host and port matches. Behind a proxy that rewrites
-/// `Host` the fallback does not match, and the app lists its own origin.
-fn is_same_origin(headers: &HeaderMap, origin: &HeaderValue) -> bool {
+/// to (`Host`, or the URI's authority on HTTP/2). A page cannot forge its
+/// `Origin`, so only a page served from that very host and port matches.
+/// Behind a proxy that rewrites `Host` the fallback does not match, and the
+/// app lists its own origin.
+fn is_same_origin<B>(request: &Request<B>, origin: &HeaderValue) -> bool {
+    let headers = request.headers();
     if let Some(site) = headers.get("sec-fetch-site") {
         return site.as_bytes().eq_ignore_ascii_case(b"same-origin");
     }
-    let Some(host) = headers.get(header::HOST) else {
-        return false;
+    let host = match (headers.get(header::HOST), request.uri().authority()) {
+        (Some(host), _) => host.as_bytes(),
+        (None, Some(authority)) => authority.as_str().as_bytes(),
+        (None, None) => return false,
     };
     let origin = origin.as_bytes();
     let (scheme, authority) = match origin.windows(3).position(|w| w == b"://") {
@@ -124,7 +128,6 @@ fn is_same_origin(headers: &HeaderMap, origin: &HeaderValue) -> bool {
         None => return false,
     };
     let default_port: &[u8] = if scheme == b"https" { b":443" } else { b":80" };
-    let host = host.as_bytes();
     let host = host.strip_suffix(default_port).unwrap_or(host);
     !authority.is_empty() && authority.eq_ignore_ascii_case(host)
 }

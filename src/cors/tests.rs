@@ -589,6 +589,13 @@ async fn without_fetch_metadata_an_origin_naming_the_host_is_the_apps_own() {
             "{origin} {host}"
         );
     }
+    // HTTP/2 carries the host in the URI's authority.
+    let h2 = Request::post("https://app.test:8443/chat")
+        .header(header::ORIGIN, "https://app.test:8443")
+        .header(header::ACCEPT, "text/event-stream")
+        .body(())
+        .unwrap();
+    assert_eq!(call(&layer(), h2).await.0.status(), StatusCode::OK);
     // When the browser does say where the request comes from, that wins.
     let mut cross = own("http://app.test:8080", "app.test:8080");
     cross.headers_mut().insert(
