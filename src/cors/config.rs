@@ -362,11 +362,18 @@ fn canonical_origin(origin: &str) -> Result<HeaderValue, CorsError> {
     } else if ends_in_a_number(host) {
         // Browsers read such a host as an IPv4 address, and write it as
         // four decimal numbers.
-        match host.parse::<Ipv4Addr>() {
-            Ok(parsed) if parsed.to_string() == host => {}
-            _ => {
+        match parse_ipv4(host) {
+            Some(parsed) if parsed.to_string() == host => {}
+            Some(parsed) => {
+                return Err(invalid(&format!(
+                    "browsers write this address as {}",
+                    with_port(&parsed.to_string())
+                )))
+            }
+            None => {
                 return Err(invalid(
-                    "browsers write an IPv4 host as four decimal numbers, such as 127.0.0.1",
+                    "browsers refuse this host: a host ending in a number is an IPv4 \
+                     address, such as 127.0.0.1",
                 ))
             }
         }
@@ -401,6 +408,47 @@ fn ends_in_a_number(host: &str) -> bool {
         return hex.bytes().all(|b| b.is_ascii_hexdigit());
     }
     !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A host that ends in a number read as browsers read it (the URL
+/// standard's IPv4 parser): up to four dot-separated numbers, each decimal,
+/// `0x` hexadecimal or `0`-prefixed octal, the last filling the bytes the
+/// others leave. `None` where browsers refuse the URL.
+fn parse_ipv4(host: &str) -> Option<Ipv4Addr> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.len() > 4 {
+        return None;
+    }
+    let mut numbers = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let (digits, radix) =
+            if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+                (hex, 16)
+            } else if part.len() > 1 && part.starts_with('0') {
+                (&part[1..], 8)
+            } else {
+                (*part, 10)
+            };
+        if part.is_empty() {
+            return None;
+        }
+        let number = if digits.is_empty() {
+            0
+        } else {
+            u64::from_str_radix(digits, radix).ok()?
+        };
+        numbers.push(number);
+    }
+    let (last, leading) = numbers.split_last()?;
+    if leading.iter().any(|number| *number > 255) || *last >= 256u64.pow(5 - numbers.len() as u32) {
+        return None;
+    }
+    let mut address = *last;
+    for (i, number) in leading.iter().enumerate() {
+        address += number << (8 * (3 - i));
+    }
+    u32::try_from(address).ok().map(Ipv4Addr::from)
 }
 
 /// An IPv6 address as browsers serialize it (the URL standard): lowercase
