@@ -1,6 +1,6 @@
 //! "Is this response an event stream?", answered in one place.
 
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, HeaderName};
 
 /// The media type of an event stream.
 pub(crate) const TEXT_EVENT_STREAM: &str = "text/event-stream";
@@ -21,12 +21,32 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return false;
     };
-    let value = value.as_bytes();
-    let essence = match value.iter().position(|&b| b == b';') {
-        Some(end) => &value[..end],
-        None => value,
-    };
-    trim_spaces(essence).eq_ignore_ascii_case(TEXT_EVENT_STREAM.as_bytes())
+    is_text_event_stream(split_media(value.as_bytes()).0)
+}
+
+/// A media type or range split at its first `;`: the type, trimmed, and its
+/// parameters, each trimmed.
+fn split_media(value: &[u8]) -> (&[u8], impl Iterator<Item = &[u8]>) {
+    let mut parts = value.split(|&b| b == b';');
+    let essence = trim_spaces(parts.next().unwrap_or_default());
+    (essence, parts.map(trim_spaces))
+}
+
+fn is_text_event_stream(essence: &[u8]) -> bool {
+    essence.eq_ignore_ascii_case(TEXT_EVENT_STREAM.as_bytes())
+}
+
+/// The items of a comma-separated header list (`Accept`, `Vary`,
+/// `Access-Control-Request-Headers`) across all of the header's values,
+/// trimmed, empty items skipped.
+#[allow(dead_code)] // used by the layers, each behind its own feature
+pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(trim_spaces)
+        .filter(|item| !item.is_empty())
 }
 
 /// Whether a request asks for an event stream: its `Accept` header lists
@@ -36,13 +56,9 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
 /// count, since every `fetch` sends them.
 #[allow(dead_code)] // used by the layers, each behind its own feature
 pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT).iter().any(|value| {
-        value.as_bytes().split(|&b| b == b',').any(|range| {
-            let mut parts = range.split(|&b| b == b';');
-            let essence = trim_spaces(parts.next().unwrap_or_default());
-            essence.eq_ignore_ascii_case(TEXT_EVENT_STREAM.as_bytes())
-                && !parts.any(|parameter| is_zero_quality(trim_spaces(parameter)))
-        })
+    list_items(headers, header::ACCEPT).any(|range| {
+        let (essence, mut parameters) = split_media(range);
+        is_text_event_stream(essence) && !parameters.any(is_zero_quality)
     })
 }
 

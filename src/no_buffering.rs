@@ -72,7 +72,7 @@ use pin_project::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::media::{is_event_stream, trim_spaces, NO_CACHE_NO_TRANSFORM};
+use crate::media::{is_event_stream, list_items, NO_CACHE_NO_TRANSFORM};
 
 /// The `X-Accel-Buffering` response header, read by nginx.
 pub static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
@@ -234,12 +234,8 @@ fn add_no_transform(headers: &mut HeaderMap) {
         );
         return;
     }
-    let has_no_transform = values.iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|directive| trim_spaces(directive).eq_ignore_ascii_case(b"no-transform"))
-    });
+    let has_no_transform = list_items(headers, header::CACHE_CONTROL)
+        .any(|directive| directive.eq_ignore_ascii_case(b"no-transform"));
     if has_no_transform {
         return;
     }

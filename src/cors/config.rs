@@ -60,21 +60,15 @@ impl Config {
             return false;
         }
         let mut asked = 0;
-        for value in headers.get_all(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-            for name in value.as_bytes().split(|&b| b == b',') {
-                let name = crate::media::trim_spaces(name);
-                if name.is_empty() {
-                    continue;
-                }
-                let allowed = self
-                    .allow_header_names
-                    .iter()
-                    .any(|allowed| name.eq_ignore_ascii_case(allowed.as_str().as_bytes()));
-                if !allowed {
-                    return false;
-                }
-                asked += 1;
+        for name in crate::media::list_items(headers, header::ACCESS_CONTROL_REQUEST_HEADERS) {
+            let allowed = self
+                .allow_header_names
+                .iter()
+                .any(|allowed| name.eq_ignore_ascii_case(allowed.as_str().as_bytes()));
+            if !allowed {
+                return false;
             }
+            asked += 1;
         }
         asked > 0
     }

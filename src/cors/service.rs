@@ -209,12 +209,8 @@ fn preflight_headers(config: &Config, origin: HeaderValue) -> HeaderMap {
 
 /// Appends `Origin` to `Vary` unless it is already there.
 fn vary_origin(headers: &mut HeaderMap) {
-    let present = headers.get_all(header::VARY).iter().any(|value| {
-        value.as_bytes().split(|&b| b == b',').any(|item| {
-            let item = crate::media::trim_spaces(item);
-            item == b"*" || item.eq_ignore_ascii_case(b"origin")
-        })
-    });
+    let present = crate::media::list_items(headers, header::VARY)
+        .any(|item| item == b"*" || item.eq_ignore_ascii_case(b"origin"));
     if !present {
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
     }
