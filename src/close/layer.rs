@@ -60,16 +60,7 @@ impl CloseLayer {
     /// A layer that reports why streams end, with no shutdown trigger and
     /// no maximum lifetime.
     pub fn new() -> Self {
-        Self {
-            config: Arc::new(Config {
-                shutdown: None,
-                max_lifetime: None,
-                reconnect_delay: DEFAULT_RECONNECT_DELAY,
-                final_event: None,
-                on_close: None,
-                stats: Arc::default(),
-            }),
-        }
+        Self::builder().into_layer()
     }
 
     /// Starts a layer with the defaults of [`new`](CloseLayer::new); change
@@ -193,7 +184,12 @@ impl CloseBuilder {
         if max > MAX_RETRY {
             return Err(CloseError::DelayTooLong);
         }
-        Ok(CloseLayer {
+        Ok(self.into_layer())
+    }
+
+    /// The layer, settings already checked.
+    fn into_layer(self) -> CloseLayer {
+        CloseLayer {
             config: Arc::new(Config {
                 shutdown: self.shutdown,
                 max_lifetime: self.max_lifetime,
@@ -202,7 +198,7 @@ impl CloseBuilder {
                 on_close: self.on_close,
                 stats: Arc::default(),
             }),
-        })
+        }
     }
 }
 

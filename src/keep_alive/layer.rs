@@ -36,14 +36,7 @@ impl KeepAliveLayer {
     /// A layer with the defaults: a `:\n\n` comment after 15 seconds of
     /// silence, none at the start.
     pub fn new() -> Self {
-        Self {
-            config: Config {
-                interval: DEFAULT_INTERVAL,
-                comment: Bytes::from_static(b":\n\n"),
-                immediate: false,
-                enabled: true,
-            },
-        }
+        Self::builder().into_layer()
     }
 
     /// Starts a layer with the defaults; change what you need, then
@@ -117,14 +110,19 @@ impl KeepAliveBuilder {
         if find_line_break(self.comment.as_bytes()).is_some() {
             return Err(KeepAliveError::CommentHasLineBreak);
         }
-        Ok(KeepAliveLayer {
+        Ok(self.into_layer())
+    }
+
+    /// The layer, settings already checked.
+    fn into_layer(self) -> KeepAliveLayer {
+        KeepAliveLayer {
             config: Config {
                 interval: self.interval,
                 comment: Event::new().comment(&self.comment).encode().into_bytes(),
                 immediate: self.immediate,
                 enabled: true,
             },
-        })
+        }
     }
 }
 
