@@ -40,8 +40,9 @@
 //!   asking for a stream (`Accept` needs no preflight) cannot unlock
 //!   credentialed reads of a JSON route.
 //! - Requests without `Origin` (same-origin `GET`, curl, server to server)
-//!   and requests from the app's own page (such as a streaming `fetch`
-//!   POST) pass through untouched. The app's own page is told by
+//!   pass through untouched. A stream request from the app's own page (such
+//!   as a streaming `fetch` POST, which sends `Origin`) is never refused,
+//!   even when its origin is not listed. The app's own page is told by
 //!   `Sec-Fetch-Site: same-origin` (no page can set that header) or, where
 //!   browsers send none (plain HTTP outside localhost, older browsers), by
 //!   an `Origin` that names the request's `Host`; behind a proxy that

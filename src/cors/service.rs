@@ -69,11 +69,6 @@ where
             // Off, or same-origin, curl, server to server: not ours to judge.
             return ResponseFuture::call(self.inner.call(request), None);
         };
-        if is_same_origin(&request, origin) {
-            // The app's own page (a streaming `fetch` POST sends `Origin`):
-            // not a cross-origin request, so no CORS at all.
-            return ResponseFuture::call(self.inner.call(request), None);
-        }
         let allowed = config.allows(origin);
         let headers = request.headers();
         if request.method() == Method::OPTIONS
@@ -92,7 +87,9 @@ where
             return ResponseFuture::call(self.inner.call(request), None);
         }
         let stream_request = crate::media::accepts_event_stream(headers);
-        if stream_request && !allowed {
+        // The app's own page (a streaming `fetch` POST sends `Origin`) is
+        // not a cross-origin request: never refused.
+        if stream_request && !allowed && !is_same_origin(&request, origin) {
             return ResponseFuture::answer(StatusCode::FORBIDDEN, forbidden_headers(), FORBIDDEN);
         }
         let allow = allowed.then(|| Allow {
