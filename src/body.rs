@@ -403,6 +403,27 @@ pub(crate) fn size_hint_adding_bytes(inner: SizeHint, ended: bool) -> SizeHint {
     hint
 }
 
+/// Set by an event stream that ends because its client read too slowly (a
+/// hub subscription that fell behind the history), and carried in the
+/// response's extensions to `CloseLayer`, which then reports
+/// `CloseReason::Lagged` instead of `Completed`. Neither side knows the
+/// other: both know this flag.
+#[cfg(any(feature = "close", feature = "hub"))]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LagFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+#[cfg(any(feature = "close", feature = "hub"))]
+#[allow(dead_code)] // each side uses one half
+impl LagFlag {
+    pub(crate) fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// An item an [`EventStream`] can write: [`Event`], [`EncodedEvent`], or a
 /// `Result` of either.
 ///

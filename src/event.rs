@@ -82,6 +82,7 @@ pub(crate) struct Encoding {
     pub(crate) buf: Vec<u8>,
     has_data: bool,
     has_type: bool,
+    has_id: bool,
 }
 
 impl Event {
@@ -192,7 +193,9 @@ impl Event {
             };
             return Err(EventError::new(Field::Id, reason, self));
         }
-        write_field(&mut self.encoding().buf, b"id", id);
+        let encoding = self.encoding();
+        write_field(&mut encoding.buf, b"id", id);
+        encoding.has_id = true;
         Ok(self)
     }
 
@@ -231,6 +234,22 @@ impl Event {
         EncodedEvent(bytes)
     }
 
+    /// Whether [`Event::id`] was called.
+    #[cfg(feature = "hub")]
+    pub(crate) fn has_id(&self) -> bool {
+        self.inner.as_ref().is_some_and(|encoding| encoding.has_id)
+    }
+
+    /// Writes an `id:` field the caller knows to be safe (no CR, LF or NUL).
+    #[cfg(feature = "hub")]
+    pub(crate) fn trusted_id(mut self, id: &[u8]) -> Self {
+        debug_assert!(!has_forbidden_id_byte(id));
+        let encoding = self.encoding();
+        write_field(&mut encoding.buf, b"id", id);
+        encoding.has_id = true;
+        self
+    }
+
     /// The finished encoding (ending with the blank line), which the body
     /// writes from or appends to a frame, then hands back with [`recycle`].
     #[inline]
@@ -263,6 +282,12 @@ impl fmt::Debug for Event {
 pub struct EncodedEvent(Bytes);
 
 impl EncodedEvent {
+    /// Bytes known to hold whole encoded events.
+    #[cfg(feature = "hub")]
+    pub(crate) fn from_encoded(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
     /// The encoded bytes, ending with the event's blank line.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -461,6 +486,7 @@ fn spare_encoding() -> Box<Encoding> {
                 buf: Vec::with_capacity(FIRST_CAPACITY),
                 has_data: false,
                 has_type: false,
+                has_id: false,
             })
         })
 }
@@ -475,6 +501,7 @@ pub(crate) fn recycle(mut encoding: Box<Encoding>) {
     encoding.buf.clear();
     encoding.has_data = false;
     encoding.has_type = false;
+    encoding.has_id = false;
     // During thread teardown the slot is gone; the encoding is freed.
     let _ = SPARE.try_with(|spare| spare.set(Some(encoding)));
 }

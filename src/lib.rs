@@ -163,6 +163,11 @@ pub mod event;
 #[cfg(feature = "headers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "headers")))]
 pub mod headers;
+#[cfg(feature = "hub")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hub")))]
+pub mod hub;
+#[cfg(any(feature = "close", feature = "hub"))]
+mod jitter;
 #[cfg(feature = "keep-alive")]
 #[cfg_attr(docsrs, doc(cfg(feature = "keep-alive")))]
 pub mod keep_alive;

@@ -22,7 +22,7 @@ use super::{
     random_between, CloseHandle, CloseReason,
 };
 use crate::{
-    body::size_hint_adding_bytes,
+    body::{size_hint_adding_bytes, LagFlag},
     event::{Boundary, Event},
 };
 
@@ -75,6 +75,8 @@ pub(super) struct Tracker {
     /// without a last poll completes the stream. Atomic because
     /// `is_end_stream` takes `&self`.
     inner_ended: AtomicBool,
+    /// Set by a stream that ends because its client fell behind.
+    lag: Option<LagFlag>,
 }
 
 impl Tracker {
@@ -83,6 +85,7 @@ impl Tracker {
         config: Arc<Config>,
         origin: Option<Box<(Method, Uri)>>,
         stream: bool,
+        lag: Option<LagFlag>,
     ) -> Self {
         if stream {
             config.stats.open_streams.fetch_add(1, Ordering::Relaxed);
@@ -102,6 +105,7 @@ impl Tracker {
             bytes: 0,
             closed: false,
             inner_ended: AtomicBool::new(false),
+            lag,
         }
     }
 
@@ -109,6 +113,14 @@ impl Tracker {
     /// without a last poll completes the stream.
     pub(super) fn ended(&self) {
         self.inner_ended.store(true, Ordering::Relaxed);
+    }
+
+    /// Why a stream whose inner body ended, ended.
+    fn ended_reason(&self) -> CloseReason {
+        match &self.lag {
+            Some(lag) if lag.is_set() => CloseReason::Lagged,
+            _ => CloseReason::Completed,
+        }
     }
 
     fn wrote(&mut self, len: usize) {
@@ -286,7 +298,8 @@ where
                 Poll::Ready(Some(Err(error)))
             }
             Poll::Ready(None) => {
-                tracker.close(CloseReason::Completed);
+                let reason = tracker.ended_reason();
+                tracker.close(reason);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -357,7 +370,7 @@ impl<B> PinnedDrop for CloseBody<B> {
         // A body whose inner body says it has ended may be dropped without a
         // last poll: that is a completed stream, not a vanished client.
         let reason = if this.tracker.inner_ended.load(Ordering::Relaxed) {
-            CloseReason::Completed
+            this.tracker.ended_reason()
         } else if std::thread::panicking() {
             // Dropped while its task unwinds: the server failed.
             CloseReason::Error

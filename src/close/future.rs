@@ -10,7 +10,7 @@ use http::{Method, Response, Uri};
 use pin_project::{pin_project, pinned_drop};
 
 use super::{body::Tracker, layer::Config, CloseBody, CloseHandle, CloseReason};
-use crate::media::is_event_stream;
+use crate::{body::LagFlag, media::is_event_stream};
 
 /// The response future of [`Close`](super::Close).
 #[pin_project(PinnedDrop)]
@@ -63,9 +63,11 @@ where
             .take()
             .expect("ResponseFuture polled after completion");
         match result {
-            Ok(response) => {
+            Ok(mut response) => {
                 let stream = is_event_stream(response.headers());
-                let tracker = Tracker::new(pending.handle, pending.config, pending.origin, stream);
+                let lag = response.extensions_mut().remove::<LagFlag>();
+                let tracker =
+                    Tracker::new(pending.handle, pending.config, pending.origin, stream, lag);
                 if pending.head {
                     // Dropped unread, as it should be: complete, not gone.
                     tracker.ended();

@@ -26,6 +26,11 @@ pub enum CloseReason {
     Shutdown,
     /// Its maximum lifetime ended it.
     Expired,
+    /// The client read too slowly: the stream fell behind what its producer
+    /// keeps (a hub subscription, feature `hub`, whose next event left the
+    /// topic's history), wrote a final `retry:` and ended, so the
+    /// browser reconnects and resumes or learns of the gap.
+    Lagged,
 }
 
 impl CloseReason {
@@ -36,6 +41,7 @@ impl CloseReason {
             CloseReason::Error => 3,
             CloseReason::Shutdown => 4,
             CloseReason::Expired => 5,
+            CloseReason::Lagged => 6,
         }
     }
 
@@ -46,12 +52,13 @@ impl CloseReason {
             3 => CloseReason::Error,
             4 => CloseReason::Shutdown,
             5 => CloseReason::Expired,
+            6 => CloseReason::Lagged,
             _ => return None,
         })
     }
 
     /// A short lowercase name: `client_gone`, `completed`, `error`,
-    /// `shutdown` or `expired`.
+    /// `shutdown`, `expired` or `lagged`.
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::ClientGone => "client_gone",
@@ -59,6 +66,7 @@ impl CloseReason {
             CloseReason::Error => "error",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Expired => "expired",
+            CloseReason::Lagged => "lagged",
         }
     }
 }

@@ -131,25 +131,7 @@ pub use layer::{
 pub use service::Close;
 pub use shutdown::Shutdown;
 
-use std::{
-    collections::hash_map::RandomState,
-    hash::{BuildHasher, Hasher},
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
-
-/// A duration drawn at random between `min` and `max` (inclusive of `min`).
-///
-/// Spreading reconnects needs no cryptographic randomness: std's randomly
-/// keyed hasher over a counter is enough, and adds no dependency.
-fn random_between(min: Duration, max: Duration) -> Duration {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    // 53 random bits as a fraction in [0, 1).
-    let fraction = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
-    min + (max - min).mul_f64(fraction)
-}
+use crate::jitter::random_between;
 
 #[cfg(test)]
 mod tests;

@@ -591,3 +591,41 @@ async fn triggered_and_deadline_wait_for_the_trigger_whenever_it_comes() {
     let never = tokio::time::timeout(Duration::from_secs(3600), shutdown.deadline(Duration::MAX));
     assert!(never.await.is_err());
 }
+
+#[tokio::test]
+async fn a_stream_that_ends_because_its_client_lagged_is_lagged() {
+    for lagged in [true, false] {
+        let (layer, seen) = recording(CloseLayer::builder());
+        let flag = crate::body::LagFlag::default();
+        let marked = flag.clone();
+        let service = layer.layer(service_fn(move |_request: Request<()>| {
+            let mut response = Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from_static(b"retry: 1000\n\n")))
+                .unwrap();
+            response.extensions_mut().insert(marked.clone());
+            async move { Ok::<_, io::Error>(response) }
+        }));
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        assert!(
+            response
+                .extensions()
+                .get::<crate::body::LagFlag>()
+                .is_none(),
+            "the flag stays inside"
+        );
+        let mut body = Box::pin(response.into_body());
+        assert!(body.frame().await.unwrap().is_ok());
+        if lagged {
+            flag.set();
+        }
+        assert!(body.frame().await.is_none());
+        drop(body);
+        let expected = if lagged {
+            CloseReason::Lagged
+        } else {
+            CloseReason::Completed
+        };
+        assert_eq!(reasons(&seen), [expected]);
+    }
+}

@@ -1,0 +1,621 @@
+//! [`Hub`]: publish an event once, fan it out to every subscriber of its
+//! topic, and resume a reconnecting browser from its `Last-Event-ID`
+//! without losing an event, or tell it, with a gap event, when that cannot
+//! be done.
+//!
+//! The hub is a producer of event streams, not a layer: a handler
+//! subscribes and returns the subscription as its response, and the layers
+//! (keep-alive, close, shutdown) treat it like any event stream.
+//!
+//! # What a browser sees
+//!
+//! - Every event carries an id from the hub (`3fa9c0d2e1b7-42`: an epoch,
+//!   then the event's place in its topic). The browser sends the last one
+//!   back in `Last-Event-ID` when it reconnects.
+//! - A reconnect whose id is still in the topic's history gets every event
+//!   after it, then live events: none lost, none twice.
+//! - Otherwise the stream starts with one **gap event** (type `gap` unless
+//!   [configured](HubBuilder::gap_event)), whose data is JSON saying why,
+//!   `{"reason":"history-truncated","last_event_id":"…","missed":12}`, with
+//!   `reason` one of `history-truncated`, `unknown-id`, `restarted` (see
+//!   [`GapReason`]), `last_event_id` what the browser sent (`null` when
+//!   longer than [`MAX_LAST_EVENT_ID_LEN`]), and `missed` the number of lost
+//!   events when it is known. Its id moves the browser's last event id past
+//!   the loss, so the next reconnect does not report it again. The whole
+//!   history follows, then live events. A page reloads its state on it:
+//!
+//!   ```js
+//!   const events = new EventSource("/events/ticks");
+//!   events.addEventListener("gap", (e) => {
+//!     const gap = JSON.parse(e.data); // { reason, last_event_id, missed }
+//!     reloadEverything();             // what was missed is unknown
+//!   });
+//!   ```
+//! - A client that reads so slowly that its next event leaves the history
+//!   gets a `retry:` (jittered) and its stream ends; the browser reconnects
+//!   and gets the gap event. Events are never skipped silently, and a slow
+//!   client costs the server no more memory than a fast one: a
+//!   subscription is a position in the topic's history, not a queue.
+//!
+//! # Bounds and their defaults
+//!
+//! | bound | default | setter |
+//! |---|---|---|
+//! | events kept per topic | 1,000 | [`history`](HubBuilder::history) |
+//! | age of kept events | none | [`max_age`](HubBuilder::max_age) |
+//! | idle topic dropped after | 5 minutes | [`idle_timeout`](HubBuilder::idle_timeout) |
+//! | topics | 10,000 | [`max_topics`](HubBuilder::max_topics) |
+//! | topic name | 256 bytes | [`MAX_TOPIC_LEN`] |
+//! | `Last-Event-ID` read | 64 bytes | [`MAX_LAST_EVENT_ID_LEN`] |
+//!
+//! The history is also each subscriber's buffer: a subscriber can fall
+//! `history` events behind before it lags.
+//!
+//! # Example
+//!
+//! ```
+//! use futures_util::StreamExt;
+//! use tower_sse::{hub::{Hub, Resume}, Event};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::new();
+//! let first = hub.publish("ticks", Event::new().data("1"))?;
+//! hub.publish("ticks", Event::new().data("2"))?;
+//!
+//! // A browser that saw the first event reconnects with its id.
+//! let id = first.to_string();
+//! let mut events = hub.subscribe("ticks", Some(&id))?;
+//! assert_eq!(events.resume(), Resume::Exact { replayed: 1 });
+//! let replayed = events.next().await.unwrap();
+//! let text = String::from_utf8_lossy(replayed.as_bytes()).into_owned();
+//! assert!(text.starts_with("data: 2\nid: ") && text.ends_with("-2\n\n"));
+//!
+//! // In a handler: `return Ok(events.into_response())`.
+//! # Ok(())
+//! # }
+//! ```
+
+mod id;
+mod subscription;
+mod topic;
+
+pub use id::{EventId, MAX_LAST_EVENT_ID_LEN};
+pub use subscription::{GapReason, Resume, Subscription};
+
+use std::{
+    collections::HashMap,
+    error::Error as StdError,
+    fmt,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use topic::{Retention, Topic};
+
+use crate::{
+    event::{find_line_break, EncodedEvent, MAX_RETRY},
+    jitter::random_u64,
+    Event,
+};
+
+/// The longest topic name: longer names are refused with
+/// [`HubErrorKind::TopicTooLong`].
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// The default [`HubBuilder::history`]: 1,000 events per topic.
+pub const DEFAULT_HISTORY: usize = 1000;
+
+/// The default [`HubBuilder::idle_timeout`]: 5 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The default [`HubBuilder::max_topics`]: 10,000.
+pub const DEFAULT_MAX_TOPICS: usize = 10_000;
+
+/// The default [`HubBuilder::reconnect_delay`] a lagging subscriber is
+/// given: between 1 and 5 seconds.
+pub const DEFAULT_RECONNECT_DELAY: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(5));
+
+/// The default [`HubBuilder::gap_event`] type: `gap`.
+pub const DEFAULT_GAP_EVENT: &str = "gap";
+
+/// Publishes events to topics and gives out subscriptions that resume from
+/// a `Last-Event-ID`. Cheap to clone: clones share the topics.
+///
+/// See the [module documentation](self).
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: Config,
+    topics: Mutex<Topics>,
+}
+
+#[derive(Debug)]
+struct Config {
+    retention: Retention,
+    idle_timeout: Duration,
+    max_topics: usize,
+    reconnect_delay: (Duration, Duration),
+    gap_event: Box<str>,
+}
+
+struct Topics {
+    map: HashMap<Box<str>, Arc<Topic>>,
+    /// Epochs are `seed + n` for the n-th topic made: unique in this hub,
+    /// and random across hubs and processes.
+    seed: u64,
+    made: u64,
+    next_sweep: Instant,
+}
+
+impl Hub {
+    /// A hub with the default bounds (see the [module documentation](self)).
+    pub fn new() -> Self {
+        Self::builder()
+            .build()
+            .unwrap_or_else(|_| unreachable!("the defaults are valid"))
+    }
+
+    /// A builder to set the bounds.
+    pub fn builder() -> HubBuilder {
+        HubBuilder {
+            history: DEFAULT_HISTORY,
+            max_age: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_topics: DEFAULT_MAX_TOPICS,
+            reconnect_delay: DEFAULT_RECONNECT_DELAY,
+            gap_event: DEFAULT_GAP_EVENT.into(),
+        }
+    }
+
+    /// Publishes `event` to `topic` (made if it does not exist): gives it
+    /// the topic's next id, encodes it once, keeps it in the history and
+    /// wakes every subscriber. Never waits for a subscriber.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError`], which gives the event back, when the event already
+    /// has an id (the hub's ids are what resume relies on: publish events
+    /// without one), when the topic name is longer than [`MAX_TOPIC_LEN`],
+    /// or when the topic is new and the hub already holds
+    /// [`max_topics`](HubBuilder::max_topics).
+    pub fn publish(&self, topic: &str, event: Event) -> Result<EventId, PublishError> {
+        if event.has_id() {
+            return Err(PublishError::new(HubErrorKind::IdSet, event));
+        }
+        let now = Instant::now();
+        let mut event = event;
+        loop {
+            let found = match self.topic(topic, now, false) {
+                Ok(found) => found,
+                Err(kind) => return Err(PublishError::new(kind, event)),
+            };
+            match found.publish(event, self.shared.config.retention, now) {
+                Ok(id) => return Ok(id),
+                // Dropped as idle meanwhile: publish to the one made anew.
+                Err(back) => event = back,
+            }
+        }
+    }
+
+    /// Subscribes to `topic` (made if it does not exist), resuming after
+    /// `last_event_id` (the `Last-Event-ID` the browser sent, if any; see
+    /// [`LastEventId`](crate::LastEventId)).
+    ///
+    /// The subscription's [`resume`](Subscription::resume) tells how it
+    /// starts: live only without an id, the events after the id when it is
+    /// in the history, or a gap event and the whole history otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError`] when the topic name is longer than [`MAX_TOPIC_LEN`],
+    /// or when the topic is new and the hub already holds
+    /// [`max_topics`](HubBuilder::max_topics).
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, HubError> {
+        let now = Instant::now();
+        let found = self.topic(topic, now, true).map_err(HubError::new)?;
+        let (start, slot) = found.start(last_event_id, self.shared.config.retention, now);
+        let gap = start.gap_id.map(|id| {
+            let reason = match start.resume {
+                Resume::Gap { reason, .. } => reason,
+                _ => GapReason::UnknownId,
+            };
+            self.gap_event(id, reason, last_event_id, start.missed)
+        });
+        Ok(Subscription::new(
+            self.shared.clone(),
+            found,
+            start.next,
+            start.resume,
+            gap,
+            slot,
+        ))
+    }
+
+    /// The topic's counters, or `None` if the hub holds no such topic.
+    pub fn topic_stats(&self, topic: &str) -> Option<TopicStats> {
+        let found = self.topics().map.get(topic).cloned()?;
+        Some(found.stats())
+    }
+
+    /// How many topics the hub holds now.
+    pub fn topic_count(&self) -> usize {
+        self.topics().map.len()
+    }
+
+    fn topics(&self) -> MutexGuard<'_, Topics> {
+        self.shared
+            .topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The topic named `name`, made if needed; with `subscribe`, counted as
+    /// one more subscriber while the map is locked (so that no sweep drops
+    /// it in between).
+    fn topic(&self, name: &str, now: Instant, subscribe: bool) -> Result<Arc<Topic>, HubErrorKind> {
+        if name.len() > MAX_TOPIC_LEN {
+            return Err(HubErrorKind::TopicTooLong);
+        }
+        let config = &self.shared.config;
+        let mut topics = self.topics();
+        if now >= topics.next_sweep {
+            topics.sweep(config.idle_timeout, now);
+        }
+        let found = match topics.map.get(name) {
+            Some(found) => found.clone(),
+            None => {
+                if topics.map.len() >= config.max_topics {
+                    return Err(HubErrorKind::TooManyTopics);
+                }
+                let epoch = topics.seed.wrapping_add(topics.made) & id::EPOCH_MASK;
+                topics.made += 1;
+                let made = Arc::new(Topic::new(epoch, now));
+                topics.map.insert(name.into(), made.clone());
+                made
+            }
+        };
+        if subscribe {
+            found
+                .subscribers
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        Ok(found)
+    }
+
+    fn gap_event(
+        &self,
+        id: EventId,
+        reason: GapReason,
+        asked: Option<&str>,
+        missed: Option<u64>,
+    ) -> EncodedEvent {
+        let mut data = String::with_capacity(96);
+        data.push_str("{\"reason\":\"");
+        data.push_str(reason.as_str());
+        data.push_str("\",\"last_event_id\":");
+        match asked {
+            Some(asked) if asked.len() <= MAX_LAST_EVENT_ID_LEN => json_string(&mut data, asked),
+            _ => data.push_str("null"),
+        }
+        if let Some(missed) = missed {
+            data.push_str(",\"missed\":");
+            data.push_str(&missed.to_string());
+        }
+        data.push('}');
+        let event = match Event::new().event(&*self.shared.config.gap_event) {
+            Ok(event) => event,
+            // Checked when the hub was built.
+            Err(error) => error.into_event(),
+        };
+        let mut text = [0; 40];
+        event.trusted_id(id.write(&mut text)).data(data).encode()
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.shared.config)
+            .field("topics", &self.topic_count())
+            .finish()
+    }
+}
+
+impl Topics {
+    /// Drops the topics nobody subscribes to that saw no publish for
+    /// `idle`; runs at most twice per `idle`, on a publish or subscribe.
+    fn sweep(&mut self, idle: Duration, now: Instant) {
+        self.map.retain(|_, topic| !topic.evict_if_idle(idle, now));
+        self.next_sweep = now + idle / 2;
+    }
+}
+
+/// Writes `text` as a JSON string.
+fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Builds a [`Hub`]. Setters record; [`build`](HubBuilder::build) checks.
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct HubBuilder {
+    history: usize,
+    max_age: Option<Duration>,
+    idle_timeout: Duration,
+    max_topics: usize,
+    reconnect_delay: (Duration, Duration),
+    gap_event: String,
+}
+
+impl HubBuilder {
+    /// How many events each topic keeps for resuming (at least 1). The
+    /// history is also how far a subscriber may fall behind before it
+    /// lags. Default: 1,000 ([`DEFAULT_HISTORY`]).
+    pub fn history(mut self, events: usize) -> Self {
+        self.history = events;
+        self
+    }
+
+    /// Drops kept events older than `age` (on the topic's next publish or
+    /// subscribe). Default: no age limit.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Drops a topic, with its history, once nobody has subscribed to it
+    /// and nothing was published to it for `idle` (checked on publishes and
+    /// subscribes to any topic). A browser that reconnects later gets a gap
+    /// event (`restarted`). Default: 5 minutes ([`DEFAULT_IDLE_TIMEOUT`]).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// The most topics the hub holds (at least 1); publishing or
+    /// subscribing to one more is an error. Default: 10,000
+    /// ([`DEFAULT_MAX_TOPICS`]).
+    pub fn max_topics(mut self, topics: usize) -> Self {
+        self.max_topics = topics;
+        self
+    }
+
+    /// The range the `retry:` given to a lagging subscriber is drawn from,
+    /// so that clients do not all come back at once; at most
+    /// [`MAX_RETRY`](crate::event::MAX_RETRY). Default: 1 to 5 seconds
+    /// ([`DEFAULT_RECONNECT_DELAY`]).
+    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_delay = (min, max);
+        self
+    }
+
+    /// The type of the gap event (non-empty, no line break). Default: `gap`
+    /// ([`DEFAULT_GAP_EVENT`]).
+    pub fn gap_event(mut self, event_type: impl Into<String>) -> Self {
+        self.gap_event = event_type.into();
+        self
+    }
+
+    /// The hub.
+    ///
+    /// # Errors
+    ///
+    /// [`HubConfigError`] naming the first setting that is out of range; it
+    /// gives the builder back ([`HubConfigError::into_builder`]).
+    pub fn build(self) -> Result<Hub, HubConfigError> {
+        let (min, max) = self.reconnect_delay;
+        let problem = if self.history == 0 {
+            Some("history must keep at least 1 event")
+        } else if self.max_topics == 0 {
+            Some("max_topics must be at least 1")
+        } else if min > max {
+            Some("reconnect_delay: min is greater than max")
+        } else if max > MAX_RETRY {
+            Some("reconnect_delay: max is longer than MAX_RETRY (2^31 - 1 ms)")
+        } else if self.gap_event.is_empty() {
+            Some("gap_event: the type is empty")
+        } else if find_line_break(self.gap_event.as_bytes()).is_some() {
+            Some("gap_event: the type contains a line break")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(HubConfigError {
+                problem,
+                builder: Box::new(self),
+            });
+        }
+        let now = Instant::now();
+        Ok(Hub {
+            shared: Arc::new(Shared {
+                config: Config {
+                    retention: Retention {
+                        len: self.history,
+                        age: self.max_age,
+                    },
+                    idle_timeout: self.idle_timeout,
+                    max_topics: self.max_topics,
+                    reconnect_delay: self.reconnect_delay,
+                    gap_event: self.gap_event.into(),
+                },
+                topics: Mutex::new(Topics {
+                    map: HashMap::new(),
+                    seed: random_u64(),
+                    made: 0,
+                    next_sweep: now + self.idle_timeout / 2,
+                }),
+            }),
+        })
+    }
+}
+
+/// A topic's counters, from [`Hub::topic_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicStats {
+    /// Subscriptions open now.
+    pub subscribers: usize,
+    /// Events published since the topic was made.
+    pub published: u64,
+    /// Events kept in the history.
+    pub history_len: usize,
+    /// Encoded bytes of the events kept.
+    pub history_bytes: usize,
+    /// Subscriptions that resumed exactly from a `Last-Event-ID`.
+    pub resumes: u64,
+    /// Events sent by replays (exact resumes and after gap events).
+    pub replayed: u64,
+    /// Subscriptions that started with a gap event.
+    pub gaps: u64,
+    /// Subscriptions ended because the client fell behind the history.
+    pub lagged: u64,
+}
+
+/// What went wrong in [`Hub::publish`] or [`Hub::subscribe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HubErrorKind {
+    /// The topic is new and the hub already holds
+    /// [`max_topics`](HubBuilder::max_topics).
+    TooManyTopics,
+    /// The topic name is longer than [`MAX_TOPIC_LEN`].
+    TopicTooLong,
+    /// The published event already has an id: the hub gives ids.
+    IdSet,
+}
+
+impl fmt::Display for HubErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HubErrorKind::TooManyTopics => "the hub holds its maximum number of topics",
+            HubErrorKind::TopicTooLong => "the topic name is longer than MAX_TOPIC_LEN",
+            HubErrorKind::IdSet => {
+                "the event already has an id; the hub gives ids, publish it without one"
+            }
+        })
+    }
+}
+
+/// [`Hub::subscribe`] failed. A handler answers it with `503 Service
+/// Unavailable` (too many topics) or `404`/`400` (a bad topic name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubError {
+    kind: HubErrorKind,
+}
+
+impl HubError {
+    fn new(kind: HubErrorKind) -> Self {
+        Self { kind }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> HubErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for HubError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.kind, f)
+    }
+}
+
+impl StdError for HubError {}
+
+/// [`Hub::publish`] failed; the event is given back
+/// ([`into_event`](PublishError::into_event)).
+pub struct PublishError {
+    kind: HubErrorKind,
+    event: Event,
+}
+
+impl PublishError {
+    fn new(kind: HubErrorKind, event: Event) -> Self {
+        Self { kind, event }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> HubErrorKind {
+        self.kind
+    }
+
+    /// The event, as it was given to `publish`.
+    pub fn into_event(self) -> Event {
+        self.event
+    }
+}
+
+impl fmt::Debug for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishError")
+            .field("kind", &self.kind)
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "publish failed: {}", self.kind)
+    }
+}
+
+impl StdError for PublishError {}
+
+/// A [`HubBuilder`] setting out of range; gives the builder back.
+pub struct HubConfigError {
+    problem: &'static str,
+    builder: Box<HubBuilder>,
+}
+
+impl HubConfigError {
+    /// The builder as it was, to fix and build again.
+    pub fn into_builder(self) -> HubBuilder {
+        *self.builder
+    }
+}
+
+impl fmt::Debug for HubConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubConfigError")
+            .field("problem", &self.problem)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for HubConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid hub setting: {}", self.problem)
+    }
+}
+
+impl StdError for HubConfigError {}
+
+#[cfg(test)]
+mod tests;

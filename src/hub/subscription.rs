@@ -1,0 +1,183 @@
+use std::{
+    fmt,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use futures_core::Stream;
+use http::Response;
+
+use super::{
+    topic::{Read, Topic},
+    Shared,
+};
+use crate::{body::LagFlag, event::EncodedEvent, jitter::random_between, Event, EventStream};
+
+/// How a subscription started: what the `Last-Event-ID` it was given let
+/// the hub do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resume {
+    /// No id (or an empty one): live events only.
+    Fresh,
+    /// The id was in the history: the events after it are replayed, then
+    /// live ones follow, none lost and none twice.
+    Exact {
+        /// How many events the replay sends.
+        replayed: u64,
+    },
+    /// Events after the id cannot all be sent: the stream starts with a
+    /// gap event, then replays the whole history, then goes live.
+    Gap {
+        /// Why.
+        reason: GapReason,
+        /// How many events the replay sends after the gap event.
+        replayed: u64,
+    },
+}
+
+/// Why a subscription could not resume exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GapReason {
+    /// The events after the id have left the topic's history (too many
+    /// since, or too old).
+    HistoryTruncated,
+    /// The id was not issued by this topic: not in the hub's form, longer
+    /// than [`MAX_LAST_EVENT_ID_LEN`](super::MAX_LAST_EVENT_ID_LEN), or
+    /// beyond the last event published.
+    UnknownId,
+    /// The id comes from an earlier life of the topic: the process
+    /// restarted, or the topic was dropped while idle and made again.
+    Restarted,
+}
+
+impl GapReason {
+    /// The name the gap event's data gives: `history-truncated`,
+    /// `unknown-id` or `restarted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::HistoryTruncated => "history-truncated",
+            GapReason::UnknownId => "unknown-id",
+            GapReason::Restarted => "restarted",
+        }
+    }
+}
+
+impl fmt::Display for GapReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One subscriber's stream of a topic's events: a `Stream` of
+/// [`EncodedEvent`]s that [`EventStream::new`] takes as it is.
+///
+/// It writes, in order: the gap event if there is a gap, the replayed
+/// events, then live events as they are published. If the client reads
+/// so slowly that its next event leaves the topic's history, it writes a
+/// `retry:` (jittered) and ends, so the browser reconnects with its
+/// `Last-Event-ID` and gets a gap event; behind `CloseLayer` the reason is
+/// `CloseReason::Lagged` when the response came from
+/// [`into_response`](Subscription::into_response). It holds no events of
+/// its own: only its place in the topic.
+#[must_use = "a subscription does nothing unless its stream is read"]
+pub struct Subscription {
+    shared: Arc<Shared>,
+    topic: Arc<Topic>,
+    /// The sequence number of the next event to write.
+    next: u64,
+    resume: Resume,
+    gap: Option<EncodedEvent>,
+    /// Its waiter slot in the topic.
+    slot: usize,
+    ended: bool,
+    lag: Option<LagFlag>,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        topic: Arc<Topic>,
+        next: u64,
+        resume: Resume,
+        gap: Option<EncodedEvent>,
+        slot: usize,
+    ) -> Self {
+        Self {
+            shared,
+            topic,
+            next,
+            resume,
+            gap,
+            slot,
+            ended: false,
+            lag: None,
+        }
+    }
+
+    /// How the subscription started.
+    pub fn resume(&self) -> Resume {
+        self.resume
+    }
+
+    /// The event-stream response for this subscription, marked so that
+    /// `CloseLayer` reports [`CloseReason::Lagged`](crate::CloseReason) when
+    /// the client fell behind.
+    pub fn into_response(mut self) -> Response<EventStream<Subscription>> {
+        let lag = LagFlag::default();
+        self.lag = Some(lag.clone());
+        let mut response = EventStream::new(self).into_response();
+        response.extensions_mut().insert(lag);
+        response
+    }
+}
+
+impl Stream for Subscription {
+    type Item = EncodedEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EncodedEvent>> {
+        let this = self.get_mut();
+        if let Some(gap) = this.gap.take() {
+            return Poll::Ready(Some(gap));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.topic.poll_read(this.next, this.slot, cx) {
+            Poll::Ready(Read::Event(bytes)) => {
+                this.next += 1;
+                Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
+            }
+            Poll::Ready(Read::Lagged) => {
+                this.ended = true;
+                this.topic.lagged();
+                if let Some(lag) = &this.lag {
+                    lag.set();
+                }
+                let (min, max) = this.shared.config.reconnect_delay;
+                let retry = Event::new().retry(random_between(min, max)).encode();
+                Poll::Ready(Some(retry))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.topic.leave(self.slot, Instant::now());
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("next", &self.next)
+            .field("resume", &self.resume)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}

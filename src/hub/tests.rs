@@ -1,0 +1,610 @@
+use std::{future::poll_fn, pin::Pin, task::Poll, time::Duration};
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+use http_body::Body as _;
+
+use super::*;
+
+/// One encoded event read back field by field.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    id: Option<String>,
+    kind: Option<String>,
+    data: Option<String>,
+    retry: Option<u64>,
+}
+
+fn read(event: &EncodedEvent) -> Seen {
+    let text = std::str::from_utf8(event.as_bytes()).unwrap();
+    assert!(text.ends_with("\n\n"), "{text:?}");
+    let mut seen = Seen::default();
+    for line in text.trim_end_matches('\n').split('\n') {
+        let (name, value) = line
+            .split_once(": ")
+            .unwrap_or((line.trim_end_matches(':'), ""));
+        match name {
+            "id" => seen.id = Some(value.into()),
+            "event" => seen.kind = Some(value.into()),
+            "data" => seen.data = Some(value.into()),
+            "retry" => seen.retry = Some(value.parse().unwrap()),
+            other => panic!("unexpected field {other:?} in {text:?}"),
+        }
+    }
+    seen
+}
+
+/// Everything the subscription has ready now, without waiting.
+fn ready(subscription: &mut Subscription) -> Vec<Seen> {
+    let mut out = Vec::new();
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    while let Poll::Ready(Some(event)) = Pin::new(&mut *subscription).poll_next(&mut cx) {
+        out.push(read(&event));
+    }
+    out
+}
+
+fn data(seen: &[Seen]) -> Vec<&str> {
+    seen.iter()
+        .map(|s| s.data.as_deref().unwrap_or(""))
+        .collect()
+}
+
+fn publish_n(hub: &Hub, topic: &str, range: std::ops::RangeInclusive<u32>) -> Vec<EventId> {
+    range
+        .map(|n| {
+            hub.publish(topic, Event::new().data(n.to_string()))
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn ids_increase_by_one_per_topic_and_each_topic_has_its_own_epoch() {
+    let hub = Hub::new();
+    let a = publish_n(&hub, "a", 1..=3);
+    let b = publish_n(&hub, "b", 1..=2);
+    assert_eq!(
+        a.iter().map(EventId::sequence).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(b.iter().map(EventId::sequence).collect::<Vec<_>>(), [1, 2]);
+    assert_ne!(a[0].epoch, b[0].epoch);
+    let other = Hub::new();
+    let c = other.publish("a", Event::new().data("x")).unwrap();
+    assert_ne!(a[0].epoch, c.epoch, "a new hub is a new epoch");
+}
+
+#[test]
+fn the_published_bytes_carry_the_id_the_hub_gave() {
+    let hub = Hub::new();
+    let mut live = hub.subscribe("t", None).unwrap();
+    let id = hub
+        .publish("t", Event::new().event("note").unwrap().data("a\nb"))
+        .unwrap();
+    let seen = ready(&mut live);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].id.as_deref(), Some(&*id.to_string()));
+    assert_eq!(seen[0].kind.as_deref(), Some("note"));
+}
+
+#[test]
+fn without_an_id_a_subscriber_gets_live_events_only() {
+    let hub = Hub::new();
+    publish_n(&hub, "t", 1..=3);
+    let mut live = hub.subscribe("t", None).unwrap();
+    assert_eq!(live.resume(), Resume::Fresh);
+    assert!(ready(&mut live).is_empty());
+    publish_n(&hub, "t", 4..=5);
+    assert_eq!(data(&ready(&mut live)), ["4", "5"]);
+    // An empty header is no id.
+    let mut empty = hub.subscribe("t", Some("")).unwrap();
+    assert_eq!(empty.resume(), Resume::Fresh);
+    assert!(ready(&mut empty).is_empty());
+}
+
+#[test]
+fn an_id_in_the_history_resumes_exactly_then_goes_live() {
+    let hub = Hub::new();
+    let ids = publish_n(&hub, "t", 1..=5);
+    let mut resumed = hub.subscribe("t", Some(&ids[1].to_string())).unwrap();
+    assert_eq!(resumed.resume(), Resume::Exact { replayed: 3 });
+    publish_n(&hub, "t", 6..=6);
+    assert_eq!(data(&ready(&mut resumed)), ["3", "4", "5", "6"]);
+    // The last id: nothing to replay.
+    let mut latest = hub.subscribe("t", Some(&ids[4].to_string())).unwrap();
+    assert_eq!(latest.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(data(&ready(&mut latest)), ["6"]);
+    let stats = hub.topic_stats("t").unwrap();
+    assert_eq!((stats.resumes, stats.replayed, stats.gaps), (2, 4, 0));
+}
+
+#[test]
+fn an_id_older_than_the_history_gets_a_gap_event_then_the_history() {
+    let hub = Hub::builder().history(3).build().unwrap();
+    let ids = publish_n(&hub, "t", 1..=6);
+    // Kept: 4, 5, 6. The browser saw 1: 2 and 3 are lost.
+    let mut resumed = hub.subscribe("t", Some(&ids[0].to_string())).unwrap();
+    assert_eq!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::HistoryTruncated,
+            replayed: 3
+        }
+    );
+    let seen = ready(&mut resumed);
+    assert_eq!(seen[0].kind.as_deref(), Some("gap"));
+    assert_eq!(
+        seen[0].data.as_deref(),
+        Some(&*format!(
+            r#"{{"reason":"history-truncated","last_event_id":"{}","missed":2}}"#,
+            ids[0]
+        ))
+    );
+    // The gap's id is the one before the first replayed event: a reconnect
+    // right after it resumes exactly.
+    assert_eq!(seen[0].id.as_deref(), Some(&*ids[2].to_string()));
+    assert_eq!(data(&seen[1..]), ["4", "5", "6"]);
+    let again = hub.subscribe("t", seen[0].id.as_deref()).unwrap();
+    assert_eq!(again.resume(), Resume::Exact { replayed: 3 });
+}
+
+#[test]
+fn unknown_malformed_and_overlong_ids_get_an_unknown_id_gap() {
+    let hub = Hub::new();
+    let ids = publish_n(&hub, "t", 1..=2);
+    let future = EventId {
+        epoch: ids[0].epoch,
+        seq: 3,
+    }
+    .to_string();
+    let long = "7".repeat(MAX_LAST_EVENT_ID_LEN + 1);
+    for (asked, shown) in [
+        ("garbage", "\"garbage\"".to_owned()),
+        ("q\"\\\u{1}", "\"q\\\"\\\\\\u0001\"".to_owned()),
+        (&*future, format!("\"{future}\"")),
+        (&*long, "null".to_owned()),
+    ] {
+        let mut resumed = hub.subscribe("t", Some(asked)).unwrap();
+        assert_eq!(
+            resumed.resume(),
+            Resume::Gap {
+                reason: GapReason::UnknownId,
+                replayed: 2
+            },
+            "{asked}"
+        );
+        let seen = ready(&mut resumed);
+        assert_eq!(
+            seen[0].data.as_deref(),
+            Some(&*format!(
+                r#"{{"reason":"unknown-id","last_event_id":{shown}}}"#
+            ))
+        );
+        assert_eq!(
+            seen[0].id.as_deref(),
+            Some(&*format!("{:x}-0", ids[0].epoch))
+        );
+        assert_eq!(data(&seen[1..]), ["1", "2"]);
+    }
+}
+
+#[test]
+fn an_id_from_an_earlier_hub_gets_a_restarted_gap() {
+    let before = Hub::new();
+    let old = publish_n(&before, "t", 1..=9);
+    drop(before);
+    let hub = Hub::new();
+    publish_n(&hub, "t", 1..=1);
+    let mut resumed = hub.subscribe("t", Some(&old[8].to_string())).unwrap();
+    assert!(matches!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::Restarted,
+            replayed: 1
+        }
+    ));
+    let seen = ready(&mut resumed);
+    assert!(seen[0].data.as_deref().unwrap().contains("\"restarted\""));
+    assert_eq!(data(&seen[1..]), ["1"]);
+}
+
+#[test]
+fn a_gap_on_an_empty_topic_still_moves_the_browser_s_id() {
+    let hub = Hub::new();
+    let mut resumed = hub.subscribe("t", Some("nope")).unwrap();
+    let seen = ready(&mut resumed);
+    assert_eq!(seen.len(), 1);
+    let gap_id = seen[0].id.clone().unwrap();
+    let id = hub.publish("t", Event::new().data("1")).unwrap();
+    assert_eq!(data(&ready(&mut resumed)), ["1"]);
+    // Reconnecting with the gap's id before any event: exact, nothing lost.
+    let again = hub.subscribe("t", Some(&gap_id)).unwrap();
+    assert_eq!(again.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(id.sequence(), 1);
+}
+
+#[test]
+fn a_lagging_subscriber_within_the_history_loses_nothing() {
+    let hub = Hub::builder().history(10).build().unwrap();
+    let mut slow = hub.subscribe("t", None).unwrap();
+    publish_n(&hub, "t", 1..=10);
+    let expected: Vec<String> = (1..=10).map(|n| n.to_string()).collect();
+    assert_eq!(data(&ready(&mut slow)), expected);
+}
+
+#[tokio::test]
+async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
+    let hub = Hub::builder()
+        .history(3)
+        .reconnect_delay(Duration::from_millis(1000), Duration::from_millis(2000))
+        .build()
+        .unwrap();
+    let slow = hub.subscribe("t", None).unwrap();
+    let response = slow.into_response();
+    let lag = response.extensions().get::<LagFlag>().cloned().unwrap();
+    let mut body = response.into_body();
+    let ids = publish_n(&hub, "t", 1..=4);
+    let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+    let bytes = frame.unwrap().unwrap().into_data().unwrap();
+    let text = std::str::from_utf8(&bytes).unwrap();
+    let retry: u64 = text
+        .strip_prefix("retry: ")
+        .and_then(|rest| rest.strip_suffix("\n\n"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1000..=2000).contains(&retry), "{text:?}");
+    assert!(poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+        .await
+        .is_none());
+    assert!(lag.is_set());
+    assert_eq!(hub.topic_stats("t").unwrap().lagged, 1);
+    // Its last id was none; reconnecting from the first event it missed
+    // (had it read one) would give the gap event.
+    let back = hub
+        .subscribe("t", Some(&format!("{:x}-0", ids[0].epoch)))
+        .unwrap();
+    assert!(matches!(
+        back.resume(),
+        Resume::Gap {
+            reason: GapReason::HistoryTruncated,
+            ..
+        }
+    ));
+}
+
+use crate::body::LagFlag;
+
+#[tokio::test]
+async fn a_waiting_subscriber_is_woken_by_a_publish() {
+    let hub = Hub::new();
+    let mut live = hub.subscribe("t", None).unwrap();
+    let publisher = hub.clone();
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        publisher.publish("t", Event::new().data("late")).unwrap();
+    });
+    let event = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .expect("woken")
+        .unwrap();
+    assert_eq!(read(&event).data.as_deref(), Some("late"));
+    task.await.unwrap();
+}
+
+#[test]
+fn an_event_with_its_own_id_is_refused_and_given_back() {
+    let hub = Hub::new();
+    let error = hub
+        .publish("t", Event::new().id("mine").unwrap().data("x"))
+        .unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::IdSet);
+    assert_eq!(
+        error.into_event().encode().as_bytes(),
+        b"id: mine\ndata: x\n\n"
+    );
+    assert_eq!(hub.topic_stats("t"), None, "nothing was published");
+}
+
+#[test]
+fn topics_are_bounded_in_number_and_name_length() {
+    let hub = Hub::builder().max_topics(2).build().unwrap();
+    hub.publish("a", Event::new()).unwrap();
+    let _b = hub.subscribe("b", None).unwrap();
+    let error = hub.publish("c", Event::new().data("kept")).unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::TooManyTopics);
+    assert_eq!(error.into_event().encode().as_bytes(), b"data: kept\n\n");
+    assert_eq!(
+        hub.subscribe("c", None).unwrap_err().kind(),
+        HubErrorKind::TooManyTopics
+    );
+    // Existing topics still work.
+    hub.publish("a", Event::new()).unwrap();
+    let long = "x".repeat(MAX_TOPIC_LEN + 1);
+    assert_eq!(
+        hub.subscribe(&long, None).unwrap_err().kind(),
+        HubErrorKind::TopicTooLong
+    );
+    assert_eq!(hub.topic_count(), 2);
+}
+
+#[test]
+fn history_is_bounded_by_count_and_by_age() {
+    let hub = Hub::builder().history(3).build().unwrap();
+    publish_n(&hub, "t", 1..=5);
+    let stats = hub.topic_stats("t").unwrap();
+    assert_eq!((stats.published, stats.history_len), (5, 3));
+    let one = Event::new()
+        .data("5")
+        .trusted_id(b"x")
+        .encode()
+        .as_bytes()
+        .len();
+    assert!(stats.history_bytes >= 3 * one && stats.history_bytes < 3 * (one + 32));
+
+    let hub = Hub::builder()
+        .max_age(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let ids = publish_n(&hub, "t", 1..=2);
+    std::thread::sleep(Duration::from_millis(80));
+    let resumed = hub.subscribe("t", Some(&ids[0].to_string())).unwrap();
+    assert!(matches!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::HistoryTruncated,
+            replayed: 0
+        }
+    ));
+    assert_eq!(hub.topic_stats("t").unwrap().history_len, 0);
+}
+
+#[test]
+fn idle_topics_are_dropped_and_their_old_ids_say_restarted() {
+    let hub = Hub::builder()
+        .idle_timeout(Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let old = publish_n(&hub, "quiet", 1..=2);
+    let busy = hub.subscribe("busy", None).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Any publish or subscribe sweeps.
+    hub.publish("other", Event::new()).unwrap();
+    assert_eq!(hub.topic_stats("quiet"), None);
+    assert!(hub.topic_stats("busy").is_some(), "it has a subscriber");
+    let resumed = hub.subscribe("quiet", Some(&old[1].to_string())).unwrap();
+    assert!(matches!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::Restarted,
+            ..
+        }
+    ));
+    drop(busy);
+}
+
+#[test]
+fn subscribers_that_leave_leave_nothing_behind() {
+    let hub = Hub::new();
+    let subscriptions: Vec<_> = (0..10_000)
+        .map(|_| hub.subscribe("t", None).unwrap())
+        .collect();
+    assert_eq!(hub.topic_stats("t").unwrap().subscribers, 10_000);
+    publish_n(&hub, "t", 1..=1);
+    drop(subscriptions);
+    assert_eq!(hub.topic_stats("t").unwrap().subscribers, 0);
+    // The topic's notify holds no waiter: a publish wakes nobody.
+    publish_n(&hub, "t", 2..=2);
+}
+
+#[test]
+fn the_builder_refuses_what_cannot_work_and_gives_itself_back() {
+    for (builder, words) in [
+        (Hub::builder().history(0), "history"),
+        (Hub::builder().max_topics(0), "max_topics"),
+        (
+            Hub::builder().reconnect_delay(Duration::from_secs(2), Duration::from_secs(1)),
+            "min is greater",
+        ),
+        (
+            Hub::builder().reconnect_delay(Duration::ZERO, MAX_RETRY + Duration::from_millis(1)),
+            "MAX_RETRY",
+        ),
+        (Hub::builder().gap_event(""), "empty"),
+        (Hub::builder().gap_event("a\nb"), "line break"),
+    ] {
+        let error = builder.build().unwrap_err();
+        assert!(error.to_string().contains(words), "{error}");
+        // Fixing one setting builds.
+        let fixed = error
+            .into_builder()
+            .history(1)
+            .max_topics(1)
+            .reconnect_delay(Duration::ZERO, Duration::ZERO)
+            .gap_event("gap");
+        assert!(fixed.build().is_ok());
+    }
+}
+
+#[test]
+fn the_gap_event_type_can_be_set() {
+    let hub = Hub::builder().gap_event("resync").build().unwrap();
+    let mut resumed = hub.subscribe("t", Some("x")).unwrap();
+    assert_eq!(ready(&mut resumed)[0].kind.as_deref(), Some("resync"));
+}
+
+#[test]
+fn hub_and_subscription_are_send_sync_and_the_hub_clones() {
+    fn send_sync<T: Send + Sync>() {}
+    fn clone<T: Clone>() {}
+    send_sync::<Hub>();
+    send_sync::<Subscription>();
+    send_sync::<crate::EventStream<Subscription>>();
+    clone::<Hub>();
+}
+
+/// Reads the sequence number out of an event's id.
+fn seq(seen: &Seen) -> u64 {
+    EventId::parse(seen.id.as_deref().unwrap())
+        .unwrap()
+        .sequence()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_racing_publishes_loses_and_repeats_nothing() {
+    let hub = Hub::builder().history(100_000).build().unwrap();
+    let first = hub.publish("t", Event::new().data("0")).unwrap();
+    let publisher = {
+        let hub = hub.clone();
+        tokio::task::spawn_blocking(move || {
+            for n in 1..=20_000u32 {
+                hub.publish("t", Event::new().data(n.to_string())).unwrap();
+            }
+        })
+    };
+    let mut iterations = 0;
+    let mut last = first.to_string();
+    while !publisher.is_finished() || iterations < 2_000 {
+        iterations += 1;
+        let asked = EventId::parse(&last).unwrap().sequence();
+        let mut resumed = hub.subscribe("t", Some(&last)).unwrap();
+        assert!(matches!(resumed.resume(), Resume::Exact { .. }));
+        let seen = ready(&mut resumed);
+        for (k, event) in seen.iter().enumerate() {
+            assert_eq!(seq(event), asked + 1 + k as u64, "iteration {iterations}");
+        }
+        if let Some(event) = seen.get(seen.len() / 2) {
+            last = event.id.clone().unwrap();
+        }
+        if iterations > 200_000 {
+            break;
+        }
+    }
+    publisher.await.unwrap();
+    assert!(iterations >= 2_000);
+}
+
+mod property {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Publish(u8),
+        Read(usize, u8),
+        Reconnect(usize),
+        Drop(usize),
+        Subscribe,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (1u8..6).prop_map(Step::Publish),
+            4 => (0usize..4, 0u8..8).prop_map(|(s, n)| Step::Read(s, n)),
+            1 => (0usize..4).prop_map(Step::Reconnect),
+            1 => (0usize..4).prop_map(Step::Drop),
+            1 => Just(Step::Subscribe),
+        ]
+    }
+
+    struct Client {
+        subscription: Option<Subscription>,
+        last_id: Option<String>,
+        last_seq: Option<u64>,
+        expect_gap: bool,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every subscriber sees a contiguous increasing sequence, except
+        /// right after a gap event, whose id names where it picks up.
+        #[test]
+        fn every_subscriber_sees_contiguous_ids_or_a_gap_first(
+            history in 1usize..8,
+            steps in proptest::collection::vec(step(), 1..120),
+        ) {
+            let hub = Hub::builder().history(history).build().unwrap();
+            let mut clients: Vec<Client> = Vec::new();
+            let mut published = 0u64;
+            for step in steps {
+                match step {
+                    Step::Publish(n) => {
+                        for _ in 0..n {
+                            published += 1;
+                            hub.publish("t", Event::new().data(published.to_string())).unwrap();
+                        }
+                    }
+                    Step::Subscribe if clients.len() < 4 => clients.push(Client {
+                        subscription: Some(hub.subscribe("t", None).unwrap()),
+                        last_id: None,
+                        last_seq: Some(published),
+                        expect_gap: false,
+                    }),
+                    Step::Subscribe => {}
+                    Step::Read(i, n) => {
+                        let Some(client) = clients.get_mut(i) else { continue };
+                        let Some(subscription) = client.subscription.as_mut() else { continue };
+                        let waker = futures_util::task::noop_waker();
+                        let mut cx = std::task::Context::from_waker(&waker);
+                        for _ in 0..n {
+                            match Pin::new(&mut *subscription).poll_next(&mut cx) {
+                                Poll::Ready(Some(event)) => {
+                                    let seen = read(&event);
+                                    if seen.retry.is_some() {
+                                        // Lagged: the browser would reconnect.
+                                        prop_assert!(seen.data.is_none());
+                                        continue;
+                                    }
+                                    let id = seq(&seen);
+                                    if seen.kind.as_deref() == Some("gap") {
+                                        prop_assert!(std::mem::take(&mut client.expect_gap));
+                                        // It moves the browser's id forward.
+                                        prop_assert!(client.last_seq.map_or(true, |last| id > last));
+                                    } else {
+                                        prop_assert!(!client.expect_gap);
+                                        prop_assert_eq!(Some(id), client.last_seq.map(|s| s + 1));
+                                    }
+                                    client.last_seq = Some(id);
+                                    client.last_id = seen.id;
+                                }
+                                Poll::Ready(None) => {
+                                    client.subscription = None;
+                                    break;
+                                }
+                                Poll::Pending => break,
+                            }
+                        }
+                    }
+                    Step::Reconnect(i) | Step::Drop(i) if i >= clients.len() => {}
+                    Step::Reconnect(i) => {
+                        let client = &mut clients[i];
+                        client.subscription = None;
+                        client.expect_gap = false;
+                        let subscription = hub.subscribe("t", client.last_id.as_deref()).unwrap();
+                        match subscription.resume() {
+                            Resume::Exact { .. } => {}
+                            Resume::Gap { reason, .. } => {
+                                prop_assert_eq!(reason, GapReason::HistoryTruncated);
+                                client.expect_gap = true;
+                            }
+                            Resume::Fresh => {
+                                prop_assert!(client.last_id.is_none());
+                                client.last_seq = Some(published);
+                            }
+                        }
+                        client.subscription = Some(subscription);
+                    }
+                    Step::Drop(i) => {
+                        clients[i].subscription = None;
+                    }
+                }
+            }
+            drop(clients);
+            prop_assert_eq!(hub.topic_stats("t").map_or(0, |t| t.subscribers), 0);
+        }
+    }
+}
