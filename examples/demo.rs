@@ -9,7 +9,13 @@
 //! (`EventSource` with `withCredentials`). "Close from the page" closes the
 //! stream from the browser; "Ask the server to end it" makes the server end
 //! the stream and answer the browser's reconnect with 204, which stops it.
-//! The log here says why each stream closed. Ctrl-C or SIGTERM ends every
+//! The ticks come from a hub topic (feature `hub`): "Break the connection"
+//! makes the server end the stream without 204, the browser reconnects by
+//! itself with its `Last-Event-ID`, and the page shows the ticks it missed
+//! arriving, ids contiguous, and how the resume went. With `--history N`
+//! smaller than the ticks missed during the reconnect (`--history 2`), the
+//! page shows the gap event instead. The log here says why each stream
+//! closed. Ctrl-C or SIGTERM ends every
 //! open stream (each gets a final `retry:` frame) and stops the server.
 //!
 //! `/events` also answers on the page's own address, for `curl -N -i`.
@@ -31,7 +37,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, StreamExt as _};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
@@ -40,9 +46,16 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot},
+    task::JoinSet,
+};
 use tower::ServiceBuilder;
-use tower_sse::{CloseLayer, Event, EventStream, LastEventId, Shutdown, SseCorsLayer, SseLayer};
+use tower_sse::{
+    hub::{Hub, Resume},
+    CloseLayer, Event, EventStream, LastEventId, Shutdown, SseCorsLayer, SseLayer,
+};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 const COOKIE: &str = "demo_session";
@@ -51,10 +64,12 @@ type DemoBody = UnsyncBoxBody<Bytes, Infallible>;
 
 #[allow(dead_code)] // the integration test includes this file and calls `serve`
 fn main() -> ExitCode {
-    let (addr, stream_addr) = match parse_args(std::env::args().skip(1)) {
-        Ok(addrs) => addrs,
+    let (addr, stream_addr, history) = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
         Err(message) => {
-            eprintln!("demo: {message}\nusage: demo [--addr HOST:PORT] [--stream-addr HOST:PORT]");
+            eprintln!(
+                "demo: {message}\nusage: demo [--addr HOST:PORT] [--stream-addr HOST:PORT] [--history N]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -64,7 +79,12 @@ fn main() -> ExitCode {
         let stream = TcpListener::bind(stream_addr).await?;
         println!("page:   http://{}/", page.local_addr()?);
         println!("stream: http://{}/events", stream.local_addr()?);
-        serve(page, stream, Duration::from_secs(1), shutdown_signal()).await
+        let options = Options {
+            period: Duration::from_secs(1),
+            history,
+            checks: None,
+        };
+        serve(page, stream, options, shutdown_signal()).await
     });
     match result {
         Ok(()) => {
@@ -78,15 +98,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, SocketAddr), String> {
+fn parse_args(
+    mut args: impl Iterator<Item = String>,
+) -> Result<(SocketAddr, SocketAddr, usize), String> {
     let parse = |text: &str| -> Result<SocketAddr, String> {
         text.parse()
             .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:3000"))
     };
     let mut addr = parse(DEFAULT_ADDR)?;
     let mut stream_addr = None;
+    let mut history = tower_sse::hub::DEFAULT_HISTORY;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--history" => {
+                let text = args.next().ok_or("--history needs a number of events")?;
+                history = text.parse().ok().filter(|&n| n > 0).ok_or(format!(
+                    "--history: `{text}` is not a number of events (1 or more)"
+                ))?;
+            }
             "--addr" => addr = parse(&args.next().ok_or("--addr needs HOST:PORT")?)?,
             "--stream-addr" => {
                 stream_addr = Some(parse(&args.next().ok_or("--stream-addr needs HOST:PORT")?)?);
@@ -101,14 +130,27 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, Soc
     Ok((
         addr,
         stream_addr.unwrap_or(SocketAddr::new(addr.ip(), next_port)),
+        history,
     ))
+}
+
+/// How the demo runs.
+pub struct Options {
+    /// Time between ticks.
+    pub period: Duration,
+    /// Events the hub keeps per topic.
+    pub history: usize,
+    /// Where the page's self-checks (`/?check=...`) are sent, besides the
+    /// log.
+    pub checks: Option<mpsc::UnboundedSender<String>>,
 }
 
 /// What the routes share.
 struct Demo {
     page_port: u16,
     stream_port: u16,
-    period: Duration,
+    hub: Hub,
+    checks: Option<mpsc::UnboundedSender<String>>,
     next_stream: AtomicU64,
     /// Streams the server may be asked to end, by id.
     enders: Mutex<HashMap<u64, oneshot::Sender<()>>>,
@@ -121,14 +163,20 @@ struct Demo {
 pub async fn serve(
     page: TcpListener,
     stream: TcpListener,
-    period: Duration,
+    options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let page_addr = page.local_addr()?;
+    let hub = Hub::builder()
+        .history(options.history)
+        .build()
+        .map_err(std::io::Error::other)?;
+    let ticker = tokio::spawn(tick(hub.clone(), options.period));
     let demo = Arc::new(Demo {
         page_port: page_addr.port(),
         stream_port: stream.local_addr()?.port(),
-        period,
+        hub,
+        checks: options.checks,
         next_stream: AtomicU64::new(1),
         enders: Mutex::default(),
         finished: Mutex::default(),
@@ -211,7 +259,34 @@ pub async fn serve(
         }
     }
     connections.shutdown().await;
+    ticker.abort();
     Ok(())
+}
+
+/// Publishes a `tick` (JSON) every period to the hub's `ticks` topic, and
+/// every fifth time a plain-text `note` of two lines instead.
+async fn tick(hub: Hub, period: Duration) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    for n in 1u64.. {
+        interval.tick().await;
+        let event = if n % 5 == 0 {
+            Event::new()
+                .event("note")
+                .map(|event| event.data(format!("tick {n}\nis a multiple of five")))
+        } else {
+            let tick = serde_json::json!({ "n": n });
+            Event::new()
+                .event("tick")
+                .map(|event| event.data(tick.to_string()))
+        };
+        if let Ok(event) = event {
+            if let Err(error) = hub.publish("ticks", event) {
+                eprintln!("publish failed: {error}");
+            }
+        }
+    }
 }
 
 /// How long shutdown waits for clients to read their last frame.
@@ -222,7 +297,9 @@ fn route(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
         (&Method::GET, "/") => page(demo),
         (&Method::GET, "/events") => events(demo, &request),
         (&Method::GET, "/login") => login(demo, &request),
-        (&Method::POST, "/end") => end(demo, &request),
+        (&Method::POST, "/end") => end(demo, &request, true),
+        (&Method::POST, "/break") => end(demo, &request, false),
+        (&Method::POST, "/check") => check(demo, request),
         _ => text(StatusCode::NOT_FOUND, "not found: try / or /events\n"),
     }
 }
@@ -236,8 +313,10 @@ fn session_of(request: &Request<Incoming>) -> Option<String> {
 }
 
 /// The stream: a `welcome` event (JSON: the stream's id, the session the
-/// cookie named), then a `tick` every period (JSON), with a plain-text
-/// `note` of two lines every fifth tick. Ends when the server is asked to.
+/// cookie named, how the resume went; no id, so the browser's last event id
+/// stays the last tick's), then the hub's `ticks` topic: the ticks missed
+/// since `Last-Event-ID`, or a gap event, then live ticks. Ends when the
+/// server is asked to.
 fn events(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
     let session = session_of(request);
     if let Some(session) = &session {
@@ -246,42 +325,49 @@ fn events(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
             return tower_sse::stop_reconnecting::<Full<Bytes>>().map(|body| body.boxed_unsync());
         }
     }
+    let last = LastEventId::from_request(request);
+    let mut ticks = match demo
+        .hub
+        .subscribe("ticks", last.as_ref().map(LastEventId::as_str))
+    {
+        Ok(ticks) => ticks,
+        Err(error) => {
+            let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "the hub is full\n");
+            eprintln!("subscribe failed: {error}");
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return response;
+        }
+    };
+    let resume = match ticks.resume() {
+        Resume::Exact { replayed } => serde_json::json!({ "kind": "exact", "replayed": replayed }),
+        Resume::Gap { reason, replayed } => {
+            serde_json::json!({ "kind": "gap", "reason": reason.as_str(), "replayed": replayed })
+        }
+        _ => serde_json::json!({ "kind": "fresh" }),
+    };
     let id = demo.next_stream.fetch_add(1, Ordering::Relaxed);
-    let (ender, ended) = oneshot::channel();
+    let (ender, ended) = oneshot::channel::<()>();
     demo.enders.lock().unwrap().insert(id, ender);
-    let after = LastEventId::from_request(request)
-        .and_then(|last| last.as_str().parse::<u64>().ok())
-        .unwrap_or(0);
     let welcome = serde_json::json!({
         "stream": id,
         "session": session,
-        "resumed_after": after,
+        "last_event_id": last.as_ref().map(LastEventId::as_str),
+        "resume": resume,
     });
-    let first = Event::new()
-        .event("welcome")
-        .and_then(|event| event.id(after.to_string()))
-        .map(|event| event.data(welcome.to_string()));
-    let period = demo.period;
-    let ticks = stream::unfold((after + 1, ended), move |(n, mut ended)| async move {
-        tokio::select! {
-            () = tokio::time::sleep(period) => {}
-            _ = &mut ended => return None,
-        }
-        let tick = serde_json::json!({ "n": n, "stream": id });
-        let event = if n % 5 == 0 {
-            Event::new()
-                .event("note")
-                .ok()?
-                .data(format!("tick {n}\nis a multiple of five"))
-        } else {
-            Event::new().event("tick").ok()?.data(tick.to_string())
-        };
-        Some((event.id(n.to_string()).ok()?, (n + 1, ended)))
+    // Reconnect after one second when the stream breaks.
+    let welcome = Event::new().event("welcome").map(|event| {
+        event
+            .retry(Duration::from_secs(1))
+            .data(welcome.to_string())
+            .encode()
     });
-    let events = futures_util::StreamExt::chain(stream::iter(first.ok()), ticks);
-    EventStream::new(events)
+    let marker = ticks.lag_marker();
+    let events = stream::iter(welcome.ok()).chain(ticks).take_until(ended);
+    let mut response = EventStream::new(events)
         .into_response()
-        .map(|body| body.boxed_unsync())
+        .map(|body| body.boxed_unsync());
+    marker.mark(&mut response);
+    response
 }
 
 /// Sets the session cookie on this (the stream's) origin, and sends the
@@ -308,8 +394,10 @@ fn login(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
     response
 }
 
-/// Ends stream `?stream=N`; its session's reconnect will get 204.
-fn end(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
+/// Ends stream `?stream=N`. For good (`/end`): its session's reconnect
+/// will get 204. Or as a broken connection would (`/break`): the browser
+/// reconnects by itself and resumes.
+fn end(demo: &Demo, request: &Request<Incoming>, for_good: bool) -> Response<DemoBody> {
     let id = request
         .uri()
         .query()
@@ -318,11 +406,27 @@ fn end(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
     let Some(ender) = id.and_then(|id| demo.enders.lock().unwrap().remove(&id)) else {
         return text(StatusCode::NOT_FOUND, "no such open stream\n");
     };
-    if let Some(session) = session_of(request) {
+    if let Some(session) = session_of(request).filter(|_| for_good) {
         demo.finished.lock().unwrap().insert(session);
     }
     let _ = ender.send(());
     text(StatusCode::OK, "ended\n")
+}
+
+/// A page's self-check result (`/?check=resume` or `/?check=gap`): logged,
+/// and handed to whoever runs the demo (its test).
+fn check(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
+    let checks = demo.checks.clone();
+    tokio::spawn(async move {
+        if let Ok(body) = request.into_body().collect().await {
+            let result = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+            println!("page check: {result}");
+            if let Some(checks) = checks {
+                let _ = checks.send(result);
+            }
+        }
+    });
+    text(StatusCode::NO_CONTENT, "")
 }
 
 fn page(demo: &Demo) -> Response<DemoBody> {
@@ -377,6 +481,7 @@ const PAGE: &str = r##"<!doctype html>
   td, th { border-bottom: 1px solid #ddd; padding: 2px 6px; text-align: left; vertical-align: top; }
   #state { font-weight: bold; }
   button { margin-right: .5rem; }
+  .gap { background: #fff3cd; }
 </style>
 <h1>tower-sse demo</h1>
 <p>This page comes from <code id="page-origin"></code>; the stream comes from
@@ -386,7 +491,9 @@ watch it travel with the stream (<code>EventSource</code> with
 <code>withCredentials: true</code>, allowed by <code>SseCorsLayer</code>).</p>
 <p>State: <span id="state">connecting</span> &middot; stream <span id="stream">?</span>
 &middot; session cookie seen by the server: <span id="session">?</span></p>
+<p>Resume: <span id="resume">?</span> &middot; ticks: <span id="ticks">none yet</span></p>
 <p>
+  <button id="break">Break the connection</button>
   <button id="close">Close from the page</button>
   <button id="end">Ask the server to end it</button>
   <button id="reopen">Open again</button>
@@ -396,11 +503,17 @@ watch it travel with the stream (<code>EventSource</code> with
   <thead><tr><th>type</th><th>id</th><th>data</th></tr></thead>
   <tbody id="events"></tbody>
 </table>
-<p><small>Behind nginx: every stream is sent with <code>X-Accel-Buffering: no</code>
+<p><small>The ticks come from a hub topic. "Break the connection" ends the
+stream as a network failure would: the browser reconnects by itself with the
+id of the last tick it saw (<code>Last-Event-ID</code>) and the hub sends the
+ticks it missed, then live ones. When the hub no longer holds them (run the
+demo with <code>--history 2</code>), the stream starts with a <code>gap</code>
+event instead. Behind nginx: every stream is sent with <code>X-Accel-Buffering: no</code>
 and <code>Cache-Control: no-cache, no-transform</code>, so nginx and other proxies
 pass each event at once, and a comment every 15 s keeps idle streams open.</small></p>
 <script>
   const streamOrigin = `${location.protocol}//${location.hostname}:STREAM_PORT`;
+  const check = new URLSearchParams(location.search).get("check");
   document.getElementById("page-origin").textContent = location.origin;
   document.getElementById("stream-origin").textContent = streamOrigin;
   document.getElementById("login").href = `${streamOrigin}/login`;
@@ -409,9 +522,14 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
   let source = null;
   let streamId = null;
   let endedByServer = false;
+  // What the page saw: every tick number in order, each welcome's resume,
+  // each gap, and ticks that jumped without a gap event before them.
+  const seen = { ticks: [], resumes: [], gaps: [], holes: 0 };
+  let gapPending = false;
 
-  function row(type, id, data) {
+  function row(type, id, data, className) {
     const tr = document.createElement("tr");
+    if (className) tr.className = className;
     for (const cell of [type, id, data]) {
       const td = document.createElement("td");
       td.textContent = cell;
@@ -420,22 +538,47 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
     document.getElementById("events").prepend(tr);
   }
 
+  function tick(n) {
+    const last = seen.ticks[seen.ticks.length - 1];
+    if (last !== undefined && n !== last + 1 && !gapPending) seen.holes += 1;
+    gapPending = false;
+    seen.ticks.push(n);
+    show("ticks", `${seen.ticks.length} received, last ${n}, ` +
+      (seen.holes === 0 ? "none missing" : `${seen.holes} unexplained jumps`));
+    selfCheck();
+  }
+
   function open() {
     endedByServer = false;
     show("closed", "");
     source = new EventSource(`${streamOrigin}/events`, { withCredentials: true });
     source.onopen = () => show("state", "open");
-    for (const type of ["welcome", "tick", "note", "message"]) {
-      source.addEventListener(type, (event) => {
-        row(event.type, event.lastEventId, event.data);
-        if (event.type === "welcome") {
-          const welcome = JSON.parse(event.data);
-          streamId = welcome.stream;
-          show("stream", `#${welcome.stream}`);
-          show("session", welcome.session ?? "none (log in first)");
-        }
-      });
-    }
+    source.addEventListener("welcome", (event) => {
+      const welcome = JSON.parse(event.data);
+      streamId = welcome.stream;
+      seen.resumes.push(welcome.resume);
+      show("stream", `#${welcome.stream}`);
+      show("session", welcome.session ?? "none (log in first)");
+      const resume = welcome.resume;
+      show("resume", resume.kind === "fresh" ? "fresh (live ticks only)"
+        : resume.kind === "exact" ? `exact after ${welcome.last_event_id}: ${resume.replayed} missed ticks replayed`
+        : `gap (${resume.reason}), then ${resume.replayed} kept ticks`);
+      row("welcome", event.lastEventId, event.data);
+    });
+    source.addEventListener("gap", (event) => {
+      const gap = JSON.parse(event.data);
+      seen.gaps.push(gap);
+      gapPending = true;
+      row("gap", event.lastEventId, event.data, "gap");
+    });
+    source.addEventListener("tick", (event) => {
+      tick(JSON.parse(event.data).n);
+      row("tick", event.lastEventId, event.data);
+    });
+    source.addEventListener("note", (event) => {
+      tick(parseInt(event.data.split(/\s/)[1], 10));
+      row("note", event.lastEventId, event.data);
+    });
     source.onerror = () => {
       show("state", stateNames[source.readyState]);
       if (source.readyState === EventSource.CLOSED) {
@@ -448,6 +591,28 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
     };
   }
 
+  async function breakConnection() {
+    if (streamId === null) return;
+    await fetch(`${streamOrigin}/break?stream=${streamId}`, { method: "POST", credentials: "include" });
+  }
+
+  // Self-checks for the tests: `?check=resume` or `?check=gap` breaks the
+  // connection after 3 ticks and reports what arrived after the reconnect.
+  let broken = false;
+  let reported = false;
+  function selfCheck() {
+    if (!check || reported) return;
+    if (!broken && seen.ticks.length >= 3) {
+      broken = true;
+      breakConnection();
+    } else if (broken && seen.resumes.length >= 2 && seen.ticks.length >= 13) {
+      reported = true;
+      source.close();
+      fetch("/check", { method: "POST", body: JSON.stringify({ check, ...seen }) });
+    }
+  }
+
+  document.getElementById("break").onclick = breakConnection;
   document.getElementById("close").onclick = () => {
     if (source) source.close();
     show("state", "closed");

@@ -11,8 +11,6 @@ mod common;
 
 use std::{
     convert::Infallible,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -29,54 +27,6 @@ use tower_sse::{Event, EventStream, SseCorsLayer};
 const REQUIRE: &str = "TOWER_SSE_REQUIRE_CHROMIUM";
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
-
-fn find_chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .chain([PathBuf::from("/usr/bin/chromium")])
-        .find(|candidate| candidate.is_file())
-}
-
-/// Headless Chromium; killed by its PID and its profile removed on drop.
-struct Chromium {
-    child: Child,
-    profile: PathBuf,
-}
-
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn launch(binary: &PathBuf, url: &str, tag: u16) -> Chromium {
-    let profile =
-        std::env::temp_dir().join(format!("tower-sse-chromium-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).unwrap();
-    let child = Command::new(binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium starts");
-    Chromium { child, profile }
-}
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed_unsync());
@@ -96,7 +46,7 @@ struct Seen {
 /// the stream origin's `/login`, and returns what the page reported and
 /// what the stream server saw.
 async fn run(allowed: Option<&str>) -> Option<(serde_json::Value, Vec<Option<String>>)> {
-    let binary = find_chromium();
+    let binary = common::find_chromium();
     if !common::tool_available("chromium", binary.as_deref(), REQUIRE) {
         return None;
     }
@@ -195,7 +145,7 @@ async fn run(allowed: Option<&str>) -> Option<(serde_json::Value, Vec<Option<Str
         }
     });
 
-    let chromium = launch(
+    let chromium = common::launch_chromium(
         &binary.unwrap(),
         &format!("http://localhost:{stream_port}/login"),
         stream_port,

@@ -21,6 +21,13 @@ struct Demo {
 }
 
 async fn start() -> Demo {
+    start_with(1000, None).await
+}
+
+async fn start_with(
+    history: usize,
+    checks: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> Demo {
     let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stream_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page = page_listener.local_addr().unwrap();
@@ -29,7 +36,11 @@ async fn start() -> Demo {
     let server = tokio::spawn(demo::serve(
         page_listener,
         stream_listener,
-        Duration::from_millis(20),
+        demo::Options {
+            period: Duration::from_millis(20),
+            history,
+            checks,
+        },
         async {
             let _ = stopped.await;
         },
@@ -82,11 +93,11 @@ async fn events_answer_on_both_origins_with_every_layer() {
         assert_eq!(events[0].event, "welcome");
         let welcome: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
         assert_eq!(welcome["session"], serde_json::Value::Null);
-        assert_eq!(events[1].event, "tick");
-        assert_eq!(events[1].id, "1");
-        let tick: serde_json::Value = serde_json::from_str(&events[1].data).unwrap();
-        assert_eq!(tick["n"], 1);
-        assert_eq!(events[2].id, "2");
+        assert_eq!(welcome["resume"]["kind"], "fresh");
+        // Live ticks from the hub, with its ids.
+        let seq = |id: &str| id.rsplit_once('-').unwrap().1.parse::<u64>().unwrap();
+        assert!(["tick", "note"].contains(&&*events[1].event));
+        assert_eq!(seq(&events[2].id), seq(&events[1].id) + 1);
     }
 }
 
@@ -174,11 +185,96 @@ async fn login_sets_a_cookie_and_the_server_can_end_the_stream_for_good() {
 }
 
 #[tokio::test]
-async fn demo_resumes_after_last_event_id() {
+async fn demo_resumes_after_last_event_id_from_the_hub() {
     let demo = start().await;
+    let response = common::get(demo.page, "/events").await;
+    let events: Vec<_> = common::parse_events(response).take(4).collect().await;
+    let seq = |id: &str| id.rsplit_once('-').unwrap().1.parse::<u64>().unwrap();
+    let last = events[1].id.clone();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = send(get(demo.page, "/events").header("last-event-id", &last)).await;
+    let events: Vec<_> = common::parse_events(response).take(6).collect().await;
+    let welcome: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+    assert_eq!(welcome["resume"]["kind"], "exact");
+    assert!(welcome["resume"]["replayed"].as_u64().unwrap() >= 5);
+    for (k, event) in events[1..].iter().enumerate() {
+        assert_eq!(seq(&event.id), seq(&last) + 1 + k as u64);
+    }
+    // An id the hub never gave: the gap event, then the kept ticks.
     let response = send(get(demo.page, "/events").header("last-event-id", "41")).await;
     let events: Vec<_> = common::parse_events(response).take(2).collect().await;
-    assert_eq!(events[1].id, "42");
+    assert_eq!(events[1].event, "gap");
+    assert!(events[1].data.contains("unknown-id"), "{}", events[1].data);
+}
+
+/// Drives the demo page in headless Chromium with a self-check: after 3
+/// ticks the server breaks the stream (no 204), the browser reconnects by
+/// itself, and the page reports every tick number it got.
+async fn chromium_check(history: usize, check: &str) -> Option<serde_json::Value> {
+    let binary = common::find_chromium();
+    if !common::tool_available("chromium", binary.as_deref(), "TOWER_SSE_REQUIRE_CHROMIUM") {
+        return None;
+    }
+    let (checks, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    let demo = start_with(history, Some(checks)).await;
+    let url = format!("http://localhost:{}/?check={check}", demo.page.port());
+    let chromium = common::launch_chromium(&binary.unwrap(), &url, demo.page.port());
+    let report = tokio::time::timeout(Duration::from_secs(60), reported.recv())
+        .await
+        .expect("the page reported within 60 s")
+        .unwrap();
+    drop(chromium);
+    Some(serde_json::from_str(&report).unwrap())
+}
+
+fn numbers(report: &serde_json::Value, key: &str) -> Vec<u64> {
+    report[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn chromium_gets_every_tick_once_in_order_across_a_broken_connection() {
+    let Some(report) = chromium_check(1000, "resume").await else {
+        return;
+    };
+    let ticks = numbers(&report, "ticks");
+    assert!(ticks.len() >= 13, "{report}");
+    for pair in ticks.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "every tick once, in order: {ticks:?}");
+    }
+    let resumes = report["resumes"].as_array().unwrap();
+    assert_eq!(resumes[0]["kind"], "fresh");
+    // The reconnect came after 1 s of 20 ms ticks: dozens were replayed.
+    assert_eq!(resumes[1]["kind"], "exact", "{report}");
+    assert!(resumes[1]["replayed"].as_u64().unwrap() >= 10, "{report}");
+    assert_eq!(report["gaps"].as_array().unwrap().len(), 0);
+    assert_eq!(report["holes"], 0);
+}
+
+#[tokio::test]
+async fn chromium_gets_the_gap_event_when_the_history_is_too_short() {
+    let Some(report) = chromium_check(2, "gap").await else {
+        return;
+    };
+    let resumes = report["resumes"].as_array().unwrap();
+    assert_eq!(resumes[1]["kind"], "gap", "{report}");
+    assert_eq!(resumes[1]["reason"], "history-truncated");
+    let gaps = report["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{report}");
+    assert_eq!(gaps[0]["reason"], "history-truncated");
+    assert!(gaps[0]["missed"].as_u64().unwrap() >= 10, "{report}");
+    // Jumps only where the gap event said so.
+    assert_eq!(report["holes"], 0, "{report}");
+    let ticks = numbers(&report, "ticks");
+    let jumps = ticks
+        .windows(2)
+        .filter(|pair| pair[1] != pair[0] + 1)
+        .count();
+    assert_eq!(jumps, 1, "{ticks:?}");
 }
 
 #[tokio::test]

@@ -81,7 +81,7 @@ mod subscription;
 mod topic;
 
 pub use id::{EventId, MAX_LAST_EVENT_ID_LEN};
-pub use subscription::{GapReason, Resume, Subscription};
+pub use subscription::{GapReason, LagMarker, Resume, Subscription};
 
 use std::{
     collections::HashMap,

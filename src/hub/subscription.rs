@@ -124,14 +124,34 @@ impl Subscription {
     }
 
     /// The event-stream response for this subscription, marked so that
-    /// `CloseLayer` reports [`CloseReason::Lagged`](crate::CloseReason) when
-    /// the client fell behind.
+    /// `CloseLayer` reports `CloseReason::Lagged` when the client fell
+    /// behind.
     pub fn into_response(mut self) -> Response<EventStream<Subscription>> {
-        let lag = LagFlag::default();
-        self.lag = Some(lag.clone());
+        let marker = self.lag_marker();
         let mut response = EventStream::new(self).into_response();
-        response.extensions_mut().insert(lag);
+        marker.mark(&mut response);
         response
+    }
+
+    /// For a response built around this subscription by other means (the
+    /// subscription chained after a first event, say): mark that response
+    /// with [`LagMarker::mark`] so that `CloseLayer` reports
+    /// `CloseReason::Lagged` when the client fell behind.
+    pub fn lag_marker(&mut self) -> LagMarker {
+        LagMarker(self.lag.get_or_insert_with(LagFlag::default).clone())
+    }
+}
+
+/// Tells `CloseLayer` (feature `close`) that a response's stream ended
+/// because its subscription lagged. From [`Subscription::lag_marker`].
+#[derive(Clone, Debug)]
+pub struct LagMarker(LagFlag);
+
+impl LagMarker {
+    /// Marks `response`, the event-stream response that carries the
+    /// subscription.
+    pub fn mark<B>(&self, response: &mut Response<B>) {
+        response.extensions_mut().insert(self.0.clone());
     }
 }
 

@@ -2,7 +2,14 @@
 //! streams with an independent parser (the `eventsource-stream` crate).
 #![allow(dead_code)] // each test file uses part of this module
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
@@ -177,4 +184,53 @@ pub fn assert_open_files_allow(needed: u64) {
         ),
         Err(error) => panic!("cannot read the open-file limit: {error}"),
     }
+}
+
+/// Headless Chromium, found on `PATH` or at `/usr/bin/chromium`.
+pub fn find_chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .chain([PathBuf::from("/usr/bin/chromium")])
+        .find(|candidate| candidate.is_file())
+}
+
+/// Headless Chromium; killed by its PID and its profile removed on drop.
+pub struct Chromium {
+    child: Child,
+    profile: PathBuf,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+pub fn launch_chromium(binary: &PathBuf, url: &str, tag: u16) -> Chromium {
+    let profile =
+        std::env::temp_dir().join(format!("tower-sse-chromium-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    std::fs::create_dir_all(&profile).unwrap();
+    let child = Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    Chromium { child, profile }
 }
