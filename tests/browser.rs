@@ -207,3 +207,91 @@ async fn a_page_not_allowed_gets_an_error_and_no_stream_is_opened() {
     assert_eq!(report["got"], serde_json::json!([]));
     assert!(streams.is_empty(), "the handler never ran");
 }
+
+/// The hub starts a fresh subscriber with an event that carries only an id
+/// (its position): the standard says the browser keeps the id without
+/// dispatching the event. Chromium must send it back on the reconnect.
+#[tokio::test]
+async fn an_event_with_only_an_id_sets_the_id_chromium_sends_back() {
+    let binary = common::find_chromium();
+    if !common::tool_available("chromium", binary.as_deref(), REQUIRE) {
+        return;
+    }
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let record = seen.clone();
+    let (reports, mut reported) = mpsc::unbounded_channel::<Bytes>();
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let record = record.clone();
+        let reports = reports.clone();
+        async move {
+            let response = match request.uri().path() {
+                "/page" => {
+                    let mut response = text(StatusCode::OK, POSITION_PAGE);
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        "text/html; charset=utf-8".parse().unwrap(),
+                    );
+                    response
+                }
+                "/events" => {
+                    let last = request
+                        .headers()
+                        .get("last-event-id")
+                        .map(|value| value.to_str().unwrap().to_owned());
+                    let first = {
+                        let mut seen = record.lock().unwrap();
+                        seen.push(last);
+                        seen.len() == 1
+                    };
+                    // First: the position only, then the end (the browser
+                    // reconnects after 100 ms). Then: one message.
+                    let body: &'static [u8] = if first {
+                        b"retry: 100\nid: pos-1\n\n"
+                    } else {
+                        b"data: done\n\n"
+                    };
+                    let events = stream::iter([Ok::<_, Infallible>(http_body::Frame::data(
+                        Bytes::from_static(body),
+                    ))])
+                    .chain(stream::pending().take(usize::from(!first)));
+                    let mut response =
+                        Response::new(http_body_util::StreamBody::new(events).boxed_unsync());
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+                    response
+                }
+                "/report" => {
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    let _ = reports.send(body);
+                    text(StatusCode::NO_CONTENT, "")
+                }
+                _ => text(StatusCode::NOT_FOUND, "not found"),
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let server = common::serve_service(service).await;
+    let url = format!("http://localhost:{}/page", server.addr.port());
+    let chromium = common::launch_chromium(&binary.unwrap(), &url, server.addr.port());
+    let report = tokio::time::timeout(Duration::from_secs(30), reported.recv())
+        .await
+        .expect("the page reported within 30 s")
+        .unwrap();
+    drop(chromium);
+    assert_eq!(&report[..], b"done#pos-1");
+    assert_eq!(*seen.lock().unwrap(), [None, Some("pos-1".to_owned())]);
+}
+
+const POSITION_PAGE: &str = r##"<!doctype html>
+<title>tower-sse position test</title>
+<script>
+  const source = new EventSource("/events");
+  let dispatched = 0;
+  source.onmessage = (event) => {
+    dispatched += 1;
+    source.close();
+    fetch("/report", { method: "POST", body: event.data + "#" + event.lastEventId + (dispatched > 1 ? "#extra" : "") });
+  };
+</script>
+"##;

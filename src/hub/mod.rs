@@ -91,7 +91,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use topic::{Retention, Topic};
+use topic::{Asked, Retention, Topic};
 
 use crate::{
     event::{find_line_break, EncodedEvent, MAX_RETRY},
@@ -108,6 +108,11 @@ pub const DEFAULT_HISTORY: usize = 1000;
 
 /// The default [`HubBuilder::idle_timeout`]: 5 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The shortest [`HubBuilder::idle_timeout`]: 100 ms. Shorter, a topic
+/// would be dropped between two publishes, and every browser's id would be
+/// from a past life of its topic.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The default [`HubBuilder::max_topics`]: 10,000.
 pub const DEFAULT_MAX_TOPICS: usize = 10_000;
@@ -149,7 +154,8 @@ struct Topics {
     /// and random across hubs and processes.
     seed: u64,
     made: u64,
-    next_sweep: Instant,
+    /// `None`: the idle timeout is too long to ever come.
+    next_sweep: Option<Instant>,
 }
 
 impl Hub {
@@ -187,9 +193,9 @@ impl Hub {
         if event.has_id() {
             return Err(PublishError::new(HubErrorKind::IdSet, event));
         }
-        let now = Instant::now();
         let mut event = event;
         loop {
+            let now = Instant::now();
             let found = match self.topic(topic, now, false) {
                 Ok(found) => found,
                 Err(kind) => return Err(PublishError::new(kind, event)),
@@ -204,11 +210,16 @@ impl Hub {
 
     /// Subscribes to `topic` (made if it does not exist), resuming after
     /// `last_event_id` (the `Last-Event-ID` the browser sent, if any; see
-    /// [`LastEventId`](crate::LastEventId)).
+    /// [`subscribe_from_headers`](Hub::subscribe_from_headers) to read it
+    /// from the request).
     ///
     /// The subscription's [`resume`](Subscription::resume) tells how it
-    /// starts: live only without an id, the events after the id when it is
-    /// in the history, or a gap event and the whole history otherwise.
+    /// starts: without an id (or with an empty one), live events only,
+    /// after an event that carries only an id (the topic's position, which
+    /// the browser does not dispatch but remembers, so that a reconnect
+    /// before the first live event loses nothing); with an id in the
+    /// history, the events after it; otherwise a gap event and the whole
+    /// history.
     ///
     /// # Errors
     ///
@@ -220,22 +231,44 @@ impl Hub {
         topic: &str,
         last_event_id: Option<&str>,
     ) -> Result<Subscription, HubError> {
+        self.subscribe_asked(topic, Asked::from_bytes(last_event_id.map(str::as_bytes)))
+    }
+
+    /// [`subscribe`](Hub::subscribe) with the `Last-Event-ID` read from the
+    /// request's headers: a header longer than [`MAX_LAST_EVENT_ID_LEN`] or
+    /// not UTF-8 is an unknown id (a gap event), read without copying.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Hub::subscribe).
+    pub fn subscribe_from_headers(
+        &self,
+        topic: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<Subscription, HubError> {
+        let header = headers
+            .get(&crate::LAST_EVENT_ID)
+            .map(|value| value.as_bytes());
+        self.subscribe_asked(topic, Asked::from_bytes(header))
+    }
+
+    fn subscribe_asked(&self, topic: &str, asked: Asked<'_>) -> Result<Subscription, HubError> {
         let now = Instant::now();
         let found = self.topic(topic, now, true).map_err(HubError::new)?;
-        let (start, slot) = found.start(last_event_id, self.shared.config.retention, now);
-        let gap = start.gap_id.map(|id| {
-            let reason = match start.resume {
-                Resume::Gap { reason, .. } => reason,
-                _ => GapReason::UnknownId,
-            };
-            self.gap_event(id, reason, last_event_id, start.missed)
+        let (start, slot) = found.start(asked, self.shared.config.retention, now);
+        let first = start.first_id.map(|id| match start.resume {
+            Resume::Gap { reason, .. } => self.gap_event(id, reason, asked, start.missed),
+            _ => {
+                let mut text = [0; 40];
+                Event::new().trusted_id(id.write(&mut text)).encode()
+            }
         });
         Ok(Subscription::new(
             self.shared.clone(),
             found,
             start.next,
             start.resume,
-            gap,
+            first,
             slot,
         ))
     }
@@ -267,12 +300,18 @@ impl Hub {
         }
         let config = &self.shared.config;
         let mut topics = self.topics();
-        if now >= topics.next_sweep {
-            topics.sweep(config.idle_timeout, now);
+        if topics.next_sweep.is_some_and(|next| now >= next) {
+            topics.sweep(config.idle_timeout, now, false);
         }
         let found = match topics.map.get(name) {
             Some(found) => found.clone(),
             None => {
+                if topics.map.len() >= config.max_topics {
+                    // Full: drop what is idle now, and topics that only a
+                    // subscriber made and that nobody subscribes to any
+                    // more, before refusing.
+                    topics.sweep(config.idle_timeout, now, true);
+                }
                 if topics.map.len() >= config.max_topics {
                     return Err(HubErrorKind::TooManyTopics);
                 }
@@ -295,7 +334,7 @@ impl Hub {
         &self,
         id: EventId,
         reason: GapReason,
-        asked: Option<&str>,
+        asked: Asked<'_>,
         missed: Option<u64>,
     ) -> EncodedEvent {
         let mut data = String::with_capacity(96);
@@ -303,8 +342,8 @@ impl Hub {
         data.push_str(reason.as_str());
         data.push_str("\",\"last_event_id\":");
         match asked {
-            Some(asked) if asked.len() <= MAX_LAST_EVENT_ID_LEN => json_string(&mut data, asked),
-            _ => data.push_str("null"),
+            Asked::Id(asked) => json_string(&mut data, asked),
+            Asked::Nothing | Asked::Unreadable => data.push_str("null"),
         }
         if let Some(missed) = missed {
             data.push_str(",\"missed\":");
@@ -338,10 +377,13 @@ impl fmt::Debug for Hub {
 
 impl Topics {
     /// Drops the topics nobody subscribes to that saw no publish for
-    /// `idle`; runs at most twice per `idle`, on a publish or subscribe.
-    fn sweep(&mut self, idle: Duration, now: Instant) {
-        self.map.retain(|_, topic| !topic.evict_if_idle(idle, now));
-        self.next_sweep = now + idle / 2;
+    /// `idle` (with `unpublished`, also those nothing was ever published
+    /// to); runs at most twice per `idle`, on a publish or subscribe, and
+    /// when the hub is full.
+    fn sweep(&mut self, idle: Duration, now: Instant, unpublished: bool) {
+        self.map
+            .retain(|_, topic| !topic.evict_if_idle(idle, now, unpublished));
+        self.next_sweep = now.checked_add(idle / 2);
     }
 }
 
@@ -399,7 +441,9 @@ impl HubBuilder {
     }
 
     /// The most topics the hub holds (at least 1); publishing or
-    /// subscribing to one more is an error. Default: 10,000
+    /// subscribing to one more is an error. Subscribing makes a topic, so
+    /// when topic names come from requests, check them against the topics
+    /// the app has before subscribing. Default: 10,000
     /// ([`DEFAULT_MAX_TOPICS`]).
     pub fn max_topics(mut self, topics: usize) -> Self {
         self.max_topics = topics;
@@ -434,6 +478,8 @@ impl HubBuilder {
             Some("history must keep at least 1 event")
         } else if self.max_topics == 0 {
             Some("max_topics must be at least 1")
+        } else if self.idle_timeout < MIN_IDLE_TIMEOUT {
+            Some("idle_timeout must be at least 100 ms")
         } else if min > max {
             Some("reconnect_delay: min is greater than max")
         } else if max > MAX_RETRY {
@@ -468,7 +514,7 @@ impl HubBuilder {
                     map: HashMap::new(),
                     seed: random_u64(),
                     made: 0,
-                    next_sweep: now + self.idle_timeout / 2,
+                    next_sweep: now.checked_add(self.idle_timeout / 2),
                 }),
             }),
         })

@@ -20,7 +20,10 @@ use crate::{body::LagFlag, event::EncodedEvent, jitter::random_between, Event, E
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Resume {
-    /// No id (or an empty one): live events only.
+    /// No id (or an empty one): live events only, after an event that
+    /// carries only the topic's current position as its id (the browser
+    /// does not dispatch it, but sends it back if it reconnects before the
+    /// first live event).
     Fresh,
     /// The id was in the history: the events after it are replayed, then
     /// live ones follow, none lost and none twice.
@@ -90,7 +93,8 @@ pub struct Subscription {
     /// The sequence number of the next event to write.
     next: u64,
     resume: Resume,
-    gap: Option<EncodedEvent>,
+    /// The gap event or the position event, written first.
+    first: Option<EncodedEvent>,
     /// Its waiter slot in the topic.
     slot: usize,
     ended: bool,
@@ -103,7 +107,7 @@ impl Subscription {
         topic: Arc<Topic>,
         next: u64,
         resume: Resume,
-        gap: Option<EncodedEvent>,
+        first: Option<EncodedEvent>,
         slot: usize,
     ) -> Self {
         Self {
@@ -111,7 +115,7 @@ impl Subscription {
             topic,
             next,
             resume,
-            gap,
+            first,
             slot,
             ended: false,
             lag: None,
@@ -121,6 +125,15 @@ impl Subscription {
     /// How the subscription started.
     pub fn resume(&self) -> Resume {
         self.resume
+    }
+
+    /// Whether the client fell behind the history: the stream wrote its
+    /// final `retry:` and ends. A subscription merged with other streams
+    /// into one response cannot end that response by itself; check this
+    /// there, or put the subscription last (chained after other events, as
+    /// the demo does), so that its end ends the response.
+    pub fn lagged(&self) -> bool {
+        self.ended
     }
 
     /// The event-stream response for this subscription, marked so that
@@ -160,8 +173,8 @@ impl Stream for Subscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EncodedEvent>> {
         let this = self.get_mut();
-        if let Some(gap) = this.gap.take() {
-            return Poll::Ready(Some(gap));
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(first));
         }
         if this.ended {
             return Poll::Ready(None);

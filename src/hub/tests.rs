@@ -45,6 +45,19 @@ fn ready(subscription: &mut Subscription) -> Vec<Seen> {
     out
 }
 
+/// A fresh subscription, past its position event.
+fn live(hub: &Hub, topic: &str) -> Subscription {
+    let mut subscription = hub.subscribe(topic, None).unwrap();
+    let first = ready(&mut subscription);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        (first[0].data.as_deref(), first[0].kind.as_deref()),
+        (None, None)
+    );
+    assert!(first[0].id.is_some());
+    subscription
+}
+
 fn data(seen: &[Seen]) -> Vec<&str> {
     seen.iter()
         .map(|s| s.data.as_deref().unwrap_or(""))
@@ -79,7 +92,7 @@ fn ids_increase_by_one_per_topic_and_each_topic_has_its_own_epoch() {
 #[test]
 fn the_published_bytes_carry_the_id_the_hub_gave() {
     let hub = Hub::new();
-    let mut live = hub.subscribe("t", None).unwrap();
+    let mut live = live(&hub, "t");
     let id = hub
         .publish("t", Event::new().event("note").unwrap().data("a\nb"))
         .unwrap();
@@ -92,16 +105,28 @@ fn the_published_bytes_carry_the_id_the_hub_gave() {
 #[test]
 fn without_an_id_a_subscriber_gets_live_events_only() {
     let hub = Hub::new();
-    publish_n(&hub, "t", 1..=3);
+    let ids = publish_n(&hub, "t", 1..=3);
     let mut live = hub.subscribe("t", None).unwrap();
     assert_eq!(live.resume(), Resume::Fresh);
-    assert!(ready(&mut live).is_empty());
+    // First an event with only an id: the topic's position, which the
+    // browser keeps (and does not dispatch).
+    let position = ready(&mut live);
+    assert_eq!(
+        position,
+        [Seen {
+            id: Some(ids[2].to_string()),
+            ..Seen::default()
+        }]
+    );
     publish_n(&hub, "t", 4..=5);
     assert_eq!(data(&ready(&mut live)), ["4", "5"]);
     // An empty header is no id.
     let mut empty = hub.subscribe("t", Some("")).unwrap();
     assert_eq!(empty.resume(), Resume::Fresh);
-    assert!(ready(&mut empty).is_empty());
+    assert_eq!(ready(&mut empty).len(), 1);
+    // A reconnect with the position before any live event loses nothing.
+    let early = hub.subscribe("t", Some(&ids[2].to_string())).unwrap();
+    assert_eq!(early.resume(), Resume::Exact { replayed: 2 });
 }
 
 #[test]
@@ -228,7 +253,7 @@ fn a_gap_on_an_empty_topic_still_moves_the_browser_s_id() {
 #[test]
 fn a_lagging_subscriber_within_the_history_loses_nothing() {
     let hub = Hub::builder().history(10).build().unwrap();
-    let mut slow = hub.subscribe("t", None).unwrap();
+    let mut slow = live(&hub, "t");
     publish_n(&hub, "t", 1..=10);
     let expected: Vec<String> = (1..=10).map(|n| n.to_string()).collect();
     assert_eq!(data(&ready(&mut slow)), expected);
@@ -241,7 +266,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
         .reconnect_delay(Duration::from_millis(1000), Duration::from_millis(2000))
         .build()
         .unwrap();
-    let slow = hub.subscribe("t", None).unwrap();
+    let slow = live(&hub, "t");
     let response = slow.into_response();
     let lag = response.extensions().get::<LagFlag>().cloned().unwrap();
     let mut body = response.into_body();
@@ -280,7 +305,7 @@ use crate::body::LagFlag;
 #[tokio::test]
 async fn a_waiting_subscriber_is_woken_by_a_publish() {
     let hub = Hub::new();
-    let mut live = hub.subscribe("t", None).unwrap();
+    let mut live = live(&hub, "t");
     let publisher = hub.clone();
     let task = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -364,12 +389,12 @@ fn history_is_bounded_by_count_and_by_age() {
 #[test]
 fn idle_topics_are_dropped_and_their_old_ids_say_restarted() {
     let hub = Hub::builder()
-        .idle_timeout(Duration::from_millis(40))
+        .idle_timeout(MIN_IDLE_TIMEOUT)
         .build()
         .unwrap();
     let old = publish_n(&hub, "quiet", 1..=2);
     let busy = hub.subscribe("busy", None).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(MIN_IDLE_TIMEOUT * 3);
     // Any publish or subscribe sweeps.
     hub.publish("other", Event::new()).unwrap();
     assert_eq!(hub.topic_stats("quiet"), None);
@@ -560,6 +585,12 @@ mod property {
                                         continue;
                                     }
                                     let id = seq(&seen);
+                                    if seen.data.is_none() && seen.kind.is_none() {
+                                        // A fresh subscriber's position.
+                                        prop_assert_eq!(Some(id), client.last_seq);
+                                        client.last_id = seen.id;
+                                        continue;
+                                    }
                                     if seen.kind.as_deref() == Some("gap") {
                                         prop_assert!(std::mem::take(&mut client.expect_gap));
                                         // It moves the browser's id forward.
@@ -607,4 +638,73 @@ mod property {
             prop_assert_eq!(hub.topic_stats("t").map_or(0, |t| t.subscribers), 0);
         }
     }
+}
+
+#[test]
+fn ids_read_from_headers_are_bounded_and_need_not_be_utf8() {
+    let hub = Hub::new();
+    let ids = publish_n(&hub, "t", 1..=2);
+    let mut headers = http::HeaderMap::new();
+    let fresh = hub.subscribe_from_headers("t", &headers).unwrap();
+    assert_eq!(fresh.resume(), Resume::Fresh);
+    headers.insert("last-event-id", ids[0].to_string().parse().unwrap());
+    let exact = hub.subscribe_from_headers("t", &headers).unwrap();
+    assert_eq!(exact.resume(), Resume::Exact { replayed: 1 });
+    for bytes in [&b"\xff\xfe"[..], &[b'7'; MAX_LAST_EVENT_ID_LEN + 1][..]] {
+        headers.insert(
+            "last-event-id",
+            http::HeaderValue::from_bytes(bytes).unwrap(),
+        );
+        let mut unknown = hub.subscribe_from_headers("t", &headers).unwrap();
+        assert_eq!(
+            unknown.resume(),
+            Resume::Gap {
+                reason: GapReason::UnknownId,
+                replayed: 2
+            }
+        );
+        let seen = ready(&mut unknown);
+        assert_eq!(
+            seen[0].data.as_deref(),
+            Some(r#"{"reason":"unknown-id","last_event_id":null}"#)
+        );
+    }
+}
+
+#[test]
+fn a_full_hub_drops_topics_only_subscribers_made_once_they_leave() {
+    let hub = Hub::builder().max_topics(3).build().unwrap();
+    hub.publish("kept", Event::new().data("x")).unwrap();
+    // A client asks for made-up topics (from the URL, say).
+    let held = hub.subscribe("made-up-1", None).unwrap();
+    drop(hub.subscribe("made-up-2", None).unwrap());
+    // Full; the topic nobody subscribes to and nothing was published to
+    // makes room, the held one and the published one stay.
+    hub.publish("new", Event::new().data("y")).unwrap();
+    assert!(hub.topic_stats("kept").is_some());
+    assert!(hub.topic_stats("made-up-1").is_some());
+    assert_eq!(hub.topic_stats("made-up-2"), None);
+    assert_eq!(
+        hub.subscribe("made-up-3", None).unwrap_err().kind(),
+        HubErrorKind::TooManyTopics
+    );
+    drop(held);
+}
+
+#[test]
+fn extreme_durations_build_and_never_panic_later() {
+    let hub = Hub::builder()
+        .idle_timeout(Duration::MAX)
+        .max_age(Duration::MAX)
+        .reconnect_delay(MAX_RETRY, MAX_RETRY)
+        .build()
+        .unwrap();
+    let ids = publish_n(&hub, "t", 1..=3);
+    let resumed = hub.subscribe("t", Some(&ids[0].to_string())).unwrap();
+    assert_eq!(resumed.resume(), Resume::Exact { replayed: 2 });
+    let error = Hub::builder()
+        .idle_timeout(Duration::from_millis(99))
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("idle_timeout"), "{error}");
 }

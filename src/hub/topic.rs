@@ -32,8 +32,11 @@ use crate::event::{recycle, Event};
 /// retained event costs its bytes and one history entry, not an
 /// allocation of its own (and a quiet topic holds at most one small chunk
 /// of slack).
-const FIRST_CHUNK: usize = 1024;
-const MAX_CHUNK: usize = 16 * 1024;
+const FIRST_CHUNK: usize = 512;
+const MAX_CHUNK: usize = 4 * 1024;
+/// Events larger than this get an allocation of their own, so that no
+/// chunk's tail is wasted on them.
+const OWN_ALLOCATION: usize = MAX_CHUNK / 4;
 
 pub(super) struct Topic {
     pub(super) epoch: u64,
@@ -89,10 +92,32 @@ pub(super) enum Read {
 pub(super) struct Start {
     pub(super) next: u64,
     pub(super) resume: Resume,
-    /// The id the gap event carries: the one right before `next`.
-    pub(super) gap_id: Option<EventId>,
+    /// The id of the first event to write (the gap event, or the position
+    /// event of a fresh subscriber): the one right before `next`. None for
+    /// an exact resume (the browser has its id).
+    pub(super) first_id: Option<EventId>,
     /// Set when the gap is a truncated history: how many events were lost.
     pub(super) missed: Option<u64>,
+}
+
+/// The `Last-Event-ID` a subscriber came with.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Asked<'a> {
+    /// None, or an empty one (browsers send none rather than an empty one).
+    Nothing,
+    Id(&'a str),
+    /// Longer than `MAX_LAST_EVENT_ID_LEN`, or not UTF-8: never parsed.
+    Unreadable,
+}
+
+impl<'a> Asked<'a> {
+    pub(super) fn from_bytes(bytes: Option<&'a [u8]>) -> Self {
+        match bytes {
+            None | Some(b"") => Asked::Nothing,
+            Some(bytes) if bytes.len() > MAX_LAST_EVENT_ID_LEN => Asked::Unreadable,
+            Some(bytes) => std::str::from_utf8(bytes).map_or(Asked::Unreadable, Asked::Id),
+        }
+    }
 }
 
 /// How long history lasts.
@@ -175,18 +200,22 @@ impl Topic {
         for waker in woken.drain(..) {
             waker.wake();
         }
-        let mut state = self.state();
-        if state.woken.capacity() < woken.capacity() {
-            state.woken = woken;
+        // Keep the room for the next publish, unless subscribers are busy
+        // reading (then it is allocated again next time).
+        if let Ok(mut state) = self.state.try_lock() {
+            if !state.waiters.is_empty() && state.woken.capacity() < woken.capacity() {
+                state.woken = woken;
+            }
         }
         Ok(id)
     }
 
     /// Drops what the retention no longer keeps.
     fn trim(&self, state: &mut State, retention: Retention, now: Instant) {
-        let oldest = retention
-            .age
-            .map(|age| self.millis(now).saturating_sub(age.as_millis() as u64));
+        let oldest = retention.age.map(|age| {
+            let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+            self.millis(now).saturating_sub(age)
+        });
         while let Some(entry) = state.history.front() {
             let too_many = state.history.len() > retention.len;
             let too_old = oldest.is_some_and(|oldest| entry.at < oldest);
@@ -203,21 +232,26 @@ impl Topic {
     /// not published yet, the subscriber in `slot` waits for it (read and
     /// wait under one lock, so no publish falls in between).
     pub(super) fn poll_read(&self, seq: u64, slot: usize, cx: &mut Context<'_>) -> Poll<Read> {
-        let mut state = self.state();
-        if seq < state.first {
+        let mut guard = self.state();
+        if seq < guard.first {
             return Poll::Ready(Read::Lagged);
         }
-        if let Some(entry) = state.history.get((seq - state.first) as usize) {
+        if let Some(entry) = guard.history.get((seq - guard.first) as usize) {
             return Poll::Ready(Read::Event(entry.bytes.clone()));
         }
-        let state = &mut *state;
-        match &mut state.waiters[slot] {
-            Some(waker) => waker.clone_from(cx.waker()),
+        let state = &mut *guard;
+        let old = match &mut state.waiters[slot] {
+            Some(waker) if waker.will_wake(cx.waker()) => None,
+            Some(waker) => Some(std::mem::replace(waker, cx.waker().clone())),
             empty => {
                 *empty = Some(cx.waker().clone());
                 state.waiting += 1;
+                None
             }
-        }
+        };
+        drop(guard);
+        // A waker may own a task whose drop takes this topic's lock again.
+        drop(old);
         Poll::Pending
     }
 
@@ -225,7 +259,7 @@ impl Topic {
     /// topic's statistics, and its waiter slot.
     pub(super) fn start(
         &self,
-        asked: Option<&str>,
+        asked: Asked<'_>,
         retention: Retention,
         now: Instant,
     ) -> (Start, usize) {
@@ -241,7 +275,7 @@ impl Topic {
         (self.position(&state, asked), slot)
     }
 
-    fn position(&self, state: &State, asked: Option<&str>) -> Start {
+    fn position(&self, state: &State, asked: Asked<'_>) -> Start {
         let retained = state.history.len() as u64;
         let next = state.first + retained;
         let gap = |reason, missed| {
@@ -253,7 +287,7 @@ impl Topic {
                     reason,
                     replayed: retained,
                 },
-                gap_id: Some(EventId {
+                first_id: Some(EventId {
                     epoch: self.epoch,
                     seq: state.first - 1,
                 }),
@@ -261,19 +295,19 @@ impl Topic {
             }
         };
         let asked = match asked {
-            // Browsers send no header rather than an empty one.
-            None | Some("") => {
+            Asked::Nothing => {
                 return Start {
                     next,
                     resume: Resume::Fresh,
-                    gap_id: None,
+                    first_id: Some(EventId {
+                        epoch: self.epoch,
+                        seq: next - 1,
+                    }),
                     missed: None,
                 }
             }
-            Some(asked) if asked.len() > MAX_LAST_EVENT_ID_LEN => {
-                return gap(GapReason::UnknownId, None)
-            }
-            Some(asked) => asked,
+            Asked::Unreadable => return gap(GapReason::UnknownId, None),
+            Asked::Id(asked) => asked,
         };
         match EventId::parse(asked) {
             Some(id) if id.epoch != self.epoch => gap(GapReason::Restarted, None),
@@ -285,7 +319,7 @@ impl Topic {
                 Start {
                     next: id.seq + 1,
                     resume: Resume::Exact { replayed },
-                    gap_id: None,
+                    first_id: None,
                     missed: None,
                 }
             }
@@ -305,7 +339,8 @@ impl Topic {
     /// the idle clock starts now.
     pub(super) fn leave(&self, slot: usize, now: Instant) {
         let mut state = self.state();
-        if state.waiters[slot].take().is_some() {
+        let waker = state.waiters[slot].take();
+        if waker.is_some() {
             state.waiting -= 1;
         }
         state.free.push(slot);
@@ -318,17 +353,25 @@ impl Topic {
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             state.last_active = now;
         }
+        drop(state);
+        // Dropped unlocked, as in `poll_read`.
+        drop(waker);
     }
 
     /// Marks the topic dropped if nobody subscribes and nothing was
-    /// published for `idle`. Called with the hub's topic map locked, so no
-    /// subscriber can arrive meanwhile.
-    pub(super) fn evict_if_idle(&self, idle: Duration, now: Instant) -> bool {
+    /// published for `idle`, or, with `unpublished`, if nobody subscribes
+    /// and nothing was ever published (a topic only a subscriber made).
+    /// Called with the hub's topic map locked, so no subscriber can arrive
+    /// meanwhile.
+    pub(super) fn evict_if_idle(&self, idle: Duration, now: Instant, unpublished: bool) -> bool {
         if self.subscribers.load(Ordering::Acquire) > 0 {
             return false;
         }
         let mut state = self.state();
-        if now.saturating_duration_since(state.last_active) < idle {
+        let never_published = state.first == 1 && state.history.is_empty();
+        let idle_long = now.saturating_duration_since(state.last_active) >= idle;
+        let droppable = idle_long || (unpublished && never_published);
+        if !droppable {
             return false;
         }
         state.evicted = true;
@@ -354,9 +397,12 @@ impl State {
     /// Copies an encoded event into the current chunk (a new one when it
     /// does not fit) and returns it, sharing the chunk.
     fn store(&mut self, encoded: &[u8]) -> Bytes {
+        if encoded.len() > OWN_ALLOCATION {
+            return Bytes::copy_from_slice(encoded);
+        }
         if self.chunk.capacity() - self.chunk.len() < encoded.len() {
             self.chunk_size = (self.chunk_size * 2).min(MAX_CHUNK);
-            self.chunk = BytesMut::with_capacity(self.chunk_size.max(encoded.len()));
+            self.chunk = BytesMut::with_capacity(self.chunk_size);
         }
         self.chunk.extend_from_slice(encoded);
         self.chunk.split().freeze()

@@ -42,11 +42,25 @@ async fn send(
     method: Method,
     path: &str,
 ) -> Result<Response<Incoming>, Error> {
-    let request = Request::builder()
+    send_after(sender, method, path, None).await
+}
+
+/// Sends a request, with a `Last-Event-ID` header when `last_event_id` is
+/// given.
+async fn send_after(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    method: Method,
+    path: &str,
+    last_event_id: Option<&str>,
+) -> Result<Response<Incoming>, Error> {
+    let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header(header::HOST, "127.0.0.1")
-        .body(Empty::new())?;
+        .header(header::HOST, "127.0.0.1");
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let request = request.body(Empty::new())?;
     sender.ready().await?;
     Ok(sender.send_request(request).await?)
 }
@@ -54,9 +68,18 @@ async fn send(
 /// Opens a connection and a GET of an event stream; returns the body once
 /// the response head has arrived.
 async fn open_stream(addr: SocketAddr, path: &str) -> Result<Incoming, Error> {
+    open_stream_after(addr, path, None).await
+}
+
+/// [`open_stream`], resuming after `last_event_id`.
+async fn open_stream_after(
+    addr: SocketAddr,
+    path: &str,
+    last_event_id: Option<&str>,
+) -> Result<Incoming, Error> {
     let opening = async {
         let mut sender = connect(addr).await?;
-        let response = send(&mut sender, Method::GET, path).await?;
+        let response = send_after(&mut sender, Method::GET, path, last_event_id).await?;
         let content_type = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -169,6 +192,12 @@ async fn publish(sender: &mut SendRequest<Empty<Bytes>>, count: u64) -> Result<u
         .map_err(|_| format!("POST {path}: {text:?} is not a subscriber count").into())
 }
 
+/// An event's place in its stream: the id itself (`42`), or the part after
+/// the last dash for the hub's ids (`3fa9c0d2e1b7-42`).
+fn sequence(id: &str) -> Option<u64> {
+    id.rsplit('-').next()?.parse().ok()
+}
+
 /// Reads live events with ids 1..=k until the last or the deadline; returns
 /// the latency of each (receive time minus the send time it carries).
 async fn read_live(body: Incoming, k: u64, deadline: tokio::time::Instant) -> Vec<u64> {
@@ -176,7 +205,7 @@ async fn read_live(body: Incoming, k: u64, deadline: tokio::time::Instant) -> Ve
     let mut latencies = Vec::with_capacity(k as usize);
     while let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, events.next()).await {
         let received = now_ns();
-        let (Ok(id), Ok(sent)) = (event.id.parse::<u64>(), event.data.parse::<u64>()) else {
+        let (Some(id), Ok(sent)) = (sequence(&event.id), event.data.parse::<u64>()) else {
             continue;
         };
         if (1..=k).contains(&id) {
@@ -231,6 +260,88 @@ pub async fn fan_out(
         cpu_ns_per_delivery: cpu as f64 / delivered.max(1) as f64,
         latencies_ns,
     })
+}
+
+/// Reads one event within the request timeout.
+async fn next_event(
+    events: &mut (impl futures_util::Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Display>>
+              + Unpin),
+) -> Result<eventsource_stream::Event, Error> {
+    match timeout(REQUEST_TIMEOUT, events.next()).await {
+        Ok(Some(Ok(event))) => Ok(event),
+        Ok(Some(Err(error))) => Err(format!("the stream broke: {error}").into()),
+        Ok(None) => Err("the stream ended".into()),
+        Err(_) => Err(format!("no event in {REQUEST_TIMEOUT:?}").into()),
+    }
+}
+
+/// Publishes one event to a live subscriber and returns its id.
+async fn first_id(
+    server: &Server,
+    publisher: &mut SendRequest<Empty<Bytes>>,
+) -> Result<String, Error> {
+    let body = open_stream(server.addr, "/sse/live").await?;
+    publish(publisher, 1).await?;
+    let mut events = body.into_data_stream().eventsource();
+    Ok(next_event(&mut events).await?.id)
+}
+
+/// Server CPU per replayed event: `behind` events published after one whose
+/// id the clients know, then `clients` reconnects (8 at a time) that each
+/// read the `behind` events they missed, checked in order.
+pub async fn replay(server: &Server, clients: usize, behind: u64) -> Result<f64, Error> {
+    let mut publisher = connect(server.addr).await?;
+    let first = first_id(server, &mut publisher).await?;
+    let first_seq = sequence(&first).ok_or("the first event has no sequence")?;
+    publish(&mut publisher, behind).await?;
+    let cpu_before = measure::cpu_ns(server.pid())?;
+    let addr = server.addr;
+    let first = &first;
+    stream::iter(0..clients)
+        .map(|_| async move {
+            let body = open_stream_after(addr, "/sse/live", Some(first)).await?;
+            let mut events = body.into_data_stream().eventsource();
+            for k in 1..=behind {
+                let event = next_event(&mut events).await?;
+                if sequence(&event.id) != Some(first_seq + k) {
+                    return Err::<(), Error>(
+                        format!("replay: event {k} arrived with id {:?}", event.id).into(),
+                    );
+                }
+            }
+            Ok(())
+        })
+        .buffer_unordered(8)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let cpu = measure::cpu_ns(server.pid())? - cpu_before;
+    Ok(cpu as f64 / (clients as u64 * behind) as f64)
+}
+
+/// Server memory per retained event beyond its encoded size: resident
+/// memory before and after publishing `count` events that nobody reads
+/// (the hub keeps them all), per event, minus the event's encoded size.
+pub async fn retained(server: &Server, count: u64) -> Result<f64, Error> {
+    let mut publisher = connect(server.addr).await?;
+    let first = first_id(server, &mut publisher).await?;
+    publish(&mut publisher, 1_000).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = measure::rss_bytes(server.pid())?;
+    let mut left = count;
+    while left > 0 {
+        let now = left.min(10_000);
+        publish(&mut publisher, now).await?;
+        left -= now;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = measure::rss_bytes(server.pid())?;
+    // `id: <epoch>-<seq>`, `data: <send time in ns>` and the blank line, the
+    // sequence as long as the middle one's.
+    let epoch = first.rsplit_once('-').map_or("", |(epoch, _)| epoch);
+    let digits = (count / 2 + 1_000).to_string().len();
+    let data = now_ns().to_string().len();
+    let encoded = "id: ".len() + epoch.len() + 1 + digits + 1 + "data: ".len() + data + 1 + 1;
+    Ok(after.saturating_sub(before) as f64 / count as f64 - encoded as f64)
 }
 
 /// Server memory per idle subscriber, in bytes: resident memory before and

@@ -32,6 +32,10 @@ struct Plan {
     idle: Option<(usize, usize)>,
     /// (warm-up streams, measured streams) of clients that stopped reading.
     stalled: Option<(usize, usize)>,
+    /// (reconnecting clients, events each missed) for the hub's replay.
+    replay: Option<(usize, u64)>,
+    /// Events published for the hub's memory per retained event.
+    retained: Option<u64>,
     /// Frame caps to start `ours` with, one measurement of the bursts and
     /// stalled streams each; empty: the library's default only.
     caps: Vec<usize>,
@@ -48,6 +52,8 @@ impl Plan {
             rate: 10.0,
             idle: Some((200, 5_000)),
             stalled: Some((20, 200)),
+            replay: Some((20, 1_000)),
+            retained: Some(100_000),
             caps: Vec::new(),
             goals: true,
         }
@@ -61,24 +67,39 @@ impl Plan {
                 fan_outs: vec![],
                 idle: None,
                 stalled: None,
+                replay: None,
+                retained: None,
                 ..all
             },
             "fanout" => Plan {
                 bursts: vec![],
                 idle: None,
                 stalled: None,
+                replay: None,
+                retained: None,
                 ..all
             },
             "idle" => Plan {
                 bursts: vec![],
                 fan_outs: vec![],
                 stalled: None,
+                replay: None,
+                retained: None,
                 ..all
             },
             "stalled" => Plan {
                 bursts: vec![],
                 fan_outs: vec![],
                 idle: None,
+                replay: None,
+                retained: None,
+                ..all
+            },
+            // The hub beside the floor and ours: fan-out, idle memory,
+            // replay (against ours' burst), memory per retained event.
+            "hub" => Plan {
+                bursts: vec![(1, 200_000)],
+                stalled: None,
                 ..all
             },
             // The bursts and stalled streams with `ours` at several frame
@@ -86,6 +107,8 @@ impl Plan {
             "caps" => Plan {
                 fan_outs: vec![],
                 idle: None,
+                replay: None,
+                retained: None,
                 caps: vec![8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024],
                 ..all
             },
@@ -100,6 +123,8 @@ impl Plan {
                 rate: 20.0,
                 idle: Some((10, 50)),
                 stalled: Some((2, 5)),
+                replay: Some((2, 50)),
+                retained: Some(1_000),
                 caps: Vec::new(),
                 goals: false,
             },
@@ -108,8 +133,8 @@ impl Plan {
     }
 }
 
-const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|smoke] [--reps N] \
-                     [--rate EVENTS_PER_S] [--caps KIB,KIB,..] [--only ours,floor,axum,node]";
+const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|hub|smoke] [--reps N] \
+                     [--rate EVENTS_PER_S] [--caps KIB,KIB,..] [--only ours,floor,axum,node,hub]";
 
 fn main() -> ExitCode {
     match run() {
@@ -172,7 +197,12 @@ fn run() -> Result<bool, Error> {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            mode if plan.is_none() => plan = Some(Plan::for_mode(mode).ok_or(USAGE)?),
+            mode if plan.is_none() => {
+                if mode == "hub" && !only {
+                    kinds = vec![Kind::Ours, Kind::Floor, Kind::Hub];
+                }
+                plan = Some(Plan::for_mode(mode).ok_or(USAGE)?);
+            }
             _ => return Err(USAGE.into()),
         }
     }
@@ -246,7 +276,7 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
             let name = format!("burst, {connections} conn x {n} events{suffix}");
             let cpu = format!("{name}: server CPU per event (ns)");
             let rate = format!("{name}: events/s (wall)");
-            runs.measure(&name, &[&cpu, &rate], async |server| {
+            runs.measure(&name, &[&cpu, &rate], not_hub, async |server| {
                 let burst = client::burst(server, connections, n).await?;
                 Ok(vec![burst.cpu_ns_per_event, burst.events_per_second])
             })
@@ -258,7 +288,7 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
         if let Some((warm_up, connections)) = plan.stalled {
             let name = format!("stalled, {connections} conn{suffix}");
             let row = format!("{name}: server memory per stalled stream (bytes)");
-            runs.measure(&name, &[&row], async |server| {
+            runs.measure(&name, &[&row], not_hub, async |server| {
                 Ok(vec![client::stalled(server, warm_up, connections).await?])
             })
             .await;
@@ -279,7 +309,7 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
             format!("{name}: server CPU per delivery (ns)"),
         ];
         let labels: Vec<&str> = rows.iter().map(String::as_str).collect();
-        runs.measure(&name, &labels, async |server| {
+        runs.measure(&name, &labels, any, async |server| {
             let mut fan_out =
                 client::fan_out(server, connections, plan.published, plan.rate).await?;
             fan_out.latencies_ns.sort_unstable();
@@ -299,11 +329,34 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
     if let Some((warm_up, connections)) = plan.idle {
         let name = format!("idle, {connections} conn");
         let row = format!("{name}: server memory per connection (bytes)");
-        runs.measure(&name, &[&row], async |server| {
+        runs.measure(&name, &[&row], any, async |server| {
             Ok(vec![client::idle(server, warm_up, connections).await?])
         })
         .await;
         idle_row = Some(row);
+    }
+    let mut replay_row = None;
+    if let Some((clients, behind)) = plan.replay {
+        let name = format!("replay, {clients} reconnects x {behind} events missed");
+        let row = format!("{name}: server CPU per replayed event (ns)");
+        runs.measure(&name, &[&row], only_hub, async |server| {
+            Ok(vec![client::replay(server, clients, behind).await?])
+        })
+        .await;
+        replay_row = Some(row);
+    }
+    let mut retained_row = None;
+    if let Some(count) = plan.retained {
+        let name = format!("retained, {count} events");
+        let row =
+            format!("{name}: server memory per retained event beyond its encoded size (bytes)");
+        servers.hub_history.set(Some(count as usize + 2_000));
+        runs.measure(&name, &[&row], only_hub, async |server| {
+            Ok(vec![client::retained(server, count).await?])
+        })
+        .await;
+        servers.hub_history.set(None);
+        retained_row = Some(row);
     }
 
     if plan.goals {
@@ -345,6 +398,52 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
                 false,
             );
         }
+        if kinds.contains(&Kind::Hub) {
+            if let Some(rows) = &widest_fan_out {
+                report.goal(
+                    "widest fan-out: hub <= 1.1x floor (CPU/delivery)",
+                    &rows[4],
+                    Kind::Hub,
+                    Kind::Floor,
+                    1.1,
+                    false,
+                );
+                report.goal(
+                    "widest fan-out: hub <= 1.1x floor (p99 latency)",
+                    &rows[2],
+                    Kind::Hub,
+                    Kind::Floor,
+                    1.1,
+                    false,
+                );
+            }
+            if let (Some(replay), Some((suffix, burst))) = (&replay_row, burst_one_cpu.first()) {
+                report.goal_across(
+                    &format!("replay: hub CPU per replayed event <= 2x ours' burst{suffix} CPU per event"),
+                    (replay, Kind::Hub),
+                    (burst, Kind::Ours),
+                    2.0,
+                );
+            }
+            if let Some(row) = &retained_row {
+                report.goal_at_most(
+                    "retained: hub memory per event <= its encoded size + 64 B",
+                    row,
+                    Kind::Hub,
+                    64.0,
+                );
+            }
+            if let Some(row) = &idle_row {
+                report.goal(
+                    "idle: hub <= 1.1x floor (memory/conn)",
+                    row,
+                    Kind::Hub,
+                    Kind::Floor,
+                    1.1,
+                    false,
+                );
+            }
+        }
         if let Some(row) = &idle_row {
             report.goal(
                 "idle: ours <= 1.1x floor (memory/conn)",
@@ -384,10 +483,15 @@ impl Runs<'_> {
         &mut self,
         name: &str,
         rows: &[&str],
+        which: fn(Kind) -> bool,
         mut run: impl AsyncFnMut(&servers::Server) -> Result<Vec<f64>, Error>,
     ) {
+        let kinds: Vec<Kind> = self.kinds.iter().copied().filter(|k| which(*k)).collect();
+        if kinds.is_empty() {
+            return;
+        }
         for rep in 0..self.reps {
-            for kind in rotated(self.kinds, self.started + rep) {
+            for kind in rotated(&kinds, self.started + rep) {
                 let label = format!("{name}, run {}, {kind}", rep + 1);
                 let result = match self.servers.start(kind) {
                     Ok(server) => run(&server).await,
@@ -419,6 +523,19 @@ impl Runs<'_> {
         }
         self.started += 1;
     }
+}
+
+/// Every server but the hub (the `ours` program again).
+fn not_hub(kind: Kind) -> bool {
+    kind != Kind::Hub
+}
+
+fn any(_: Kind) -> bool {
+    true
+}
+
+fn only_hub(kind: Kind) -> bool {
+    kind == Kind::Hub
 }
 
 /// `kinds`, starting at `start` (modulo), so that no server always runs

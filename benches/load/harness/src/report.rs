@@ -20,11 +20,11 @@ struct Row {
 
 struct Goal {
     label: String,
-    row: String,
-    /// `numerator / denominator` per repetition must be at most (or, when
-    /// `at_least`, at least) `bound`.
-    numerator: Kind,
-    denominator: Kind,
+    /// `numerator / denominator` per repetition (each a server's value in a
+    /// row; without a denominator, the numerator itself) must be at most
+    /// (or, when `at_least`, at least) `bound`.
+    numerator: (String, Kind),
+    denominator: Option<(String, Kind)>,
     bound: f64,
     at_least: bool,
 }
@@ -59,11 +59,39 @@ impl Report {
     ) {
         self.goals.push(Goal {
             label: label.to_owned(),
-            row: row.to_owned(),
-            numerator,
-            denominator,
+            numerator: (row.to_owned(), numerator),
+            denominator: Some((row.to_owned(), denominator)),
             bound,
             at_least,
+        });
+    }
+
+    /// A goal on the ratio of values in two rows: `numerator`'s in
+    /// `numerator_row` over `denominator`'s in `denominator_row`.
+    pub fn goal_across(
+        &mut self,
+        label: &str,
+        (numerator_row, numerator): (&str, Kind),
+        (denominator_row, denominator): (&str, Kind),
+        bound: f64,
+    ) {
+        self.goals.push(Goal {
+            label: label.to_owned(),
+            numerator: (numerator_row.to_owned(), numerator),
+            denominator: Some((denominator_row.to_owned(), denominator)),
+            bound,
+            at_least: false,
+        });
+    }
+
+    /// A goal on a server's own value in a row: at most `bound`.
+    pub fn goal_at_most(&mut self, label: &str, row: &str, kind: Kind, bound: f64) {
+        self.goals.push(Goal {
+            label: label.to_owned(),
+            numerator: (row.to_owned(), kind),
+            denominator: None,
+            bound,
+            at_least: false,
         });
     }
 
@@ -96,17 +124,21 @@ impl Report {
         if self.goals.is_empty() {
             return;
         }
-        println!("\n| goal | ratio in each run: median [min-max] | result |\n|---|---|---|");
+        println!(
+            "\n| goal | ratio (or value) in each run: median [min-max] | result |\n|---|---|---|"
+        );
         for goal in &self.goals {
-            let ratios: Vec<Option<f64>> = match (
-                self.values(&goal.row, goal.numerator),
-                self.values(&goal.row, goal.denominator),
-            ) {
-                (Some(a), Some(b)) => a
-                    .iter()
-                    .zip(b)
-                    .map(|(a, b)| Some(a.as_ref()? / b.as_ref()?))
-                    .collect(),
+            let numerator = self.values(&goal.numerator.0, goal.numerator.1);
+            let ratios: Vec<Option<f64>> = match (numerator, &goal.denominator) {
+                (Some(a), None) => a.to_vec(),
+                (Some(a), Some((row, kind))) => match self.values(row, *kind) {
+                    Some(b) => a
+                        .iter()
+                        .zip(b)
+                        .map(|(a, b)| Some(a.as_ref()? / b.as_ref()?))
+                        .collect(),
+                    None => Vec::new(),
+                },
                 _ => Vec::new(),
             };
             let result = match median(&ratios) {

@@ -21,10 +21,13 @@ pub enum Kind {
     Axum,
     /// express 4 with the `ssestream` package (the original recipe).
     Node,
+    /// The `ours` server with `LOAD_HUB=1`: live events through tower-sse's
+    /// hub (one topic, resume from `Last-Event-ID`).
+    Hub,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Ours, Kind::Floor, Kind::Axum, Kind::Node];
+    pub const ALL: [Kind; 5] = [Kind::Ours, Kind::Floor, Kind::Axum, Kind::Node, Kind::Hub];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +35,7 @@ impl Kind {
             Kind::Floor => "floor",
             Kind::Axum => "axum",
             Kind::Node => "node",
+            Kind::Hub => "hub",
         }
     }
 
@@ -54,6 +58,9 @@ pub struct Servers {
     /// The frame cap `ours` is started with (`LOAD_FRAME_CAP`); `None`: the
     /// library's default.
     pub ours_frame_cap: std::cell::Cell<Option<usize>>,
+    /// The history the hub server keeps (`LOAD_HUB_HISTORY`); `None`: the
+    /// library's default.
+    pub hub_history: std::cell::Cell<Option<usize>>,
 }
 
 impl Servers {
@@ -71,9 +78,22 @@ impl Servers {
             target_dir,
             node_dir: None,
             ours_frame_cap: std::cell::Cell::new(None),
+            hub_history: std::cell::Cell::new(None),
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        for kind in kinds.iter().filter(|kind| **kind != Kind::Node) {
+        // The hub server is the `ours` program.
+        let mut builds: Vec<Kind> = Vec::new();
+        for kind in kinds {
+            let kind = if *kind == Kind::Hub {
+                Kind::Ours
+            } else {
+                *kind
+            };
+            if kind != Kind::Node && !builds.contains(&kind) {
+                builds.push(kind);
+            }
+        }
+        for kind in &builds {
             eprintln!("load: building the {kind} server");
             let manifest = servers.project(*kind).join("Cargo.toml");
             let status = Command::new(&cargo)
@@ -138,6 +158,14 @@ impl Servers {
                     .ok_or("the node server is not installed")?;
                 let mut command = Command::new("node");
                 command.arg("server.js").current_dir(dir);
+                command
+            }
+            Kind::Hub => {
+                let mut command = Command::new(self.target_dir.join("release/load-server-ours"));
+                command.env("LOAD_HUB", "1");
+                if let Some(history) = self.hub_history.get() {
+                    command.env("LOAD_HUB_HISTORY", history.to_string());
+                }
                 command
             }
             _ => Command::new(

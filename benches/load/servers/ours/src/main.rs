@@ -1,7 +1,10 @@
 //! The load-test server for tower-sse: hyper 1, one `service_fn`, the whole
 //! `SseLayer` (close detection, headers, no-buffering, keep-alive every
 //! 15 s; CORS is off until given origins). Endpoints are described in
-//! `benches/load/README.md`.
+//! `benches/load/README.md`. With `LOAD_HUB=1`, `/sse/live` and `/publish`
+//! go through tower-sse's own hub (topic `live`, history of
+//! `LOAD_HUB_HISTORY` events, else the library's default) instead of the
+//! shared broadcast channel, and `/sse/live` resumes from `Last-Event-ID`.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -13,7 +16,7 @@ use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use load_common::{announce, route, Hub, Route, PAYLOAD};
 use tower::ServiceBuilder;
-use tower_sse::{EncodedEvent, Event, EventStream, ServiceBuilderExt};
+use tower_sse::{EncodedEvent, Event, EventStream, LastEventId, ServiceBuilderExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -22,10 +25,13 @@ type Body = UnsyncBoxBody<Bytes, BoxError>;
 async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(load_common::ADDR).await?;
     announce(listener.local_addr()?.port());
-    let hub = Arc::new(Hub::new());
+    let hubs = Arc::new(Hubs {
+        broadcast: Hub::new(),
+        ours: ours_hub(),
+    });
     let service = ServiceBuilder::new()
         .sse()
-        .service_fn(move |request| handle(request, hub.clone()));
+        .service_fn(move |request| handle(request, hubs.clone()));
     loop {
         let (socket, _) = listener.accept().await?;
         let mut builder = http1::Builder::new();
@@ -40,16 +46,37 @@ async fn main() -> std::io::Result<()> {
     }
 }
 
-async fn handle(
-    request: Request<Incoming>,
-    hub: Arc<Hub<EncodedEvent>>,
-) -> Result<Response<Body>, Infallible> {
+/// The broadcast channel every server shares, and tower-sse's hub when
+/// `LOAD_HUB=1`.
+struct Hubs {
+    broadcast: Hub<EncodedEvent>,
+    ours: Option<tower_sse::hub::Hub>,
+}
+
+fn ours_hub() -> Option<tower_sse::hub::Hub> {
+    if std::env::var("LOAD_HUB").ok()? != "1" {
+        return None;
+    }
+    let history = std::env::var("LOAD_HUB_HISTORY")
+        .ok()
+        .and_then(|history| history.parse().ok())
+        .unwrap_or(tower_sse::hub::DEFAULT_HISTORY);
+    tower_sse::hub::Hub::builder().history(history).build().ok()
+}
+
+async fn handle(request: Request<Incoming>, hubs: Arc<Hubs>) -> Result<Response<Body>, Infallible> {
     let uri = request.uri();
     Ok(
         match route(request.method().as_str(), uri.path(), uri.query()) {
             Route::Burst { n } => burst(n),
-            Route::Live => live(&hub),
-            Route::Publish { count } => publish(&hub, count),
+            Route::Live => match &hubs.ours {
+                Some(hub) => hub_live(hub, &request),
+                None => live(&hubs.broadcast),
+            },
+            Route::Publish { count } => match &hubs.ours {
+                Some(hub) => hub_publish(hub, count),
+                None => publish(&hubs.broadcast, count),
+            },
             Route::BadRequest(text) => self::text(StatusCode::BAD_REQUEST, text.into()),
             Route::NotFound => text(StatusCode::NOT_FOUND, "not found\n".into()),
         },
@@ -107,6 +134,30 @@ fn publish(hub: &Hub<EncodedEvent>, count: u64) -> Response<Body> {
             .data(itoa::Buffer::new().format(sent))
             .encode()
     });
+    text(StatusCode::OK, format!("{subscribers}\n"))
+}
+
+/// The hub's topic `live`, resumed after `Last-Event-ID` when there is one.
+fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Response<Body> {
+    let last = LastEventId::from_request(request);
+    match hub.subscribe("live", last.as_ref().map(LastEventId::as_str)) {
+        Ok(subscription) => subscription
+            .into_response()
+            .map(|body| body.map_err(|never| match never {}).boxed_unsync()),
+        Err(error) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
+    }
+}
+
+/// Publishes `count` events to the hub's topic `live`, each carrying its
+/// send time; answers with the topic's subscriber count.
+fn hub_publish(hub: &tower_sse::hub::Hub, count: u64) -> Response<Body> {
+    for _ in 0..count {
+        let event = Event::new().data(itoa::Buffer::new().format(load_common::now_ns()));
+        if let Err(error) = hub.publish("live", event) {
+            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
+        }
+    }
+    let subscribers = hub.topic_stats("live").map_or(0, |stats| stats.subscribers);
     text(StatusCode::OK, format!("{subscribers}\n"))
 }
 
