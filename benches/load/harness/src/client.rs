@@ -287,8 +287,9 @@ async fn first_id(
 }
 
 /// Server CPU per replayed event: `behind` events published after one whose
-/// id the clients know, then `clients` reconnects (8 at a time) that each
-/// read the `behind` events they missed, checked in order.
+/// id the clients know, then `clients` reconnects at once (as a burst opens
+/// its connections) that each read the `behind` events they missed,
+/// checked in order.
 pub async fn replay(server: &Server, clients: usize, behind: u64) -> Result<f64, Error> {
     let mut publisher = connect(server.addr).await?;
     let first = first_id(server, &mut publisher).await?;
@@ -311,7 +312,7 @@ pub async fn replay(server: &Server, clients: usize, behind: u64) -> Result<f64,
             }
             Ok(())
         })
-        .buffer_unordered(8)
+        .buffer_unordered(clients)
         .try_collect::<Vec<()>>()
         .await?;
     let cpu = measure::cpu_ns(server.pid())? - cpu_before;
