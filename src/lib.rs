@@ -23,6 +23,13 @@
 //!   [`Shutdown`] trigger that ends open streams so graceful shutdown
 //!   completes.
 //!
+//! Beside the layers, a producer of event streams:
+//!
+//! - `hub::Hub` (feature `hub`): publish an event once to every subscriber
+//!   of a topic, and resume a reconnecting browser from its
+//!   `Last-Event-ID` without losing an event, or tell it with a gap event
+//!   when that cannot be done.
+//!
 //! The foundation every layer stands on:
 //!
 //! - [`Event`]: a spec-exact encoder that refuses unsafe ids and types with

@@ -452,7 +452,7 @@ impl HubBuilder {
 
     /// The range the `retry:` given to a lagging subscriber is drawn from,
     /// so that clients do not all come back at once; at most
-    /// [`MAX_RETRY`](crate::event::MAX_RETRY). Default: 1 to 5 seconds
+    /// [`MAX_RETRY`]. Default: 1 to 5 seconds
     /// ([`DEFAULT_RECONNECT_DELAY`]).
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_delay = (min, max);
