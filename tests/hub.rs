@@ -418,3 +418,36 @@ async fn a_bad_topic_is_a_4xx_and_a_full_hub_a_503() {
         assert_eq!(response.status(), status);
     }
 }
+
+#[tokio::test]
+async fn max_lifetime_ends_hub_streams_with_a_retry_and_expired() {
+    let reasons = Reasons::default();
+    let record = reasons.clone();
+    let hub = Hub::new();
+    let close = CloseLayer::builder()
+        .max_lifetime(Duration::from_millis(300))
+        .on_close(move |info| record.lock().unwrap().push(info.reason))
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/events/{topic}", get(events))
+        .layer(SseLayer::new().close(close))
+        .with_state(hub.clone());
+    let server = common::serve_service(router).await;
+    let response = common::get(server.addr, "/events/t").await;
+    hub.publish("t", Event::new().data("1")).unwrap();
+    let bytes = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+        .await
+        .expect("the stream ends within its lifetime")
+        .expect("cleanly")
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains("data: 1\n"), "{text:?}");
+    assert!(
+        text.contains("retry: ") && text.ends_with("\n\n"),
+        "{text:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(*reasons.lock().unwrap(), [CloseReason::Expired]);
+    assert_eq!(hub.topic_stats("t").unwrap().subscribers, 0);
+}

@@ -417,9 +417,21 @@ fn subscribers_that_leave_leave_nothing_behind() {
         .map(|_| hub.subscribe("t", None).unwrap())
         .collect();
     assert_eq!(hub.topic_stats("t").unwrap().subscribers, 10_000);
+    // Every one waits, and a publish wakes them all.
+    let mut subscriptions = subscriptions;
+    for subscription in &mut subscriptions {
+        assert_eq!(ready(subscription).len(), 1, "the position event");
+    }
     publish_n(&hub, "t", 1..=1);
+    let topic = hub.topics().map.get("t").cloned().unwrap();
+    assert!(topic.slot_memory().0 >= 10_000);
     drop(subscriptions);
     assert_eq!(hub.topic_stats("t").unwrap().subscribers, 0);
+    assert_eq!(
+        topic.slot_memory(),
+        (0, 0),
+        "the slots' memory is given back"
+    );
     // The topic's notify holds no waiter: a publish wakes nobody.
     publish_n(&hub, "t", 2..=2);
 }

@@ -378,6 +378,14 @@ impl Topic {
         true
     }
 
+    /// Waiter slots held, and room kept for waking: memory per subscriber
+    /// that must go when they do.
+    #[cfg(test)]
+    pub(super) fn slot_memory(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.waiters.capacity(), state.woken.capacity())
+    }
+
     pub(super) fn stats(&self) -> TopicStats {
         let state = self.state();
         TopicStats {
