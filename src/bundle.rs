@@ -190,3 +190,93 @@ impl<S> Layer<S> for SseLayer {
         self.cors.layer(inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::Poll;
+
+    use http::{header, Request, Response, StatusCode};
+    use tower_test::mock;
+
+    use super::*;
+    use crate::close::CloseHandle;
+
+    const APP: &str = "https://app.example.com";
+
+    fn every_option_on() -> SseLayer {
+        SseLayer::new()
+            .cors(SseCorsLayer::builder().allow_origin(APP).build().unwrap())
+            .shutdown(&Shutdown::new())
+    }
+
+    #[tokio::test]
+    async fn the_bundle_forwards_readiness_and_calls_the_inner_service_once() {
+        crate::test_util::assert_forwards_readiness(every_option_on()).await;
+    }
+
+    fn stream_request(origin: &str) -> Request<()> {
+        Request::get("/events")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCEPT, "text/event-stream")
+            .body(())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_allowed_stream_reaches_the_mock_with_a_close_handle_and_gets_every_header() {
+        let (mut service, mut handle) =
+            mock::spawn_layer::<Request<()>, Response<String>, _>(every_option_on());
+        handle.allow(1);
+        assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+        let response = service.call(stream_request(APP));
+        let (request, send) = handle.next_request().await.expect("the mock was called");
+        assert!(request.extensions().get::<CloseHandle>().is_some());
+        let mut inner = Response::new("data: one\n\n".to_owned());
+        inner
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+        send.send_response(inner);
+        let response = response.await.unwrap();
+        let headers = response.headers();
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache, no-transform");
+        assert_eq!(headers["x-accel-buffering"], "no");
+    }
+
+    #[tokio::test]
+    async fn a_refused_origin_gets_403_and_the_mock_is_never_called() {
+        let (mut service, mut handle) =
+            mock::spawn_layer::<Request<()>, Response<String>, _>(every_option_on());
+        handle.allow(1);
+        assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+        let response = service
+            .call(stream_request("https://evil.example"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(handle.poll_request().is_pending(), "never called");
+    }
+
+    #[tokio::test]
+    async fn other_responses_pass_through_the_bundle_untouched() {
+        let (mut service, mut handle) =
+            mock::spawn_layer::<Request<()>, Response<String>, _>(every_option_on());
+        handle.allow(1);
+        assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+        let request = Request::post("/api/items")
+            .header(header::ORIGIN, APP)
+            .body(())
+            .unwrap();
+        let response = service.call(request);
+        let (_request, send) = handle.next_request().await.unwrap();
+        let mut inner = Response::new("{}".to_owned());
+        inner
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        send.send_response(inner);
+        let response = response.await.unwrap();
+        assert_eq!(response.headers().len(), 1, "{:?}", response.headers());
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
