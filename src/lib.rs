@@ -105,6 +105,32 @@
 //! # }
 //! # fn main() {}
 //! ```
+//!
+//! # Features
+//!
+//! One per layer, all on by default: `headers`, `no-buffering`,
+//! `keep-alive`, `close`, `cors`, and `util` (`ServiceBuilderExt`, with
+//! every layer). Also on by default: `hub` (no dependency). Off by default:
+//! `json` (`Event::json_data`, with serde), `tracing` (logs of stream open
+//! and close), and `full` (everything).
+//!
+// The overview names every layer; with a layer's feature off its link
+// points at the feature table instead, so that each feature alone
+// documents without a broken link.
+#![cfg_attr(feature = "cors", doc = "[`SseCorsLayer`]: crate::SseCorsLayer")]
+#![cfg_attr(not(feature = "cors"), doc = "[`SseCorsLayer`]: #features")]
+#![cfg_attr(feature = "headers", doc = "[`SseHeadersLayer`]: crate::SseHeadersLayer")]
+#![cfg_attr(not(feature = "headers"), doc = "[`SseHeadersLayer`]: #features")]
+#![cfg_attr(feature = "no-buffering", doc = "[`NoBufferingLayer`]: crate::NoBufferingLayer")]
+#![cfg_attr(not(feature = "no-buffering"), doc = "[`NoBufferingLayer`]: #features")]
+#![cfg_attr(feature = "keep-alive", doc = "[`KeepAliveLayer`]: crate::KeepAliveLayer")]
+#![cfg_attr(not(feature = "keep-alive"), doc = "[`KeepAliveLayer`]: #features")]
+#![cfg_attr(feature = "close", doc = "[`CloseLayer`]: crate::CloseLayer")]
+#![cfg_attr(not(feature = "close"), doc = "[`CloseLayer`]: #features")]
+#![cfg_attr(feature = "close", doc = "[`CloseHandle`]: crate::CloseHandle")]
+#![cfg_attr(not(feature = "close"), doc = "[`CloseHandle`]: #features")]
+#![cfg_attr(feature = "close", doc = "[`Shutdown`]: crate::Shutdown")]
+#![cfg_attr(not(feature = "close"), doc = "[`Shutdown`]: #features")]
 #![deny(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
