@@ -1,6 +1,6 @@
 //! tower-sse with axum 0.8: one `.layer(SseLayer::new())` on the router.
 //!
-//! Run: `cargo run --example axum` (or `-- 127.0.0.1:8080`), then open
+//! Run: `cargo run --example axum --features axum` (or `-- 127.0.0.1:8080`), then open
 //! http://127.0.0.1:3001/ in a browser, or:
 //!
 //! - `curl -N -i http://127.0.0.1:3001/events`: our `EventStream`, fed by a
@@ -29,7 +29,7 @@ use axum::{
     extract::State,
     response::{sse::Event as AxumEvent, Html, IntoResponse, Sse},
     routing::get,
-    Extension, Json, Router,
+    Json, Router,
 };
 use futures_util::{stream, Stream, StreamExt};
 use tokio::{net::TcpListener, sync::mpsc};
@@ -116,10 +116,9 @@ pub fn app(shutdown: &Shutdown, period: Duration) -> Router {
 }
 
 /// Events from a producer task, which stops when the stream ends.
-async fn events(
-    State(state): State<AppState>,
-    Extension(handle): Extension<CloseHandle>,
-) -> impl IntoResponse {
+/// `CloseHandle` is a handler argument with the `axum` feature (without
+/// it, `Extension<CloseHandle>` reads the same handle).
+async fn events(State(state): State<AppState>, handle: CloseHandle) -> impl IntoResponse {
     state.served.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {

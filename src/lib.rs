@@ -119,11 +119,20 @@
 // documents without a broken link.
 #![cfg_attr(feature = "cors", doc = "[`SseCorsLayer`]: crate::SseCorsLayer")]
 #![cfg_attr(not(feature = "cors"), doc = "[`SseCorsLayer`]: #features")]
-#![cfg_attr(feature = "headers", doc = "[`SseHeadersLayer`]: crate::SseHeadersLayer")]
+#![cfg_attr(
+    feature = "headers",
+    doc = "[`SseHeadersLayer`]: crate::SseHeadersLayer"
+)]
 #![cfg_attr(not(feature = "headers"), doc = "[`SseHeadersLayer`]: #features")]
-#![cfg_attr(feature = "no-buffering", doc = "[`NoBufferingLayer`]: crate::NoBufferingLayer")]
+#![cfg_attr(
+    feature = "no-buffering",
+    doc = "[`NoBufferingLayer`]: crate::NoBufferingLayer"
+)]
 #![cfg_attr(not(feature = "no-buffering"), doc = "[`NoBufferingLayer`]: #features")]
-#![cfg_attr(feature = "keep-alive", doc = "[`KeepAliveLayer`]: crate::KeepAliveLayer")]
+#![cfg_attr(
+    feature = "keep-alive",
+    doc = "[`KeepAliveLayer`]: crate::KeepAliveLayer"
+)]
 #![cfg_attr(not(feature = "keep-alive"), doc = "[`KeepAliveLayer`]: #features")]
 #![cfg_attr(feature = "close", doc = "[`CloseLayer`]: crate::CloseLayer")]
 #![cfg_attr(not(feature = "close"), doc = "[`CloseLayer`]: #features")]
@@ -193,6 +202,9 @@ pub mod close;
 #[cfg_attr(docsrs, doc(cfg(feature = "cors")))]
 pub mod cors;
 pub mod event;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 #[cfg(feature = "headers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "headers")))]
 pub mod headers;
@@ -237,6 +249,8 @@ pub use cors::{SseCors, SseCorsLayer};
 #[cfg(feature = "json")]
 pub use event::JsonDataError;
 pub use event::{EncodedEvent, Event, EventError};
+#[cfg(feature = "axum")]
+pub use extract::MissingCloseLayer;
 #[cfg(feature = "headers")]
 pub use headers::{SseHeaders, SseHeadersLayer};
 #[cfg(feature = "keep-alive")]

@@ -1,0 +1,120 @@
+//! axum integration (feature `axum`, on `axum-core` only): [`LastEventId`]
+//! and [`CloseHandle`] as handler arguments, and the hub's
+//! [`Subscription`] and [`HubError`] as handler results.
+//!
+//! ```
+//! # #[cfg(all(feature = "close", feature = "hub"))]
+//! # mod example {
+//! use axum::{extract::{Path, State}, routing::get, Router};
+//! use tower_sse::{hub::{Hub, HubError, Subscription}, CloseHandle, LastEventId, SseLayer};
+//!
+//! async fn events(
+//!     State(hub): State<Hub>,
+//!     Path(room): Path<String>,
+//!     last: Option<LastEventId>,
+//!     handle: CloseHandle,
+//! ) -> Result<Subscription, HubError> {
+//!     tokio::spawn(async move {
+//!         let reason = handle.closed().await;
+//!         println!("stream closed: {reason}");
+//!     });
+//!     hub.subscribe(&room, last.as_ref().map(LastEventId::as_str))
+//! }
+//!
+//! pub fn app(hub: Hub) -> Router {
+//!     Router::new()
+//!         .route("/events/{room}", get(events))
+//!         .layer(SseLayer::new())
+//!         .with_state(hub)
+//! }
+//! # }
+//! ```
+//!
+//! [`CloseHandle`]: crate::CloseHandle
+//! [`Subscription`]: crate::hub::Subscription
+//! [`HubError`]: crate::hub::HubError
+
+use std::{convert::Infallible, fmt};
+
+use axum_core::{
+    extract::OptionalFromRequestParts,
+    response::{IntoResponse, Response},
+};
+use http::{request::Parts, StatusCode};
+
+use crate::LastEventId;
+
+/// `Option<LastEventId>` as a handler argument: `None` without the header
+/// (or with one that is not UTF-8), never a rejection.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for LastEventId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(LastEventId::from_headers(&parts.headers))
+    }
+}
+
+/// `CloseHandle` as a handler argument, put in the request by `CloseLayer`
+/// (or `SseLayer`); without that layer the handler is not called and the
+/// response is [`MissingCloseLayer`].
+#[cfg(feature = "close")]
+impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for crate::CloseHandle {
+    type Rejection = MissingCloseLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<crate::CloseHandle>()
+            .cloned()
+            .ok_or(MissingCloseLayer)
+    }
+}
+
+/// The rejection of a `CloseHandle` argument on a route that `CloseLayer`
+/// (or `SseLayer`) does not wrap: `500 Internal Server Error` with a text
+/// body that names the missing layer (a server bug, not the client's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MissingCloseLayer;
+
+impl fmt::Display for MissingCloseLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "this route takes a CloseHandle, but no CloseLayer (or SseLayer) wraps it: \
+             add `.layer(SseLayer::new())` to the router",
+        )
+    }
+}
+
+impl std::error::Error for MissingCloseLayer {}
+
+impl IntoResponse for MissingCloseLayer {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// A subscription as a handler's result: its event-stream response (marked
+/// for `CloseReason::Lagged`).
+#[cfg(feature = "hub")]
+impl IntoResponse for crate::hub::Subscription {
+    fn into_response(self) -> Response {
+        crate::hub::Subscription::into_response(self).map(axum_core::body::Body::new)
+    }
+}
+
+/// A failed subscribe as a handler's result: `503 Service Unavailable` when
+/// the hub holds its maximum of topics, `400 Bad Request` for a topic name
+/// that is too long; the error's text as the body.
+#[cfg(feature = "hub")]
+impl IntoResponse for crate::hub::HubError {
+    fn into_response(self) -> Response {
+        let status = match self.kind() {
+            crate::hub::HubErrorKind::TooManyTopics => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        (status, self.to_string()).into_response()
+    }
+}
