@@ -136,3 +136,36 @@ proptest! {
         prop_assert_eq!(parsed, expected);
     }
 }
+
+/// What README's guide says of axum 0.8's `Sse` beside ours, checked: a CRLF
+/// in data becomes two line ends there (the parser reads an extra empty
+/// line), empty data writes no `data` field (a browser drops the event);
+/// ours keeps one line end and writes `data:`.
+#[tokio::test]
+async fn axum_doubles_crlf_and_drops_empty_data_where_ours_does_not() {
+    use axum::response::{sse::Event as AxumEvent, IntoResponse, Sse};
+    use http_body_util::BodyExt;
+
+    async fn axum_bytes(event: AxumEvent) -> Vec<u8> {
+        let events = stream::iter([Ok::<_, std::convert::Infallible>(event)]);
+        let body = Sse::new(events).into_response().into_body();
+        body.collect().await.unwrap().to_bytes().to_vec()
+    }
+    async fn parsed(bytes: Vec<u8>) -> Vec<String> {
+        stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(bytes))])
+            .eventsource()
+            .map(|event| event.unwrap().data)
+            .collect()
+            .await
+    }
+
+    let axum = axum_bytes(AxumEvent::default().data("a\r\nb")).await;
+    assert_eq!(parsed(axum).await, ["a\n\nb"]);
+    let ours = Event::new().data("a\r\nb").encode().as_bytes().to_vec();
+    assert_eq!(parsed(ours).await, ["a\nb"]);
+
+    let axum = axum_bytes(AxumEvent::default().event("ping").data("")).await;
+    assert!(!String::from_utf8_lossy(&axum).contains("data"), "{axum:?}");
+    let ours = Event::new().event("ping").unwrap().data("").encode();
+    assert_eq!(ours.as_bytes(), b"event: ping\ndata:\n\n");
+}
