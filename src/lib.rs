@@ -218,6 +218,7 @@ mod jitter;
 pub mod keep_alive;
 mod last_event_id;
 mod media;
+mod metrics;
 #[cfg(feature = "no-buffering")]
 #[cfg_attr(docsrs, doc(cfg(feature = "no-buffering")))]
 pub mod no_buffering;

@@ -89,6 +89,7 @@ impl Tracker {
     ) -> Self {
         if stream {
             config.stats.open_streams.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::stream_opened();
             #[cfg(feature = "tracing")]
             if let Some(origin) = &origin {
                 let (method, uri) = &**origin;
@@ -142,6 +143,7 @@ impl Tracker {
             .stats
             .open_streams
             .fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::stream_closed(reason.as_str(), self.frames, self.bytes);
         let (method, uri) = self.origin.take().map(|origin| *origin).unwrap_or_default();
         let info = CloseInfo {
             reason,

@@ -90,6 +90,7 @@ where
         // The app's own page (a streaming `fetch` POST sends `Origin`) is
         // not a cross-origin request: never refused.
         if stream_request && !allowed && !is_same_origin(&request, origin) {
+            crate::metrics::cors_refused();
             return ResponseFuture::answer(StatusCode::FORBIDDEN, forbidden_headers(), FORBIDDEN);
         }
         let allow = allowed.then(|| Allow {

@@ -146,6 +146,8 @@ struct Config {
     max_topics: usize,
     reconnect_delay: (Duration, Duration),
     gap_event: Box<str>,
+    /// Label the hub's metrics with the topic name.
+    topic_labels: bool,
 }
 
 struct Topics {
@@ -175,6 +177,7 @@ impl Hub {
             max_topics: DEFAULT_MAX_TOPICS,
             reconnect_delay: DEFAULT_RECONNECT_DELAY,
             gap_event: DEFAULT_GAP_EVENT.into(),
+            topic_labels: false,
         }
     }
 
@@ -317,7 +320,8 @@ impl Hub {
                 }
                 let epoch = topics.seed.wrapping_add(topics.made) & id::EPOCH_MASK;
                 topics.made += 1;
-                let made = Arc::new(Topic::new(epoch, now));
+                let label = config.topic_labels.then(|| name.into());
+                let made = Arc::new(Topic::new(epoch, now, label));
                 topics.map.insert(name.into(), made.clone());
                 made
             }
@@ -413,6 +417,7 @@ pub struct HubBuilder {
     max_topics: usize,
     reconnect_delay: (Duration, Duration),
     gap_event: String,
+    topic_labels: bool,
 }
 
 impl HubBuilder {
@@ -466,6 +471,19 @@ impl HubBuilder {
         self
     }
 
+    /// Labels the hub's metrics (feature `metrics`) with the topic's name
+    /// (`topic`). Every topic is then a time series of its own in the
+    /// metrics backend: turn it on only when the topics are few and known
+    /// (a set of rooms, not one per user), since an unbounded label set is a
+    /// known way to exhaust a backend. Default: off (totals over all
+    /// topics).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn per_topic_metrics(mut self, on: bool) -> Self {
+        self.topic_labels = on;
+        self
+    }
+
     /// The hub.
     ///
     /// # Errors
@@ -509,6 +527,7 @@ impl HubBuilder {
                     max_topics: self.max_topics,
                     reconnect_delay: self.reconnect_delay,
                     gap_event: self.gap_event.into(),
+                    topic_labels: self.topic_labels,
                 },
                 topics: Mutex::new(Topics {
                     map: HashMap::new(),

@@ -40,6 +40,8 @@ const OWN_ALLOCATION: usize = MAX_CHUNK / 4;
 
 pub(super) struct Topic {
     pub(super) epoch: u64,
+    /// The topic's name as a metrics label, when the hub labels by topic.
+    label: Option<Box<str>>,
     pub(super) subscribers: AtomicUsize,
     state: Mutex<State>,
     /// What entry times count from.
@@ -128,9 +130,10 @@ pub(super) struct Retention {
 }
 
 impl Topic {
-    pub(super) fn new(epoch: u64, now: Instant) -> Self {
+    pub(super) fn new(epoch: u64, now: Instant, label: Option<Box<str>>) -> Self {
         Self {
             epoch,
+            label,
             subscribers: AtomicUsize::new(0),
             state: Mutex::new(State {
                 first: 1,
@@ -188,6 +191,7 @@ impl Topic {
         state.history.push_back(Entry { bytes, at });
         state.last_active = now;
         self.trim(&mut state, retention, now);
+        crate::metrics::hub_published(self.label.as_deref());
         if state.waiting == 0 {
             return Ok(id);
         }
@@ -263,6 +267,7 @@ impl Topic {
         retention: Retention,
         now: Instant,
     ) -> (Start, usize) {
+        crate::metrics::hub_subscribed(self.label.as_deref());
         let mut state = self.state();
         let slot = match state.free.pop() {
             Some(slot) => slot,
@@ -278,9 +283,11 @@ impl Topic {
     fn position(&self, state: &State, asked: Asked<'_>) -> Start {
         let retained = state.history.len() as u64;
         let next = state.first + retained;
-        let gap = |reason, missed| {
+        let gap = |reason: GapReason, missed| {
             self.gaps.fetch_add(1, Ordering::Relaxed);
             self.replayed.fetch_add(retained, Ordering::Relaxed);
+            crate::metrics::hub_gap(self.label.as_deref(), reason.as_str());
+            crate::metrics::hub_replayed(self.label.as_deref(), retained);
             Start {
                 next: state.first,
                 resume: Resume::Gap {
@@ -316,6 +323,7 @@ impl Topic {
                 let replayed = next - 1 - id.seq;
                 self.resumes.fetch_add(1, Ordering::Relaxed);
                 self.replayed.fetch_add(replayed, Ordering::Relaxed);
+                crate::metrics::hub_replayed(self.label.as_deref(), replayed);
                 Start {
                     next: id.seq + 1,
                     resume: Resume::Exact { replayed },
@@ -333,6 +341,7 @@ impl Topic {
 
     pub(super) fn lagged(&self) {
         self.lagged.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::hub_lagged(self.label.as_deref());
     }
 
     /// A subscriber left: its slot is free, and if it was the last one,
@@ -353,6 +362,7 @@ impl Topic {
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             state.last_active = now;
         }
+        crate::metrics::hub_left(self.label.as_deref());
         drop(state);
         // Dropped unlocked, as in `poll_read`.
         drop(waker);

@@ -101,6 +101,7 @@ where
             *first = false;
             if !inner.is_end_stream() {
                 *deadline = Instant::now() + config.interval;
+                crate::metrics::keep_alive_comment();
                 return Poll::Ready(Some(Ok(Frame::data(config.comment.clone().into()))));
             }
         }
@@ -138,6 +139,7 @@ where
             *deadline = now + config.interval;
             sleep.as_mut().reset(*deadline);
             if boundary.is_between() {
+                crate::metrics::keep_alive_comment();
                 return Poll::Ready(Some(Ok(Frame::data(config.comment.clone().into()))));
             }
             // Inside an event: no comment; wait another interval.
