@@ -1,11 +1,16 @@
-//! CORS with credentials in a real browser: headless Chromium opens
-//! `new EventSource(url, { withCredentials: true })` from a page on
-//! `http://localhost:P1` to a stream on `http://localhost:P2` (cross-origin,
-//! same site), after a cookie was set for the stream's origin.
+//! Real browsers, Chromium and Firefox, both headless, each test once per
+//! engine:
+//! - CORS with credentials: `new EventSource(url, { withCredentials: true })`
+//!   from a page on `http://localhost:P1` to a stream on
+//!   `http://localhost:P2` (cross-origin, same site), after a cookie was set
+//!   for the stream's origin;
+//! - an event with only an id sets the id the browser sends back;
+//! - a stream marked `Content-Encoding: identity` is read;
+//! - a reconnect answered with `204` stops the browser for good.
 //!
-//! Without Chromium the tests say SKIPPED; with
-//! `TOWER_SSE_REQUIRE_CHROMIUM=1` (set by `.ci/run`) a missing Chromium
-//! fails them.
+//! Without a browser its tests say SKIPPED; with
+//! `TOWER_SSE_REQUIRE_CHROMIUM=1` and `TOWER_SSE_REQUIRE_FIREFOX=1` (set by
+//! `.ci/run`) a missing browser fails them.
 
 mod common;
 
@@ -24,7 +29,11 @@ use tokio::{net::TcpListener, sync::mpsc};
 use tower::ServiceBuilder;
 use tower_sse::{Event, EventStream, SseCorsLayer};
 
-const REQUIRE: &str = "TOWER_SSE_REQUIRE_CHROMIUM";
+use common::Browser;
+
+/// How long a page may take to report: Firefox starts in a few seconds on
+/// this machine, Chromium in one.
+const REPORT_WITHIN: Duration = Duration::from_secs(60);
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -45,11 +54,11 @@ struct Seen {
 /// server's only allowed origin (`None`: the page's own), starts Chromium at
 /// the stream origin's `/login`, and returns what the page reported and
 /// what the stream server saw.
-async fn run(allowed: Option<&str>) -> Option<(serde_json::Value, Vec<Option<String>>)> {
-    let binary = common::find_chromium();
-    if !common::tool_available("chromium", binary.as_deref(), REQUIRE) {
-        return None;
-    }
+async fn run(
+    browser: Browser,
+    allowed: Option<&str>,
+) -> Option<(serde_json::Value, Vec<Option<String>>)> {
+    let binary = browser.available()?;
     let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page_port = page_listener.local_addr().unwrap().port();
     let page_origin = format!("http://localhost:{page_port}");
@@ -145,16 +154,16 @@ async fn run(allowed: Option<&str>) -> Option<(serde_json::Value, Vec<Option<Str
         }
     });
 
-    let chromium = common::launch_chromium(
-        &binary.unwrap(),
+    let process = browser.launch(
+        &binary,
         &format!("http://localhost:{stream_port}/login"),
         stream_port,
     );
-    let report = tokio::time::timeout(Duration::from_secs(30), reported.recv())
+    let report = tokio::time::timeout(REPORT_WITHIN, reported.recv())
         .await
-        .expect("the page reported within 30 s")
+        .expect("the page reported in time")
         .unwrap();
-    drop(chromium);
+    drop(process);
     page_server.abort();
     let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
     let streams = std::mem::take(&mut seen.lock().unwrap().streams);
@@ -183,12 +192,11 @@ const PAGE: &str = r##"<!doctype html>
 </script>
 "##;
 
-#[tokio::test]
-async fn an_allowed_page_receives_events_and_the_cookie_reaches_the_stream() {
-    let Some((report, streams)) = run(None).await else {
+async fn an_allowed_page_receives_events_and_the_cookie_reaches_the_stream(browser: Browser) {
+    let Some((report, streams)) = run(browser, None).await else {
         return;
     };
-    eprintln!("page reported {report}; streams saw cookies {streams:?}");
+    eprintln!("{browser:?}: page reported {report}; streams saw cookies {streams:?}");
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(
         report["got"],
@@ -197,26 +205,38 @@ async fn an_allowed_page_receives_events_and_the_cookie_reaches_the_stream() {
     assert_eq!(streams, [Some("session=s3cret".to_owned())]);
 }
 
-#[tokio::test]
-async fn a_page_not_allowed_gets_an_error_and_no_stream_is_opened() {
-    let Some((report, streams)) = run(Some("http://localhost:1")).await else {
+async fn a_page_not_allowed_gets_an_error_and_no_stream_is_opened(browser: Browser) {
+    let Some((report, streams)) = run(browser, Some("http://localhost:1")).await else {
         return;
     };
-    eprintln!("page reported {report}; streams opened: {}", streams.len());
+    eprintln!(
+        "{browser:?}: page reported {report}; streams opened: {}",
+        streams.len()
+    );
     assert_eq!(report["ok"], false, "{report}");
     assert_eq!(report["got"], serde_json::json!([]));
     assert!(streams.is_empty(), "the handler never ran");
 }
 
-/// The hub starts a fresh subscriber with an event that carries only an id
-/// (its position): the standard says the browser keeps the id without
-/// dispatching the event. Chromium must send it back on the reconnect.
-#[tokio::test]
-async fn an_event_with_only_an_id_sets_the_id_chromium_sends_back() {
-    let binary = common::find_chromium();
-    if !common::tool_available("chromium", binary.as_deref(), REQUIRE) {
-        return;
-    }
+/// What a scripted stream sends on its n-th request (from 0).
+struct Answer {
+    status: StatusCode,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static [u8],
+    /// Stay open after the body (else end it).
+    stay_open: bool,
+}
+
+/// Serves `page` at `/page` and `answer(n)` for the n-th `/events` request
+/// on one origin, opens the page in `browser`, and returns what the page
+/// reported to `/report` and the `Last-Event-ID` of each `/events` request.
+async fn scripted(
+    browser: Browser,
+    page: &'static str,
+    answer: fn(usize) -> Answer,
+    settle: Duration,
+) -> Option<(String, Vec<Option<String>>)> {
+    let binary = browser.available()?;
     let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
     let record = seen.clone();
     let (reports, mut reported) = mpsc::unbounded_channel::<Bytes>();
@@ -226,7 +246,7 @@ async fn an_event_with_only_an_id_sets_the_id_chromium_sends_back() {
         async move {
             let response = match request.uri().path() {
                 "/page" => {
-                    let mut response = text(StatusCode::OK, POSITION_PAGE);
+                    let mut response = text(StatusCode::OK, page);
                     response.headers_mut().insert(
                         header::CONTENT_TYPE,
                         "text/html; charset=utf-8".parse().unwrap(),
@@ -237,28 +257,23 @@ async fn an_event_with_only_an_id_sets_the_id_chromium_sends_back() {
                     let last = request
                         .headers()
                         .get("last-event-id")
-                        .map(|value| value.to_str().unwrap().to_owned());
-                    let first = {
+                        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+                    let n = {
                         let mut seen = record.lock().unwrap();
                         seen.push(last);
-                        seen.len() == 1
+                        seen.len() - 1
                     };
-                    // First: the position only, then the end (the browser
-                    // reconnects after 100 ms). Then: one message.
-                    let body: &'static [u8] = if first {
-                        b"retry: 100\nid: pos-1\n\n"
-                    } else {
-                        b"data: done\n\n"
-                    };
-                    let events = stream::iter([Ok::<_, Infallible>(http_body::Frame::data(
-                        Bytes::from_static(body),
+                    let answer = answer(n);
+                    let frames = stream::iter([Ok::<_, Infallible>(http_body::Frame::data(
+                        Bytes::from_static(answer.body),
                     ))])
-                    .chain(stream::pending().take(usize::from(!first)));
+                    .chain(stream::pending().take(usize::from(answer.stay_open)));
                     let mut response =
-                        Response::new(http_body_util::StreamBody::new(events).boxed_unsync());
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+                        Response::new(http_body_util::StreamBody::new(frames).boxed_unsync());
+                    *response.status_mut() = answer.status;
+                    for (name, value) in answer.headers {
+                        response.headers_mut().insert(*name, value.parse().unwrap());
+                    }
                     response
                 }
                 "/report" => {
@@ -273,25 +288,194 @@ async fn an_event_with_only_an_id_sets_the_id_chromium_sends_back() {
     });
     let server = common::serve_service(service).await;
     let url = format!("http://localhost:{}/page", server.addr.port());
-    let chromium = common::launch_chromium(&binary.unwrap(), &url, server.addr.port());
-    let report = tokio::time::timeout(Duration::from_secs(30), reported.recv())
+    let process = browser.launch(&binary, &url, server.addr.port());
+    let report = tokio::time::timeout(REPORT_WITHIN, reported.recv())
         .await
-        .expect("the page reported within 30 s")
+        .expect("the page reported in time")
         .unwrap();
-    drop(chromium);
-    assert_eq!(&report[..], b"done#pos-1");
-    assert_eq!(*seen.lock().unwrap(), [None, Some("pos-1".to_owned())]);
+    // Whatever the browser would still do (a reconnect it should not make).
+    tokio::time::sleep(settle).await;
+    drop(process);
+    let requests = std::mem::take(&mut *seen.lock().unwrap());
+    Some((String::from_utf8_lossy(&report).into_owned(), requests))
 }
 
-const POSITION_PAGE: &str = r##"<!doctype html>
-<title>tower-sse position test</title>
+const EVENT_STREAM: &[(&str, &str)] = &[("content-type", "text/event-stream")];
+
+/// The first request gets `first`, then the stream ends (the browser
+/// reconnects after 100 ms); the reconnect gets one message. Returns what
+/// the page reported and the `Last-Event-ID` of each request.
+async fn position_then_message(
+    browser: Browser,
+    answer: fn(usize) -> Answer,
+) -> Option<(String, Vec<Option<String>>)> {
+    let result = scripted(browser, FIRST_MESSAGE_PAGE, answer, Duration::ZERO).await;
+    if let Some((report, requests)) = &result {
+        eprintln!("{browser:?}: page reported {report}; Last-Event-ID sent: {requests:?}");
+    }
+    result
+}
+
+/// What the hub starts a fresh subscriber with: its position as the id of
+/// an `sse-position` event with empty data. Both engines keep the id (and
+/// no `message` handler sees the event), so the reconnect resumes.
+async fn the_hub_s_position_event_sets_the_id_sent_back(browser: Browser) {
+    let answer = |n| Answer {
+        status: StatusCode::OK,
+        headers: EVENT_STREAM,
+        body: if n == 0 {
+            b"retry: 100\n\nevent: sse-position\nid: pos-1\ndata:\n\n"
+        } else {
+            b"data: done\n\n"
+        },
+        stay_open: n > 0,
+    };
+    let Some((report, requests)) = position_then_message(browser, answer).await else {
+        return;
+    };
+    assert_eq!(report, "done#pos-1#1", "kept, and not a message");
+    assert_eq!(requests, [None, Some("pos-1".to_owned())]);
+}
+
+/// An event with an id and no data: the standard says the browser keeps
+/// the id without dispatching the event. Chromium does; Firefox keeps no
+/// id from it (which is why the hub's position event has data).
+async fn an_event_with_only_an_id(browser: Browser) {
+    let answer = |n| Answer {
+        status: StatusCode::OK,
+        headers: EVENT_STREAM,
+        body: if n == 0 {
+            b"retry: 100\nid: pos-1\n\n"
+        } else {
+            b"data: done\n\n"
+        },
+        stay_open: n > 0,
+    };
+    let Some((report, requests)) = position_then_message(browser, answer).await else {
+        return;
+    };
+    match browser {
+        Browser::Chromium => {
+            assert_eq!(report, "done#pos-1#1");
+            assert_eq!(requests, [None, Some("pos-1".to_owned())]);
+        }
+        Browser::Firefox => {
+            assert_eq!(report, "done##1");
+            assert_eq!(requests, [None, None]);
+        }
+    }
+}
+
+/// `NoBufferingLayer::identity_encoding(true)` marks streams
+/// `Content-Encoding: identity`: the browser must still read them.
+async fn a_stream_marked_identity_encoding_is_read(browser: Browser) {
+    let answer = |_| Answer {
+        status: StatusCode::OK,
+        headers: &[
+            ("content-type", "text/event-stream"),
+            ("content-encoding", "identity"),
+        ],
+        body: b"id: 7\ndata: plain\n\n",
+        stay_open: true,
+    };
+    let Some((report, requests)) =
+        scripted(browser, FIRST_MESSAGE_PAGE, answer, Duration::ZERO).await
+    else {
+        return;
+    };
+    assert_eq!(report, "plain#7#1");
+    assert_eq!(requests.len(), 1);
+}
+
+/// A reconnect answered with `204 No Content` stops the browser: no more
+/// requests, `readyState` CLOSED.
+async fn a_204_on_reconnect_stops_the_browser(browser: Browser) {
+    let answer = |n| match n {
+        0 => Answer {
+            status: StatusCode::OK,
+            headers: EVENT_STREAM,
+            body: b"retry: 100\nid: 1\ndata: first\n\n",
+            stay_open: false,
+        },
+        _ => Answer {
+            status: StatusCode::NO_CONTENT,
+            headers: &[],
+            body: b"",
+            stay_open: false,
+        },
+    };
+    // Wait a second after the report: a browser that ignored the 204 would
+    // reconnect ten times in it.
+    let Some((report, requests)) =
+        scripted(browser, STOP_PAGE, answer, Duration::from_secs(1)).await
+    else {
+        return;
+    };
+    assert_eq!(report, "first;error:2", "an error, then CLOSED (2)");
+    assert_eq!(
+        requests,
+        [None, Some("1".to_owned())],
+        "no request after the 204"
+    );
+}
+
+/// Reports the first message as `data#lastEventId#messages so far`.
+const FIRST_MESSAGE_PAGE: &str = r##"<!doctype html>
+<title>tower-sse browser test</title>
 <script>
   const source = new EventSource("/events");
   let dispatched = 0;
   source.onmessage = (event) => {
     dispatched += 1;
     source.close();
-    fetch("/report", { method: "POST", body: event.data + "#" + event.lastEventId + (dispatched > 1 ? "#extra" : "") });
+    fetch("/report", { method: "POST", body: event.data + "#" + event.lastEventId + "#" + dispatched });
   };
 </script>
 "##;
+
+/// Reports the messages, then the `readyState` after the error that the
+/// `204` causes (once it is CLOSED).
+const STOP_PAGE: &str = r##"<!doctype html>
+<title>tower-sse 204 test</title>
+<script>
+  const source = new EventSource("/events");
+  const got = [];
+  source.onmessage = (event) => got.push(event.data);
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) {
+      fetch("/report", { method: "POST", body: got.join(",") + ";error:" + source.readyState });
+    }
+  };
+</script>
+"##;
+
+/// One test per engine for each check above.
+macro_rules! in_every_browser {
+    ($($check:ident),* $(,)?) => {
+        mod chromium {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(super::Browser::Chromium).await;
+                }
+            )*
+        }
+        mod firefox {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(super::Browser::Firefox).await;
+                }
+            )*
+        }
+    };
+}
+
+in_every_browser!(
+    an_allowed_page_receives_events_and_the_cookie_reaches_the_stream,
+    a_page_not_allowed_gets_an_error_and_no_stream_is_opened,
+    the_hub_s_position_event_sets_the_id_sent_back,
+    an_event_with_only_an_id,
+    a_stream_marked_identity_encoding_is_read,
+    a_204_on_reconnect_stops_the_browser,
+);

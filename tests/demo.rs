@@ -89,15 +89,17 @@ async fn events_answer_on_both_origins_with_every_layer() {
         assert_eq!(headers["content-type"], "text/event-stream");
         assert_eq!(headers["cache-control"], "no-cache, no-transform");
         assert_eq!(headers["x-accel-buffering"], "no");
-        let events: Vec<_> = common::parse_events(response).take(3).collect().await;
+        let events: Vec<_> = common::parse_events(response).take(4).collect().await;
         assert_eq!(events[0].event, "welcome");
         let welcome: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
         assert_eq!(welcome["session"], serde_json::Value::Null);
         assert_eq!(welcome["resume"]["kind"], "fresh");
-        // Live ticks from the hub, with its ids.
+        // The topic's position, then live ticks from the hub, with its ids.
         let seq = |id: &str| id.rsplit_once('-').unwrap().1.parse::<u64>().unwrap();
-        assert!(["tick", "note"].contains(&&*events[1].event));
+        assert_eq!(events[1].event, "sse-position");
+        assert!(["tick", "note"].contains(&&*events[2].event));
         assert_eq!(seq(&events[2].id), seq(&events[1].id) + 1);
+        assert_eq!(seq(&events[3].id), seq(&events[2].id) + 1);
     }
 }
 
@@ -207,23 +209,25 @@ async fn demo_resumes_after_last_event_id_from_the_hub() {
     assert!(events[1].data.contains("unknown-id"), "{}", events[1].data);
 }
 
-/// Drives the demo page in headless Chromium with a self-check: after 3
+/// Drives the demo page in a headless browser with a self-check: after 3
 /// ticks the server breaks the stream (no 204), the browser reconnects by
 /// itself, and the page reports every tick number it got.
-async fn chromium_check(history: usize, check: &str) -> Option<serde_json::Value> {
-    let binary = common::find_chromium();
-    if !common::tool_available("chromium", binary.as_deref(), "TOWER_SSE_REQUIRE_CHROMIUM") {
-        return None;
-    }
+async fn browser_check(
+    browser: common::Browser,
+    history: usize,
+    check: &str,
+) -> Option<serde_json::Value> {
+    let binary = browser.available()?;
     let (checks, mut reported) = tokio::sync::mpsc::unbounded_channel();
     let demo = start_with(history, Some(checks)).await;
     let url = format!("http://localhost:{}/?check={check}", demo.page.port());
-    let chromium = common::launch_chromium(&binary.unwrap(), &url, demo.page.port());
-    let report = tokio::time::timeout(Duration::from_secs(60), reported.recv())
+    let process = browser.launch(&binary, &url, demo.page.port());
+    let report = tokio::time::timeout(Duration::from_secs(90), reported.recv())
         .await
-        .expect("the page reported within 60 s")
+        .expect("the page reported within 90 s")
         .unwrap();
-    drop(chromium);
+    drop(process);
+    eprintln!("{browser:?}: {report}");
     Some(serde_json::from_str(&report).unwrap())
 }
 
@@ -236,9 +240,8 @@ fn numbers(report: &serde_json::Value, key: &str) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test]
-async fn chromium_gets_every_tick_once_in_order_across_a_broken_connection() {
-    let Some(report) = chromium_check(1000, "resume").await else {
+async fn every_tick_arrives_once_in_order_across_a_broken_connection(browser: common::Browser) {
+    let Some(report) = browser_check(browser, 1000, "resume").await else {
         return;
     };
     let ticks = numbers(&report, "ticks");
@@ -255,9 +258,8 @@ async fn chromium_gets_every_tick_once_in_order_across_a_broken_connection() {
     assert_eq!(report["holes"], 0);
 }
 
-#[tokio::test]
-async fn chromium_gets_the_gap_event_when_the_history_is_too_short() {
-    let Some(report) = chromium_check(2, "gap").await else {
+async fn the_gap_event_arrives_when_the_history_is_too_short(browser: common::Browser) {
+    let Some(report) = browser_check(browser, 2, "gap").await else {
         return;
     };
     let resumes = report["resumes"].as_array().unwrap();
@@ -298,4 +300,38 @@ async fn demo_shutdown_ends_open_streams_and_returns() {
         String::from_utf8_lossy(&rest).contains("retry: "),
         "the stream ended with its final frame"
     );
+}
+
+mod chromium {
+    #[tokio::test]
+    async fn every_tick_arrives_once_in_order_across_a_broken_connection() {
+        super::every_tick_arrives_once_in_order_across_a_broken_connection(
+            super::common::Browser::Chromium,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_gap_event_arrives_when_the_history_is_too_short() {
+        super::the_gap_event_arrives_when_the_history_is_too_short(
+            super::common::Browser::Chromium,
+        )
+        .await;
+    }
+}
+
+mod firefox {
+    #[tokio::test]
+    async fn every_tick_arrives_once_in_order_across_a_broken_connection() {
+        super::every_tick_arrives_once_in_order_across_a_broken_connection(
+            super::common::Browser::Firefox,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_gap_event_arrives_when_the_history_is_too_short() {
+        super::the_gap_event_arrives_when_the_history_is_too_short(super::common::Browser::Firefox)
+            .await;
+    }
 }

@@ -84,7 +84,10 @@ async fn handlers_take_the_close_handle_and_the_last_event_id_and_return_a_subsc
     let response = get_with(server.addr, "/events/r", None).await;
     let mut body = response.into_body();
     let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert!(frame.starts_with(b"id: "), "the position event: {frame:?}");
+    assert!(
+        frame.starts_with(b"event: sse-position\nid: "),
+        "the position event: {frame:?}"
+    );
 
     // HubError as a response: a third topic in a hub of two is a 503.
     let _held = get_with(server.addr, "/events/second", None).await;

@@ -146,6 +146,7 @@ async fn a_reconnect_resumes_exactly(client: Client<HttpConnector, Empty<Bytes>>
     let setup = setup(Hub::new()).await;
     let response = open(&client, &setup, "room", None).await;
     let mut events = common::parse_events(response);
+    assert_eq!(next_event(&mut events).await.event, "sse-position");
     publish(&setup.hub, "room", 1..=5);
     let mut last = String::new();
     for n in 1..=2 {
@@ -188,6 +189,7 @@ async fn a_lost_id_gets_the_gap_event(client: Client<HttpConnector, Empty<Bytes>
     let setup = setup(Hub::builder().history(3).build().unwrap()).await;
     let response = open(&client, &setup, "room", None).await;
     let mut events = common::parse_events(response);
+    assert_eq!(next_event(&mut events).await.event, "sse-position");
     publish(&setup.hub, "room", 1..=1);
     let seen = next_event(&mut events).await;
     drop(events);
@@ -329,8 +331,12 @@ async fn idle_hub_streams_get_keep_alive_comments() {
             .unwrap();
         frames.push(frame.into_data().unwrap());
     }
-    // The topic's position (an id only), then a comment while idle.
-    assert!(frames[0].starts_with(b"id: ") && frames[0].ends_with(b"-0\n\n"));
+    // The topic's position, then a comment while idle.
+    let position = std::str::from_utf8(&frames[0]).unwrap();
+    assert!(
+        position.starts_with("event: sse-position\nid: ") && position.ends_with("-0\ndata:\n\n"),
+        "{position:?}"
+    );
     assert_eq!(frames[1], Bytes::from_static(b":\n\n"));
 }
 

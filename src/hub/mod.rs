@@ -125,6 +125,12 @@ pub const DEFAULT_RECONNECT_DELAY: (Duration, Duration) =
 /// The default [`HubBuilder::gap_event`] type: `gap`.
 pub const DEFAULT_GAP_EVENT: &str = "gap";
 
+/// The type of the event a fresh subscription starts with: it carries the
+/// topic's position as its id and empty data, so that the browser keeps the
+/// id (Firefox keeps no id from an event without data) while no `message`
+/// handler sees it.
+pub const POSITION_EVENT: &str = "sse-position";
+
 /// Publishes events to topics and gives out subscriptions that resume from
 /// a `Last-Event-ID`. Cheap to clone: clones share the topics.
 ///
@@ -218,11 +224,10 @@ impl Hub {
     ///
     /// The subscription's [`resume`](Subscription::resume) tells how it
     /// starts: without an id (or with an empty one), live events only,
-    /// after an event that carries only an id (the topic's position, which
-    /// the browser does not dispatch but remembers, so that a reconnect
-    /// before the first live event loses nothing); with an id in the
-    /// history, the events after it; otherwise a gap event and the whole
-    /// history.
+    /// after a [`POSITION_EVENT`] whose id is the topic's position (the
+    /// browser remembers it, so that a reconnect before the first live
+    /// event loses nothing); with an id in the history, the events after
+    /// it; otherwise a gap event and the whole history.
     ///
     /// # Errors
     ///
@@ -263,7 +268,11 @@ impl Hub {
             Resume::Gap { reason, .. } => self.gap_event(id, reason, asked, start.missed),
             _ => {
                 let mut text = [0; 40];
-                Event::new().trusted_id(id.write(&mut text)).encode()
+                let event = match Event::new().event(POSITION_EVENT) {
+                    Ok(event) => event,
+                    Err(error) => error.into_event(),
+                };
+                event.trusted_id(id.write(&mut text)).data("").encode()
             }
         });
         Ok(Subscription::new(

@@ -20,10 +20,10 @@ use crate::{body::LagFlag, event::EncodedEvent, jitter::random_between, Event, E
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Resume {
-    /// No id (or an empty one): live events only, after an event that
-    /// carries only the topic's current position as its id (the browser
-    /// does not dispatch it, but sends it back if it reconnects before the
-    /// first live event).
+    /// No id (or an empty one): live events only, after a
+    /// [`POSITION_EVENT`](super::POSITION_EVENT) whose id is the topic's
+    /// current position (the browser sends it back if it reconnects before
+    /// the first live event).
     Fresh,
     /// The id was in the history: the events after it are replayed, then
     /// live ones follow, none lost and none twice.

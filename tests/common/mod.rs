@@ -186,51 +186,134 @@ pub fn assert_open_files_allow(needed: u64) {
     }
 }
 
-/// Headless Chromium, found on `PATH` or at `/usr/bin/chromium`.
-pub fn find_chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .chain([PathBuf::from("/usr/bin/chromium")])
-        .find(|candidate| candidate.is_file())
+/// A browser engine the tests drive headless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Browser {
+    Chromium,
+    Firefox,
 }
 
-/// Headless Chromium; killed by its PID and its profile removed on drop.
-pub struct Chromium {
+impl Browser {
+    pub fn name(self) -> &'static str {
+        match self {
+            Browser::Chromium => "chromium",
+            Browser::Firefox => "firefox",
+        }
+    }
+
+    /// The variable that makes a missing browser a failure (`.ci/run` sets
+    /// both).
+    pub fn require_var(self) -> &'static str {
+        match self {
+            Browser::Chromium => "TOWER_SSE_REQUIRE_CHROMIUM",
+            Browser::Firefox => "TOWER_SSE_REQUIRE_FIREFOX",
+        }
+    }
+
+    fn find(self) -> Option<PathBuf> {
+        let names: &[&str] = match self {
+            Browser::Chromium => &["chromium", "chromium-browser"],
+            Browser::Firefox => &["firefox-esr", "firefox"],
+        };
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+            .chain(
+                names
+                    .iter()
+                    .map(|name| PathBuf::from("/usr/bin").join(name)),
+            )
+            .find(|candidate| candidate.is_file())
+    }
+
+    /// The browser's program, or `None` after saying loudly that the test
+    /// is skipped (a failure when its variable demands it).
+    pub fn available(self) -> Option<PathBuf> {
+        let binary = self.find();
+        if tool_available(self.name(), binary.as_deref(), self.require_var()) {
+            binary
+        } else {
+            None
+        }
+    }
+
+    /// Starts the browser headless at `url`, with a fresh profile.
+    pub fn launch(self, binary: &std::path::Path, url: &str, tag: u16) -> BrowserProcess {
+        use std::os::unix::process::CommandExt as _;
+        let profile = std::env::temp_dir().join(format!(
+            "tower-sse-{}-{}-{tag}",
+            self.name(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&profile);
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut command = Command::new(binary);
+        match self {
+            Browser::Chromium => {
+                command
+                    .args([
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        "--disable-quic",
+                        "--no-first-run",
+                    ])
+                    .arg(format!("--user-data-dir={}", profile.display()));
+            }
+            Browser::Firefox => {
+                // No first-run pages, no update or telemetry traffic.
+                std::fs::write(profile.join("user.js"), FIREFOX_PREFS).unwrap();
+                command
+                    .args(["--headless", "--no-remote", "--profile"])
+                    .arg(&profile)
+                    .env("MOZ_HEADLESS", "1");
+            }
+        }
+        let child = command
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so that its helper processes go with it.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|error| panic!("{} starts: {error}", self.name()));
+        BrowserProcess { child, profile }
+    }
+}
+
+const FIREFOX_PREFS: &str = r#"user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("browser.startup.homepage_override.mstone", "ignore");
+user_pref("browser.aboutwelcome.enabled", false);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+user_pref("app.update.auto", false);
+user_pref("extensions.update.enabled", false);
+user_pref("browser.safebrowsing.malware.enabled", false);
+user_pref("browser.safebrowsing.phishing.enabled", false);
+user_pref("network.captive-portal-service.enabled", false);
+user_pref("network.connectivity-service.enabled", false);
+"#;
+
+/// A headless browser; its process group is killed and its profile removed
+/// on drop.
+pub struct BrowserProcess {
     child: Child,
     profile: PathBuf,
 }
 
-impl Drop for Chromium {
+impl Drop for BrowserProcess {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-pub fn launch_chromium(binary: &PathBuf, url: &str, tag: u16) -> Chromium {
-    let profile =
-        std::env::temp_dir().join(format!("tower-sse-chromium-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).unwrap();
-    let child = Command::new(binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium starts");
-    Chromium { child, profile }
 }
