@@ -12,6 +12,9 @@
 //! - Every event carries an id from the hub (`3fa9c0d2e1b7-42`: an epoch,
 //!   then the event's place in its topic). The browser sends the last one
 //!   back in `Last-Event-ID` when it reconnects.
+//! - A subscriber without an id first gets a [`POSITION_EVENT`]
+//!   (`sse-position`, empty data) whose id is the topic's position, so that
+//!   a reconnect before the first live event resumes too.
 //! - A reconnect whose id is still in the topic's history gets every event
 //!   after it, then live events: none lost, none twice.
 //! - Otherwise the stream starts with one **gap event** (type `gap` unless
