@@ -134,7 +134,8 @@ impl Plan {
 }
 
 const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|hub|smoke] [--reps N] \
-                     [--rate EVENTS_PER_S] [--caps KIB,KIB,..] [--only ours,floor,axum,node,hub]";
+                     [--rate EVENTS_PER_S] [--caps KIB,KIB,..] [--only ours,floor,axum,node,hub] \
+                     [--charts DIR]";
 
 fn main() -> ExitCode {
     match run() {
@@ -155,8 +156,10 @@ fn run() -> Result<bool, Error> {
     let mut caps = None;
     let mut reps = None;
     let mut rate = None;
+    let mut charts = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--charts" => charts = Some(std::path::PathBuf::from(args.next().ok_or(USAGE)?)),
             "--rate" => {
                 let value = args.next().ok_or(USAGE)?;
                 rate = Some(
@@ -239,6 +242,10 @@ fn run() -> Result<bool, Error> {
 
     println!();
     report.print(&kinds, plan.reps);
+    if let Some(dir) = &charts {
+        let written = report.write_charts(dir, &kinds)?;
+        eprintln!("load: {written} charts written to {}", dir.display());
+    }
     eprintln!(
         "\nload: built in {:.0} s, measured in {:.0} s",
         built.as_secs_f64(),

@@ -253,3 +253,145 @@ mod tests {
         assert_eq!(spread(&[None, None]), "2 failed");
     }
 }
+
+/// A small SVG bar chart of one row: each server's median as a bar, its
+/// minimum and maximum as a whisker, on a logarithmic scale when the values
+/// span more than 20x (the Node recipe beside the Rust servers).
+pub fn chart(title: &str, bars: &[(String, Vec<Option<f64>>)]) -> Option<String> {
+    let bars: Vec<(&str, f64, f64, f64)> = bars
+        .iter()
+        .filter_map(|(name, values)| {
+            let measured: Vec<f64> = values.iter().flatten().copied().collect();
+            let median = median(values)?;
+            let min = measured.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = measured.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            Some((name.as_str(), median, min, max))
+        })
+        .filter(|(_, median, min, _)| *median > 0.0 && *min > 0.0)
+        .collect();
+    if bars.is_empty() {
+        return None;
+    }
+    let top = bars.iter().map(|bar| bar.3).fold(0.0, f64::max);
+    let bottom = bars.iter().map(|bar| bar.2).fold(f64::INFINITY, f64::min);
+    let log = top / bottom > 20.0;
+    // Where a value lands on a 0..1 scale.
+    let place = |value: f64| {
+        if log {
+            let low = (bottom / 2.0).log10();
+            (value.log10() - low) / (top.log10() - low)
+        } else {
+            value / top
+        }
+    };
+    let (left, width, row, head) = (70.0, 380.0, 26.0, 34.0);
+    let height = head + row * bars.len() as f64 + 18.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"560\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"560\" height=\"{height}\" fill=\"white\"/>\n\
+         <text x=\"8\" y=\"18\" font-weight=\"bold\">{}</text>\n",
+        escape(title)
+    );
+    for (index, (name, median, min, max)) in bars.iter().enumerate() {
+        let y = head + row * index as f64;
+        let end = left + width * place(*median);
+        let colour = match *name {
+            "ours" | "hub" => "#2b6cb0",
+            "floor" => "#718096",
+            _ => "#c05621",
+        };
+        svg += &format!(
+            "<text x=\"8\" y=\"{:.1}\">{}</text>\n\
+             <rect x=\"{left}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"16\" fill=\"{colour}\"/>\n\
+             <line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
+            y + 12.0,
+            escape(name),
+            (end - left).max(1.0),
+            left + width * place(*min),
+            left + width * place(*max),
+            y + 8.0,
+            y + 8.0,
+            left + width * place(*max) + 6.0,
+            y + 12.0,
+            number(*median),
+        );
+    }
+    svg += &format!(
+        "<text x=\"{left}\" y=\"{:.1}\" fill=\"#555\">median of the runs, whisker: min to max{}</text>\n</svg>\n",
+        height - 4.0,
+        if log { "; logarithmic scale" } else { "" }
+    );
+    Some(svg)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Report {
+    /// One SVG chart per row, into `dir`, named after the row.
+    pub fn write_charts(&self, dir: &std::path::Path, kinds: &[Kind]) -> std::io::Result<usize> {
+        std::fs::create_dir_all(dir)?;
+        let mut written = 0;
+        for row in &self.rows {
+            let bars: Vec<(String, Vec<Option<f64>>)> = kinds
+                .iter()
+                .filter_map(|kind| {
+                    let values = self.values(&row.label, *kind)?;
+                    Some((kind.name().to_owned(), values.to_vec()))
+                })
+                .collect();
+            let Some(svg) = chart(&row.label, &bars) else {
+                continue;
+            };
+            std::fs::write(dir.join(format!("{}.svg", slug(&row.label))), svg)?;
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+/// A file name from a row's label: lowercase words joined by dashes.
+pub fn slug(label: &str) -> String {
+    let mut slug = String::new();
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    slug.trim_end_matches('-').to_owned()
+}
+
+#[cfg(test)]
+mod chart_tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_has_a_bar_per_server_and_goes_logarithmic_for_wide_spreads() {
+        let bars = vec![
+            ("ours".to_owned(), vec![Some(80.0), Some(70.0), Some(90.0)]),
+            ("node".to_owned(), vec![Some(4000.0), None, Some(4400.0)]),
+        ];
+        let svg = chart("burst <1>", &bars).unwrap();
+        assert_eq!(svg.matches("<rect x=").count(), 2);
+        assert!(svg.contains("burst &lt;1&gt;"));
+        assert!(svg.contains("logarithmic"));
+        let narrow = chart("x", &bars[..1]).unwrap();
+        assert!(!narrow.contains("logarithmic"));
+        assert_eq!(chart("none", &[("a".to_owned(), vec![None])]), None);
+    }
+
+    #[test]
+    fn slugs_are_file_names() {
+        assert_eq!(
+            slug("burst, 1 conn x 200000 events: server CPU per event (ns)"),
+            "burst-1-conn-x-200000-events-server-cpu-per-event-ns"
+        );
+    }
+}
