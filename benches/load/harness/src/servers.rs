@@ -148,6 +148,15 @@ impl Servers {
         Ok(dir)
     }
 
+    /// The `ours` program: the one built here, or `LOAD_OURS_BIN` when set
+    /// (another build of it, for comparing two versions of the library in
+    /// one invocation's conditions).
+    fn ours_program(&self) -> PathBuf {
+        std::env::var_os("LOAD_OURS_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.target_dir.join("release/load-server-ours"))
+    }
+
     /// Starts a fresh server and waits for it to print its port.
     pub fn start(&self, kind: Kind) -> Result<Server, Error> {
         let mut command = match kind {
@@ -161,13 +170,14 @@ impl Servers {
                 command
             }
             Kind::Hub => {
-                let mut command = Command::new(self.target_dir.join("release/load-server-ours"));
+                let mut command = Command::new(self.ours_program());
                 command.env("LOAD_HUB", "1");
                 if let Some(history) = self.hub_history.get() {
                     command.env("LOAD_HUB_HISTORY", history.to_string());
                 }
                 command
             }
+            Kind::Ours => Command::new(self.ours_program()),
             _ => Command::new(
                 self.target_dir
                     .join("release")
