@@ -46,7 +46,7 @@ impl Plan {
     fn all() -> Plan {
         Plan {
             reps: 3,
-            bursts: vec![(1, 200_000), (32, 10_000)],
+            bursts: vec![(1, 200_000), (32, 10_000), (20, 1_000)],
             fan_outs: vec![1_000, 10_000],
             published: 20,
             rate: 10.0,
