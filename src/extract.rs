@@ -1,6 +1,6 @@
 //! axum integration (feature `axum`, on `axum-core` only): [`LastEventId`]
-//! and [`CloseHandle`] as handler arguments, and the hub's
-//! [`Subscription`] and [`HubError`] as handler results.
+//! and `CloseHandle` (feature `close`) as handler arguments, and the hub's
+//! `Subscription` and `HubError` (feature `hub`) as handler results.
 //!
 //! ```
 //! # #[cfg(all(feature = "close", feature = "hub"))]
@@ -29,10 +29,6 @@
 //! }
 //! # }
 //! ```
-//!
-//! [`CloseHandle`]: crate::CloseHandle
-//! [`Subscription`]: crate::hub::Subscription
-//! [`HubError`]: crate::hub::HubError
 
 use std::{convert::Infallible, fmt};
 
