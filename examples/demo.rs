@@ -332,10 +332,8 @@ fn events(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
     {
         Ok(ticks) => ticks,
         Err(error) => {
-            let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "the hub is full\n");
             eprintln!("subscribe failed: {error}");
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            return response;
+            return error.response().map(|body| Full::from(body).boxed_unsync());
         }
     };
     let resume = match ticks.resume() {

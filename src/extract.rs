@@ -101,16 +101,13 @@ impl IntoResponse for crate::hub::Subscription {
     }
 }
 
-/// A failed subscribe as a handler's result: `503 Service Unavailable` when
-/// the hub holds its maximum of topics, `400 Bad Request` for a topic name
-/// that is too long; the error's text as the body.
+/// A failed subscribe as a handler's result: `HubError::response`, an event
+/// stream that tells the browser to come back later when the hub is full
+/// (a `503` would make it give up for good), `400 Bad Request` for a topic
+/// name that is too long.
 #[cfg(feature = "hub")]
 impl IntoResponse for crate::hub::HubError {
     fn into_response(self) -> Response {
-        let status = match self.kind() {
-            crate::hub::HubErrorKind::TooManyTopics => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        (status, self.to_string()).into_response()
+        self.response().map(axum_core::body::Body::new)
     }
 }

@@ -419,6 +419,29 @@ async fn a_204_on_reconnect_stops_the_browser(browser: Browser) {
     );
 }
 
+/// What a full hub answers (`HubError::response`): a `200` stream with a
+/// comment and a `retry:` only, then its end. The browser must come back
+/// (a `503` would stop it for good).
+async fn a_stream_with_only_a_retry_brings_the_browser_back(browser: Browser) {
+    let answer = |n| Answer {
+        status: StatusCode::OK,
+        headers: EVENT_STREAM,
+        body: if n == 0 {
+            b": the hub is full; try again later\nretry: 200\n\n"
+        } else {
+            b"id: 3\ndata: back\n\n"
+        },
+        stay_open: n > 0,
+    };
+    let Some((report, requests)) =
+        scripted(browser, FIRST_MESSAGE_PAGE, answer, Duration::ZERO).await
+    else {
+        return;
+    };
+    assert_eq!(report, "back#3#1");
+    assert_eq!(requests, [None, None]);
+}
+
 /// Reports the first message as `data#lastEventId#messages so far`.
 const FIRST_MESSAGE_PAGE: &str = r##"<!doctype html>
 <title>tower-sse browser test</title>
@@ -478,4 +501,5 @@ in_every_browser!(
     an_event_with_only_an_id,
     a_stream_marked_identity_encoding_is_read,
     a_204_on_reconnect_stops_the_browser,
+    a_stream_with_only_a_retry_brings_the_browser_back,
 );

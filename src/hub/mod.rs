@@ -167,7 +167,12 @@ struct Topics {
     made: u64,
     /// `None`: the idle timeout is too long to ever come.
     next_sweep: Option<Instant>,
+    /// The last sweep made because the hub was full.
+    last_full_sweep: Option<Instant>,
 }
+
+/// How often a full hub looks for topics to drop.
+const FULL_SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 impl Hub {
     /// A hub with the default bounds (see the [module documentation](self)).
@@ -321,11 +326,18 @@ impl Hub {
         let found = match topics.map.get(name) {
             Some(found) => found.clone(),
             None => {
-                if topics.map.len() >= config.max_topics {
+                let full_sweep_due = topics.last_full_sweep.map_or(true, |last| {
+                    now.saturating_duration_since(last) >= FULL_SWEEP_EVERY
+                });
+                if topics.map.len() >= config.max_topics && full_sweep_due {
                     // Full: drop what is idle now, and topics that only a
                     // subscriber made and that nobody subscribes to any
-                    // more, before refusing.
+                    // more, before refusing. At most every
+                    // `FULL_SWEEP_EVERY`: a flood of new topics would
+                    // otherwise scan every topic, under this lock, per
+                    // refused request.
                     topics.sweep(config.idle_timeout, now, true);
+                    topics.last_full_sweep = Some(now);
                 }
                 if topics.map.len() >= config.max_topics {
                     return Err(HubErrorKind::TooManyTopics);
@@ -546,6 +558,7 @@ impl HubBuilder {
                     seed: random_u64(),
                     made: 0,
                     next_sweep: now.checked_add(self.idle_timeout / 2),
+                    last_full_sweep: None,
                 }),
             }),
         })
@@ -599,12 +612,16 @@ impl fmt::Display for HubErrorKind {
     }
 }
 
-/// [`Hub::subscribe`] failed. A handler answers it with `503 Service
-/// Unavailable` (too many topics) or `404`/`400` (a bad topic name).
+/// [`Hub::subscribe`] failed. Answer it with [`response`](HubError::response):
+/// not with a `503`, which makes `EventSource` give up for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubError {
     kind: HubErrorKind,
 }
+
+/// The range the `retry:` of a full hub's answer is drawn from: a browser
+/// comes back after 10 to 30 seconds.
+pub const FULL_HUB_RETRY: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(30));
 
 impl HubError {
     fn new(kind: HubErrorKind) -> Self {
@@ -614,6 +631,38 @@ impl HubError {
     /// What went wrong.
     pub fn kind(&self) -> HubErrorKind {
         self.kind
+    }
+
+    /// The answer to give the browser. Any status but `200` makes
+    /// `EventSource` stop for good (the standard fails the connection), so
+    /// a hub that is full, which it may stop being, answers with an event
+    /// stream that holds only a `retry:` (drawn from [`FULL_HUB_RETRY`])
+    /// and ends: the browser tries again later. A topic name that is too
+    /// long will never work: `400 Bad Request`, and the browser stops.
+    pub fn response(&self) -> http::Response<String> {
+        let (status, content_type, body) = match self.kind {
+            HubErrorKind::TooManyTopics => {
+                let (min, max) = FULL_HUB_RETRY;
+                let retry = Event::new()
+                    .comment("the hub is full; try again later")
+                    .retry(crate::jitter::random_between(min, max))
+                    .encode();
+                let body = String::from_utf8_lossy(retry.as_bytes()).into_owned();
+                (http::StatusCode::OK, "text/event-stream", body)
+            }
+            _ => (
+                http::StatusCode::BAD_REQUEST,
+                "text/plain; charset=utf-8",
+                format!("{self}\n"),
+            ),
+        };
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        response
     }
 }
 
