@@ -292,7 +292,7 @@ async fn tick(hub: Hub, period: Duration) {
 /// How long shutdown waits for clients to read their last frame.
 const GRACE: Duration = Duration::from_secs(5);
 
-fn route(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
+fn route(demo: &Arc<Demo>, request: Request<Incoming>) -> Response<DemoBody> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => page(demo),
         (&Method::GET, "/events") => events(demo, &request),
@@ -317,7 +317,7 @@ fn session_of(request: &Request<Incoming>) -> Option<String> {
 /// stays the last tick's), then the hub's `ticks` topic: the ticks missed
 /// since `Last-Event-ID`, or a gap event, then live ticks. Ends when the
 /// server is asked to.
-fn events(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
+fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoBody> {
     let session = session_of(request);
     if let Some(session) = &session {
         if demo.finished.lock().unwrap().remove(session) {
@@ -360,12 +360,36 @@ fn events(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
             .encode()
     });
     let marker = ticks.lag_marker();
-    let events = stream::iter(welcome.ok()).chain(ticks).take_until(ended);
+    // However the stream ends, its ender goes with it.
+    let forget = Forget {
+        demo: demo.clone(),
+        id,
+    };
+    let events = stream::iter(welcome.ok())
+        .chain(ticks)
+        .take_until(ended)
+        .inspect(move |_| {
+            let _ = &forget;
+        });
     let mut response = EventStream::new(events)
         .into_response()
         .map(|body| body.boxed_unsync());
     marker.mark(&mut response);
     response
+}
+
+/// Removes a stream's ender when the stream is dropped.
+struct Forget {
+    demo: Arc<Demo>,
+    id: u64,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if let Ok(mut enders) = self.demo.enders.lock() {
+            enders.remove(&self.id);
+        }
+    }
 }
 
 /// Sets the session cookie on this (the stream's) origin, and sends the

@@ -335,3 +335,22 @@ mod firefox {
             .await;
     }
 }
+
+/// A stream that ended forgets its ender: asking the server to end it
+/// afterwards finds nothing (each one used to stay in memory for good).
+#[tokio::test]
+async fn a_stream_that_ended_leaves_nothing_behind() {
+    let demo = start().await;
+    let response = common::get(demo.stream, "/events").await;
+    let mut events = common::parse_events(response);
+    let welcome = events.next().await.unwrap();
+    let welcome: serde_json::Value = serde_json::from_str(&welcome.data).unwrap();
+    let stream_id = welcome["stream"].as_u64().unwrap();
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let request = Request::post(format!("http://{}/end?stream={stream_id}", demo.stream))
+        .body(Empty::new())
+        .unwrap();
+    let response = common::client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
