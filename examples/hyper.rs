@@ -82,8 +82,14 @@ pub async fn serve(
     serve_with_grace(listener, service, &shutdown, grace, signal).await
 }
 
-/// hyper's HTTP/1 write buffer limit.
+/// hyper's HTTP/1 write buffer limit, and its HTTP/2 send buffer limit per
+/// stream.
 const MAX_BUF_SIZE: usize = 32 * 1024;
+
+/// The most concurrent streams one HTTP/2 connection may open (hyper's
+/// default is 200); each may hold `MAX_BUF_SIZE` for a client that stops
+/// reading.
+const MAX_STREAMS: u32 = 100;
 
 /// The server loop: serves `service` on `listener` until `signal`, then
 /// triggers `shutdown` (every event stream writes its final frame and ends)
@@ -127,6 +133,13 @@ where
                 // instead of about 400 KiB (BENCHMARKS.md: 49 KB per
                 // stalled stream instead of 117 KB, same CPU per event).
                 builder.http1().max_buf_size(MAX_BUF_SIZE);
+                // The same bound per HTTP/2 stream: hyper's default send
+                // buffer is about 400 KiB per stream, and a connection may
+                // hold 200 streams.
+                builder
+                    .http2()
+                    .max_send_buf_size(MAX_BUF_SIZE)
+                    .max_concurrent_streams(MAX_STREAMS);
                 let connection = builder
                     .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service.clone()))
                     .into_owned();

@@ -226,9 +226,12 @@ impl Hub {
     }
 
     /// Subscribes to `topic` (made if it does not exist), resuming after
-    /// `last_event_id` (the `Last-Event-ID` the browser sent, if any; see
-    /// [`subscribe_from_headers`](Hub::subscribe_from_headers) to read it
-    /// from the request).
+    /// `last_event_id` (the `Last-Event-ID` the browser sent, if any).
+    /// [`subscribe_from_headers`](Hub::subscribe_from_headers) reads it from
+    /// the request more exactly: `LastEventId` gives no id for a header
+    /// that is not UTF-8, which here would start fresh instead of with a
+    /// gap event (browsers only send back ids they received, so this
+    /// matters for other clients).
     ///
     /// The subscription's [`resume`](Subscription::resume) tells how it
     /// starts: without an id (or with an empty one), live events only,

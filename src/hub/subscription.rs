@@ -48,12 +48,15 @@ pub enum GapReason {
     /// The events after the id have left the topic's history (too many
     /// since, or too old).
     HistoryTruncated,
-    /// The id was not issued by this topic: not in the hub's form, longer
-    /// than [`MAX_LAST_EVENT_ID_LEN`](super::MAX_LAST_EVENT_ID_LEN), or
-    /// beyond the last event published.
+    /// The id means nothing here: not in the hub's form, longer than
+    /// [`MAX_LAST_EVENT_ID_LEN`](super::MAX_LAST_EVENT_ID_LEN), not UTF-8
+    /// (read with `Hub::subscribe_from_headers`), or beyond the last event
+    /// this topic published.
     UnknownId,
-    /// The id comes from an earlier life of the topic: the process
-    /// restarted, or the topic was dropped while idle and made again.
+    /// The id is in the hub's form but from another epoch: an earlier life
+    /// of the topic (the process restarted, or the topic was dropped while
+    /// idle and made again), or another topic; the hub cannot tell these
+    /// apart.
     Restarted,
 }
 
