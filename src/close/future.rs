@@ -63,9 +63,11 @@ where
             .take()
             .expect("ResponseFuture polled after completion");
         match result {
-            Ok(mut response) => {
+            Ok(response) => {
                 let stream = is_event_stream(response.headers());
-                let lag = response.extensions_mut().remove::<LagFlag>();
+                // Read, not taken: a second `CloseLayer` around this one
+                // reports the same reason.
+                let lag = response.extensions().get::<LagFlag>().cloned();
                 let tracker =
                     Tracker::new(pending.handle, pending.config, pending.origin, stream, lag);
                 if pending.head {

@@ -582,7 +582,8 @@ pub struct TopicStats {
     pub history_bytes: usize,
     /// Subscriptions that resumed exactly from a `Last-Event-ID`.
     pub resumes: u64,
-    /// Events sent by replays (exact resumes and after gap events).
+    /// Events replays were to send (exact resumes and after gap events),
+    /// counted when each subscription starts.
     pub replayed: u64,
     /// Subscriptions that started with a gap event.
     pub gaps: u64,
