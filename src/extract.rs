@@ -3,7 +3,8 @@
 //! `Subscription` and `HubError` (feature `hub`) as handler results.
 //!
 //! ```
-//! # #[cfg(all(feature = "close", feature = "hub"))]
+//! # #[cfg(all(feature = "close", feature = "hub", feature = "cors",
+//! #     feature = "headers", feature = "no-buffering", feature = "keep-alive"))]
 //! # mod example {
 //! use axum::{extract::{Path, State}, routing::get, Router};
 //! use tower_sse::{hub::{Hub, HubError, Subscription}, CloseHandle, LastEventId, SseLayer};
@@ -30,18 +31,21 @@
 //! # }
 //! ```
 
-use std::{convert::Infallible, fmt};
+use std::convert::Infallible;
 
-use axum_core::{
-    extract::OptionalFromRequestParts,
-    response::{IntoResponse, Response},
-};
-use http::{request::Parts, StatusCode};
+use axum_core::extract::OptionalFromRequestParts;
+#[cfg(any(feature = "close", feature = "hub"))]
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+#[cfg(feature = "close")]
+use http::StatusCode;
 
 use crate::LastEventId;
 
 /// `Option<LastEventId>` as a handler argument: `None` without the header
-/// (or with one that is not UTF-8), never a rejection.
+/// (or with one that is not UTF-8), never a rejection. Take it as an
+/// `Option`: a bare `LastEventId` argument is not an extractor (axum then
+/// says the handler does not satisfy `Handler`).
 impl<S: Send + Sync> OptionalFromRequestParts<S> for LastEventId {
     type Rejection = Infallible;
 
@@ -72,11 +76,13 @@ impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for crate::CloseHan
 /// The rejection of a `CloseHandle` argument on a route that `CloseLayer`
 /// (or `SseLayer`) does not wrap: `500 Internal Server Error` with a text
 /// body that names the missing layer (a server bug, not the client's).
+#[cfg(feature = "close")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MissingCloseLayer;
 
-impl fmt::Display for MissingCloseLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+#[cfg(feature = "close")]
+impl std::fmt::Display for MissingCloseLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(
             "this route takes a CloseHandle, but no CloseLayer (or SseLayer) wraps it: \
              add `.layer(SseLayer::new())` to the router",
@@ -84,8 +90,10 @@ impl fmt::Display for MissingCloseLayer {
     }
 }
 
+#[cfg(feature = "close")]
 impl std::error::Error for MissingCloseLayer {}
 
+#[cfg(feature = "close")]
 impl IntoResponse for MissingCloseLayer {
     fn into_response(self) -> Response {
         (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
@@ -97,7 +105,7 @@ impl IntoResponse for MissingCloseLayer {
 #[cfg(feature = "hub")]
 impl IntoResponse for crate::hub::Subscription {
     fn into_response(self) -> Response {
-        crate::hub::Subscription::into_response(self).map(axum_core::body::Body::new)
+        self.response().map(axum_core::body::Body::new)
     }
 }
 

@@ -112,7 +112,9 @@
 //! `keep-alive`, `close`, `cors`, and `util` (`ServiceBuilderExt`, with
 //! every layer). Also on by default: `hub` (no dependency). Off by default:
 //! `json` (`Event::json_data`, with serde), `tracing` (logs of stream open
-//! and close), and `full` (everything).
+//! and close), `metrics` (counters and gauges through the `metrics`
+//! facade), `axum` (extractors and responses, with `axum-core`), and `full`
+//! (everything).
 //!
 // The overview names every layer; with a layer's feature off its link
 // points at the feature table instead, so that each feature alone
@@ -250,7 +252,7 @@ pub use cors::{SseCors, SseCorsLayer};
 #[cfg(feature = "json")]
 pub use event::JsonDataError;
 pub use event::{EncodedEvent, Event, EventError};
-#[cfg(feature = "axum")]
+#[cfg(all(feature = "axum", feature = "close"))]
 pub use extract::MissingCloseLayer;
 #[cfg(feature = "headers")]
 pub use headers::{SseHeaders, SseHeadersLayer};

@@ -34,7 +34,7 @@ type Reasons = Arc<Mutex<Vec<CloseReason>>>;
 async fn events(State(hub): State<Hub>, Path(topic): Path<String>, headers: HeaderMap) -> Response {
     let last = LastEventId::from_headers(&headers);
     match hub.subscribe(&topic, last.as_ref().map(LastEventId::as_str)) {
-        Ok(subscription) => subscription.into_response().into_response(),
+        Ok(subscription) => subscription.response().into_response(),
         Err(error) => error.response().into_response(),
     }
 }

@@ -15,7 +15,9 @@
 //!   make the server drop what it had not yet written), and `EventSource`
 //!   reconnects with its `Last-Event-ID`;
 //! - `Shutdown`: a [`Shutdown`] trigger ended it;
-//! - `Expired`: its maximum lifetime ended it.
+//! - `Expired`: its maximum lifetime ended it;
+//! - `Lagged`: the client read too slowly for its producer (a hub
+//!   subscription that fell behind the topic's history, feature `hub`).
 //!
 //! [`CloseBuilder::on_close`] is called once per event stream with the
 //! reason, the request's method and URI, the stream's duration, and the

@@ -74,7 +74,7 @@
 //! let text = String::from_utf8_lossy(replayed.as_bytes()).into_owned();
 //! assert!(text.starts_with("data: 2\nid: ") && text.ends_with("-2\n\n"));
 //!
-//! // In a handler: `return Ok(events.into_response())`.
+//! // In a handler: `return Ok(events.response())`.
 //! # Ok(())
 //! # }
 //! ```
@@ -197,7 +197,9 @@ impl Hub {
 
     /// Publishes `event` to `topic` (made if it does not exist): gives it
     /// the topic's next id, encodes it once, keeps it in the history and
-    /// wakes every subscriber. Never waits for a subscriber.
+    /// wakes every subscriber. Never waits for a subscriber. An event
+    /// without data or a type (a comment or a `retry:` alone) still takes
+    /// an id, which a browser does not dispatch and Firefox does not keep.
     ///
     /// # Errors
     ///
@@ -457,7 +459,9 @@ impl HubBuilder {
     }
 
     /// Drops kept events older than `age` (on the topic's next publish or
-    /// subscribe). Default: no age limit.
+    /// subscribe), longer than zero. Like the count, this bounds how far
+    /// behind a subscriber may fall: one whose next event is older lags.
+    /// Default: no age limit.
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);
         self
@@ -483,7 +487,8 @@ impl HubBuilder {
     }
 
     /// The range the `retry:` given to a lagging subscriber is drawn from,
-    /// so that clients do not all come back at once; at most
+    /// so that clients do not all come back at once; `min` at most `max`,
+    /// and `max` at most
     /// [`MAX_RETRY`]. Default: 1 to 5 seconds
     /// ([`DEFAULT_RECONNECT_DELAY`]).
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
@@ -519,26 +524,27 @@ impl HubBuilder {
     /// gives the builder back ([`HubConfigError::into_builder`]).
     pub fn build(self) -> Result<Hub, HubConfigError> {
         let (min, max) = self.reconnect_delay;
-        let problem = if self.history == 0 {
-            Some("history must keep at least 1 event")
+        let kind = if self.history == 0 {
+            Some(HubConfigErrorKind::ZeroHistory)
+        } else if self.max_age == Some(Duration::ZERO) {
+            Some(HubConfigErrorKind::ZeroMaxAge)
         } else if self.max_topics == 0 {
-            Some("max_topics must be at least 1")
+            Some(HubConfigErrorKind::ZeroMaxTopics)
         } else if self.idle_timeout < MIN_IDLE_TIMEOUT {
-            Some("idle_timeout must be at least 100 ms")
+            Some(HubConfigErrorKind::IdleTimeoutTooShort)
         } else if min > max {
-            Some("reconnect_delay: min is greater than max")
+            Some(HubConfigErrorKind::DelayRange)
         } else if max > MAX_RETRY {
-            Some("reconnect_delay: max is longer than MAX_RETRY (2^31 - 1 ms)")
-        } else if self.gap_event.is_empty() {
-            Some("gap_event: the type is empty")
-        } else if find_line_break(self.gap_event.as_bytes()).is_some() {
-            Some("gap_event: the type contains a line break")
+            Some(HubConfigErrorKind::DelayTooLong)
+        } else if self.gap_event.is_empty() || find_line_break(self.gap_event.as_bytes()).is_some()
+        {
+            Some(HubConfigErrorKind::GapEventType)
         } else {
             None
         };
-        if let Some(problem) = problem {
+        if let Some(kind) = kind {
             return Err(HubConfigError {
-                problem,
+                kind,
                 builder: Box::new(self),
             });
         }
@@ -720,11 +726,37 @@ impl StdError for PublishError {}
 
 /// A [`HubBuilder`] setting out of range; gives the builder back.
 pub struct HubConfigError {
-    problem: &'static str,
+    kind: HubConfigErrorKind,
     builder: Box<HubBuilder>,
 }
 
+/// Which [`HubBuilder`] setting is out of range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HubConfigErrorKind {
+    /// `history(0)`: the history must keep at least one event.
+    ZeroHistory,
+    /// `max_age(Duration::ZERO)`: every event would be dropped at once.
+    ZeroMaxAge,
+    /// `max_topics(0)`.
+    ZeroMaxTopics,
+    /// `idle_timeout` shorter than [`MIN_IDLE_TIMEOUT`].
+    IdleTimeoutTooShort,
+    /// `reconnect_delay` with `min` greater than `max`.
+    DelayRange,
+    /// `reconnect_delay` with `max` longer than
+    /// [`MAX_RETRY`].
+    DelayTooLong,
+    /// `gap_event` empty or with a line break.
+    GapEventType,
+}
+
 impl HubConfigError {
+    /// Which setting is out of range.
+    pub fn kind(&self) -> HubConfigErrorKind {
+        self.kind
+    }
+
     /// The builder as it was, to fix and build again.
     pub fn into_builder(self) -> HubBuilder {
         *self.builder
@@ -734,14 +766,25 @@ impl HubConfigError {
 impl fmt::Debug for HubConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubConfigError")
-            .field("problem", &self.problem)
+            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
 
 impl fmt::Display for HubConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid hub setting: {}", self.problem)
+        f.write_str("invalid hub setting: ")?;
+        f.write_str(match self.kind {
+            HubConfigErrorKind::ZeroHistory => "history must keep at least 1 event",
+            HubConfigErrorKind::ZeroMaxAge => "max_age must be longer than zero",
+            HubConfigErrorKind::ZeroMaxTopics => "max_topics must be at least 1",
+            HubConfigErrorKind::IdleTimeoutTooShort => "idle_timeout must be at least 100 ms",
+            HubConfigErrorKind::DelayRange => "reconnect_delay: min is greater than max",
+            HubConfigErrorKind::DelayTooLong => {
+                "reconnect_delay: max is longer than MAX_RETRY (2^31 - 1 ms)"
+            }
+            HubConfigErrorKind::GapEventType => "gap_event: the type is empty or has a line break",
+        })
     }
 }
 

@@ -87,7 +87,7 @@ impl fmt::Display for GapReason {
 /// `retry:` (jittered) and ends, so the browser reconnects with its
 /// `Last-Event-ID` and gets a gap event; behind `CloseLayer` the reason is
 /// `CloseReason::Lagged` when the response came from
-/// [`into_response`](Subscription::into_response). It holds no events of
+/// [`response`](Subscription::response). It holds no events of
 /// its own: only its place in the topic.
 #[must_use = "a subscription does nothing unless its stream is read"]
 pub struct Subscription {
@@ -132,9 +132,10 @@ impl Subscription {
 
     /// Whether the client fell behind the history: the stream wrote its
     /// final `retry:` and ends. A subscription merged with other streams
-    /// into one response cannot end that response by itself; check this
-    /// there, or put the subscription last (chained after other events, as
-    /// the demo does), so that its end ends the response.
+    /// into one response cannot end that response by itself; check
+    /// [`LagMarker::is_lagged`] there, or put the subscription last
+    /// (chained after other events, as the demo does), so that its end ends
+    /// the response.
     pub fn lagged(&self) -> bool {
         self.ended
     }
@@ -142,7 +143,11 @@ impl Subscription {
     /// The event-stream response for this subscription, marked so that
     /// `CloseLayer` reports `CloseReason::Lagged` when the client fell
     /// behind.
-    pub fn into_response(mut self) -> Response<EventStream<Subscription>> {
+    ///
+    /// Named `response`, not `into_response`, so that with the `axum`
+    /// feature `subscription.into_response()` is axum's
+    /// `IntoResponse::into_response` (the same response, as axum's type).
+    pub fn response(mut self) -> Response<EventStream<Subscription>> {
         let marker = self.lag_marker();
         let mut response = EventStream::new(self).into_response();
         marker.mark(&mut response);
@@ -154,7 +159,11 @@ impl Subscription {
     /// with [`LagMarker::mark`] so that `CloseLayer` reports
     /// `CloseReason::Lagged` when the client fell behind.
     pub fn lag_marker(&mut self) -> LagMarker {
-        LagMarker(self.lag.get_or_insert_with(LagFlag::default).clone())
+        let flag = self.lag.get_or_insert_with(LagFlag::default);
+        if self.ended {
+            flag.set();
+        }
+        LagMarker(flag.clone())
     }
 }
 
@@ -168,6 +177,13 @@ impl LagMarker {
     /// subscription.
     pub fn mark<B>(&self, response: &mut Response<B>) {
         response.extensions_mut().insert(self.0.clone());
+    }
+
+    /// Whether the subscription lagged (its stream wrote its final
+    /// `retry:` and ended), for a response that merges it with other
+    /// streams and must end itself then.
+    pub fn is_lagged(&self) -> bool {
+        self.0.is_set()
     }
 }
 

@@ -269,7 +269,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
         .build()
         .unwrap();
     let slow = live(&hub, "t");
-    let response = slow.into_response();
+    let response = slow.response();
     let lag = response.extensions().get::<LagFlag>().cloned().unwrap();
     let mut body = response.into_body();
     let ids = publish_n(&hub, "t", 1..=4);
@@ -453,12 +453,15 @@ fn the_builder_refuses_what_cannot_work_and_gives_itself_back() {
         ),
         (Hub::builder().gap_event(""), "empty"),
         (Hub::builder().gap_event("a\nb"), "line break"),
+        (Hub::builder().max_age(Duration::ZERO), "max_age"),
     ] {
         let error = builder.build().unwrap_err();
         assert!(error.to_string().contains(words), "{error}");
+        assert!(format!("{:?}", error.kind()).len() > 3);
         // Fixing one setting builds.
         let fixed = error
             .into_builder()
+            .max_age(Duration::from_secs(1))
             .history(1)
             .max_topics(1)
             .reconnect_delay(Duration::ZERO, Duration::ZERO)

@@ -142,7 +142,7 @@ fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Response<
     let last = LastEventId::from_request(request);
     match hub.subscribe("live", last.as_ref().map(LastEventId::as_str)) {
         Ok(subscription) => subscription
-            .into_response()
+            .response()
             .map(|body| body.map_err(|never| match never {}).boxed_unsync()),
         Err(error) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
     }
