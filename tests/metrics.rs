@@ -230,4 +230,31 @@ async fn layers_and_hub_report_through_the_metrics_facade() {
         recording.counter("tower_sse_hub_replayed_total{topic=room}"),
         2
     );
+
+    // A client that stops reading while the history (2 events) moves on
+    // lags: its stream ends with a retry and the hub counts it.
+    let slow = open(server.addr, APP, None).await;
+    let mut body = slow.into_body();
+    let first_frame = body.frame().await.unwrap().unwrap();
+    assert!(first_frame
+        .data_ref()
+        .unwrap()
+        .starts_with(b"event: sse-position"));
+    let text = "x".repeat(10_000);
+    for _ in 0..2_000 {
+        hub.publish("room", Event::new().data(&text)).unwrap();
+        tokio::task::yield_now().await;
+    }
+    let rest = tokio::time::timeout(Duration::from_secs(30), body.collect())
+        .await
+        .expect("the lagging stream ends")
+        .unwrap()
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&rest).contains("retry: "));
+    recording
+        .until("lagged and closed as lagged", |r| {
+            r.counter("tower_sse_hub_lagged_total{topic=room}") == 1
+                && r.counter("tower_sse_streams_closed_total{reason=lagged}") == 1
+        })
+        .await;
 }
