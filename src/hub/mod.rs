@@ -22,7 +22,8 @@
 //!   `{"reason":"history-truncated","last_event_id":"…","missed":12}`, with
 //!   `reason` one of `history-truncated`, `unknown-id`, `restarted` (see
 //!   [`GapReason`]), `last_event_id` what the browser sent (`null` when
-//!   longer than [`MAX_LAST_EVENT_ID_LEN`]), and `missed` the number of lost
+//!   longer than [`MAX_LAST_EVENT_ID_LEN`] or not UTF-8), and `missed` the
+//!   number of lost
 //!   events when it is known. Its id moves the browser's last event id past
 //!   the loss, so the next reconnect does not report it again. The whole
 //!   history follows, then live events. A page reloads its state on it:
@@ -36,9 +37,11 @@
 //!   ```
 //! - A client that reads so slowly that its next event leaves the history
 //!   gets a `retry:` (jittered) and its stream ends; the browser reconnects
-//!   and gets the gap event. Events are never skipped silently, and a slow
-//!   client costs the server no more memory than a fast one: a
-//!   subscription is a position in the topic's history, not a queue.
+//!   and gets the gap event. Events are never skipped silently, and the
+//!   hub holds no more for a slow client than for a fast one: a
+//!   subscription is a position in the topic's history, not a queue (what
+//!   the HTTP server buffers for a client that stops reading is the
+//!   server's; see the README's "Clients that stop reading").
 //!
 //! # Bounds and their defaults
 //!
