@@ -396,8 +396,14 @@ pub async fn stalled(server: &Server, warm_up: usize, connections: usize) -> Res
     Ok(after.saturating_sub(before) as f64 / connections as f64)
 }
 
-pub async fn idle(server: &Server, warm_up: usize, connections: usize) -> Result<f64, Error> {
-    let settle = Duration::from_millis(300);
+/// `settle`: how long the streams stay open before the second reading (the
+/// keep-alive comment of `ours` comes after 15 s).
+pub async fn idle(
+    server: &Server,
+    warm_up: usize,
+    connections: usize,
+    settle: Duration,
+) -> Result<f64, Error> {
     let _warm = open_streams(server.addr, "/sse/live", warm_up).await?;
     tokio::time::sleep(settle).await;
     let before = measure::rss_bytes(server.pid())?;

@@ -30,6 +30,8 @@ struct Plan {
     rate: f64,
     /// (warm-up streams, measured streams)
     idle: Option<(usize, usize)>,
+    /// How long idle streams stay open before their memory is read.
+    idle_settle: std::time::Duration,
     /// (warm-up streams, measured streams) of clients that stopped reading.
     stalled: Option<(usize, usize)>,
     /// (reconnecting clients, events each missed) for the hub's replay.
@@ -51,6 +53,7 @@ impl Plan {
             published: 20,
             rate: 10.0,
             idle: Some((200, 5_000)),
+            idle_settle: std::time::Duration::from_millis(300),
             stalled: Some((20, 200)),
             replay: Some((20, 1_000)),
             retained: Some(100_000),
@@ -122,6 +125,7 @@ impl Plan {
                 published: 3,
                 rate: 20.0,
                 idle: Some((10, 50)),
+                idle_settle: std::time::Duration::from_millis(300),
                 stalled: Some((2, 5)),
                 replay: Some((4, 500)),
                 retained: Some(1_000),
@@ -135,7 +139,7 @@ impl Plan {
 
 const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|hub|smoke] [--reps N] \
                      [--rate EVENTS_PER_S] [--caps KIB,KIB,..] [--only ours,floor,axum,node,hub] \
-                     [--charts DIR]";
+                     [--charts DIR] [--idle-wait SECONDS]";
 
 fn main() -> ExitCode {
     match run() {
@@ -157,9 +161,20 @@ fn run() -> Result<bool, Error> {
     let mut reps = None;
     let mut rate = None;
     let mut charts = None;
+    let mut idle_wait = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--charts" => charts = Some(std::path::PathBuf::from(args.next().ok_or(USAGE)?)),
+            "--idle-wait" => {
+                let value = args.next().ok_or(USAGE)?;
+                idle_wait = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|s| *s <= 120)
+                        .ok_or(USAGE)?,
+                );
+            }
             "--rate" => {
                 let value = args.next().ok_or(USAGE)?;
                 rate = Some(
@@ -221,6 +236,9 @@ fn run() -> Result<bool, Error> {
     }
     if let Some(rate) = rate {
         plan.rate = rate;
+    }
+    if let Some(seconds) = idle_wait {
+        plan.idle_settle = std::time::Duration::from_secs(seconds);
     }
 
     // 10,000 subscribers take 10,000 descriptors here and as many in the
@@ -334,10 +352,19 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
     }
     let mut idle_row = None;
     if let Some((warm_up, connections)) = plan.idle {
-        let name = format!("idle, {connections} conn");
+        let name = if plan.idle_settle > std::time::Duration::from_secs(1) {
+            format!(
+                "idle, {connections} conn, after {} s",
+                plan.idle_settle.as_secs()
+            )
+        } else {
+            format!("idle, {connections} conn")
+        };
         let row = format!("{name}: server memory per connection (bytes)");
         runs.measure(&name, &[&row], any, async |server| {
-            Ok(vec![client::idle(server, warm_up, connections).await?])
+            Ok(vec![
+                client::idle(server, warm_up, connections, plan.idle_settle).await?,
+            ])
         })
         .await;
         idle_row = Some(row);
