@@ -26,58 +26,67 @@ mod imp {
         counter!("tower_sse_cors_refused_total").increment(1);
     }
 
-    /// The hub's metrics, with a `topic` label when the hub was built with
-    /// per-topic labels (`None` otherwise).
-    pub(crate) fn hub_subscribed(topic: Option<&str>) {
-        match topic {
-            Some(topic) => gauge!("tower_sse_hub_subscribers", "topic" => topic.to_owned()),
-            None => gauge!("tower_sse_hub_subscribers"),
-        }
-        .increment(1.0);
+    /// A hub topic's metrics, registered once when the topic is made (with
+    /// a `topic` label when the hub labels by topic), so that a publish or
+    /// a subscribe costs one atomic operation and no label building.
+    pub(crate) struct TopicMetrics {
+        subscribers: metrics::Gauge,
+        published: metrics::Counter,
+        replayed: metrics::Counter,
+        /// By reason: history-truncated, unknown-id, restarted.
+        gaps: [metrics::Counter; 3],
+        lagged: metrics::Counter,
     }
 
-    pub(crate) fn hub_left(topic: Option<&str>) {
-        match topic {
-            Some(topic) => gauge!("tower_sse_hub_subscribers", "topic" => topic.to_owned()),
-            None => gauge!("tower_sse_hub_subscribers"),
+    impl TopicMetrics {
+        pub(crate) fn new(topic: Option<&str>) -> Self {
+            let topic: Vec<metrics::Label> = topic
+                .map(|topic| metrics::Label::new("topic", topic.to_owned()))
+                .into_iter()
+                .collect();
+            let gap = |reason: &'static str| {
+                let mut labels = topic.clone();
+                labels.push(metrics::Label::new("reason", reason));
+                counter!("tower_sse_hub_gaps_total", labels)
+            };
+            Self {
+                subscribers: gauge!("tower_sse_hub_subscribers", topic.clone()),
+                published: counter!("tower_sse_hub_published_total", topic.clone()),
+                replayed: counter!("tower_sse_hub_replayed_total", topic.clone()),
+                gaps: [
+                    gap("history-truncated"),
+                    gap("unknown-id"),
+                    gap("restarted"),
+                ],
+                lagged: counter!("tower_sse_hub_lagged_total", topic),
+            }
         }
-        .decrement(1.0);
-    }
 
-    pub(crate) fn hub_published(topic: Option<&str>) {
-        match topic {
-            Some(topic) => counter!("tower_sse_hub_published_total", "topic" => topic.to_owned()),
-            None => counter!("tower_sse_hub_published_total"),
+        pub(crate) fn subscribed(&self) {
+            self.subscribers.increment(1.0);
         }
-        .increment(1);
-    }
 
-    pub(crate) fn hub_replayed(topic: Option<&str>, events: u64) {
-        match topic {
-            Some(topic) => counter!("tower_sse_hub_replayed_total", "topic" => topic.to_owned()),
-            None => counter!("tower_sse_hub_replayed_total"),
+        pub(crate) fn left(&self) {
+            self.subscribers.decrement(1.0);
         }
-        .increment(events);
-    }
 
-    pub(crate) fn hub_gap(topic: Option<&str>, reason: &'static str) {
-        match topic {
-            Some(topic) => counter!(
-                "tower_sse_hub_gaps_total",
-                "reason" => reason,
-                "topic" => topic.to_owned()
-            ),
-            None => counter!("tower_sse_hub_gaps_total", "reason" => reason),
+        pub(crate) fn published(&self) {
+            self.published.increment(1);
         }
-        .increment(1);
-    }
 
-    pub(crate) fn hub_lagged(topic: Option<&str>) {
-        match topic {
-            Some(topic) => counter!("tower_sse_hub_lagged_total", "topic" => topic.to_owned()),
-            None => counter!("tower_sse_hub_lagged_total"),
+        pub(crate) fn replayed(&self, events: u64) {
+            self.replayed.increment(events);
         }
-        .increment(1);
+
+        /// `reason`: `GapReason::index` (history-truncated, unknown-id,
+        /// restarted).
+        pub(crate) fn gap(&self, reason: usize) {
+            self.gaps[reason].increment(1);
+        }
+
+        pub(crate) fn lagged(&self) {
+            self.lagged.increment(1);
+        }
     }
 }
 
@@ -91,18 +100,27 @@ mod imp {
     pub(crate) fn keep_alive_comment() {}
     #[inline(always)]
     pub(crate) fn cors_refused() {}
-    #[inline(always)]
-    pub(crate) fn hub_subscribed(_topic: Option<&str>) {}
-    #[inline(always)]
-    pub(crate) fn hub_left(_topic: Option<&str>) {}
-    #[inline(always)]
-    pub(crate) fn hub_published(_topic: Option<&str>) {}
-    #[inline(always)]
-    pub(crate) fn hub_replayed(_topic: Option<&str>, _events: u64) {}
-    #[inline(always)]
-    pub(crate) fn hub_gap(_topic: Option<&str>, _reason: &'static str) {}
-    #[inline(always)]
-    pub(crate) fn hub_lagged(_topic: Option<&str>) {}
+    /// Without the feature: nothing to register, nothing to report.
+    pub(crate) struct TopicMetrics;
+
+    impl TopicMetrics {
+        #[inline(always)]
+        pub(crate) fn new(_topic: Option<&str>) -> Self {
+            Self
+        }
+        #[inline(always)]
+        pub(crate) fn subscribed(&self) {}
+        #[inline(always)]
+        pub(crate) fn left(&self) {}
+        #[inline(always)]
+        pub(crate) fn published(&self) {}
+        #[inline(always)]
+        pub(crate) fn replayed(&self, _events: u64) {}
+        #[inline(always)]
+        pub(crate) fn gap(&self, _reason: usize) {}
+        #[inline(always)]
+        pub(crate) fn lagged(&self) {}
+    }
 }
 
 #[allow(unused_imports)] // with `metrics` alone, nothing reports yet

@@ -592,28 +592,45 @@ async fn triggered_and_deadline_wait_for_the_trigger_whenever_it_comes() {
     assert!(never.await.is_err());
 }
 
+/// An event-stream service whose response carries `flag`, as a hub
+/// subscription's does.
+fn lag_marked(
+    flag: &crate::body::LagFlag,
+) -> impl tower::Service<Request<()>, Response = Response<Full<Bytes>>, Error = io::Error> + Clone {
+    let marked = flag.clone();
+    service_fn(move |_request: Request<()>| {
+        let mut response = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Full::new(Bytes::from_static(b"retry: 1000\n\n")))
+            .unwrap();
+        response.extensions_mut().insert(marked.clone());
+        async move { Ok::<_, io::Error>(response) }
+    })
+}
+
+/// Reads the stream's one frame, sets `flag` if `lagged`, then reads its
+/// end.
+async fn read_lagging<B>(body: B, flag: &crate::body::LagFlag, lagged: bool)
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let mut body = Box::pin(body);
+    assert!(body.frame().await.unwrap().is_ok());
+    if lagged {
+        flag.set();
+    }
+    assert!(body.frame().await.is_none());
+}
+
 #[tokio::test]
 async fn a_stream_that_ends_because_its_client_lagged_is_lagged() {
     for lagged in [true, false] {
         let (layer, seen) = recording(CloseLayer::builder());
         let flag = crate::body::LagFlag::default();
-        let marked = flag.clone();
-        let service = layer.layer(service_fn(move |_request: Request<()>| {
-            let mut response = Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Full::new(Bytes::from_static(b"retry: 1000\n\n")))
-                .unwrap();
-            response.extensions_mut().insert(marked.clone());
-            async move { Ok::<_, io::Error>(response) }
-        }));
+        let service = layer.layer(lag_marked(&flag));
         let response = service.oneshot(Request::new(())).await.unwrap();
-        let mut body = Box::pin(response.into_body());
-        assert!(body.frame().await.unwrap().is_ok());
-        if lagged {
-            flag.set();
-        }
-        assert!(body.frame().await.is_none());
-        drop(body);
+        read_lagging(response.into_body(), &flag, lagged).await;
         let expected = if lagged {
             CloseReason::Lagged
         } else {
@@ -628,21 +645,9 @@ async fn nested_close_layers_both_see_a_lagged_stream() {
     let (outer, outer_seen) = recording(CloseLayer::builder());
     let (inner, inner_seen) = recording(CloseLayer::builder());
     let flag = crate::body::LagFlag::default();
-    let marked = flag.clone();
-    let service = outer.layer(inner.layer(service_fn(move |_request: Request<()>| {
-        let mut response = Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Full::new(Bytes::from_static(b"retry: 1000\n\n")))
-            .unwrap();
-        response.extensions_mut().insert(marked.clone());
-        async move { Ok::<_, io::Error>(response) }
-    })));
+    let service = outer.layer(inner.layer(lag_marked(&flag)));
     let response = service.oneshot(Request::new(())).await.unwrap();
-    let mut body = Box::pin(response.into_body());
-    assert!(body.frame().await.unwrap().is_ok());
-    flag.set();
-    assert!(body.frame().await.is_none());
-    drop(body);
+    read_lagging(response.into_body(), &flag, true).await;
     assert_eq!(reasons(&inner_seen), [CloseReason::Lagged]);
     assert_eq!(reasons(&outer_seen), [CloseReason::Lagged]);
 }

@@ -352,7 +352,7 @@ impl Hub {
                 }
                 let epoch = topics.seed.wrapping_add(topics.made) & id::EPOCH_MASK;
                 topics.made += 1;
-                let label = config.topic_labels.then(|| name.into());
+                let label = config.topic_labels.then_some(name);
                 let made = Arc::new(Topic::new(epoch, now, label));
                 topics.map.insert(name.into(), made.clone());
                 made

@@ -61,6 +61,15 @@ pub enum GapReason {
 }
 
 impl GapReason {
+    /// Its place among the gap counters of a topic's metrics.
+    pub(super) fn index(self) -> usize {
+        match self {
+            GapReason::HistoryTruncated => 0,
+            GapReason::UnknownId => 1,
+            GapReason::Restarted => 2,
+        }
+    }
+
     /// The name the gap event's data gives: `history-truncated`,
     /// `unknown-id` or `restarted`.
     pub fn as_str(self) -> &'static str {

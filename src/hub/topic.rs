@@ -25,7 +25,10 @@ use super::{
     id::{EventId, MAX_LAST_EVENT_ID_LEN},
     GapReason, Resume, TopicStats,
 };
-use crate::event::{recycle, Event};
+use crate::{
+    event::{recycle, Event},
+    metrics::TopicMetrics,
+};
 
 /// The first chunk a topic stores its events in; each new chunk doubles,
 /// up to `MAX_CHUNK`. Events are copied into shared chunks so that a
@@ -40,8 +43,8 @@ const OWN_ALLOCATION: usize = MAX_CHUNK / 4;
 
 pub(super) struct Topic {
     pub(super) epoch: u64,
-    /// The topic's name as a metrics label, when the hub labels by topic.
-    label: Option<Box<str>>,
+    /// Its metrics handles (feature `metrics`; nothing otherwise).
+    metrics: TopicMetrics,
     pub(super) subscribers: AtomicUsize,
     state: Mutex<State>,
     /// What entry times count from.
@@ -130,10 +133,11 @@ pub(super) struct Retention {
 }
 
 impl Topic {
-    pub(super) fn new(epoch: u64, now: Instant, label: Option<Box<str>>) -> Self {
+    /// `label`: the topic's name, when the hub labels its metrics by topic.
+    pub(super) fn new(epoch: u64, now: Instant, label: Option<&str>) -> Self {
         Self {
             epoch,
-            label,
+            metrics: TopicMetrics::new(label),
             subscribers: AtomicUsize::new(0),
             state: Mutex::new(State {
                 first: 1,
@@ -191,7 +195,7 @@ impl Topic {
         state.history.push_back(Entry { bytes, at });
         state.last_active = now;
         self.trim(&mut state, retention, now);
-        crate::metrics::hub_published(self.label.as_deref());
+        self.metrics.published();
         if state.waiting == 0 {
             return Ok(id);
         }
@@ -267,7 +271,7 @@ impl Topic {
         retention: Retention,
         now: Instant,
     ) -> (Start, usize) {
-        crate::metrics::hub_subscribed(self.label.as_deref());
+        self.metrics.subscribed();
         let mut state = self.state();
         let slot = match state.free.pop() {
             Some(slot) => slot,
@@ -286,8 +290,8 @@ impl Topic {
         let gap = |reason: GapReason, missed| {
             self.gaps.fetch_add(1, Ordering::Relaxed);
             self.replayed.fetch_add(retained, Ordering::Relaxed);
-            crate::metrics::hub_gap(self.label.as_deref(), reason.as_str());
-            crate::metrics::hub_replayed(self.label.as_deref(), retained);
+            self.metrics.gap(reason.index());
+            self.metrics.replayed(retained);
             Start {
                 next: state.first,
                 resume: Resume::Gap {
@@ -323,7 +327,7 @@ impl Topic {
                 let replayed = next - 1 - id.seq;
                 self.resumes.fetch_add(1, Ordering::Relaxed);
                 self.replayed.fetch_add(replayed, Ordering::Relaxed);
-                crate::metrics::hub_replayed(self.label.as_deref(), replayed);
+                self.metrics.replayed(replayed);
                 Start {
                     next: id.seq + 1,
                     resume: Resume::Exact { replayed },
@@ -341,7 +345,7 @@ impl Topic {
 
     pub(super) fn lagged(&self) {
         self.lagged.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::hub_lagged(self.label.as_deref());
+        self.metrics.lagged();
     }
 
     /// A subscriber left: its slot is free, and if it was the last one,
@@ -362,7 +366,7 @@ impl Topic {
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             state.last_active = now;
         }
-        crate::metrics::hub_left(self.label.as_deref());
+        self.metrics.left();
         drop(state);
         // Dropped unlocked, as in `poll_read`.
         drop(waker);
