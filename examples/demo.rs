@@ -212,7 +212,7 @@ pub async fn serve(
         .layer(layer)
         .service_fn(move |request| {
             let demo = demo.clone();
-            async move { Ok::<_, Infallible>(route(&demo, request)) }
+            async move { Ok::<_, Infallible>(route(&demo, request).await) }
         });
 
     let graceful = GracefulShutdown::new();
@@ -282,7 +282,7 @@ async fn tick(hub: Hub, period: Duration) {
                 .map(|event| event.data(tick.to_string()))
         };
         if let Ok(event) = event {
-            if let Err(error) = hub.publish("ticks", event) {
+            if let Err(error) = hub.publish("ticks", event).await {
                 eprintln!("publish failed: {error}");
             }
         }
@@ -292,10 +292,10 @@ async fn tick(hub: Hub, period: Duration) {
 /// How long shutdown waits for clients to read their last frame.
 const GRACE: Duration = Duration::from_secs(5);
 
-fn route(demo: &Arc<Demo>, request: Request<Incoming>) -> Response<DemoBody> {
+async fn route(demo: &Arc<Demo>, request: Request<Incoming>) -> Response<DemoBody> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => page(demo),
-        (&Method::GET, "/events") => events(demo, &request),
+        (&Method::GET, "/events") => events(demo, &request).await,
         (&Method::GET, "/login") => login(demo, &request),
         (&Method::POST, "/end") => end(demo, &request, true),
         (&Method::POST, "/break") => end(demo, &request, false),
@@ -317,7 +317,7 @@ fn session_of(request: &Request<Incoming>) -> Option<String> {
 /// stays the last tick's), then the hub's `ticks` topic: the ticks missed
 /// since `Last-Event-ID`, or a gap event, then live ticks. Ends when the
 /// server is asked to.
-fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoBody> {
+async fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoBody> {
     let session = session_of(request);
     if let Some(session) = &session {
         if demo.finished.lock().unwrap().remove(session) {
@@ -329,6 +329,7 @@ fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoBody> {
     let mut ticks = match demo
         .hub
         .subscribe("ticks", last.as_ref().map(LastEventId::as_str))
+        .await
     {
         Ok(ticks) => ticks,
         Err(error) => {

@@ -403,24 +403,48 @@ pub(crate) fn size_hint_adding_bytes(inner: SizeHint, ended: bool) -> SizeHint {
     hint
 }
 
-/// Set by an event stream that ends because its client read too slowly (a
-/// hub subscription that fell behind the history), and carried in the
-/// response's extensions to `CloseLayer`, which then reports
-/// `CloseReason::Lagged` instead of `Completed`. Neither side knows the
-/// other: both know this flag.
+/// Set by an event stream that ends for a reason of its producer's (a hub
+/// subscription that fell behind the history, or whose backend became
+/// unreachable), and carried in the response's extensions to `CloseLayer`,
+/// which then reports `CloseReason::Lagged` or `CloseReason::Unavailable`
+/// instead of `Completed`. Neither side knows the other: both know this
+/// flag.
 #[cfg(any(feature = "close", feature = "hub"))]
 #[derive(Clone, Debug, Default)]
-pub(crate) struct LagFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub(crate) struct LagFlag(std::sync::Arc<std::sync::atomic::AtomicU8>);
+
+/// Why a flagged stream ended.
+#[cfg(any(feature = "close", feature = "hub"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProducerEnd {
+    /// The client read too slowly.
+    Lagged = 1,
+    /// The producer's backend became unreachable.
+    Unavailable = 2,
+}
 
 #[cfg(any(feature = "close", feature = "hub"))]
 #[allow(dead_code)] // each side uses one half
 impl LagFlag {
     pub(crate) fn set(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Release);
+        self.set_to(ProducerEnd::Lagged);
+    }
+
+    pub(crate) fn set_to(&self, end: ProducerEnd) {
+        self.0
+            .store(end as u8, std::sync::atomic::Ordering::Release);
     }
 
     pub(crate) fn is_set(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Acquire)
+        self.get().is_some()
+    }
+
+    pub(crate) fn get(&self) -> Option<ProducerEnd> {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Some(ProducerEnd::Lagged),
+            2 => Some(ProducerEnd::Unavailable),
+            _ => None,
+        }
     }
 }
 

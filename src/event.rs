@@ -240,6 +240,19 @@ impl Event {
         self.inner.as_ref().is_some_and(|encoding| encoding.has_id)
     }
 
+    /// The fields encoded so far, as they are stored for the Redis backend
+    /// (without the blank line, to which the reader adds the `id:` line):
+    /// an event with a type and no data gets its empty `data:` line now.
+    #[cfg(feature = "redis")]
+    pub(crate) fn stored_fields(&mut self) -> &[u8] {
+        let encoding = self.encoding();
+        if encoding.has_type && !encoding.has_data {
+            encoding.buf.extend_from_slice(b"data:\n");
+            encoding.has_data = true;
+        }
+        &encoding.buf
+    }
+
     /// Writes an `id:` field the caller knows to be safe (no CR, LF or NUL).
     #[cfg(feature = "hub")]
     pub(crate) fn trusted_id(mut self, id: &[u8]) -> Self {

@@ -19,7 +19,7 @@
 //!         let reason = handle.closed().await;
 //!         println!("stream closed: {reason}");
 //!     });
-//!     hub.subscribe(&room, last.as_ref().map(LastEventId::as_str))
+//!     hub.subscribe(&room, last.as_ref().map(LastEventId::as_str)).await
 //! }
 //!
 //! pub fn app(hub: Hub) -> Router {

@@ -31,6 +31,7 @@ async fn events(
         let _ = reasons.send(handle.closed().await);
     });
     hub.subscribe(&room, last.as_ref().map(LastEventId::as_str))
+        .await
 }
 
 async fn get_with(
@@ -61,8 +62,8 @@ async fn handlers_take_the_close_handle_and_the_last_event_id_and_return_a_subsc
         .with_state((hub.clone(), reasons));
     let server = common::serve_service(router).await;
 
-    let first = hub.publish("r", Event::new().data("1")).unwrap();
-    hub.publish("r", Event::new().data("2")).unwrap();
+    let first = hub.publish("r", Event::new().data("1")).await.unwrap();
+    hub.publish("r", Event::new().data("2")).await.unwrap();
     let response = get_with(server.addr, "/events/r", Some(&first.to_string())).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(

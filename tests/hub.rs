@@ -33,7 +33,10 @@ type Reasons = Arc<Mutex<Vec<CloseReason>>>;
 /// Without the `axum` feature's conversions: what a plain handler writes.
 async fn events(State(hub): State<Hub>, Path(topic): Path<String>, headers: HeaderMap) -> Response {
     let last = LastEventId::from_headers(&headers);
-    match hub.subscribe(&topic, last.as_ref().map(LastEventId::as_str)) {
+    match hub
+        .subscribe(&topic, last.as_ref().map(LastEventId::as_str))
+        .await
+    {
         Ok(subscription) => subscription.response().into_response(),
         Err(error) => error.response().into_response(),
     }
@@ -62,7 +65,7 @@ fn app(hub: Hub, shutdown: &Shutdown, reasons: Reasons) -> Router {
             "/publish/{topic}",
             post(
                 |State(hub): State<Hub>, Path(topic): Path<String>, body: String| async move {
-                    match hub.publish(&topic, Event::new().data(body)) {
+                    match hub.publish(&topic, Event::new().data(body)).await {
                         Ok(id) => (
                             StatusCode::OK,
                             Json(serde_json::json!({ "id": id.to_string() })),
@@ -124,9 +127,10 @@ async fn open(
     response
 }
 
-fn publish(hub: &Hub, topic: &str, range: std::ops::RangeInclusive<u32>) {
+async fn publish(hub: &Hub, topic: &str, range: std::ops::RangeInclusive<u32>) {
     for n in range {
         hub.publish(topic, Event::new().data(n.to_string()))
+            .await
             .unwrap();
     }
 }
@@ -145,7 +149,7 @@ async fn a_reconnect_resumes_exactly(client: Client<HttpConnector, Empty<Bytes>>
     let response = open(&client, &setup, "room", None).await;
     let mut events = common::parse_events(response);
     assert_eq!(next_event(&mut events).await.event, "sse-position");
-    publish(&setup.hub, "room", 1..=5);
+    publish(&setup.hub, "room", 1..=5).await;
     let mut last = String::new();
     for n in 1..=2 {
         let event = next_event(&mut events).await;
@@ -154,12 +158,12 @@ async fn a_reconnect_resumes_exactly(client: Client<HttpConnector, Empty<Bytes>>
     }
     // The connection breaks; events go on meanwhile.
     drop(events);
-    publish(&setup.hub, "room", 6..=8);
+    publish(&setup.hub, "room", 6..=8).await;
     let response = open(&client, &setup, "room", Some(&last)).await;
     let mut events = common::parse_events(response);
     for n in 3..=9 {
         if n == 9 {
-            publish(&setup.hub, "room", 9..=9);
+            publish(&setup.hub, "room", 9..=9).await;
         }
         let event = next_event(&mut events).await;
         assert_eq!(event.data, n.to_string(), "every event once, in order");
@@ -188,10 +192,10 @@ async fn a_lost_id_gets_the_gap_event(client: Client<HttpConnector, Empty<Bytes>
     let response = open(&client, &setup, "room", None).await;
     let mut events = common::parse_events(response);
     assert_eq!(next_event(&mut events).await.event, "sse-position");
-    publish(&setup.hub, "room", 1..=1);
+    publish(&setup.hub, "room", 1..=1).await;
     let seen = next_event(&mut events).await;
     drop(events);
-    publish(&setup.hub, "room", 2..=7);
+    publish(&setup.hub, "room", 2..=7).await;
 
     for (asked, reason) in [
         (seen.id.clone(), "history-truncated"),
@@ -241,7 +245,11 @@ async fn a_client_that_stops_reading_lags_then_learns_of_the_gap(
     // the sockets, hyper and HTTP/2 windows hold, and 50 events of history.
     let text = "x".repeat(10_000);
     // The first event arrives, then the client stops reading.
-    setup.hub.publish("big", Event::new().data(&text)).unwrap();
+    setup
+        .hub
+        .publish("big", Event::new().data(&text))
+        .await
+        .unwrap();
     let mut body = response.into_body();
     let mut bytes = Vec::new();
     while !bytes.windows(6).any(|window| window == b"data: ") {
@@ -253,7 +261,11 @@ async fn a_client_that_stops_reading_lags_then_learns_of_the_gap(
         bytes.extend_from_slice(frame.data_ref().unwrap());
     }
     for _ in 1..2_000 {
-        setup.hub.publish("big", Event::new().data(&text)).unwrap();
+        setup
+            .hub
+            .publish("big", Event::new().data(&text))
+            .await
+            .unwrap();
         // Let the server write what the connection takes.
         tokio::task::yield_now().await;
     }
@@ -453,7 +465,7 @@ async fn max_lifetime_ends_hub_streams_with_a_retry_and_expired() {
         .with_state(hub.clone());
     let server = common::serve_service(router).await;
     let response = common::get(server.addr, "/events/t").await;
-    hub.publish("t", Event::new().data("1")).unwrap();
+    hub.publish("t", Event::new().data("1")).await.unwrap();
     let bytes = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
         .await
         .expect("the stream ends within its lifetime")

@@ -129,7 +129,7 @@ impl Recording {
 const APP: &str = "http://localhost:5173";
 
 async fn events(State(hub): State<Hub>, headers: HeaderMap) -> Result<Subscription, HubError> {
-    hub.subscribe_from_headers("room", &headers)
+    hub.subscribe_from_headers("room", &headers).await
 }
 
 async fn open(
@@ -211,9 +211,10 @@ async fn layers_and_hub_report_through_the_metrics_facade() {
     assert!(recording.counter("tower_sse_bytes_written_total") >= read.len() as u64);
 
     // The hub: publishes, an exact resume, a gap.
-    let first = hub.publish("room", Event::new().data("1")).unwrap();
+    let first = hub.publish("room", Event::new().data("1")).await.unwrap();
     for n in 2..=4 {
         hub.publish("room", Event::new().data(n.to_string()))
+            .await
             .unwrap();
     }
     assert_eq!(
@@ -242,7 +243,7 @@ async fn layers_and_hub_report_through_the_metrics_facade() {
         .starts_with(b"event: sse-position"));
     let text = "x".repeat(10_000);
     for _ in 0..2_000 {
-        hub.publish("room", Event::new().data(&text)).unwrap();
+        hub.publish("room", Event::new().data(&text)).await.unwrap();
         tokio::task::yield_now().await;
     }
     let rest = tokio::time::timeout(Duration::from_secs(30), body.collect())

@@ -22,7 +22,7 @@ use super::{
     random_between, CloseHandle, CloseReason,
 };
 use crate::{
-    body::{size_hint_adding_bytes, LagFlag},
+    body::{size_hint_adding_bytes, LagFlag, ProducerEnd},
     event::{Boundary, Event},
 };
 
@@ -118,9 +118,10 @@ impl Tracker {
 
     /// Why a stream whose inner body ended, ended.
     fn ended_reason(&self) -> CloseReason {
-        match &self.lag {
-            Some(lag) if lag.is_set() => CloseReason::Lagged,
-            _ => CloseReason::Completed,
+        match self.lag.as_ref().and_then(LagFlag::get) {
+            Some(ProducerEnd::Lagged) => CloseReason::Lagged,
+            Some(ProducerEnd::Unavailable) => CloseReason::Unavailable,
+            None => CloseReason::Completed,
         }
     }
 

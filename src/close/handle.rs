@@ -31,6 +31,12 @@ pub enum CloseReason {
     /// topic's history), wrote a final `retry:` and ended, so the
     /// browser reconnects and resumes or learns of the gap.
     Lagged,
+    /// Its producer's backend became unreachable: a hub on Redis (feature
+    /// `redis`) that could not read from Redis for longer than its outage
+    /// grace wrote a final `retry:` (jittered) and ended the stream, so the
+    /// browser reconnects, perhaps to an instance that reaches Redis, and
+    /// resumes.
+    Unavailable,
 }
 
 impl CloseReason {
@@ -42,6 +48,7 @@ impl CloseReason {
             CloseReason::Shutdown => 4,
             CloseReason::Expired => 5,
             CloseReason::Lagged => 6,
+            CloseReason::Unavailable => 7,
         }
     }
 
@@ -53,12 +60,13 @@ impl CloseReason {
             4 => CloseReason::Shutdown,
             5 => CloseReason::Expired,
             6 => CloseReason::Lagged,
+            7 => CloseReason::Unavailable,
             _ => return None,
         })
     }
 
     /// A short lowercase name: `client_gone`, `completed`, `error`,
-    /// `shutdown`, `expired` or `lagged`.
+    /// `shutdown`, `expired`, `lagged` or `unavailable`.
     pub fn as_str(self) -> &'static str {
         match self {
             CloseReason::ClientGone => "client_gone",
@@ -67,6 +75,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Expired => "expired",
             CloseReason::Lagged => "lagged",
+            CloseReason::Unavailable => "unavailable",
         }
     }
 }

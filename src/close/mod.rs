@@ -17,7 +17,9 @@
 //! - `Shutdown`: a [`Shutdown`] trigger ended it;
 //! - `Expired`: its maximum lifetime ended it;
 //! - `Lagged`: the client read too slowly for its producer (a hub
-//!   subscription that fell behind the topic's history, feature `hub`).
+//!   subscription that fell behind the topic's history, feature `hub`);
+//! - `Unavailable`: its producer's backend became unreachable (a hub on
+//!   Redis that lost Redis for longer than its grace, feature `redis`).
 //!
 //! [`CloseBuilder::on_close`] is called once per event stream with the
 //! reason, the request's method and URI, the stream's duration, and the

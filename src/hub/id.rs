@@ -1,6 +1,8 @@
-//! The ids the hub gives events: `<epoch>-<sequence>`, the epoch in
-//! lowercase hexadecimal and the sequence in decimal, both without leading
-//! zeros (`3fa9c0d2e1b7-42`).
+//! The ids the hub gives events. The memory backend's are
+//! `<epoch>-<sequence>`, the epoch in lowercase hexadecimal and the
+//! sequence in decimal, both without leading zeros (`3fa9c0d2e1b7-42`).
+//! The Redis backend's are Redis stream ids, `<milliseconds>-<sequence>`,
+//! both decimal (`1764517200000-0`).
 
 use std::{fmt, io::Write as _};
 
@@ -18,24 +20,46 @@ pub(super) const EPOCH_MASK: u64 = (1 << 48) - 1;
 /// while idle and published to again), so an id from before can never be
 /// mistaken for a new one. Its text form ([`Display`](fmt::Display)) is what
 /// the browser sees and sends back in `Last-Event-ID`; treat it as opaque.
+///
+/// With the Redis backend (feature `redis`) it is the Redis stream id of the
+/// event's entry: the same on every instance, so a browser resumes on
+/// whichever instance its reconnect reaches.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventId {
+    /// The epoch; for a stream id, its milliseconds.
     pub(super) epoch: u64,
     pub(super) seq: u64,
+    /// A Redis stream id (both parts decimal).
+    pub(super) stream: bool,
 }
 
 impl EventId {
-    /// The event's place in its topic: 1 for the first event published to
-    /// the topic since it was made, then 2, 3, ...
+    /// An id of the memory backend.
+    pub(super) fn memory(epoch: u64, seq: u64) -> Self {
+        Self {
+            epoch,
+            seq,
+            stream: false,
+        }
+    }
+
+    /// The event's place in its topic with the memory backend: 1 for the
+    /// first event published to the topic since it was made, then 2, 3, ...
+    /// With the Redis backend, the sequence part of the stream id (its place
+    /// among the entries added in the same millisecond).
     pub fn sequence(&self) -> u64 {
         self.seq
     }
 
     /// Writes the text form into `buf` and returns it.
-    pub(super) fn write<'a>(&self, buf: &'a mut [u8; 40]) -> &'a [u8] {
+    pub(super) fn write<'a>(&self, buf: &'a mut [u8; 48]) -> &'a [u8] {
         let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        // 12 hex digits, a dash and 20 decimal digits fit in 40 bytes.
-        let _ = write!(cursor, "{:x}-{}", self.epoch, self.seq);
+        // Two numbers of 20 digits at most and a dash fit in 48 bytes.
+        let _ = if self.stream {
+            write!(cursor, "{}-{}", self.epoch, self.seq)
+        } else {
+            write!(cursor, "{:x}-{}", self.epoch, self.seq)
+        };
         let len = cursor.position() as usize;
         &buf[..len]
     }
@@ -58,16 +82,74 @@ impl EventId {
         if !canonical(epoch, 12, true) || !canonical(seq, 20, false) {
             return None;
         }
+        Some(Self::memory(
+            u64::from_str_radix(epoch, 16).ok()?,
+            seq.parse().ok()?,
+        ))
+    }
+}
+
+/// A Redis stream id, `<milliseconds>-<sequence>`, ordered as Redis orders
+/// them.
+#[cfg(feature = "redis")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct StreamId {
+    pub(super) ms: u64,
+    pub(super) seq: u64,
+}
+
+#[cfg(feature = "redis")]
+impl StreamId {
+    /// `0-0`: before every entry (what an entry without a predecessor
+    /// records as its previous id).
+    pub(super) const ZERO: Self = Self { ms: 0, seq: 0 };
+
+    /// Reads `<ms>-<seq>` in decimal without leading zeros; anything else
+    /// is `None`.
+    pub(super) fn parse(text: &[u8]) -> Option<Self> {
+        if text.len() > MAX_LAST_EVENT_ID_LEN {
+            return None;
+        }
+        let text = std::str::from_utf8(text).ok()?;
+        let (ms, seq) = text.split_once('-')?;
+        let canonical = |digits: &str| {
+            !digits.is_empty()
+                && digits.len() <= 20
+                && (digits.len() == 1 || !digits.starts_with('0'))
+                && digits.bytes().all(|b| b.is_ascii_digit())
+        };
+        if !canonical(ms) || !canonical(seq) {
+            return None;
+        }
         Some(Self {
-            epoch: u64::from_str_radix(epoch, 16).ok()?,
+            ms: ms.parse().ok()?,
             seq: seq.parse().ok()?,
         })
+    }
+
+    pub(super) fn event_id(self) -> EventId {
+        EventId {
+            epoch: self.ms,
+            seq: self.seq,
+            stream: true,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
     }
 }
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:x}-{}", self.epoch, self.seq)
+        if self.stream {
+            write!(f, "{}-{}", self.epoch, self.seq)
+        } else {
+            write!(f, "{:x}-{}", self.epoch, self.seq)
+        }
     }
 }
 
@@ -84,8 +166,8 @@ mod tests {
     #[test]
     fn ids_read_back_exactly_what_they_write() {
         for (epoch, seq) in [(0, 0), (1, 1), (EPOCH_MASK, u64::MAX), (0xabc, 42)] {
-            let id = EventId { epoch, seq };
-            let mut buf = [0; 40];
+            let id = EventId::memory(epoch, seq);
+            let mut buf = [0; 48];
             let text = std::str::from_utf8(id.write(&mut buf)).unwrap().to_owned();
             assert_eq!(text, id.to_string());
             assert_eq!(EventId::parse(&text), Some(id), "{text}");
@@ -119,5 +201,40 @@ mod tests {
         }
         let long = format!("a-{}", "1".repeat(MAX_LAST_EVENT_ID_LEN));
         assert_eq!(EventId::parse(&long), None);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn stream_ids_read_only_redis_s_own_form() {
+        for (text, id) in [
+            ("0-0", (0, 0)),
+            ("1764517200000-0", (1_764_517_200_000, 0)),
+            (
+                "18446744073709551615-18446744073709551615",
+                (u64::MAX, u64::MAX),
+            ),
+        ] {
+            let parsed = StreamId::parse(text.as_bytes()).unwrap();
+            assert_eq!((parsed.ms, parsed.seq), id);
+            assert_eq!(parsed.to_string(), text);
+            assert_eq!(parsed.event_id().to_string(), text);
+            let mut buf = [0; 48];
+            assert_eq!(parsed.event_id().write(&mut buf), text.as_bytes());
+        }
+        for text in [
+            "",
+            "-",
+            "1",
+            "01-1",
+            "1-01",
+            "a-1",
+            "1-1-1",
+            "18446744073709551616-0",
+            " 1-1",
+            "1-+1",
+        ] {
+            assert_eq!(StreamId::parse(text.as_bytes()), None, "{text:?}");
+        }
+        assert!(StreamId { ms: 1, seq: 9 } < StreamId { ms: 2, seq: 0 });
     }
 }

@@ -66,12 +66,12 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let hub = Hub::new();
-//! let first = hub.publish("ticks", Event::new().data("1"))?;
-//! hub.publish("ticks", Event::new().data("2"))?;
+//! let first = hub.publish("ticks", Event::new().data("1")).await?;
+//! hub.publish("ticks", Event::new().data("2")).await?;
 //!
 //! // A browser that saw the first event reconnects with its id.
 //! let id = first.to_string();
-//! let mut events = hub.subscribe("ticks", Some(&id))?;
+//! let mut events = hub.subscribe("ticks", Some(&id)).await?;
 //! assert_eq!(events.resume(), Resume::Exact { replayed: 1 });
 //! let replayed = events.next().await.unwrap();
 //! let text = String::from_utf8_lossy(replayed.as_bytes()).into_owned();
@@ -83,10 +83,18 @@
 //! ```
 
 mod id;
+#[cfg(feature = "redis")]
+mod redis_backend;
 mod subscription;
 mod topic;
 
 pub use id::{EventId, MAX_LAST_EVENT_ID_LEN};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_backend::{
+    DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_KEY_TTL, DEFAULT_REDIS_OUTAGE_GRACE,
+    DEFAULT_REDIS_TIMEOUT,
+};
 pub use subscription::{GapReason, LagMarker, Resume, Subscription};
 
 use std::{
@@ -149,6 +157,43 @@ pub struct Hub {
 struct Shared {
     config: Config,
     topics: Mutex<Topics>,
+    /// The Redis backend; `None`: the memory backend.
+    #[cfg(feature = "redis")]
+    backend: Option<Arc<redis_backend::Backend>>,
+}
+
+impl Shared {
+    fn topics(&self) -> MutexGuard<'_, Topics> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Calls `f` on every topic the hub holds.
+    #[cfg(feature = "redis")]
+    fn each_topic(&self, mut f: impl FnMut(&Topic)) {
+        let topics: Vec<Arc<Topic>> = self.topics().map.values().cloned().collect();
+        for topic in &topics {
+            f(topic);
+        }
+    }
+
+    /// The topics fed from Redis, with the id each read up to: what the
+    /// reader reads.
+    #[cfg(feature = "redis")]
+    fn backed_topics(&self) -> Vec<(Box<str>, Arc<Topic>, id::StreamId)> {
+        let topics: Vec<(Box<str>, Arc<Topic>)> = self
+            .topics()
+            .map
+            .iter()
+            .map(|(name, topic)| (name.clone(), topic.clone()))
+            .collect();
+        topics
+            .into_iter()
+            .filter_map(|(name, topic)| {
+                let last = topic.last_stream_id()?;
+                Some((name, topic, last))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -195,6 +240,8 @@ impl Hub {
             reconnect_delay: DEFAULT_RECONNECT_DELAY,
             gap_event: DEFAULT_GAP_EVENT.into(),
             topic_labels: false,
+            #[cfg(feature = "redis")]
+            redis: redis_backend::RedisSettings::default(),
         }
     }
 
@@ -211,9 +258,31 @@ impl Hub {
     /// without one), when the topic name is longer than [`MAX_TOPIC_LEN`],
     /// or when the topic is new and the hub already holds
     /// [`max_topics`](HubBuilder::max_topics).
-    pub fn publish(&self, topic: &str, event: Event) -> Result<EventId, PublishError> {
+    ///
+    /// With the Redis backend (feature `redis`) the event is appended to
+    /// the topic's stream, and the id is the entry's; subscribers on every
+    /// instance get it from there. The topic is not made on this instance,
+    /// and [`max_topics`](HubBuilder::max_topics) does not apply (each
+    /// topic's stream expires after
+    /// [`redis_key_ttl`](HubBuilder::redis_key_ttl) without a publish).
+    /// Redis unreachable, or not answering within
+    /// [`redis_timeout`](HubBuilder::redis_timeout), is
+    /// [`HubErrorKind::Unavailable`]; the event may or may not have been
+    /// appended then (the answer was lost), so publishing it again may
+    /// publish it twice. The memory backend never waits.
+    pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, PublishError> {
         if event.has_id() {
             return Err(PublishError::new(HubErrorKind::IdSet, event));
+        }
+        #[cfg(feature = "redis")]
+        if let Some(backend) = &self.shared.backend {
+            if topic.len() > MAX_TOPIC_LEN {
+                return Err(PublishError::new(HubErrorKind::TopicTooLong, event));
+            }
+            return backend
+                .publish(topic, event)
+                .await
+                .map_err(|(kind, event)| PublishError::new(kind, event));
         }
         let mut event = event;
         loop {
@@ -249,13 +318,24 @@ impl Hub {
     ///
     /// [`HubError`] when the topic name is longer than [`MAX_TOPIC_LEN`],
     /// or when the topic is new and the hub already holds
-    /// [`max_topics`](HubBuilder::max_topics).
-    pub fn subscribe(
+    /// [`max_topics`](HubBuilder::max_topics); with the Redis backend, also
+    /// when Redis cannot be reached within
+    /// [`redis_timeout`](HubBuilder::redis_timeout) for a topic new to this
+    /// instance, or has been unreachable for longer than
+    /// [`redis_outage_grace`](HubBuilder::redis_outage_grace)
+    /// ([`HubErrorKind::Unavailable`]).
+    ///
+    /// With the memory backend it never waits. With the Redis backend, a
+    /// topic new to this instance is first loaded from Redis (one round
+    /// trip), and an id newer than what this instance has read (the
+    /// browser saw it on another instance a moment ago) is fetched too.
+    pub async fn subscribe(
         &self,
         topic: &str,
         last_event_id: Option<&str>,
     ) -> Result<Subscription, HubError> {
         self.subscribe_asked(topic, Asked::from_bytes(last_event_id.map(str::as_bytes)))
+            .await
     }
 
     /// [`subscribe`](Hub::subscribe) with the `Last-Event-ID` read from the
@@ -265,7 +345,7 @@ impl Hub {
     /// # Errors
     ///
     /// As [`subscribe`](Hub::subscribe).
-    pub fn subscribe_from_headers(
+    pub async fn subscribe_from_headers(
         &self,
         topic: &str,
         headers: &http::HeaderMap,
@@ -273,17 +353,33 @@ impl Hub {
         let header = headers
             .get(&crate::LAST_EVENT_ID)
             .map(|value| value.as_bytes());
-        self.subscribe_asked(topic, Asked::from_bytes(header))
+        self.subscribe_asked(topic, Asked::from_bytes(header)).await
     }
 
-    fn subscribe_asked(&self, topic: &str, asked: Asked<'_>) -> Result<Subscription, HubError> {
+    async fn subscribe_asked(
+        &self,
+        topic: &str,
+        asked: Asked<'_>,
+    ) -> Result<Subscription, HubError> {
         let now = Instant::now();
         let found = self.topic(topic, now, true).map_err(HubError::new)?;
+        #[cfg(feature = "redis")]
+        if let Some(backend) = &self.shared.backend {
+            // Counted as a subscriber by `topic`: uncounted if this fails,
+            // or if the caller drops the future while Redis answers.
+            let mut counted = Counted(Some(&found));
+            backend
+                .prepare(topic, &found, asked)
+                .await
+                .map_err(HubError::new)?;
+            counted.0 = None;
+        }
+        let now = Instant::now();
         let (start, slot) = found.start(asked, self.shared.config.retention, now);
         let first = start.first_id.map(|id| match start.resume {
             Resume::Gap { reason, .. } => self.gap_event(id, reason, asked, start.missed),
             _ => {
-                let mut text = [0; 40];
+                let mut text = [0; 48];
                 let event = match Event::new().event(POSITION_EVENT) {
                     Ok(event) => event,
                     Err(error) => error.into_event(),
@@ -313,10 +409,7 @@ impl Hub {
     }
 
     fn topics(&self) -> MutexGuard<'_, Topics> {
-        self.shared
-            .topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.topics()
     }
 
     /// The topic named `name`, made if needed; with `subscribe`, counted as
@@ -353,7 +446,7 @@ impl Hub {
                 let epoch = topics.seed.wrapping_add(topics.made) & id::EPOCH_MASK;
                 topics.made += 1;
                 let label = config.topic_labels.then_some(name);
-                let made = Arc::new(Topic::new(epoch, now, label));
+                let made = Arc::new(Topic::new(epoch, now, label, self.is_backed()));
                 topics.map.insert(name.into(), made.clone());
                 made
             }
@@ -364,6 +457,15 @@ impl Hub {
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         Ok(found)
+    }
+
+    /// Whether topics are fed from a backend (Redis) rather than by
+    /// `publish`.
+    fn is_backed(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.shared.backend.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
     }
 
     fn gap_event(
@@ -391,8 +493,22 @@ impl Hub {
             // Checked when the hub was built.
             Err(error) => error.into_event(),
         };
-        let mut text = [0; 40];
+        let mut text = [0; 48];
         event.trusted_id(id.write(&mut text)).data(data).encode()
+    }
+}
+
+/// Uncounts a subscriber on drop (a subscribe that failed or was dropped
+/// while waiting for Redis).
+#[cfg(feature = "redis")]
+struct Counted<'a>(Option<&'a Topic>);
+
+#[cfg(feature = "redis")]
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if let Some(topic) = self.0.take() {
+            topic.abandon(Instant::now());
+        }
     }
 }
 
@@ -450,6 +566,8 @@ pub struct HubBuilder {
     reconnect_delay: (Duration, Duration),
     gap_event: String,
     topic_labels: bool,
+    #[cfg(feature = "redis")]
+    redis: redis_backend::RedisSettings,
 }
 
 impl HubBuilder {
@@ -519,6 +637,80 @@ impl HubBuilder {
         self
     }
 
+    /// Keeps topics in Redis Streams at `url` (`redis://host:port/db`),
+    /// so that every instance of the app that uses the same Redis serves
+    /// the same events with the same ids: a browser resumes on whichever
+    /// instance its reconnect reaches. See the README's "Scaling out".
+    ///
+    /// Each topic is one stream, trimmed to about
+    /// [`history`](HubBuilder::history) entries (Redis trims whole nodes of
+    /// entries, so it keeps at least that many, up to about a hundred more);
+    /// each instance keeps the latest `history` in memory, and resumes from
+    /// those. [`max_age`](HubBuilder::max_age) applies to what each instance
+    /// keeps in memory, not to the stream. The hub owns the keys under its
+    /// [prefix](HubBuilder::redis_key_prefix): entries written by others are
+    /// skipped and show as a gap.
+    ///
+    /// [`build`](HubBuilder::build) must then run inside a tokio runtime (it
+    /// starts the instance's reader task); it does not connect, so an app
+    /// starts while Redis is down and catches up when it comes. Default: no
+    /// Redis (the memory backend).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis.url = Some(url.into());
+        self
+    }
+
+    /// The prefix of the hub's Redis keys: topic `ticks` is the stream
+    /// `tower-sse:ticks`. Hubs that share a prefix share topics. Default:
+    /// `tower-sse:` ([`DEFAULT_REDIS_KEY_PREFIX`]).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis.prefix = prefix.into();
+        self
+    }
+
+    /// How long a publish, or the loading of a topic new to this instance,
+    /// may wait for Redis (connecting included) before it fails with
+    /// [`HubErrorKind::Unavailable`]. Longer than zero. Default: 2 seconds
+    /// ([`DEFAULT_REDIS_TIMEOUT`]).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
+        self.redis.timeout = timeout;
+        self
+    }
+
+    /// How long the instance's reader may fail to read from Redis before
+    /// the hub gives up on it for now: subscribers that have read
+    /// everything get a jittered `retry:` (from
+    /// [`reconnect_delay`](HubBuilder::reconnect_delay)) and end
+    /// (`CloseReason::Unavailable`), and new subscribes are refused with
+    /// [`HubErrorKind::Unavailable`] (answered with a `retry:`), until the
+    /// reader reads again. Within the grace, subscribers wait and get
+    /// everything Redis still holds once it is back. Default: 5 seconds
+    /// ([`DEFAULT_REDIS_OUTAGE_GRACE`]).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_outage_grace(mut self, grace: Duration) -> Self {
+        self.redis.grace = grace;
+        self
+    }
+
+    /// A topic's stream is deleted by Redis once nothing was published to
+    /// it for `ttl` (renewed on every publish), so that topics nobody uses
+    /// any more do not stay in Redis forever; `None` keeps them. A browser
+    /// that comes back later gets a gap event (`restarted`). Longer than
+    /// zero. Default: 24 hours ([`DEFAULT_REDIS_KEY_TTL`]).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_key_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.redis.key_ttl = ttl;
+        self
+    }
+
     /// The hub.
     ///
     /// # Errors
@@ -543,7 +735,7 @@ impl HubBuilder {
         {
             Some(HubConfigErrorKind::GapEventType)
         } else {
-            None
+            self.redis_error()
         };
         if let Some(kind) = kind {
             return Err(HubConfigError {
@@ -551,14 +743,25 @@ impl HubBuilder {
                 builder: Box::new(self),
             });
         }
+        let retention = Retention {
+            len: self.history,
+            age: self.max_age,
+        };
+        #[cfg(feature = "redis")]
+        let backend = match redis_backend::Backend::new(&self.redis, retention) {
+            Ok(backend) => backend.map(Arc::new),
+            Err(kind) => {
+                return Err(HubConfigError {
+                    kind,
+                    builder: Box::new(self),
+                })
+            }
+        };
         let now = Instant::now();
-        Ok(Hub {
+        let hub = Hub {
             shared: Arc::new(Shared {
                 config: Config {
-                    retention: Retention {
-                        len: self.history,
-                        age: self.max_age,
-                    },
+                    retention,
                     idle_timeout: self.idle_timeout,
                     max_topics: self.max_topics,
                     reconnect_delay: self.reconnect_delay,
@@ -572,8 +775,30 @@ impl HubBuilder {
                     next_sweep: now.checked_add(self.idle_timeout / 2),
                     last_full_sweep: None,
                 }),
+                #[cfg(feature = "redis")]
+                backend: backend.clone(),
             }),
-        })
+        };
+        #[cfg(feature = "redis")]
+        if let Some(backend) = backend {
+            redis_backend::spawn_reader(Arc::downgrade(&hub.shared), backend);
+        }
+        Ok(hub)
+    }
+
+    /// The first Redis setting out of range.
+    fn redis_error(&self) -> Option<HubConfigErrorKind> {
+        #[cfg(feature = "redis")]
+        if self.redis.url.is_some() {
+            let redis = &self.redis;
+            if redis.timeout.is_zero() || redis.key_ttl == Some(Duration::ZERO) {
+                return Some(HubConfigErrorKind::RedisZeroDuration);
+            }
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Some(HubConfigErrorKind::NoRuntime);
+            }
+        }
+        None
     }
 }
 
@@ -611,6 +836,9 @@ pub enum HubErrorKind {
     TopicTooLong,
     /// The published event already has an id: the hub gives ids.
     IdSet,
+    /// Redis (feature `redis`) could not be reached or did not answer in
+    /// time, or the instance's reader has failed for longer than its grace.
+    Unavailable,
 }
 
 impl fmt::Display for HubErrorKind {
@@ -621,6 +849,7 @@ impl fmt::Display for HubErrorKind {
             HubErrorKind::IdSet => {
                 "the event already has an id; the hub gives ids, publish it without one"
             }
+            HubErrorKind::Unavailable => "the hub's Redis is unreachable or did not answer in time",
         })
     }
 }
@@ -651,13 +880,24 @@ impl HubError {
     /// a hub that is full, which it may stop being, answers with an event
     /// stream that holds only a `retry:` (drawn from [`FULL_HUB_RETRY`])
     /// and ends: the browser tries again later. A topic name that is too
-    /// long will never work: `400 Bad Request`, and the browser stops.
+    /// long will never work: `400 Bad Request`, and the browser stops. A
+    /// hub whose Redis is unreachable answers like a full one, with a
+    /// `retry:` drawn from [`DEFAULT_RECONNECT_DELAY`].
     pub fn response(&self) -> http::Response<String> {
         let (status, content_type, body) = match self.kind {
-            HubErrorKind::TooManyTopics => {
-                let (min, max) = FULL_HUB_RETRY;
+            HubErrorKind::TooManyTopics | HubErrorKind::Unavailable => {
+                let (min, max) = if self.kind == HubErrorKind::Unavailable {
+                    DEFAULT_RECONNECT_DELAY
+                } else {
+                    FULL_HUB_RETRY
+                };
+                let comment = if self.kind == HubErrorKind::Unavailable {
+                    "the hub cannot reach its backend; try again later"
+                } else {
+                    "the hub is full; try again later"
+                };
                 let retry = Event::new()
-                    .comment("the hub is full; try again later")
+                    .comment(comment)
                     .retry(crate::jitter::random_between(min, max))
                     .encode();
                 let body = String::from_utf8_lossy(retry.as_bytes()).into_owned();
@@ -752,6 +992,13 @@ pub enum HubConfigErrorKind {
     DelayTooLong,
     /// `gap_event` empty or with a line break.
     GapEventType,
+    /// `redis` with a URL the Redis client cannot read.
+    RedisUrl,
+    /// `redis_timeout` or `redis_key_ttl` of zero.
+    RedisZeroDuration,
+    /// `redis` set, and `build` called outside a tokio runtime (the hub
+    /// starts its reader task there).
+    NoRuntime,
 }
 
 impl HubConfigError {
@@ -787,6 +1034,13 @@ impl fmt::Display for HubConfigError {
                 "reconnect_delay: max is longer than MAX_RETRY (2^31 - 1 ms)"
             }
             HubConfigErrorKind::GapEventType => "gap_event: the type is empty or has a line break",
+            HubConfigErrorKind::RedisUrl => "redis: the URL is not a Redis URL",
+            HubConfigErrorKind::RedisZeroDuration => {
+                "redis_timeout and redis_key_ttl must be longer than zero"
+            }
+            HubConfigErrorKind::NoRuntime => {
+                "a hub on Redis must be built inside a tokio runtime (it starts a reader task)"
+            }
         })
     }
 }

@@ -13,7 +13,12 @@ use super::{
     topic::{Read, Topic},
     Shared,
 };
-use crate::{body::LagFlag, event::EncodedEvent, jitter::random_between, Event, EventStream};
+use crate::{
+    body::{LagFlag, ProducerEnd},
+    event::EncodedEvent,
+    jitter::random_between,
+    Event, EventStream,
+};
 
 /// How a subscription started: what the `Last-Event-ID` it was given let
 /// the hub do.
@@ -109,7 +114,8 @@ pub struct Subscription {
     first: Option<EncodedEvent>,
     /// Its waiter slot in the topic.
     slot: usize,
-    ended: bool,
+    /// Set once the stream wrote its final `retry:`.
+    ended: Option<ProducerEnd>,
     lag: Option<LagFlag>,
 }
 
@@ -129,7 +135,7 @@ impl Subscription {
             resume,
             first,
             slot,
-            ended: false,
+            ended: None,
             lag: None,
         }
     }
@@ -139,14 +145,15 @@ impl Subscription {
         self.resume
     }
 
-    /// Whether the client fell behind the history: the stream wrote its
-    /// final `retry:` and ends. A subscription merged with other streams
+    /// Whether the client fell behind the history (or, with the Redis
+    /// backend, Redis stayed unreachable past its grace): the stream wrote
+    /// its final `retry:` and ends. A subscription merged with other streams
     /// into one response cannot end that response by itself; check
     /// [`LagMarker::is_lagged`] there, or put the subscription last
     /// (chained after other events, as the demo does), so that its end ends
     /// the response.
     pub fn lagged(&self) -> bool {
-        self.ended
+        self.ended.is_some()
     }
 
     /// The event-stream response for this subscription, marked so that
@@ -169,8 +176,8 @@ impl Subscription {
     /// `CloseReason::Lagged` when the client fell behind.
     pub fn lag_marker(&mut self) -> LagMarker {
         let flag = self.lag.get_or_insert_with(LagFlag::default);
-        if self.ended {
-            flag.set();
+        if let Some(why) = self.ended {
+            flag.set_to(why);
         }
         LagMarker(flag.clone())
     }
@@ -204,7 +211,7 @@ impl Stream for Subscription {
         if let Some(first) = this.first.take() {
             return Poll::Ready(Some(first));
         }
-        if this.ended {
+        if this.ended.is_some() {
             return Poll::Ready(None);
         }
         match this.topic.poll_read(this.next, this.slot, cx) {
@@ -213,17 +220,25 @@ impl Stream for Subscription {
                 Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
             }
             Poll::Ready(Read::Lagged) => {
-                this.ended = true;
                 this.topic.lagged();
-                if let Some(lag) = &this.lag {
-                    lag.set();
-                }
-                let (min, max) = this.shared.config.reconnect_delay;
-                let retry = Event::new().retry(random_between(min, max)).encode();
-                Poll::Ready(Some(retry))
+                Poll::Ready(Some(this.end(ProducerEnd::Lagged)))
             }
+            #[cfg(feature = "redis")]
+            Poll::Ready(Read::Unavailable) => Poll::Ready(Some(this.end(ProducerEnd::Unavailable))),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl Subscription {
+    /// Ends the stream for `why`: the final `retry:` to write.
+    fn end(&mut self, why: ProducerEnd) -> EncodedEvent {
+        self.ended = Some(why);
+        if let Some(lag) = &self.lag {
+            lag.set_to(why);
+        }
+        let (min, max) = self.shared.config.reconnect_delay;
+        Event::new().retry(random_between(min, max)).encode()
     }
 }
 
@@ -238,7 +253,7 @@ impl fmt::Debug for Subscription {
         f.debug_struct("Subscription")
             .field("next", &self.next)
             .field("resume", &self.resume)
-            .field("ended", &self.ended)
+            .field("ended", &self.ended.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,15 @@ use http_body::Body as _;
 
 use super::*;
 
+/// The memory hub's futures are ready at once: these tests read them so.
+trait Now: std::future::Future + Sized {
+    fn now(self) -> Self::Output {
+        futures_util::FutureExt::now_or_never(self).expect("the memory hub never waits")
+    }
+}
+
+impl<F: std::future::Future> Now for F {}
+
 /// One encoded event read back field by field.
 #[derive(Debug, Default, PartialEq)]
 struct Seen {
@@ -47,7 +56,7 @@ fn ready(subscription: &mut Subscription) -> Vec<Seen> {
 
 /// A fresh subscription, past its position event.
 fn live(hub: &Hub, topic: &str) -> Subscription {
-    let mut subscription = hub.subscribe(topic, None).unwrap();
+    let mut subscription = hub.subscribe(topic, None).now().unwrap();
     let first = ready(&mut subscription);
     assert_eq!(first.len(), 1, "{first:?}");
     assert_eq!(
@@ -68,6 +77,7 @@ fn publish_n(hub: &Hub, topic: &str, range: std::ops::RangeInclusive<u32>) -> Ve
     range
         .map(|n| {
             hub.publish(topic, Event::new().data(n.to_string()))
+                .now()
                 .unwrap()
         })
         .collect()
@@ -85,7 +95,7 @@ fn ids_increase_by_one_per_topic_and_each_topic_has_its_own_epoch() {
     assert_eq!(b.iter().map(EventId::sequence).collect::<Vec<_>>(), [1, 2]);
     assert_ne!(a[0].epoch, b[0].epoch);
     let other = Hub::new();
-    let c = other.publish("a", Event::new().data("x")).unwrap();
+    let c = other.publish("a", Event::new().data("x")).now().unwrap();
     assert_ne!(a[0].epoch, c.epoch, "a new hub is a new epoch");
 }
 
@@ -95,6 +105,7 @@ fn the_published_bytes_carry_the_id_the_hub_gave() {
     let mut live = live(&hub, "t");
     let id = hub
         .publish("t", Event::new().event("note").unwrap().data("a\nb"))
+        .now()
         .unwrap();
     let seen = ready(&mut live);
     assert_eq!(seen.len(), 1);
@@ -106,7 +117,7 @@ fn the_published_bytes_carry_the_id_the_hub_gave() {
 fn without_an_id_a_subscriber_gets_live_events_only() {
     let hub = Hub::new();
     let ids = publish_n(&hub, "t", 1..=3);
-    let mut live = hub.subscribe("t", None).unwrap();
+    let mut live = hub.subscribe("t", None).now().unwrap();
     assert_eq!(live.resume(), Resume::Fresh);
     // First the topic's position, as the id of an event of its own type
     // with empty data.
@@ -123,11 +134,11 @@ fn without_an_id_a_subscriber_gets_live_events_only() {
     publish_n(&hub, "t", 4..=5);
     assert_eq!(data(&ready(&mut live)), ["4", "5"]);
     // An empty header is no id.
-    let mut empty = hub.subscribe("t", Some("")).unwrap();
+    let mut empty = hub.subscribe("t", Some("")).now().unwrap();
     assert_eq!(empty.resume(), Resume::Fresh);
     assert_eq!(ready(&mut empty).len(), 1);
     // A reconnect with the position before any live event loses nothing.
-    let early = hub.subscribe("t", Some(&ids[2].to_string())).unwrap();
+    let early = hub.subscribe("t", Some(&ids[2].to_string())).now().unwrap();
     assert_eq!(early.resume(), Resume::Exact { replayed: 2 });
 }
 
@@ -135,12 +146,12 @@ fn without_an_id_a_subscriber_gets_live_events_only() {
 fn an_id_in_the_history_resumes_exactly_then_goes_live() {
     let hub = Hub::new();
     let ids = publish_n(&hub, "t", 1..=5);
-    let mut resumed = hub.subscribe("t", Some(&ids[1].to_string())).unwrap();
+    let mut resumed = hub.subscribe("t", Some(&ids[1].to_string())).now().unwrap();
     assert_eq!(resumed.resume(), Resume::Exact { replayed: 3 });
     publish_n(&hub, "t", 6..=6);
     assert_eq!(data(&ready(&mut resumed)), ["3", "4", "5", "6"]);
     // The last id: nothing to replay.
-    let mut latest = hub.subscribe("t", Some(&ids[4].to_string())).unwrap();
+    let mut latest = hub.subscribe("t", Some(&ids[4].to_string())).now().unwrap();
     assert_eq!(latest.resume(), Resume::Exact { replayed: 1 });
     assert_eq!(data(&ready(&mut latest)), ["6"]);
     let stats = hub.topic_stats("t").unwrap();
@@ -152,7 +163,7 @@ fn an_id_older_than_the_history_gets_a_gap_event_then_the_history() {
     let hub = Hub::builder().history(3).build().unwrap();
     let ids = publish_n(&hub, "t", 1..=6);
     // Kept: 4, 5, 6. The browser saw 1: 2 and 3 are lost.
-    let mut resumed = hub.subscribe("t", Some(&ids[0].to_string())).unwrap();
+    let mut resumed = hub.subscribe("t", Some(&ids[0].to_string())).now().unwrap();
     assert_eq!(
         resumed.resume(),
         Resume::Gap {
@@ -173,7 +184,7 @@ fn an_id_older_than_the_history_gets_a_gap_event_then_the_history() {
     // right after it resumes exactly.
     assert_eq!(seen[0].id.as_deref(), Some(&*ids[2].to_string()));
     assert_eq!(data(&seen[1..]), ["4", "5", "6"]);
-    let again = hub.subscribe("t", seen[0].id.as_deref()).unwrap();
+    let again = hub.subscribe("t", seen[0].id.as_deref()).now().unwrap();
     assert_eq!(again.resume(), Resume::Exact { replayed: 3 });
 }
 
@@ -181,11 +192,7 @@ fn an_id_older_than_the_history_gets_a_gap_event_then_the_history() {
 fn unknown_malformed_and_overlong_ids_get_an_unknown_id_gap() {
     let hub = Hub::new();
     let ids = publish_n(&hub, "t", 1..=2);
-    let future = EventId {
-        epoch: ids[0].epoch,
-        seq: 3,
-    }
-    .to_string();
+    let future = EventId::memory(ids[0].epoch, 3).to_string();
     let long = "7".repeat(MAX_LAST_EVENT_ID_LEN + 1);
     for (asked, shown) in [
         ("garbage", "\"garbage\"".to_owned()),
@@ -193,7 +200,7 @@ fn unknown_malformed_and_overlong_ids_get_an_unknown_id_gap() {
         (&*future, format!("\"{future}\"")),
         (&*long, "null".to_owned()),
     ] {
-        let mut resumed = hub.subscribe("t", Some(asked)).unwrap();
+        let mut resumed = hub.subscribe("t", Some(asked)).now().unwrap();
         assert_eq!(
             resumed.resume(),
             Resume::Gap {
@@ -224,7 +231,7 @@ fn an_id_from_an_earlier_hub_gets_a_restarted_gap() {
     drop(before);
     let hub = Hub::new();
     publish_n(&hub, "t", 1..=1);
-    let mut resumed = hub.subscribe("t", Some(&old[8].to_string())).unwrap();
+    let mut resumed = hub.subscribe("t", Some(&old[8].to_string())).now().unwrap();
     assert!(matches!(
         resumed.resume(),
         Resume::Gap {
@@ -240,14 +247,14 @@ fn an_id_from_an_earlier_hub_gets_a_restarted_gap() {
 #[test]
 fn a_gap_on_an_empty_topic_still_moves_the_browser_s_id() {
     let hub = Hub::new();
-    let mut resumed = hub.subscribe("t", Some("nope")).unwrap();
+    let mut resumed = hub.subscribe("t", Some("nope")).now().unwrap();
     let seen = ready(&mut resumed);
     assert_eq!(seen.len(), 1);
     let gap_id = seen[0].id.clone().unwrap();
-    let id = hub.publish("t", Event::new().data("1")).unwrap();
+    let id = hub.publish("t", Event::new().data("1")).now().unwrap();
     assert_eq!(data(&ready(&mut resumed)), ["1"]);
     // Reconnecting with the gap's id before any event: exact, nothing lost.
-    let again = hub.subscribe("t", Some(&gap_id)).unwrap();
+    let again = hub.subscribe("t", Some(&gap_id)).now().unwrap();
     assert_eq!(again.resume(), Resume::Exact { replayed: 1 });
     assert_eq!(id.sequence(), 1);
 }
@@ -292,6 +299,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
     // (had it read one) would give the gap event.
     let back = hub
         .subscribe("t", Some(&format!("{:x}-0", ids[0].epoch)))
+        .now()
         .unwrap();
     assert!(matches!(
         back.resume(),
@@ -311,7 +319,10 @@ async fn a_waiting_subscriber_is_woken_by_a_publish() {
     let publisher = hub.clone();
     let task = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        publisher.publish("t", Event::new().data("late")).unwrap();
+        publisher
+            .publish("t", Event::new().data("late"))
+            .now()
+            .unwrap();
     });
     let event = tokio::time::timeout(Duration::from_secs(5), live.next())
         .await
@@ -326,6 +337,7 @@ fn an_event_with_its_own_id_is_refused_and_given_back() {
     let hub = Hub::new();
     let error = hub
         .publish("t", Event::new().id("mine").unwrap().data("x"))
+        .now()
         .unwrap_err();
     assert_eq!(error.kind(), HubErrorKind::IdSet);
     assert_eq!(
@@ -338,20 +350,23 @@ fn an_event_with_its_own_id_is_refused_and_given_back() {
 #[test]
 fn topics_are_bounded_in_number_and_name_length() {
     let hub = Hub::builder().max_topics(2).build().unwrap();
-    hub.publish("a", Event::new()).unwrap();
-    let _b = hub.subscribe("b", None).unwrap();
-    let error = hub.publish("c", Event::new().data("kept")).unwrap_err();
+    hub.publish("a", Event::new()).now().unwrap();
+    let _b = hub.subscribe("b", None).now().unwrap();
+    let error = hub
+        .publish("c", Event::new().data("kept"))
+        .now()
+        .unwrap_err();
     assert_eq!(error.kind(), HubErrorKind::TooManyTopics);
     assert_eq!(error.into_event().encode().as_bytes(), b"data: kept\n\n");
     assert_eq!(
-        hub.subscribe("c", None).unwrap_err().kind(),
+        hub.subscribe("c", None).now().unwrap_err().kind(),
         HubErrorKind::TooManyTopics
     );
     // Existing topics still work.
-    hub.publish("a", Event::new()).unwrap();
+    hub.publish("a", Event::new()).now().unwrap();
     let long = "x".repeat(MAX_TOPIC_LEN + 1);
     assert_eq!(
-        hub.subscribe(&long, None).unwrap_err().kind(),
+        hub.subscribe(&long, None).now().unwrap_err().kind(),
         HubErrorKind::TopicTooLong
     );
     assert_eq!(hub.topic_count(), 2);
@@ -377,7 +392,7 @@ fn history_is_bounded_by_count_and_by_age() {
         .unwrap();
     let ids = publish_n(&hub, "t", 1..=2);
     std::thread::sleep(Duration::from_millis(80));
-    let resumed = hub.subscribe("t", Some(&ids[0].to_string())).unwrap();
+    let resumed = hub.subscribe("t", Some(&ids[0].to_string())).now().unwrap();
     assert!(matches!(
         resumed.resume(),
         Resume::Gap {
@@ -395,13 +410,16 @@ fn idle_topics_are_dropped_and_their_old_ids_say_restarted() {
         .build()
         .unwrap();
     let old = publish_n(&hub, "quiet", 1..=2);
-    let busy = hub.subscribe("busy", None).unwrap();
+    let busy = hub.subscribe("busy", None).now().unwrap();
     std::thread::sleep(MIN_IDLE_TIMEOUT * 3);
     // Any publish or subscribe sweeps.
-    hub.publish("other", Event::new()).unwrap();
+    hub.publish("other", Event::new()).now().unwrap();
     assert_eq!(hub.topic_stats("quiet"), None);
     assert!(hub.topic_stats("busy").is_some(), "it has a subscriber");
-    let resumed = hub.subscribe("quiet", Some(&old[1].to_string())).unwrap();
+    let resumed = hub
+        .subscribe("quiet", Some(&old[1].to_string()))
+        .now()
+        .unwrap();
     assert!(matches!(
         resumed.resume(),
         Resume::Gap {
@@ -416,7 +434,7 @@ fn idle_topics_are_dropped_and_their_old_ids_say_restarted() {
 fn subscribers_that_leave_leave_nothing_behind() {
     let hub = Hub::new();
     let subscriptions: Vec<_> = (0..10_000)
-        .map(|_| hub.subscribe("t", None).unwrap())
+        .map(|_| hub.subscribe("t", None).now().unwrap())
         .collect();
     assert_eq!(hub.topic_stats("t").unwrap().subscribers, 10_000);
     // Every one waits, and a publish wakes them all.
@@ -473,7 +491,7 @@ fn the_builder_refuses_what_cannot_work_and_gives_itself_back() {
 #[test]
 fn the_gap_event_type_can_be_set() {
     let hub = Hub::builder().gap_event("resync").build().unwrap();
-    let mut resumed = hub.subscribe("t", Some("x")).unwrap();
+    let mut resumed = hub.subscribe("t", Some("x")).now().unwrap();
     assert_eq!(ready(&mut resumed)[0].kind.as_deref(), Some("resync"));
 }
 
@@ -497,12 +515,14 @@ fn seq(seen: &Seen) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscribe_racing_publishes_loses_and_repeats_nothing() {
     let hub = Hub::builder().history(100_000).build().unwrap();
-    let first = hub.publish("t", Event::new().data("0")).unwrap();
+    let first = hub.publish("t", Event::new().data("0")).now().unwrap();
     let publisher = {
         let hub = hub.clone();
         tokio::task::spawn_blocking(move || {
             for n in 1..=20_000u32 {
-                hub.publish("t", Event::new().data(n.to_string())).unwrap();
+                hub.publish("t", Event::new().data(n.to_string()))
+                    .now()
+                    .unwrap();
             }
         })
     };
@@ -511,7 +531,7 @@ async fn a_subscribe_racing_publishes_loses_and_repeats_nothing() {
     while !publisher.is_finished() || iterations < 2_000 {
         iterations += 1;
         let asked = EventId::parse(&last).unwrap().sequence();
-        let mut resumed = hub.subscribe("t", Some(&last)).unwrap();
+        let mut resumed = hub.subscribe("t", Some(&last)).now().unwrap();
         assert!(matches!(resumed.resume(), Resume::Exact { .. }));
         let seen = ready(&mut resumed);
         for (k, event) in seen.iter().enumerate() {
@@ -577,11 +597,11 @@ mod property {
                     Step::Publish(n) => {
                         for _ in 0..n {
                             published += 1;
-                            hub.publish("t", Event::new().data(published.to_string())).unwrap();
+                            hub.publish("t", Event::new().data(published.to_string())).now().unwrap();
                         }
                     }
                     Step::Subscribe if clients.len() < 4 => clients.push(Client {
-                        subscription: Some(hub.subscribe("t", None).unwrap()),
+                        subscription: Some(hub.subscribe("t", None).now().unwrap()),
                         last_id: None,
                         last_seq: Some(published),
                         expect_gap: false,
@@ -632,7 +652,7 @@ mod property {
                         let client = &mut clients[i];
                         client.subscription = None;
                         client.expect_gap = false;
-                        let subscription = hub.subscribe("t", client.last_id.as_deref()).unwrap();
+                        let subscription = hub.subscribe("t", client.last_id.as_deref()).now().unwrap();
                         match subscription.resume() {
                             Resume::Exact { .. } => {}
                             Resume::Gap { reason, .. } => {
@@ -662,17 +682,17 @@ fn ids_read_from_headers_are_bounded_and_need_not_be_utf8() {
     let hub = Hub::new();
     let ids = publish_n(&hub, "t", 1..=2);
     let mut headers = http::HeaderMap::new();
-    let fresh = hub.subscribe_from_headers("t", &headers).unwrap();
+    let fresh = hub.subscribe_from_headers("t", &headers).now().unwrap();
     assert_eq!(fresh.resume(), Resume::Fresh);
     headers.insert("last-event-id", ids[0].to_string().parse().unwrap());
-    let exact = hub.subscribe_from_headers("t", &headers).unwrap();
+    let exact = hub.subscribe_from_headers("t", &headers).now().unwrap();
     assert_eq!(exact.resume(), Resume::Exact { replayed: 1 });
     for bytes in [&b"\xff\xfe"[..], &[b'7'; MAX_LAST_EVENT_ID_LEN + 1][..]] {
         headers.insert(
             "last-event-id",
             http::HeaderValue::from_bytes(bytes).unwrap(),
         );
-        let mut unknown = hub.subscribe_from_headers("t", &headers).unwrap();
+        let mut unknown = hub.subscribe_from_headers("t", &headers).now().unwrap();
         assert_eq!(
             unknown.resume(),
             Resume::Gap {
@@ -691,18 +711,18 @@ fn ids_read_from_headers_are_bounded_and_need_not_be_utf8() {
 #[test]
 fn a_full_hub_drops_topics_only_subscribers_made_once_they_leave() {
     let hub = Hub::builder().max_topics(3).build().unwrap();
-    hub.publish("kept", Event::new().data("x")).unwrap();
+    hub.publish("kept", Event::new().data("x")).now().unwrap();
     // A client asks for made-up topics (from the URL, say).
-    let held = hub.subscribe("made-up-1", None).unwrap();
-    drop(hub.subscribe("made-up-2", None).unwrap());
+    let held = hub.subscribe("made-up-1", None).now().unwrap();
+    drop(hub.subscribe("made-up-2", None).now().unwrap());
     // Full; the topic nobody subscribes to and nothing was published to
     // makes room, the held one and the published one stay.
-    hub.publish("new", Event::new().data("y")).unwrap();
+    hub.publish("new", Event::new().data("y")).now().unwrap();
     assert!(hub.topic_stats("kept").is_some());
     assert!(hub.topic_stats("made-up-1").is_some());
     assert_eq!(hub.topic_stats("made-up-2"), None);
     assert_eq!(
-        hub.subscribe("made-up-3", None).unwrap_err().kind(),
+        hub.subscribe("made-up-3", None).now().unwrap_err().kind(),
         HubErrorKind::TooManyTopics
     );
     drop(held);
@@ -717,7 +737,7 @@ fn extreme_durations_build_and_never_panic_later() {
         .build()
         .unwrap();
     let ids = publish_n(&hub, "t", 1..=3);
-    let resumed = hub.subscribe("t", Some(&ids[0].to_string())).unwrap();
+    let resumed = hub.subscribe("t", Some(&ids[0].to_string())).now().unwrap();
     assert_eq!(resumed.resume(), Resume::Exact { replayed: 2 });
     let error = Hub::builder()
         .idle_timeout(Duration::from_millis(99))

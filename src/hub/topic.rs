@@ -21,6 +21,8 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 
+#[cfg(feature = "redis")]
+use super::{id::StreamId, redis_backend::RawEntry};
 use super::{
     id::{EventId, MAX_LAST_EVENT_ID_LEN},
     GapReason, Resume, TopicStats,
@@ -53,6 +55,13 @@ pub(super) struct Topic {
     replayed: AtomicU64,
     gaps: AtomicU64,
     lagged: AtomicU64,
+    /// Fed from a Redis stream (feature `redis`): entries come from the
+    /// backend's reader, with their stream ids, not from `publish`.
+    #[cfg(feature = "redis")]
+    pub(super) backed: bool,
+    /// Set once the history was loaded from Redis.
+    #[cfg(feature = "redis")]
+    pub(super) primed: tokio::sync::OnceCell<()>,
 }
 
 struct State {
@@ -78,6 +87,21 @@ struct State {
     waiting: usize,
     /// Room for the wakers a publish takes out, kept between publishes.
     woken: Vec<Waker>,
+    /// The stream id of each entry of `history` (Redis backend only).
+    #[cfg(feature = "redis")]
+    ids: VecDeque<StreamId>,
+    /// The stream id right before `history[0]` (the last entry dropped, or
+    /// the previous id the first entry recorded).
+    #[cfg(feature = "redis")]
+    base: StreamId,
+    /// The stream id of the last entry read from Redis; `None` until the
+    /// topic is primed.
+    #[cfg(feature = "redis")]
+    last: Option<StreamId>,
+    /// The backend's reader has been failing for longer than its grace:
+    /// caught-up subscribers end, new ones are refused.
+    #[cfg(feature = "redis")]
+    unavailable: bool,
 }
 
 struct Entry {
@@ -91,6 +115,9 @@ pub(super) enum Read {
     Event(Bytes),
     /// The entry it needs left the history.
     Lagged,
+    /// Nothing more to read, and the backend is unreachable.
+    #[cfg(feature = "redis")]
+    Unavailable,
 }
 
 /// Where a new subscriber starts.
@@ -134,7 +161,9 @@ pub(super) struct Retention {
 
 impl Topic {
     /// `label`: the topic's name, when the hub labels its metrics by topic.
-    pub(super) fn new(epoch: u64, now: Instant, label: Option<&str>) -> Self {
+    /// `backed`: fed from Redis (always false without the `redis` feature).
+    pub(super) fn new(epoch: u64, now: Instant, label: Option<&str>, backed: bool) -> Self {
+        let _ = backed;
         Self {
             epoch,
             metrics: TopicMetrics::new(label),
@@ -151,12 +180,24 @@ impl Topic {
                 free: Vec::new(),
                 waiting: 0,
                 woken: Vec::new(),
+                #[cfg(feature = "redis")]
+                ids: VecDeque::new(),
+                #[cfg(feature = "redis")]
+                base: StreamId::ZERO,
+                #[cfg(feature = "redis")]
+                last: None,
+                #[cfg(feature = "redis")]
+                unavailable: false,
             }),
             born: now,
             resumes: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
+            #[cfg(feature = "redis")]
+            backed,
+            #[cfg(feature = "redis")]
+            primed: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -182,11 +223,8 @@ impl Topic {
         if state.evicted {
             return Err(event);
         }
-        let id = EventId {
-            epoch: self.epoch,
-            seq: state.first + state.history.len() as u64,
-        };
-        let mut text = [0; 40];
+        let id = EventId::memory(self.epoch, state.first + state.history.len() as u64);
+        let mut text = [0; 48];
         let encoding = event.trusted_id(id.write(&mut text)).finish();
         let bytes = state.store(&encoding.buf);
         recycle(encoding);
@@ -196,8 +234,14 @@ impl Topic {
         state.last_active = now;
         self.trim(&mut state, retention, now);
         self.metrics.published();
+        self.wake(state);
+        Ok(id)
+    }
+
+    /// Wakes every waiting subscriber.
+    fn wake(&self, mut state: MutexGuard<'_, State>) {
         if state.waiting == 0 {
-            return Ok(id);
+            return;
         }
         // Wake the waiting subscribers outside the lock, so that the first
         // ones woken can read while the rest are being woken.
@@ -215,7 +259,6 @@ impl Topic {
                 state.woken = woken;
             }
         }
-        Ok(id)
     }
 
     /// Drops what the retention no longer keeps.
@@ -233,6 +276,10 @@ impl Topic {
             state.bytes -= entry.bytes.len();
             state.history.pop_front();
             state.first += 1;
+            #[cfg(feature = "redis")]
+            if let Some(id) = state.ids.pop_front() {
+                state.base = id;
+            }
         }
     }
 
@@ -246,6 +293,10 @@ impl Topic {
         }
         if let Some(entry) = guard.history.get((seq - guard.first) as usize) {
             return Poll::Ready(Read::Event(entry.bytes.clone()));
+        }
+        #[cfg(feature = "redis")]
+        if guard.unavailable {
+            return Poll::Ready(Read::Unavailable);
         }
         let state = &mut *guard;
         let old = match &mut state.waiters[slot] {
@@ -285,61 +336,201 @@ impl Topic {
     }
 
     fn position(&self, state: &State, asked: Asked<'_>) -> Start {
+        #[cfg(feature = "redis")]
+        if self.backed {
+            return self.stream_position(state, asked);
+        }
         let retained = state.history.len() as u64;
         let next = state.first + retained;
-        let gap = |reason: GapReason, missed| {
-            self.gaps.fetch_add(1, Ordering::Relaxed);
-            self.replayed.fetch_add(retained, Ordering::Relaxed);
-            self.metrics.gap(reason.index());
-            self.metrics.replayed(retained);
-            Start {
-                next: state.first,
-                resume: Resume::Gap {
-                    reason,
-                    replayed: retained,
-                },
-                first_id: Some(EventId {
-                    epoch: self.epoch,
-                    seq: state.first - 1,
-                }),
-                missed,
-            }
-        };
+        let before_first = EventId::memory(self.epoch, state.first - 1);
         let asked = match asked {
-            Asked::Nothing => {
-                return Start {
-                    next,
-                    resume: Resume::Fresh,
-                    first_id: Some(EventId {
-                        epoch: self.epoch,
-                        seq: next - 1,
-                    }),
-                    missed: None,
-                }
+            Asked::Nothing => return fresh(next, EventId::memory(self.epoch, next - 1)),
+            Asked::Unreadable => {
+                return self.gap(state, GapReason::UnknownId, None, before_first);
             }
-            Asked::Unreadable => return gap(GapReason::UnknownId, None),
             Asked::Id(asked) => asked,
         };
         match EventId::parse(asked) {
-            Some(id) if id.epoch != self.epoch => gap(GapReason::Restarted, None),
-            Some(id) if id.seq >= next => gap(GapReason::UnknownId, None),
-            Some(id) if id.seq + 1 >= state.first => {
-                let replayed = next - 1 - id.seq;
-                self.resumes.fetch_add(1, Ordering::Relaxed);
-                self.replayed.fetch_add(replayed, Ordering::Relaxed);
-                self.metrics.replayed(replayed);
-                Start {
-                    next: id.seq + 1,
-                    resume: Resume::Exact { replayed },
-                    first_id: None,
-                    missed: None,
-                }
+            Some(id) if id.epoch != self.epoch => {
+                self.gap(state, GapReason::Restarted, None, before_first)
             }
+            Some(id) if id.seq >= next => self.gap(state, GapReason::UnknownId, None, before_first),
+            Some(id) if id.seq + 1 >= state.first => self.exact(id.seq + 1, next - 1 - id.seq),
             Some(id) => {
                 let missed = state.first - 1 - id.seq;
-                gap(GapReason::HistoryTruncated, Some(missed))
+                self.gap(
+                    state,
+                    GapReason::HistoryTruncated,
+                    Some(missed),
+                    before_first,
+                )
             }
-            None => gap(GapReason::UnknownId, None),
+            None => self.gap(state, GapReason::UnknownId, None, before_first),
+        }
+    }
+
+    /// A start after a gap: the gap event (with `id`, the one right before
+    /// the history), then the whole history; counted.
+    fn gap(&self, state: &State, reason: GapReason, missed: Option<u64>, id: EventId) -> Start {
+        let retained = state.history.len() as u64;
+        self.gaps.fetch_add(1, Ordering::Relaxed);
+        self.replayed.fetch_add(retained, Ordering::Relaxed);
+        self.metrics.gap(reason.index());
+        self.metrics.replayed(retained);
+        Start {
+            next: state.first,
+            resume: Resume::Gap {
+                reason,
+                replayed: retained,
+            },
+            first_id: Some(id),
+            missed,
+        }
+    }
+
+    /// An exact resume at `next`, replaying `replayed` events; counted.
+    fn exact(&self, next: u64, replayed: u64) -> Start {
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+        self.replayed.fetch_add(replayed, Ordering::Relaxed);
+        self.metrics.replayed(replayed);
+        Start {
+            next,
+            resume: Resume::Exact { replayed },
+            first_id: None,
+            missed: None,
+        }
+    }
+
+    /// `position` for a topic fed from Redis: ids are stream ids, looked up
+    /// in the history; the entry before the history is `base`.
+    #[cfg(feature = "redis")]
+    fn stream_position(&self, state: &State, asked: Asked<'_>) -> Start {
+        let retained = state.history.len() as u64;
+        let next = state.first + retained;
+        let base = state.base;
+        let last = state.ids.back().copied().unwrap_or(base);
+        let before_first = base.event_id();
+        let asked = match asked {
+            Asked::Nothing => return fresh(next, last.event_id()),
+            Asked::Unreadable => {
+                return self.gap(state, GapReason::UnknownId, None, before_first);
+            }
+            Asked::Id(asked) => asked,
+        };
+        let Some(id) = StreamId::parse(asked.as_bytes()) else {
+            return self.gap(state, GapReason::UnknownId, None, before_first);
+        };
+        if id == base {
+            return self.exact(state.first, retained);
+        }
+        if id > last {
+            return self.gap(state, GapReason::UnknownId, None, before_first);
+        }
+        if id < base {
+            return self.gap(state, GapReason::HistoryTruncated, None, before_first);
+        }
+        match state.ids.binary_search(&id) {
+            Ok(index) => self.exact(state.first + index as u64 + 1, retained - index as u64 - 1),
+            // Before the stream's very first entry: from an earlier life of
+            // the stream.
+            Err(0) if base == StreamId::ZERO => {
+                self.gap(state, GapReason::Restarted, None, before_first)
+            }
+            // Between two entries: never an id of this stream.
+            Err(_) => self.gap(state, GapReason::UnknownId, None, before_first),
+        }
+    }
+
+    /// The id of the last entry read from Redis, once primed.
+    #[cfg(feature = "redis")]
+    pub(super) fn last_stream_id(&self) -> Option<StreamId> {
+        self.state().last
+    }
+
+    /// Appends entries read from Redis, in stream order, skipping those
+    /// already held. With `prime`, they are the stream's latest entries and
+    /// the topic had none (ignored if it was primed meanwhile).
+    ///
+    /// An entry whose previous id is not the last one held follows a break:
+    /// Redis dropped entries this topic never read (trimmed before the
+    /// reader got to them, or lost in a restart without persistence). The
+    /// history then starts anew at that entry, one sequence number further,
+    /// so that every subscriber, even one that had read everything, lags:
+    /// its stream ends with a `retry:`, and the reconnect gets a gap event.
+    #[cfg(feature = "redis")]
+    pub(super) fn append(
+        &self,
+        entries: &[RawEntry],
+        prime: bool,
+        retention: Retention,
+        now: Instant,
+    ) {
+        let mut state = self.state();
+        if state.evicted {
+            return;
+        }
+        if prime {
+            if state.last.is_some() {
+                return;
+            }
+            let first = entries.first().map_or(StreamId::ZERO, |entry| entry.prev);
+            state.base = first;
+            state.last = Some(first);
+        }
+        let Some(mut last) = state.last else {
+            return;
+        };
+        let mut added = 0u64;
+        for entry in entries {
+            if entry.id <= last {
+                continue;
+            }
+            if entry.prev != last {
+                let held = state.history.len() as u64;
+                state.first += held + 1;
+                state.history.clear();
+                state.ids.clear();
+                state.bytes = 0;
+                state.base = entry.prev;
+            }
+            let mut text = [0; 48];
+            let id = entry.id.event_id();
+            let bytes = state.store_parts(&[&entry.fields, b"id: ", id.write(&mut text), b"\n\n"]);
+            state.bytes += bytes.len();
+            let at = self.millis(now);
+            state.history.push_back(Entry { bytes, at });
+            state.ids.push_back(entry.id);
+            last = entry.id;
+            added += 1;
+        }
+        state.last = Some(last);
+        if added == 0 {
+            return;
+        }
+        state.last_active = now;
+        self.trim(&mut state, retention, now);
+        for _ in 0..added {
+            self.metrics.published();
+        }
+        self.wake(state);
+    }
+
+    /// Marks the topic's backend reachable or not; when it is not,
+    /// subscribers that read everything end.
+    #[cfg(feature = "redis")]
+    pub(super) fn set_unavailable(&self, unavailable: bool) {
+        let mut state = self.state();
+        state.unavailable = unavailable;
+        if unavailable {
+            self.wake(state);
+        }
+    }
+
+    /// A subscriber counted by the hub that will not subscribe after all.
+    #[cfg(feature = "redis")]
+    pub(super) fn abandon(&self, now: Instant) {
+        if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.state().last_active = now;
         }
     }
 
@@ -419,14 +610,35 @@ impl State {
     /// Copies an encoded event into the current chunk (a new one when it
     /// does not fit) and returns it, sharing the chunk.
     fn store(&mut self, encoded: &[u8]) -> Bytes {
-        if encoded.len() > OWN_ALLOCATION {
-            return Bytes::copy_from_slice(encoded);
+        self.store_parts(&[encoded])
+    }
+
+    /// `store` for an event in parts, copied one after the other.
+    fn store_parts(&mut self, parts: &[&[u8]]) -> Bytes {
+        let len = parts.iter().map(|part| part.len()).sum();
+        if len > OWN_ALLOCATION {
+            let mut own = BytesMut::with_capacity(len);
+            parts.iter().for_each(|part| own.extend_from_slice(part));
+            return own.freeze();
         }
-        if self.chunk.capacity() - self.chunk.len() < encoded.len() {
+        if self.chunk.capacity() - self.chunk.len() < len {
             self.chunk_size = (self.chunk_size * 2).min(MAX_CHUNK);
             self.chunk = BytesMut::with_capacity(self.chunk_size);
         }
-        self.chunk.extend_from_slice(encoded);
+        parts
+            .iter()
+            .for_each(|part| self.chunk.extend_from_slice(part));
         self.chunk.split().freeze()
+    }
+}
+
+/// The start of a subscriber without an id: live events only, after the
+/// position event with `id`.
+fn fresh(next: u64, id: EventId) -> Start {
+    Start {
+        next,
+        resume: Resume::Fresh,
+        first_id: Some(id),
+        missed: None,
     }
 }

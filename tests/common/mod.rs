@@ -317,3 +317,16 @@ impl Drop for BrowserProcess {
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
+
+/// A number no other call in this process returns, for names of temporary
+/// directories.
+pub fn random_tag() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos() as u64);
+    (NEXT.fetch_add(1, Ordering::Relaxed) << 32) | nanos
+}
+
+pub mod redis_server;

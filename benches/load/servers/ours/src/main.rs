@@ -70,11 +70,11 @@ async fn handle(request: Request<Incoming>, hubs: Arc<Hubs>) -> Result<Response<
         match route(request.method().as_str(), uri.path(), uri.query()) {
             Route::Burst { n } => burst(n),
             Route::Live => match &hubs.ours {
-                Some(hub) => hub_live(hub, &request),
+                Some(hub) => hub_live(hub, &request).await,
                 None => live(&hubs.broadcast),
             },
             Route::Publish { count } => match &hubs.ours {
-                Some(hub) => hub_publish(hub, count),
+                Some(hub) => hub_publish(hub, count).await,
                 None => publish(&hubs.broadcast, count),
             },
             Route::BadRequest(text) => self::text(StatusCode::BAD_REQUEST, text.into()),
@@ -138,9 +138,9 @@ fn publish(hub: &Hub<EncodedEvent>, count: u64) -> Response<Body> {
 }
 
 /// The hub's topic `live`, resumed after `Last-Event-ID` when there is one.
-fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Response<Body> {
+async fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Response<Body> {
     let last = LastEventId::from_request(request);
-    match hub.subscribe("live", last.as_ref().map(LastEventId::as_str)) {
+    match hub.subscribe("live", last.as_ref().map(LastEventId::as_str)).await {
         Ok(subscription) => subscription
             .response()
             .map(|body| body.map_err(|never| match never {}).boxed_unsync()),
@@ -150,10 +150,10 @@ fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Response<
 
 /// Publishes `count` events to the hub's topic `live`, each carrying its
 /// send time; answers with the topic's subscriber count.
-fn hub_publish(hub: &tower_sse::hub::Hub, count: u64) -> Response<Body> {
+async fn hub_publish(hub: &tower_sse::hub::Hub, count: u64) -> Response<Body> {
     for _ in 0..count {
         let event = Event::new().data(itoa::Buffer::new().format(load_common::now_ns()));
-        if let Err(error) = hub.publish("live", event) {
+        if let Err(error) = hub.publish("live", event).await {
             return text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
         }
     }

@@ -1,0 +1,679 @@
+//! The hub's behaviour on both backends: the same checks run against the
+//! memory hub and against a hub on a real `redis-server` (started here on a
+//! free port, without persistence unless a test asks for it), then checks
+//! that only Redis has: two instances on one Redis, and Redis killed and
+//! restarted under a steady publish.
+//!
+//! Without `redis-server` the Redis half says SKIPPED; with
+//! `TOWER_SSE_REQUIRE_REDIS=1` (set by `.ci/run`) it fails.
+
+mod common;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use common::redis_server::{Persistence, RedisServer};
+use futures_util::StreamExt;
+use tower_sse::{
+    hub::{EventId, GapReason, Hub, HubBuilder, HubErrorKind, Resume, Subscription},
+    Event,
+};
+
+/// Where a test's hubs keep their topics.
+struct Backend {
+    redis: Option<RedisServer>,
+    prefix: String,
+}
+
+impl Backend {
+    fn memory() -> Self {
+        Self {
+            redis: None,
+            prefix: String::new(),
+        }
+    }
+
+    fn redis(persistence: Persistence) -> Option<Self> {
+        Some(Self {
+            redis: Some(RedisServer::start(persistence)?),
+            prefix: format!("test{}:", common::random_tag()),
+        })
+    }
+
+    fn is_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// A hub built from `builder` on this backend; every hub of a Redis
+    /// backend shares its topics (another instance of the same app).
+    fn hub(&self, builder: HubBuilder) -> Hub {
+        let builder = match &self.redis {
+            Some(redis) => builder
+                .redis(redis.url())
+                .redis_key_prefix(&self.prefix)
+                .redis_timeout(Duration::from_millis(500))
+                .redis_outage_grace(Duration::from_secs(5)),
+            None => builder,
+        };
+        builder.build().expect("the hub builds")
+    }
+
+    /// A hub after the topic's history is gone: a new memory hub (a new
+    /// process), or the topic's stream deleted from Redis (Redis restarted
+    /// without persistence) and a new instance.
+    fn after_losing(&self, topic: &str) -> Hub {
+        if let Some(redis) = &self.redis {
+            let reply = redis.command(&format!("DEL {}{topic}", self.prefix));
+            assert_eq!(reply, ":1\r\n", "the stream existed");
+        }
+        self.hub(Hub::builder())
+    }
+}
+
+/// What a client sees of one encoded event.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Seen {
+    event: Option<String>,
+    data: Option<String>,
+    id: Option<String>,
+    retry: bool,
+}
+
+fn parse(bytes: &[u8]) -> Seen {
+    let text = std::str::from_utf8(bytes).expect("UTF-8");
+    assert!(text.ends_with("\n\n"), "one whole event: {text:?}");
+    let mut seen = Seen::default();
+    for line in text.lines().filter(|line| !line.is_empty()) {
+        let (field, value) = line
+            .split_once(": ")
+            .unwrap_or((line.trim_end_matches(':'), ""));
+        match field {
+            "event" => seen.event = Some(value.into()),
+            "data" => seen.data = Some(value.into()),
+            "id" => seen.id = Some(value.into()),
+            "retry" => seen.retry = true,
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// The subscription's next event, within 10 s.
+async fn next(subscription: &mut Subscription) -> Option<Seen> {
+    tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("an event or the end within 10 s")
+        .map(|event| parse(event.as_bytes()))
+}
+
+/// Whether nothing arrives within 300 ms.
+async fn quiet(subscription: &mut Subscription) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), subscription.next())
+        .await
+        .is_err()
+}
+
+async fn publish_n(hub: &Hub, topic: &str, range: std::ops::RangeInclusive<u32>) -> Vec<EventId> {
+    let mut ids = Vec::new();
+    for n in range {
+        ids.push(
+            hub.publish(topic, Event::new().data(n.to_string()))
+                .await
+                .expect("published"),
+        );
+    }
+    ids
+}
+
+/// Waits until the hub's local copy of `topic` holds `published` events
+/// (with Redis, the reader delivers them a moment after the publish).
+async fn settled(hub: &Hub, topic: &str, published: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = hub.topic_stats(topic).map_or(0, |stats| stats.published);
+        if got >= published {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{got} of {published} events arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn an_id_in_the_history_resumes_exactly_then_goes_live(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let ids = publish_n(&hub, "t", 1..=5).await;
+    let mut resumed = hub.subscribe("t", Some(&ids[1].to_string())).await.unwrap();
+    assert_eq!(resumed.resume(), Resume::Exact { replayed: 3 });
+    for n in 3..=5 {
+        let seen = next(&mut resumed).await.unwrap();
+        assert_eq!(seen.data.as_deref(), Some(n.to_string().as_str()));
+        assert_eq!(seen.id, Some(ids[n - 1].to_string()));
+    }
+    assert!(quiet(&mut resumed).await, "nothing twice");
+    let six = publish_n(&hub, "t", 6..=6).await;
+    let seen = next(&mut resumed).await.unwrap();
+    assert_eq!(
+        (seen.data.as_deref(), seen.id),
+        (Some("6"), Some(six[0].to_string()))
+    );
+}
+
+async fn without_an_id_a_subscriber_gets_its_position_then_live_events_only(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let ids = publish_n(&hub, "t", 1..=3).await;
+    let mut live = hub.subscribe("t", None).await.unwrap();
+    assert_eq!(live.resume(), Resume::Fresh);
+    let position = next(&mut live).await.unwrap();
+    assert_eq!(position.event.as_deref(), Some("sse-position"));
+    assert_eq!(position.id, Some(ids[2].to_string()));
+    assert!(quiet(&mut live).await, "no replay");
+    publish_n(&hub, "t", 4..=4).await;
+    assert_eq!(next(&mut live).await.unwrap().data.as_deref(), Some("4"));
+    // The position resumes exactly.
+    let mut again = hub.subscribe("t", position.id.as_deref()).await.unwrap();
+    assert_eq!(again.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(next(&mut again).await.unwrap().data.as_deref(), Some("4"));
+}
+
+async fn an_id_older_than_the_history_gets_a_gap_event_then_the_history(backend: Backend) {
+    let hub = backend.hub(Hub::builder().history(3));
+    let ids = publish_n(&hub, "t", 1..=6).await;
+    let mut resumed = hub.subscribe("t", Some(&ids[0].to_string())).await.unwrap();
+    assert_eq!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::HistoryTruncated,
+            replayed: 3
+        }
+    );
+    let gap = next(&mut resumed).await.unwrap();
+    assert_eq!(gap.event.as_deref(), Some("gap"));
+    assert!(gap
+        .data
+        .as_deref()
+        .unwrap()
+        .contains("\"reason\":\"history-truncated\""));
+    assert_eq!(
+        gap.id,
+        Some(ids[2].to_string()),
+        "the id before the history"
+    );
+    for n in 4..=6 {
+        assert_eq!(next(&mut resumed).await.unwrap().data, Some(n.to_string()));
+    }
+    let again = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
+    assert_eq!(again.resume(), Resume::Exact { replayed: 3 });
+}
+
+async fn unknown_and_malformed_ids_get_a_gap_whose_id_resumes_exactly(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    publish_n(&hub, "t", 1..=2).await;
+    let long = "7".repeat(100);
+    for asked in ["garbage", "1-2-3", "99999999999999999-0", &long] {
+        let mut resumed = hub.subscribe("t", Some(asked)).await.unwrap();
+        assert_eq!(
+            resumed.resume(),
+            Resume::Gap {
+                reason: GapReason::UnknownId,
+                replayed: 2
+            },
+            "{asked}"
+        );
+        let gap = next(&mut resumed).await.unwrap();
+        let again = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
+        assert_eq!(again.resume(), Resume::Exact { replayed: 2 }, "{asked}");
+    }
+}
+
+async fn an_id_from_an_earlier_life_of_the_topic_gets_a_restarted_gap(backend: Backend) {
+    let before = backend.hub(Hub::builder());
+    let old = publish_n(&before, "t", 1..=3).await;
+    let hub = backend.after_losing("t");
+    publish_n(&hub, "t", 1..=1).await;
+    let mut resumed = hub.subscribe("t", Some(&old[2].to_string())).await.unwrap();
+    assert_eq!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::Restarted,
+            replayed: 1
+        }
+    );
+    let gap = next(&mut resumed).await.unwrap();
+    assert!(gap.data.unwrap().contains("\"reason\":\"restarted\""));
+    assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("1"));
+}
+
+async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends(backend: Backend) {
+    let hub = backend.hub(Hub::builder().history(3));
+    publish_n(&hub, "t", 1..=1).await;
+    let mut slow = hub.subscribe("t", None).await.unwrap();
+    let marker = slow.lag_marker();
+    next(&mut slow).await.unwrap();
+    publish_n(&hub, "t", 2..=10).await;
+    settled(&hub, "t", 10).await;
+    let retry = next(&mut slow).await.unwrap();
+    assert!(retry.retry && retry.data.is_none(), "{retry:?}");
+    assert_eq!(next(&mut slow).await, None, "the stream ends");
+    assert!(slow.lagged() && marker.is_lagged());
+    assert_eq!(hub.topic_stats("t").unwrap().lagged, 1);
+}
+
+async fn a_waiting_subscriber_is_woken_by_a_publish(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let mut waiting = hub.subscribe("t", None).await.unwrap();
+    next(&mut waiting).await.unwrap();
+    let publisher = hub.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        publisher
+            .publish("t", Event::new().data("late"))
+            .await
+            .unwrap();
+    });
+    assert_eq!(
+        next(&mut waiting).await.unwrap().data.as_deref(),
+        Some("late")
+    );
+}
+
+async fn an_event_with_its_own_id_is_refused_and_given_back(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let error = hub
+        .publish("t", Event::new().id("mine").unwrap().data("kept"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::IdSet);
+    let back = error.into_event().encode();
+    assert_eq!(back.as_bytes(), b"id: mine\ndata: kept\n\n");
+}
+
+/// A browser that reconnects again and again, each time with the last id it
+/// saw, while events are published: every event once, in order.
+async fn subscribes_racing_publishes_lose_and_repeat_nothing(backend: Backend) {
+    const EVENTS: u32 = 2_000;
+    let hub = backend.hub(Hub::builder().history(5_000));
+    let first = publish_n(&hub, "t", 0..=0).await;
+    let publisher = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for n in 1..=EVENTS {
+                hub.publish("t", Event::new().data(n.to_string()))
+                    .await
+                    .unwrap();
+                if n % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let mut last_id = first[0].to_string();
+    let mut last = 0;
+    let mut reconnects = 0;
+    while last < EVENTS {
+        let mut resumed = hub.subscribe("t", Some(&last_id)).await.unwrap();
+        assert!(
+            matches!(resumed.resume(), Resume::Exact { .. }),
+            "{:?}",
+            resumed.resume()
+        );
+        reconnects += 1;
+        // A few events, then the connection breaks.
+        for _ in 0..(reconnects % 7) + 1 {
+            let Some(seen) = next(&mut resumed).await else {
+                panic!("the stream ended");
+            };
+            let n: u32 = seen.data.unwrap().parse().unwrap();
+            assert_eq!(n, last + 1, "every event once, in order");
+            last = n;
+            last_id = seen.id.unwrap();
+            if last == EVENTS {
+                break;
+            }
+        }
+    }
+    publisher.await.unwrap();
+    assert!(reconnects > 100, "{reconnects} reconnects");
+}
+
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check(super::Backend::memory()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let Some(backend) = super::Backend::redis(super::Persistence::None) else {
+                        return;
+                    };
+                    assert!(backend.is_redis());
+                    super::$check(backend).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    an_id_in_the_history_resumes_exactly_then_goes_live,
+    without_an_id_a_subscriber_gets_its_position_then_live_events_only,
+    an_id_older_than_the_history_gets_a_gap_event_then_the_history,
+    unknown_and_malformed_ids_get_a_gap_whose_id_resumes_exactly,
+    an_id_from_an_earlier_life_of_the_topic_gets_a_restarted_gap,
+    a_subscriber_beyond_the_history_gets_a_retry_and_ends,
+    a_waiting_subscriber_is_woken_by_a_publish,
+    an_event_with_its_own_id_is_refused_and_given_back,
+    subscribes_racing_publishes_lose_and_repeat_nothing,
+);
+
+// Redis only: many instances, and Redis going away.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_deliver_one_order_under_concurrent_publishing() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    const EACH: u32 = 500;
+    let a = backend.hub(Hub::builder().history(5_000));
+    let b = backend.hub(Hub::builder().history(5_000));
+    let mut on_a = a.subscribe("t", None).await.unwrap();
+    let mut on_b = b.subscribe("t", None).await.unwrap();
+    next(&mut on_a).await.unwrap();
+    next(&mut on_b).await.unwrap();
+    let publish = |hub: Hub, name: &'static str| {
+        tokio::spawn(async move {
+            for n in 1..=EACH {
+                hub.publish("t", Event::new().data(format!("{name}{n}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let (pa, pb) = (publish(a.clone(), "a"), publish(b.clone(), "b"));
+    let mut seen_a = Vec::new();
+    let mut seen_b = Vec::new();
+    for _ in 0..2 * EACH {
+        seen_a.push(next(&mut on_a).await.unwrap());
+        seen_b.push(next(&mut on_b).await.unwrap());
+    }
+    pa.await.unwrap();
+    pb.await.unwrap();
+    assert_eq!(
+        seen_a, seen_b,
+        "both instances deliver the same events in the same order"
+    );
+    let ids: Vec<(u64, u64)> = seen_a
+        .iter()
+        .map(|seen| {
+            let (ms, seq) = seen.id.as_deref().unwrap().split_once('-').unwrap();
+            (ms.parse().unwrap(), seq.parse().unwrap())
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+    for name in ["a", "b"] {
+        let own: Vec<u32> = seen_a
+            .iter()
+            .filter_map(|seen| seen.data.as_deref()?.strip_prefix(name)?.parse().ok())
+            .collect();
+        assert_eq!(
+            own,
+            (1..=EACH).collect::<Vec<_>>(),
+            "each publisher's order"
+        );
+    }
+    assert!(
+        quiet(&mut on_a).await && quiet(&mut on_b).await,
+        "nothing more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_resumes_on_another_instance_even_right_after_the_event() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let a = backend.hub(Hub::builder());
+    let b = backend.hub(Hub::builder());
+    let ids = publish_n(&a, "t", 1..=5).await;
+    // B has never seen the topic: it loads it from Redis.
+    let mut resumed = b.subscribe("t", Some(&ids[1].to_string())).await.unwrap();
+    assert_eq!(resumed.resume(), Resume::Exact { replayed: 3 });
+    assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("3"));
+    // An id B's reader may not have read yet: fetched, never a gap.
+    for n in 6..=105 {
+        let id = publish_n(&a, "t", n..=n).await[0].to_string();
+        let resumed = b.subscribe("t", Some(&id)).await.unwrap();
+        assert_eq!(resumed.resume(), Resume::Exact { replayed: 0 }, "event {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_gives_typed_errors_in_time_then_recovers() {
+    let Some(mut backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    backend.redis.as_mut().unwrap().kill();
+    let hub = backend.hub(Hub::builder());
+    let started = Instant::now();
+    let error = hub
+        .publish("t", Event::new().data("kept"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::Unavailable);
+    assert_eq!(error.into_event().encode().as_bytes(), b"data: kept\n\n");
+    let error = hub.subscribe("t", None).await.unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::Unavailable);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "each fails within its timeout: {:?}",
+        started.elapsed()
+    );
+    let response = error.response();
+    assert_eq!(
+        response.status(),
+        200,
+        "not a status that stops EventSource"
+    );
+    assert!(response.body().contains("retry:"));
+    backend.redis.as_mut().unwrap().restart();
+    let id = hub.publish("t", Event::new().data("1")).await.unwrap();
+    let mut resumed = hub.subscribe("t", Some("0-0")).await.unwrap();
+    assert_eq!(resumed.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(next(&mut resumed).await.unwrap().id, Some(id.to_string()));
+}
+
+/// Publishes `1..` every few milliseconds until told to stop; records which
+/// publishes Redis acknowledged.
+fn steady_publisher(
+    hub: Hub,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(u32, bool)>> {
+    tokio::spawn(async move {
+        let mut log = Vec::new();
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let ok = hub
+                .publish("t", Event::new().data(n.to_string()))
+                .await
+                .is_ok();
+            log.push((n, ok));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        log
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_with_an_fsynced_log_loses_nothing_acknowledged() {
+    let Some(mut backend) = Backend::redis(Persistence::AppendFsyncAlways) else {
+        return;
+    };
+    let hub = backend.hub(Hub::builder());
+    let reader = backend.hub(Hub::builder());
+    let mut live = reader.subscribe("t", None).await.unwrap();
+    next(&mut live).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = steady_publisher(hub.clone(), stop.clone());
+    let received = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let collector = {
+        let received = received.clone();
+        tokio::spawn(async move {
+            while let Some(event) = live.next().await {
+                let seen = parse(event.as_bytes());
+                if let Some(data) = seen.data {
+                    received.lock().unwrap().push(data.parse().unwrap());
+                }
+                if seen.retry {
+                    return false;
+                }
+            }
+            true
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let redis = backend.redis.as_mut().unwrap();
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let log = publisher.await.unwrap();
+    let acknowledged: Vec<u32> = log.iter().filter(|(_, ok)| *ok).map(|(n, _)| *n).collect();
+    assert!(
+        log.iter().any(|(_, ok)| !ok),
+        "publishing failed while Redis was down"
+    );
+    assert!(
+        acknowledged.len() > 100,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().last() != acknowledged.last() {
+        assert!(Instant::now() < deadline, "the last event arrives");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    collector.abort();
+    let received = received.lock().unwrap().clone();
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice"
+    );
+    let missing: Vec<&u32> = acknowledged
+        .iter()
+        .filter(|n| received.binary_search(n).is_err())
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_without_persistence_shows_as_a_restarted_gap() {
+    let Some(mut backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let hub = backend.hub(Hub::builder());
+    let mut live = hub.subscribe("t", None).await.unwrap();
+    next(&mut live).await.unwrap();
+    let ids = publish_n(&hub, "t", 1..=3).await;
+    for n in 1..=3 {
+        assert_eq!(next(&mut live).await.unwrap().data, Some(n.to_string()));
+    }
+    backend.redis.as_mut().unwrap().restart();
+    let mut four = Err(());
+    for _ in 0..50 {
+        match hub.publish("t", Event::new().data("4")).await {
+            Ok(id) => {
+                four = Ok(id);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let four = four.expect("publishing works again");
+    // The entry after the restart does not follow the last one read: the
+    // stream ends for a reconnect, which learns of the gap.
+    let retry = next(&mut live).await.unwrap();
+    assert!(retry.retry, "{retry:?}");
+    assert_eq!(next(&mut live).await, None);
+    let mut resumed = hub.subscribe("t", Some(&ids[2].to_string())).await.unwrap();
+    assert_eq!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::Restarted,
+            replayed: 1
+        }
+    );
+    next(&mut resumed).await.unwrap();
+    let seen = next(&mut resumed).await.unwrap();
+    assert_eq!(
+        (seen.data.as_deref(), seen.id),
+        (Some("4"), Some(four.to_string()))
+    );
+}
+
+#[cfg(feature = "close")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_past_the_grace_ends_streams_as_unavailable_and_recovers() {
+    use tower::{service_fn, Layer, ServiceExt};
+    use tower_sse::close::{CloseLayer, CloseReason};
+
+    let Some(mut redis) = RedisServer::start(Persistence::None) else {
+        return;
+    };
+    let hub = Hub::builder()
+        .redis(redis.url())
+        .redis_key_prefix(format!("test{}:", common::random_tag()))
+        .redis_timeout(Duration::from_millis(300))
+        .redis_outage_grace(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let reasons = Arc::new(Mutex::new(Vec::new()));
+    let layer = {
+        let reasons = reasons.clone();
+        CloseLayer::builder()
+            .on_close(move |info| reasons.lock().unwrap().push(info.reason))
+            .build()
+            .unwrap()
+    };
+    let service = layer.layer(service_fn(|_request: http::Request<()>| {
+        let hub = hub.clone();
+        async move {
+            let subscription = hub.subscribe("t", None).await.unwrap();
+            Ok::<_, std::convert::Infallible>(subscription.response())
+        }
+    }));
+    let response = service.oneshot(http::Request::new(())).await.unwrap();
+    let reading = tokio::spawn(http_body_util::BodyExt::collect(response.into_body()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.kill();
+    let body = tokio::time::timeout(Duration::from_secs(10), reading)
+        .await
+        .expect("the stream ends within the grace and a reconnect attempt")
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("event: sse-position\n"), "{text}");
+    assert!(text.ends_with("\n\n") && text.contains("retry:"), "{text}");
+    assert_eq!(*reasons.lock().unwrap(), [CloseReason::Unavailable]);
+    let refused = hub.subscribe("t", None).await.unwrap_err();
+    assert_eq!(refused.kind(), HubErrorKind::Unavailable);
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.subscribe("t", None).await.is_err() {
+        assert!(Instant::now() < deadline, "subscribing works again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
