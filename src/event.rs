@@ -242,15 +242,19 @@ impl Event {
 
     /// The fields encoded so far, as they are stored for the Redis backend
     /// (without the blank line, to which the reader adds the `id:` line):
-    /// an event with a type and no data gets its empty `data:` line now.
+    /// an event with a type and no data gets its empty `data:` line here,
+    /// in a copy, so that the event stays as it was.
     #[cfg(feature = "redis")]
-    pub(crate) fn stored_fields(&mut self) -> &[u8] {
-        let encoding = self.encoding();
+    pub(crate) fn stored_fields(&self) -> std::borrow::Cow<'_, [u8]> {
+        let Some(encoding) = &self.inner else {
+            return std::borrow::Cow::Borrowed(&[]);
+        };
         if encoding.has_type && !encoding.has_data {
-            encoding.buf.extend_from_slice(b"data:\n");
-            encoding.has_data = true;
+            let mut fields = encoding.buf.clone();
+            fields.extend_from_slice(b"data:\n");
+            return std::borrow::Cow::Owned(fields);
         }
-        &encoding.buf
+        std::borrow::Cow::Borrowed(&encoding.buf)
     }
 
     /// Writes an `id:` field the caller knows to be safe (no CR, LF or NUL).

@@ -248,6 +248,20 @@ async fn an_id_from_an_earlier_life_of_the_topic_gets_a_restarted_gap(backend: B
     assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("1"));
 }
 
+async fn an_old_id_on_a_topic_emptied_since_gets_a_restarted_gap(backend: Backend) {
+    let before = backend.hub(Hub::builder());
+    let old = publish_n(&before, "t", 1..=2).await;
+    let hub = backend.after_losing("t");
+    let resumed = hub.subscribe("t", Some(&old[1].to_string())).await.unwrap();
+    assert_eq!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::Restarted,
+            replayed: 0
+        }
+    );
+}
+
 async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends(backend: Backend) {
     let hub = backend.hub(Hub::builder().history(3));
     publish_n(&hub, "t", 1..=1).await;
@@ -371,6 +385,7 @@ on_both_backends!(
     an_id_older_than_the_history_gets_a_gap_event_then_the_history,
     unknown_and_malformed_ids_get_a_gap_whose_id_resumes_exactly,
     an_id_from_an_earlier_life_of_the_topic_gets_a_restarted_gap,
+    an_old_id_on_a_topic_emptied_since_gets_a_restarted_gap,
     a_subscriber_beyond_the_history_gets_a_retry_and_ends,
     a_waiting_subscriber_is_woken_by_a_publish,
     an_event_with_its_own_id_is_refused_and_given_back,
@@ -472,6 +487,11 @@ async fn redis_down_at_start_gives_typed_errors_in_time_then_recovers() {
         .unwrap_err();
     assert_eq!(error.kind(), HubErrorKind::Unavailable);
     assert_eq!(error.into_event().encode().as_bytes(), b"data: kept\n\n");
+    // Given back as it was, even the event the hub had to add a line to.
+    let typed = Event::new().event("note").unwrap();
+    let error = hub.publish("t", typed.clone()).await.unwrap_err();
+    let back = error.into_event().data("added");
+    assert_eq!(back.encode(), typed.data("added").encode());
     let error = hub.subscribe("t", None).await.unwrap_err();
     assert_eq!(error.kind(), HubErrorKind::Unavailable);
     assert!(
@@ -676,4 +696,122 @@ async fn an_outage_past_the_grace_ends_streams_as_unavailable_and_recovers() {
         assert!(Instant::now() < deadline, "subscribing works again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_lost_in_a_restart_end_streams_even_with_nothing_published_since() {
+    let Some(mut backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let hub = backend.hub(Hub::builder());
+    let mut live = hub.subscribe("t", None).await.unwrap();
+    next(&mut live).await.unwrap();
+    let ids = publish_n(&hub, "t", 1..=3).await;
+    for n in 1..=3 {
+        assert_eq!(next(&mut live).await.unwrap().data, Some(n.to_string()));
+    }
+    backend.redis.as_mut().unwrap().restart();
+    // The reader reconnects, sees the stream end before what it read, and
+    // ends the stream; nothing needs to be published for that.
+    let retry = next(&mut live).await.unwrap();
+    assert!(retry.retry, "{retry:?}");
+    assert_eq!(next(&mut live).await, None);
+    let resumed = hub.subscribe("t", Some(&ids[2].to_string())).await.unwrap();
+    assert_eq!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::Restarted,
+            replayed: 0
+        }
+    );
+}
+
+/// A Redis that accepts connections and never answers (a stalled server or
+/// a black-holed network): every call still ends within its timeout, however
+/// many wait at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_fails_every_call_within_its_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let hub = Hub::builder()
+        .redis(url)
+        .redis_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..50)
+        .map(|n| {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                if n % 2 == 0 {
+                    hub.subscribe("t", None)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.kind())
+                } else {
+                    hub.publish("t", Event::new().data("x"))
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.kind())
+                }
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Err(HubErrorKind::Unavailable));
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "50 calls at once took {took:?}"
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn redis_settings_out_of_range_are_refused_when_built() {
+    use tower_sse::hub::HubConfigErrorKind;
+    let url = "redis://127.0.0.1:1";
+    for (builder, kind) in [
+        (
+            Hub::builder().redis(url).redis_timeout(Duration::ZERO),
+            HubConfigErrorKind::RedisOutOfRange,
+        ),
+        (
+            Hub::builder().redis(url).redis_timeout(Duration::MAX),
+            HubConfigErrorKind::RedisOutOfRange,
+        ),
+        (
+            Hub::builder()
+                .redis(url)
+                .redis_key_ttl(Some(Duration::ZERO)),
+            HubConfigErrorKind::RedisOutOfRange,
+        ),
+        (
+            Hub::builder().redis(url).redis_key_ttl(Some(Duration::MAX)),
+            HubConfigErrorKind::RedisOutOfRange,
+        ),
+        (
+            Hub::builder().redis(url).history(usize::MAX),
+            HubConfigErrorKind::RedisOutOfRange,
+        ),
+        (
+            Hub::builder().redis("http://nope"),
+            HubConfigErrorKind::RedisUrl,
+        ),
+    ] {
+        let error = builder.build().unwrap_err();
+        assert_eq!(error.kind(), kind, "{error}");
+    }
+    // Extremes that are in range build, and a long grace never overflows.
+    Hub::builder()
+        .redis(url)
+        .redis_timeout(tower_sse::hub::MAX_REDIS_TIMEOUT)
+        .redis_key_ttl(Some(tower_sse::hub::MAX_REDIS_KEY_TTL))
+        .redis_outage_grace(Duration::MAX)
+        .redis_key_ttl(None)
+        .build()
+        .unwrap();
+    let outside = std::thread::spawn(move || Hub::builder().redis(url).build().unwrap_err().kind());
+    assert_eq!(outside.join().unwrap(), HubConfigErrorKind::NoRuntime);
 }

@@ -93,7 +93,7 @@ pub use id::{EventId, MAX_LAST_EVENT_ID_LEN};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_backend::{
     DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_KEY_TTL, DEFAULT_REDIS_OUTAGE_GRACE,
-    DEFAULT_REDIS_TIMEOUT,
+    DEFAULT_REDIS_TIMEOUT, MAX_REDIS_KEY_TTL, MAX_REDIS_TIMEOUT,
 };
 pub use subscription::{GapReason, LagMarker, Resume, Subscription};
 
@@ -101,7 +101,7 @@ use std::{
     collections::HashMap,
     error::Error as StdError,
     fmt,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{atomic::Ordering, Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -176,8 +176,8 @@ impl Shared {
         }
     }
 
-    /// The topics fed from Redis, with the id each read up to: what the
-    /// reader reads.
+    /// The topics fed from Redis that have subscribers here, with the id
+    /// each read up to: what the reader reads.
     #[cfg(feature = "redis")]
     fn backed_topics(&self) -> Vec<(Box<str>, Arc<Topic>, id::StreamId)> {
         let topics: Vec<(Box<str>, Arc<Topic>)> = self
@@ -188,6 +188,7 @@ impl Shared {
             .collect();
         topics
             .into_iter()
+            .filter(|(_, topic)| topic.subscribers.load(Ordering::Acquire) > 0)
             .filter_map(|(name, topic)| {
                 let last = topic.last_stream_id()?;
                 Some((name, topic, last))
@@ -367,9 +368,10 @@ impl Hub {
         if let Some(backend) = &self.shared.backend {
             // Counted as a subscriber by `topic`: uncounted if this fails,
             // or if the caller drops the future while Redis answers.
+            let first = found.subscribers.load(Ordering::Acquire) == 1;
             let mut counted = Counted(Some(&found));
             backend
-                .prepare(topic, &found, asked)
+                .prepare(topic, &found, asked, first)
                 .await
                 .map_err(HubError::new)?;
             counted.0 = None;
@@ -452,9 +454,7 @@ impl Hub {
             }
         };
         if subscribe {
-            found
-                .subscribers
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            found.subscribers.fetch_add(1, Ordering::AcqRel);
         }
         Ok(found)
     }
@@ -674,8 +674,8 @@ impl HubBuilder {
 
     /// How long a publish, or the loading of a topic new to this instance,
     /// may wait for Redis (connecting included) before it fails with
-    /// [`HubErrorKind::Unavailable`]. Longer than zero. Default: 2 seconds
-    /// ([`DEFAULT_REDIS_TIMEOUT`]).
+    /// [`HubErrorKind::Unavailable`]. Longer than zero, at most
+    /// [`MAX_REDIS_TIMEOUT`]. Default: 2 seconds ([`DEFAULT_REDIS_TIMEOUT`]).
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
@@ -703,7 +703,8 @@ impl HubBuilder {
     /// it for `ttl` (renewed on every publish), so that topics nobody uses
     /// any more do not stay in Redis forever; `None` keeps them. A browser
     /// that comes back later gets a gap event (`restarted`). Longer than
-    /// zero. Default: 24 hours ([`DEFAULT_REDIS_KEY_TTL`]).
+    /// zero, at most [`MAX_REDIS_KEY_TTL`]. Default: 24 hours
+    /// ([`DEFAULT_REDIS_KEY_TTL`]).
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_key_ttl(mut self, ttl: Option<Duration>) -> Self {
@@ -789,14 +790,8 @@ impl HubBuilder {
     /// The first Redis setting out of range.
     fn redis_error(&self) -> Option<HubConfigErrorKind> {
         #[cfg(feature = "redis")]
-        if self.redis.url.is_some() {
-            let redis = &self.redis;
-            if redis.timeout.is_zero() || redis.key_ttl == Some(Duration::ZERO) {
-                return Some(HubConfigErrorKind::RedisZeroDuration);
-            }
-            if tokio::runtime::Handle::try_current().is_err() {
-                return Some(HubConfigErrorKind::NoRuntime);
-            }
+        if self.redis.url.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return Some(HubConfigErrorKind::NoRuntime);
         }
         None
     }
@@ -994,8 +989,10 @@ pub enum HubConfigErrorKind {
     GapEventType,
     /// `redis` with a URL the Redis client cannot read.
     RedisUrl,
-    /// `redis_timeout` or `redis_key_ttl` of zero.
-    RedisZeroDuration,
+    /// `redis_timeout` zero or longer than `MAX_REDIS_TIMEOUT`,
+    /// `redis_key_ttl` zero or longer than `MAX_REDIS_KEY_TTL`, or a
+    /// `history` too long for Redis (over `i64::MAX`).
+    RedisOutOfRange,
     /// `redis` set, and `build` called outside a tokio runtime (the hub
     /// starts its reader task there).
     NoRuntime,
@@ -1035,8 +1032,9 @@ impl fmt::Display for HubConfigError {
             }
             HubConfigErrorKind::GapEventType => "gap_event: the type is empty or has a line break",
             HubConfigErrorKind::RedisUrl => "redis: the URL is not a Redis URL",
-            HubConfigErrorKind::RedisZeroDuration => {
-                "redis_timeout and redis_key_ttl must be longer than zero"
+            HubConfigErrorKind::RedisOutOfRange => {
+                "redis_timeout must be within (0, 1 min], redis_key_ttl within (0, 10 years], \
+                 and history at most i64::MAX"
             }
             HubConfigErrorKind::NoRuntime => {
                 "a hub on Redis must be built inside a tokio runtime (it starts a reader task)"

@@ -9,8 +9,11 @@
 //!   appends what it reads to the topics' local histories, which are what
 //!   subscribers read (the same histories as the memory backend). A topic
 //!   new to the instance is first primed with the stream's latest entries
-//!   (`XREVRANGE`), and the reader is woken (`CLIENT UNBLOCK`) to include
-//!   it.
+//!   (`XREVRANGE`), and the reader is woken to include it: every read also
+//!   waits on the instance's own wake stream, to which a new topic adds an
+//!   entry (no race with a read being sent, and no admin command needed).
+//!   Topics without subscribers here are not read; their first subscriber
+//!   catches them up (`XRANGE`).
 //! - Each entry records its previous id, so a break (entries Redis dropped
 //!   before this instance read them: trimming, or a restart without
 //!   persistence) is seen when it is read, never assumed away.
@@ -60,6 +63,17 @@ const BLOCK: Duration = Duration::from_secs(2);
 /// The most entries one read takes per topic.
 const READ_COUNT: usize = 1000;
 
+/// The longest [`HubBuilder::redis_timeout`](super::HubBuilder::redis_timeout):
+/// one minute.
+pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest [`HubBuilder::redis_key_ttl`](super::HubBuilder::redis_key_ttl):
+/// 10 years.
+pub const MAX_REDIS_KEY_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// How long the wake stream of an instance outlives its last wake-up.
+const WAKE_TTL_MS: u64 = 10 * 60 * 1000;
+
 /// Appends `ARGV[1]` (the event's encoded fields) to the stream `KEYS[1]`
 /// with the id of the stream's last entry (`0-0` if none), trims the
 /// stream to about `ARGV[2]` entries, renews its time to live (`ARGV[3]`
@@ -96,6 +110,15 @@ impl Default for RedisSettings {
     }
 }
 
+/// Whether a failed command may be sent again.
+#[derive(Clone, Copy)]
+enum Retry {
+    /// It changes nothing, or changing it twice is harmless.
+    Safe,
+    /// It appends: twice would publish twice.
+    Never,
+}
+
 /// One stream entry as the hub wrote it.
 pub(super) struct RawEntry {
     pub(super) id: StreamId,
@@ -109,8 +132,12 @@ pub(super) struct RawEntry {
 pub(super) struct Backend {
     client: Client,
     /// The connection for publishing and priming, made on first use and
-    /// again after a failure.
-    command: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// again after a failure, with its generation (so that a failure drops
+    /// only the connection it happened on).
+    command: std::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    generation: AtomicU64,
+    /// This instance's wake stream: the reader waits on it with the topics.
+    wake_key: String,
     publish_sha: String,
     prefix: Box<str>,
     timeout: Duration,
@@ -119,11 +146,6 @@ pub(super) struct Backend {
     key_ttl: u64,
     history: usize,
     retention: Retention,
-    /// The reader's client id on its connection (0 while it has none), for
-    /// `CLIENT UNBLOCK`.
-    reader_id: AtomicU64,
-    /// A topic was primed: the reader, idle or blocked, reads it too.
-    new_topic: tokio::sync::Notify,
     /// The reader has failed for longer than the grace.
     unavailable: AtomicBool,
 }
@@ -148,20 +170,33 @@ impl Backend {
             return Ok(None);
         };
         let client = Client::open(url.as_str()).map_err(|_| super::HubConfigErrorKind::RedisUrl)?;
+        let out_of_range = settings.timeout.is_zero()
+            || settings.timeout > MAX_REDIS_TIMEOUT
+            || settings
+                .key_ttl
+                .is_some_and(|ttl| ttl.is_zero() || ttl > MAX_REDIS_KEY_TTL)
+            || i64::try_from(retention.len).is_err();
+        if out_of_range {
+            return Err(super::HubConfigErrorKind::RedisOutOfRange);
+        }
         Ok(Some(Self {
             client,
-            command: tokio::sync::Mutex::new(None),
+            command: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            wake_key: format!(
+                "{}\u{0}wake-{:016x}",
+                settings.prefix,
+                crate::jitter::random_u64()
+            ),
             publish_sha: redis::Script::new(PUBLISH).get_hash().to_owned(),
             prefix: settings.prefix.as_str().into(),
             timeout: settings.timeout,
             grace: settings.grace,
-            key_ttl: settings.key_ttl.map_or(0, |ttl| {
-                u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-            }),
+            key_ttl: settings
+                .key_ttl
+                .map_or(0, |ttl| (ttl.as_millis() as u64).max(1)),
             history: retention.len,
             retention,
-            reader_id: AtomicU64::new(0),
-            new_topic: tokio::sync::Notify::new(),
             unavailable: AtomicBool::new(false),
         }))
     }
@@ -179,74 +214,124 @@ impl Backend {
             .set_response_timeout(Some(response))
     }
 
-    /// Runs `cmd` on the command connection, within the timeout (connecting
-    /// included); a failed connection is dropped and made again next time.
-    async fn query(&self, cmd: &Cmd) -> Result<Value, redis::RedisError> {
+    /// The command connection, made if there is none.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection), redis::RedisError> {
+        if let Some((generation, connection)) = &*self.slot() {
+            return Ok((*generation, connection.clone()));
+        }
+        let config = self.connection_config(self.timeout);
+        let made = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let mut slot = self.slot();
+        if let Some((generation, connection)) = &*slot {
+            // Another task connected meanwhile: use its connection.
+            return Ok((*generation, connection.clone()));
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *slot = Some((generation, made.clone()));
+        Ok((generation, made))
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, MultiplexedConnection)>> {
+        self.command
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `cmd` on the command connection, before `deadline` (connecting
+    /// included). A connection a command failed on is dropped (unless the
+    /// failure is only a script missing from Redis's cache), so that the
+    /// next command connects again: after a restart or a failover
+    /// (`READONLY`, `LOADING`, `MASTERDOWN`) the old one may never work.
+    /// A command that changes nothing (`Retry::Safe`) is tried once more
+    /// on a new connection when it failed on an old one: after a Redis
+    /// restart, the first command on the old connection always fails. A
+    /// publish is not (`Retry::Never`): it may have been applied before the
+    /// connection broke, and trying again could append it twice.
+    async fn query(
+        &self,
+        cmd: &Cmd,
+        deadline: tokio::time::Instant,
+        retry: Retry,
+    ) -> Result<Value, redis::RedisError> {
+        let mut tries = match retry {
+            Retry::Safe => 2,
+            Retry::Never => 1,
+        };
+        loop {
+            let reused = self.slot().is_some();
+            let result = self.query_once(cmd, deadline).await;
+            tries -= 1;
+            match &result {
+                Err(error)
+                    if tries > 0
+                        && reused
+                        && error.code().is_none()
+                        && tokio::time::Instant::now() < deadline => {}
+                _ => return result,
+            }
+        }
+    }
+
+    async fn query_once(
+        &self,
+        cmd: &Cmd,
+        deadline: tokio::time::Instant,
+    ) -> Result<Value, redis::RedisError> {
+        let used = AtomicU64::new(0);
         let attempt = async {
-            let mut connection = {
-                let mut slot = self.command.lock().await;
-                match &*slot {
-                    Some(connection) => connection.clone(),
-                    None => {
-                        let config = self.connection_config(self.timeout);
-                        let made = self
-                            .client
-                            .get_multiplexed_async_connection_with_config(&config)
-                            .await?;
-                        *slot = Some(made.clone());
-                        made
-                    }
-                }
-            };
+            let (generation, mut connection) = self.connection().await?;
+            used.store(generation, Ordering::Relaxed);
             cmd.query_async::<Value>(&mut connection).await
         };
-        let result = match tokio::time::timeout(self.timeout, attempt).await {
+        let result = match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,
             Err(_) => Err(redis::RedisError::from(std::io::Error::from(
                 std::io::ErrorKind::TimedOut,
             ))),
         };
         if let Err(error) = &result {
-            if error.code().is_none() {
-                *self.command.lock().await = None;
+            let generation = used.load(Ordering::Relaxed);
+            if error.code() != Some("NOSCRIPT") && generation != 0 {
+                let mut slot = self.slot();
+                if slot.as_ref().is_some_and(|(held, _)| *held == generation) {
+                    *slot = None;
+                }
             }
         }
         result
     }
 
-    /// Appends the event to the topic's stream; gives the event back if
-    /// Redis cannot be reached or does not answer in time.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.timeout
+    }
+
+    /// Appends the event to the topic's stream, within the timeout; gives
+    /// the event back if Redis cannot be reached or does not answer in
+    /// time.
     pub(super) async fn publish(
         &self,
         topic: &str,
-        mut event: Event,
+        event: Event,
     ) -> Result<EventId, (HubErrorKind, Event)> {
-        let fields = event.stored_fields();
+        let deadline = self.deadline();
         let key = self.key(topic);
-        let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(&self.publish_sha);
-        let mut result = self
-            .query(script_args(
-                &mut evalsha,
-                &key,
-                fields,
-                self.history,
-                self.key_ttl,
-            ))
-            .await;
-        if matches!(&result, Err(error) if error.code() == Some("NOSCRIPT")) {
-            let mut eval = redis::cmd("EVAL");
-            eval.arg(PUBLISH);
-            result = self
-                .query(script_args(
-                    &mut eval,
-                    &key,
-                    fields,
-                    self.history,
-                    self.key_ttl,
-                ))
-                .await;
-        }
+        let result = {
+            let fields = event.stored_fields();
+            let mut evalsha = redis::cmd("EVALSHA");
+            evalsha.arg(&self.publish_sha);
+            script_args(&mut evalsha, &key, &fields, self.history, self.key_ttl);
+            let mut result = self.query(&evalsha, deadline, Retry::Never).await;
+            if matches!(&result, Err(error) if error.code() == Some("NOSCRIPT")) {
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(PUBLISH);
+                script_args(&mut eval, &key, &fields, self.history, self.key_ttl);
+                result = self.query(&eval, deadline, Retry::Never).await;
+            }
+            result
+        };
         match result
             .ok()
             .as_ref()
@@ -258,40 +343,45 @@ impl Backend {
         }
     }
 
-    /// Gets `topic` ready for a subscriber: primed with the stream's latest
-    /// entries if it is new here, and caught up with the stream if the
-    /// subscriber asks for an id newer than the topic read so far (the
-    /// browser saw it on another instance a moment ago).
+    /// Gets `topic` ready for a subscriber, within the timeout: primed
+    /// with the stream's latest entries if it is new here, and caught up
+    /// with the stream if this instance was not reading it (no subscriber
+    /// here until this one) or if the subscriber asks for an id newer than
+    /// what the topic read so far (the browser saw it on another instance
+    /// a moment ago).
     pub(super) async fn prepare(
         self: &Arc<Self>,
         name: &str,
         topic: &Topic,
         asked: Asked<'_>,
+        first_subscriber: bool,
     ) -> Result<(), HubErrorKind> {
         if self.unavailable.load(Ordering::Acquire) {
             return Err(HubErrorKind::Unavailable);
         }
+        let deadline = self.deadline();
         let key = self.key(name);
         let new = !topic.primed.initialized();
-        topic
-            .primed
-            .get_or_try_init(|| async {
-                let mut cmd = redis::cmd("XREVRANGE");
-                cmd.arg(&key)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(self.history);
-                let value = self
-                    .query(&cmd)
-                    .await
-                    .map_err(|_| HubErrorKind::Unavailable)?;
-                let mut entries = parse_entries(&value);
-                entries.reverse();
-                topic.append(&entries, true, self.retention, Instant::now());
-                Ok::<(), HubErrorKind>(())
-            })
-            .await?;
+        let priming = topic.primed.get_or_try_init(|| async {
+            let mut cmd = redis::cmd("XREVRANGE");
+            cmd.arg(&key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(self.history);
+            let value = self
+                .query(&cmd, deadline, Retry::Safe)
+                .await
+                .map_err(|_| HubErrorKind::Unavailable)?;
+            let mut entries = parse_entries(&value);
+            entries.reverse();
+            topic.append(&entries, true, self.retention, Instant::now());
+            Ok::<(), HubErrorKind>(())
+        });
+        // The deadline also bounds the wait for another subscriber's try.
+        tokio::time::timeout_at(deadline, priming)
+            .await
+            .map_err(|_| HubErrorKind::Unavailable)??;
         if new {
             self.wake_reader();
         }
@@ -299,43 +389,71 @@ impl Backend {
             Asked::Id(text) => StreamId::parse(text.as_bytes()),
             _ => None,
         };
-        let last = topic.last_stream_id();
-        if let (Some(asked), Some(last)) = (asked, last) {
-            if asked > last {
-                let mut cmd = redis::cmd("XRANGE");
-                cmd.arg(&key)
-                    .arg(format!("({last}"))
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(self.history);
-                let value = self
-                    .query(&cmd)
-                    .await
-                    .map_err(|_| HubErrorKind::Unavailable)?;
-                topic.append(
-                    &parse_entries(&value),
-                    false,
-                    self.retention,
-                    Instant::now(),
-                );
+        let behind = asked
+            .zip(topic.last_stream_id())
+            .is_some_and(|(asked, last)| asked > last);
+        if (first_subscriber && !new) || behind {
+            self.catch_up(&key, topic, deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends what the stream holds after the topic's last entry (a few
+    /// reads at most: the stream is trimmed to about the history's length).
+    async fn catch_up(
+        &self,
+        key: &str,
+        topic: &Topic,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), HubErrorKind> {
+        for _ in 0..4 {
+            let Some(last) = topic.last_stream_id() else {
+                return Ok(());
+            };
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(key)
+                .arg(format!("({last}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(self.history);
+            let value = self
+                .query(&cmd, deadline, Retry::Safe)
+                .await
+                .map_err(|_| HubErrorKind::Unavailable)?;
+            let entries = parse_entries(&value);
+            topic.append(&entries, false, self.retention, Instant::now());
+            if entries.len() < self.history {
+                return Ok(());
             }
         }
         Ok(())
     }
 
-    /// Makes the reader look again at the topics it reads.
+    /// Makes the reader look again at the topics it reads: an entry in
+    /// this instance's wake stream ends its blocking read.
     fn wake_reader(self: &Arc<Self>) {
-        self.new_topic.notify_one();
-        let id = self.reader_id.load(Ordering::Acquire);
-        if id == 0 {
-            return;
-        }
         let backend = self.clone();
         tokio::spawn(async move {
-            let mut cmd = redis::cmd("CLIENT");
-            cmd.arg("UNBLOCK").arg(id);
-            // If it fails, the reader's next read includes the topic.
-            let _ = backend.query(&cmd).await;
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(&backend.wake_key)
+                .arg("MAXLEN")
+                .arg(1)
+                .arg("*")
+                .arg("w")
+                .arg(1);
+            let mut expire = redis::cmd("PEXPIRE");
+            expire.arg(&backend.wake_key).arg(WAKE_TTL_MS);
+            // If it fails, the reader's next read (within `BLOCK`) includes
+            // the topic.
+            if backend
+                .query(&cmd, backend.deadline(), Retry::Safe)
+                .await
+                .is_ok()
+            {
+                let _ = backend
+                    .query(&expire, backend.deadline(), Retry::Safe)
+                    .await;
+            }
         });
     }
 }
@@ -423,27 +541,34 @@ pub(super) fn spawn_reader(shared: Weak<Shared>, backend: Arc<Backend>) {
     tokio::spawn(read(shared, backend));
 }
 
+/// The reader's own state across connections.
+struct Reader {
+    shared: Weak<Shared>,
+    backend: Arc<Backend>,
+    /// Since when reading has failed.
+    down_since: Option<Instant>,
+    /// The last entry of the wake stream seen.
+    wake_last: StreamId,
+}
+
 async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
-    let mut down_since: Option<Instant> = None;
+    let mut reader = Reader {
+        shared,
+        backend,
+        down_since: None,
+        wake_last: StreamId::ZERO,
+    };
     let mut backoff = Duration::from_millis(50);
     loop {
-        if shared.strong_count() == 0 {
+        if reader.shared.strong_count() == 0 {
             return;
         }
-        match read_connected(&shared, &backend, &mut down_since).await {
+        match reader.connected().await {
             Ended::HubDropped => return,
-            Ended::Failed => {}
+            Ended::ReadFailed => backoff = Duration::from_millis(50),
+            Ended::ConnectFailed => {}
         }
-        backend.reader_id.store(0, Ordering::Release);
-        let now = Instant::now();
-        let since = *down_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= backend.grace
-            && !backend.unavailable.swap(true, Ordering::AcqRel)
-        {
-            if let Some(shared) = shared.upgrade() {
-                shared.each_topic(|topic| topic.set_unavailable(true));
-            }
-        }
+        reader.failed();
         tokio::time::sleep(random_between(backoff / 2, backoff)).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
@@ -451,83 +576,137 @@ async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
 
 enum Ended {
     HubDropped,
-    Failed,
+    /// Connected and read, then failed: try again soon.
+    ReadFailed,
+    ConnectFailed,
 }
 
-/// Connects and reads until a failure.
-async fn read_connected(
-    shared: &Weak<Shared>,
-    backend: &Arc<Backend>,
-    down_since: &mut Option<Instant>,
-) -> Ended {
-    let config = backend.connection_config(BLOCK + backend.timeout);
-    let connect = async {
-        let mut connection = backend
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        let id: u64 = redis::cmd("CLIENT")
-            .arg("ID")
-            .query_async(&mut connection)
-            .await?;
-        Ok::<_, redis::RedisError>((connection, id))
-    };
-    let Ok(Ok((mut connection, id))) = tokio::time::timeout(backend.timeout, connect).await else {
-        return Ended::Failed;
-    };
-    backend.reader_id.store(id, Ordering::Release);
-    if down_since.take().is_some() && backend.unavailable.swap(false, Ordering::AcqRel) {
-        if let Some(hub) = shared.upgrade() {
-            hub.each_topic(|topic| topic.set_unavailable(false));
-        }
-    }
-    loop {
-        let Some(hub) = shared.upgrade() else {
-            return Ended::HubDropped;
-        };
-        let topics = hub.backed_topics();
-        if topics.is_empty() {
-            drop(hub);
-            let notified = backend.new_topic.notified();
-            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
-            continue;
-        }
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS");
-        for (name, _, _) in &topics {
-            cmd.arg(backend.key(name));
-        }
-        for (_, _, last) in &topics {
-            cmd.arg(last.to_string());
-        }
-        let reply = tokio::time::timeout(
-            BLOCK + backend.timeout,
-            cmd.query_async::<Value>(&mut connection),
-        )
-        .await;
-        let Ok(Ok(reply)) = reply else {
-            return Ended::Failed;
-        };
+impl Reader {
+    /// Reading failed: once it has for longer than the grace, caught-up
+    /// subscribers end and new ones are refused.
+    fn failed(&mut self) {
         let now = Instant::now();
-        let streams = parse_read(&reply);
-        if streams.is_empty() {
-            continue;
-        }
-        let by_name: HashMap<&[u8], &Topic> = topics
-            .iter()
-            .map(|(name, topic, _)| (name.as_bytes(), &**topic))
-            .collect();
-        for (key, entries) in streams {
-            let topic = key
-                .strip_prefix(backend.prefix.as_bytes())
-                .and_then(|name| by_name.get(name));
-            if let Some(topic) = topic {
-                topic.append(&entries, false, backend.retention, now);
+        let since = *self.down_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.backend.grace
+            && !self.backend.unavailable.swap(true, Ordering::AcqRel)
+        {
+            if let Some(shared) = self.shared.upgrade() {
+                shared.each_topic(|topic| topic.set_unavailable(true));
             }
         }
+    }
+
+    /// A read succeeded.
+    fn succeeded(&mut self, shared: &Shared) {
+        if self.down_since.take().is_some()
+            && self.backend.unavailable.swap(false, Ordering::AcqRel)
+        {
+            shared.each_topic(|topic| topic.set_unavailable(false));
+        }
+    }
+
+    /// Connects and reads until a failure.
+    async fn connected(&mut self) -> Ended {
+        let backend = self.backend.clone();
+        let config = backend.connection_config(BLOCK.saturating_add(backend.timeout));
+        let connect = backend
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        let Ok(Ok(mut connection)) = tokio::time::timeout(backend.timeout, connect).await else {
+            return Ended::ConnectFailed;
+        };
+        let mut reconnected = self.down_since.is_some();
+        loop {
+            let Some(hub) = self.shared.upgrade() else {
+                return Ended::HubDropped;
+            };
+            let topics = hub.backed_topics();
+            if reconnected {
+                // Redis may have lost what the topics read (a restart
+                // without persistence): compare each stream's last entry.
+                if self.check_losses(&mut connection, &topics).await.is_err() {
+                    return Ended::ReadFailed;
+                }
+                reconnected = false;
+            }
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(READ_COUNT)
+                .arg("BLOCK")
+                .arg(BLOCK.as_millis() as u64)
+                .arg("STREAMS");
+            for (name, _, _) in &topics {
+                cmd.arg(backend.key(name));
+            }
+            cmd.arg(&backend.wake_key);
+            for (_, _, last) in &topics {
+                cmd.arg(last.to_string());
+            }
+            cmd.arg(self.wake_last.to_string());
+            let reply = tokio::time::timeout(
+                BLOCK.saturating_add(backend.timeout),
+                cmd.query_async::<Value>(&mut connection),
+            )
+            .await;
+            let Ok(Ok(reply)) = reply else {
+                return Ended::ReadFailed;
+            };
+            self.succeeded(&hub);
+            let now = Instant::now();
+            let streams = parse_read(&reply);
+            if streams.is_empty() {
+                continue;
+            }
+            let by_name: HashMap<&[u8], &Topic> = topics
+                .iter()
+                .map(|(name, topic, _)| (name.as_bytes(), &**topic))
+                .collect();
+            for (key, entries) in streams {
+                if key == backend.wake_key.as_bytes() {
+                    if let Some(id) = entries.last().map(|entry| entry.id) {
+                        self.wake_last = id;
+                    }
+                    continue;
+                }
+                let topic = key
+                    .strip_prefix(backend.prefix.as_bytes())
+                    .and_then(|name| by_name.get(name));
+                if let Some(topic) = topic {
+                    topic.append(&entries, false, backend.retention, now);
+                }
+            }
+        }
+    }
+
+    /// Tells each topic whose stream now ends before what it read that
+    /// entries were lost.
+    async fn check_losses(
+        &self,
+        connection: &mut MultiplexedConnection,
+        topics: &[(Box<str>, Arc<Topic>, StreamId)],
+    ) -> Result<(), ()> {
+        for (name, topic, last) in topics {
+            let mut cmd = redis::cmd("XREVRANGE");
+            cmd.arg(self.backend.key(name))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+            let reply =
+                tokio::time::timeout(self.backend.timeout, cmd.query_async::<Value>(connection))
+                    .await
+                    .map_err(|_| ())?
+                    .map_err(|_| ())?;
+            let stream_last = items(&reply)
+                .first()
+                .and_then(|entry| items(entry).first())
+                .and_then(as_bytes)
+                .and_then(StreamId::parse)
+                .unwrap_or(StreamId::ZERO);
+            if stream_last < *last {
+                topic.lost_entries(stream_last);
+            }
+        }
+        Ok(())
     }
 }

@@ -98,6 +98,10 @@ struct State {
     /// topic is primed.
     #[cfg(feature = "redis")]
     last: Option<StreamId>,
+    /// The id of the stream's very first entry (its previous id is `0-0`),
+    /// once read: an older id is from an earlier life of the stream.
+    #[cfg(feature = "redis")]
+    stream_start: Option<StreamId>,
     /// The backend's reader has been failing for longer than its grace:
     /// caught-up subscribers end, new ones are refused.
     #[cfg(feature = "redis")]
@@ -186,6 +190,8 @@ impl Topic {
                 base: StreamId::ZERO,
                 #[cfg(feature = "redis")]
                 last: None,
+                #[cfg(feature = "redis")]
+                stream_start: None,
                 #[cfg(feature = "redis")]
                 unavailable: false,
             }),
@@ -423,6 +429,12 @@ impl Topic {
         if id == base {
             return self.exact(state.first, retained);
         }
+        // From before the stream's first entry, or the stream is empty (it
+        // expired, or Redis lost it): an earlier life of the stream.
+        let earlier = state.stream_start.is_some_and(|start| id < start) || last == StreamId::ZERO;
+        if earlier {
+            return self.gap(state, GapReason::Restarted, None, before_first);
+        }
         if id > last {
             return self.gap(state, GapReason::UnknownId, None, before_first);
         }
@@ -486,12 +498,10 @@ impl Topic {
                 continue;
             }
             if entry.prev != last {
-                let held = state.history.len() as u64;
-                state.first += held + 1;
-                state.history.clear();
-                state.ids.clear();
-                state.bytes = 0;
-                state.base = entry.prev;
+                state.restart_at(entry.prev);
+            }
+            if entry.prev == StreamId::ZERO {
+                state.stream_start = Some(entry.id);
             }
             let mut text = [0; 48];
             let id = entry.id.event_id();
@@ -512,6 +522,22 @@ impl Topic {
         for _ in 0..added {
             self.metrics.published();
         }
+        self.wake(state);
+    }
+
+    /// Redis holds less than this topic read (its stream's last entry is
+    /// `stream_last`, older than the last one read): entries were lost, in a
+    /// restart without persistence or with the key's expiry. The history
+    /// starts anew, and every subscriber lags (see `append`).
+    #[cfg(feature = "redis")]
+    pub(super) fn lost_entries(&self, stream_last: StreamId) {
+        let mut state = self.state();
+        if state.last.map_or(true, |last| stream_last >= last) {
+            return;
+        }
+        state.restart_at(stream_last);
+        state.last = Some(stream_last);
+        state.stream_start = None;
         self.wake(state);
     }
 
@@ -611,6 +637,20 @@ impl State {
     /// does not fit) and returns it, sharing the chunk.
     fn store(&mut self, encoded: &[u8]) -> Bytes {
         self.store_parts(&[encoded])
+    }
+
+    /// Starts the history anew after a break in the stream, at the entry
+    /// after `base`, one sequence number further, so that every
+    /// subscriber's next event has left the history: each lags, ending with
+    /// a `retry:`, and its reconnect gets a gap event.
+    #[cfg(feature = "redis")]
+    fn restart_at(&mut self, base: StreamId) {
+        let held = self.history.len() as u64;
+        self.first += held + 1;
+        self.history.clear();
+        self.ids.clear();
+        self.bytes = 0;
+        self.base = base;
     }
 
     /// `store` for an event in parts, copied one after the other.
