@@ -9,9 +9,6 @@ mod common;
 
 use std::{
     convert::Infallible,
-    net::{SocketAddr, TcpListener as StdListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -22,124 +19,7 @@ use hyper::body::Incoming;
 use tower::{util::BoxCloneService, ServiceBuilder};
 use tower_sse::{Event, EventStream, KeepAliveLayer, NoBufferingLayer, SseHeadersLayer};
 
-const REQUIRE: &str = "TOWER_SSE_REQUIRE_NGINX";
-
-/// A running nginx; killed by its PID and its directory removed on drop.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn find_nginx() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("nginx"))
-        .find(|candidate| candidate.is_file())
-}
-
-/// A port that was free a moment ago.
-///
-/// The tests of this file run in parallel: a port handed to one nginx is
-/// never handed to another, or the second would fail to bind while the
-/// readiness check reached the first.
-fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    loop {
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut given = GIVEN.lock().unwrap();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
-
-/// Starts nginx proxying to `upstream` with `location_extra` added to its
-/// one `location /` block.
-fn start_nginx(binary: &Path, upstream: SocketAddr, location_extra: &str) -> Nginx {
-    let dir = std::env::temp_dir().join(format!(
-        "tower-sse-nginx-{}-{}",
-        std::process::id(),
-        upstream.port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let d = dir.display();
-    let config = format!(
-        "daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://{upstream};
-            {location_extra}
-        }}
-    }}
-}}
-"
-    );
-    std::fs::write(dir.join("nginx.conf"), config).unwrap();
-    let child = Command::new(binary)
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("nginx starts");
-    let mut nginx = Nginx {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // Listening, and still ours: a bind failure (another process took
-        // the port in between) makes nginx exit.
-        let exited = nginx.child.try_wait().ok().flatten();
-        if exited.is_none() && TcpStream::connect(nginx.addr).is_ok() {
-            std::thread::sleep(Duration::from_millis(50));
-            if nginx.child.try_wait().ok().flatten().is_none() {
-                return nginx;
-            }
-        }
-        if let Some(status) = nginx.child.try_wait().ok().flatten() {
-            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
-            panic!("nginx exited with {status}:\n{log}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::nginx::{find_nginx, start_nginx, REQUIRE};
 
 type Sent = Arc<Mutex<Vec<Instant>>>;
 
@@ -189,7 +69,7 @@ async fn delays_through_nginx(no_buffering: bool) -> Option<Vec<Duration>> {
         )
         .await
     };
-    let nginx = start_nginx(&binary.unwrap(), server.addr, "");
+    let nginx = start_nginx(&binary.unwrap(), &[server.addr], "", "");
 
     let response = common::get(nginx.addr, "/events").await;
     assert_eq!(response.status(), 200);
@@ -279,7 +159,12 @@ async fn through_short_read_timeout(keep_alive: Option<Duration>) -> Option<(Vec
         }
         None => common::serve_service(base.service(handler)).await,
     };
-    let nginx = start_nginx(&binary.unwrap(), server.addr, "proxy_read_timeout 2s;");
+    let nginx = start_nginx(
+        &binary.unwrap(),
+        &[server.addr],
+        "",
+        "proxy_read_timeout 2s;",
+    );
     let response = common::get(nginx.addr, "/events").await;
     assert_eq!(response.status(), 200);
     let (events, cut) =

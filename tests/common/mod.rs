@@ -329,4 +329,5 @@ pub fn random_tag() -> u64 {
     (NEXT.fetch_add(1, Ordering::Relaxed) << 32) | nanos
 }
 
+pub mod nginx;
 pub mod redis_server;
