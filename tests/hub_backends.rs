@@ -815,3 +815,53 @@ async fn redis_settings_out_of_range_are_refused_when_built() {
     let outside = std::thread::spawn(move || Hub::builder().redis(url).build().unwrap_err().kind());
     assert_eq!(outside.join().unwrap(), HubConfigErrorKind::NoRuntime);
 }
+
+/// How many times Redis ran `command` since the last `CONFIG RESETSTAT`.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.command("INFO commandstats");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_blocks_between_events_and_reads_past_entries_it_did_not_write() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let hub = backend.hub(Hub::builder());
+    let mut live = hub.subscribe("t", None).await.unwrap();
+    next(&mut live).await.unwrap();
+    let ids = publish_n(&hub, "t", 1..=3).await;
+    for _ in 1..=3 {
+        next(&mut live).await.unwrap();
+    }
+    redis.command("CONFIG RESETSTAT");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = calls(redis, "xread");
+    assert!(idle <= 3, "{idle} reads in an idle second: the reader spins");
+    // An entry someone else wrote under the hub's prefix: the topic cannot
+    // tell what came between, so subscribers lag and learn of a gap.
+    let reply = redis.command(&format!("XADD {}t * other 1", backend.prefix));
+    assert!(reply.starts_with('$'), "{reply}");
+    let retry = next(&mut live).await.unwrap();
+    assert!(retry.retry, "{retry:?}");
+    assert_eq!(next(&mut live).await, None);
+    redis.command("CONFIG RESETSTAT");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = calls(redis, "xread");
+    assert!(idle <= 3, "{idle} reads in an idle second after a foreign entry");
+    let four = publish_n(&hub, "t", 4..=4).await;
+    let mut resumed = hub.subscribe("t", Some(&ids[2].to_string())).await.unwrap();
+    assert!(
+        matches!(resumed.resume(), Resume::Gap { .. }),
+        "{:?}",
+        resumed.resume()
+    );
+    next(&mut resumed).await.unwrap();
+    let seen = next(&mut resumed).await.unwrap();
+    assert_eq!(seen.id, Some(four[0].to_string()));
+}

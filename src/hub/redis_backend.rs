@@ -125,8 +125,10 @@ pub(super) struct RawEntry {
     /// The id of the entry before it when it was added (`0-0`: none).
     pub(super) prev: StreamId,
     /// The event's encoded fields, each line ending with LF, without the
-    /// `id:` line and the blank line.
-    pub(super) fields: Vec<u8>,
+    /// `id:` line and the blank line; `None` for an entry the hub did not
+    /// write (it has no previous id or no event), which the topic takes as
+    /// a break.
+    pub(super) fields: Option<Vec<u8>>,
 }
 
 pub(super) struct Backend {
@@ -484,7 +486,8 @@ fn items(value: &Value) -> &[Value] {
 }
 
 /// Entries of an `XRANGE`/`XREVRANGE` reply (or one stream of an `XREAD`
-/// reply) that the hub wrote; others are skipped.
+/// reply), each with its id, so that the reader reads past every entry,
+/// even one the hub did not write.
 fn parse_entries(value: &Value) -> Vec<RawEntry> {
     items(value)
         .iter()
@@ -494,6 +497,11 @@ fn parse_entries(value: &Value) -> Vec<RawEntry> {
             };
             let id = StreamId::parse(as_bytes(id)?)?;
             let (mut prev, mut data) = (None, None);
+            let mut foreign = RawEntry {
+                id,
+                prev: StreamId::ZERO,
+                fields: None,
+            };
             let fields = match fields {
                 Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect::<Vec<_>>(),
                 other => items(other)
@@ -502,23 +510,23 @@ fn parse_entries(value: &Value) -> Vec<RawEntry> {
                     .collect(),
             };
             for (name, value) in fields {
-                match as_bytes(name)? {
-                    b"p" => prev = StreamId::parse(as_bytes(value)?),
-                    b"d" => data = as_bytes(value).map(<[u8]>::to_vec),
+                match as_bytes(name) {
+                    Some(b"p") => prev = as_bytes(value).and_then(StreamId::parse),
+                    Some(b"d") => data = as_bytes(value).map(<[u8]>::to_vec),
                     _ => {}
                 }
             }
-            Some(RawEntry {
-                id,
-                prev: prev?,
-                fields: data?,
-            })
+            if let (Some(prev), Some(data)) = (prev, data) {
+                foreign.prev = prev;
+                foreign.fields = Some(data);
+            }
+            Some(foreign)
         })
         .collect()
 }
 
 /// The streams of an `XREAD` reply: key and entries.
-fn parse_read(value: &Value) -> Vec<(&[u8], Vec<RawEntry>)> {
+fn parse_read(value: &Value) -> Vec<(&[u8], &Value)> {
     let streams: Vec<(&Value, &Value)> = match value {
         Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
         other => items(other)
@@ -531,7 +539,7 @@ fn parse_read(value: &Value) -> Vec<(&[u8], Vec<RawEntry>)> {
     };
     streams
         .into_iter()
-        .filter_map(|(key, entries)| Some((as_bytes(key)?, parse_entries(entries))))
+        .filter_map(|(key, entries)| Some((as_bytes(key)?, entries)))
         .collect()
 }
 
@@ -662,9 +670,11 @@ impl Reader {
                 .map(|(name, topic, _)| (name.as_bytes(), &**topic))
                 .collect();
             for (key, entries) in streams {
+                let entries = parse_entries(entries);
                 if key == backend.wake_key.as_bytes() {
-                    if let Some(id) = entries.last().map(|entry| entry.id) {
-                        self.wake_last = id;
+                    // Read past the wake-ups: the next read blocks again.
+                    if let Some(entry) = entries.last() {
+                        self.wake_last = entry.id;
                     }
                     continue;
                 }

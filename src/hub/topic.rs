@@ -493,19 +493,29 @@ impl Topic {
             return;
         };
         let mut added = 0u64;
+        let mut broke = false;
         for entry in entries {
             if entry.id <= last {
                 continue;
             }
+            let Some(fields) = &entry.fields else {
+                // Not the hub's: read past it, as a break.
+                state.restart_at(entry.id);
+                state.stream_start = None;
+                last = entry.id;
+                broke = true;
+                continue;
+            };
             if entry.prev != last {
                 state.restart_at(entry.prev);
+                broke = true;
             }
             if entry.prev == StreamId::ZERO {
                 state.stream_start = Some(entry.id);
             }
             let mut text = [0; 48];
             let id = entry.id.event_id();
-            let bytes = state.store_parts(&[&entry.fields, b"id: ", id.write(&mut text), b"\n\n"]);
+            let bytes = state.store_parts(&[fields, b"id: ", id.write(&mut text), b"\n\n"]);
             state.bytes += bytes.len();
             let at = self.millis(now);
             state.history.push_back(Entry { bytes, at });
@@ -514,7 +524,7 @@ impl Topic {
             added += 1;
         }
         state.last = Some(last);
-        if added == 0 {
+        if added == 0 && !broke {
             return;
         }
         state.last_active = now;

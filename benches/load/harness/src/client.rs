@@ -28,7 +28,7 @@ const OPENING_AT_ONCE: usize = 64;
 /// How long opening one connection, or one request, may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Error> {
+pub(crate) async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Error> {
     let socket = TcpStream::connect(addr).await?;
     let (sender, connection) = http1::handshake(TokioIo::new(socket)).await?;
     tokio::spawn(async move {
@@ -37,7 +37,7 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Error> {
     Ok(sender)
 }
 
-async fn send(
+pub(crate) async fn send(
     sender: &mut SendRequest<Empty<Bytes>>,
     method: Method,
     path: &str,
@@ -100,7 +100,11 @@ async fn open_stream_after(
 }
 
 /// Opens `count` event streams, [`OPENING_AT_ONCE`] at a time.
-async fn open_streams(addr: SocketAddr, path: &str, count: usize) -> Result<Vec<Incoming>, Error> {
+pub(crate) async fn open_streams(
+    addr: SocketAddr,
+    path: &str,
+    count: usize,
+) -> Result<Vec<Incoming>, Error> {
     stream::iter(0..count)
         .map(|_| open_stream(addr, path))
         .buffer_unordered(OPENING_AT_ONCE)
@@ -176,7 +180,10 @@ pub struct FanOut {
 }
 
 /// Asks the server to publish `count` events; returns its subscriber count.
-async fn publish(sender: &mut SendRequest<Empty<Bytes>>, count: u64) -> Result<u64, Error> {
+pub(crate) async fn publish(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    count: u64,
+) -> Result<u64, Error> {
     let path = format!("/publish?count={count}");
     let response = timeout(REQUEST_TIMEOUT, send(sender, Method::POST, &path))
         .await

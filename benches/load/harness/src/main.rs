@@ -9,6 +9,7 @@
 mod client;
 mod measure;
 mod report;
+mod scale;
 mod servers;
 
 use std::{process::ExitCode, time::Instant};
@@ -137,7 +138,7 @@ impl Plan {
     }
 }
 
-const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|hub|smoke] [--reps N] \
+const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|hub|smoke|redis] [--reps N] \
                      [--rate EVENTS_PER_S] [--caps KIB,KIB,..] [--only ours,floor,axum,node,hub] \
                      [--charts DIR] [--idle-wait SECONDS]";
 
@@ -153,6 +154,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<bool, Error> {
+    if std::env::args().nth(1).as_deref() == Some("redis") {
+        return run_redis();
+    }
     let mut args = std::env::args().skip(1);
     let mut plan = None;
     let mut kinds = Kind::ALL.to_vec();
@@ -273,6 +277,42 @@ fn run() -> Result<bool, Error> {
         eprintln!("load: FAILED: {failure}");
     }
     Ok(report.failures.is_empty())
+}
+
+/// `load redis [--smoke] [--reps N]`: the hub on Redis Streams beside the
+/// memory hub (see `scale.rs`).
+fn run_redis() -> Result<bool, Error> {
+    let mut plan = scale::Plan::full();
+    let mut args = std::env::args().skip(2);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => plan = scale::Plan::smoke(),
+            "--reps" => {
+                let value = args.next().ok_or("--reps needs a count")?;
+                plan.reps = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--reps: a count")?;
+            }
+            _ => return Err("usage: load redis [--smoke] [--reps N]".into()),
+        }
+    }
+    rlimit::increase_nofile_limit(u64::MAX)?;
+    let started = Instant::now();
+    let servers = Servers::prepare(&[Kind::Hub])?;
+    let built = started.elapsed();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let met = runtime.block_on(scale::run(&servers, &plan))?;
+    eprintln!(
+        "\nload: built in {:.0} s, measured in {:.0} s",
+        built.as_secs_f64(),
+        (started.elapsed() - built).as_secs_f64()
+    );
+    // The smoke run proves the harness works; its figures are not goals.
+    Ok(met || plan.reps == 1 && plan.each < 100)
 }
 
 /// Runs every measurement `plan.reps` times, the servers one after another

@@ -61,6 +61,12 @@ pub struct Servers {
     /// The history the hub server keeps (`LOAD_HUB_HISTORY`); `None`: the
     /// library's default.
     pub hub_history: std::cell::Cell<Option<usize>>,
+    /// The Redis the hub server keeps its topic in (`LOAD_HUB_REDIS`);
+    /// `None`: the memory hub.
+    pub hub_redis: std::cell::RefCell<Option<String>>,
+    /// The hub server's tokio worker threads (`TOKIO_WORKER_THREADS`);
+    /// `None`: one per core.
+    pub hub_workers: std::cell::Cell<Option<usize>>,
 }
 
 impl Servers {
@@ -79,6 +85,8 @@ impl Servers {
             node_dir: None,
             ours_frame_cap: std::cell::Cell::new(None),
             hub_history: std::cell::Cell::new(None),
+            hub_redis: std::cell::RefCell::new(None),
+            hub_workers: std::cell::Cell::new(None),
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         // The hub server is the `ours` program.
@@ -174,6 +182,12 @@ impl Servers {
                 command.env("LOAD_HUB", "1");
                 if let Some(history) = self.hub_history.get() {
                     command.env("LOAD_HUB_HISTORY", history.to_string());
+                }
+                if let Some(url) = &*self.hub_redis.borrow() {
+                    command.env("LOAD_HUB_REDIS", url);
+                }
+                if let Some(workers) = self.hub_workers.get() {
+                    command.env("TOKIO_WORKER_THREADS", workers.to_string());
                 }
                 command
             }

@@ -5,6 +5,9 @@
 //! go through tower-sse's own hub (topic `live`, history of
 //! `LOAD_HUB_HISTORY` events, else the library's default) instead of the
 //! shared broadcast channel, and `/sse/live` resumes from `Last-Event-ID`.
+//! With `LOAD_HUB_REDIS=URL` too, the hub keeps its topic in Redis Streams
+//! (every instance on that Redis serves the same topic), and
+//! `/publish?count=K&inflight=M` keeps up to M publishes in flight.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -61,7 +64,17 @@ fn ours_hub() -> Option<tower_sse::hub::Hub> {
         .ok()
         .and_then(|history| history.parse().ok())
         .unwrap_or(tower_sse::hub::DEFAULT_HISTORY);
-    tower_sse::hub::Hub::builder().history(history).build().ok()
+    let mut builder = tower_sse::hub::Hub::builder().history(history);
+    if let Ok(url) = std::env::var("LOAD_HUB_REDIS") {
+        builder = builder.redis(url);
+    }
+    match builder.build() {
+        Ok(hub) => Some(hub),
+        Err(error) => {
+            eprintln!("the hub: {error}");
+            std::process::exit(2);
+        }
+    }
 }
 
 async fn handle(request: Request<Incoming>, hubs: Arc<Hubs>) -> Result<Response<Body>, Infallible> {
@@ -74,7 +87,10 @@ async fn handle(request: Request<Incoming>, hubs: Arc<Hubs>) -> Result<Response<
                 None => live(&hubs.broadcast),
             },
             Route::Publish { count } => match &hubs.ours {
-                Some(hub) => hub_publish(hub, count).await,
+                Some(hub) => {
+                    let inflight = load_common::query_u64(uri.query(), "inflight").unwrap_or(1);
+                    hub_publish(hub, count, inflight.max(1) as usize).await
+                }
                 None => publish(&hubs.broadcast, count),
             },
             Route::BadRequest(text) => self::text(StatusCode::BAD_REQUEST, text.into()),
@@ -149,13 +165,20 @@ async fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Res
 }
 
 /// Publishes `count` events to the hub's topic `live`, each carrying its
-/// send time; answers with the topic's subscriber count.
-async fn hub_publish(hub: &tower_sse::hub::Hub, count: u64) -> Response<Body> {
-    for _ in 0..count {
-        let event = Event::new().data(itoa::Buffer::new().format(load_common::now_ns()));
-        if let Err(error) = hub.publish("live", event).await {
-            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
-        }
+/// send time, with up to `inflight` publishes waiting for the backend at
+/// once (started in order); answers with the topic's subscriber count.
+async fn hub_publish(hub: &tower_sse::hub::Hub, count: u64, inflight: usize) -> Response<Body> {
+    let published = stream::iter(0..count)
+        .map(|_| {
+            let event = Event::new().data(itoa::Buffer::new().format(load_common::now_ns()));
+            hub.publish("live", event)
+        })
+        .buffered(inflight)
+        .filter_map(|result| std::future::ready(result.err()))
+        .next()
+        .await;
+    if let Some(error) = published {
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
     }
     let subscribers = hub.topic_stats("live").map_or(0, |stats| stats.subscribers);
     text(StatusCode::OK, format!("{subscribers}\n"))
