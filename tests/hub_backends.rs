@@ -842,7 +842,10 @@ async fn the_reader_blocks_between_events_and_reads_past_entries_it_did_not_writ
     redis.command("CONFIG RESETSTAT");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = calls(redis, "xread");
-    assert!(idle <= 3, "{idle} reads in an idle second: the reader spins");
+    assert!(
+        idle <= 3,
+        "{idle} reads in an idle second: the reader spins"
+    );
     // An entry someone else wrote under the hub's prefix: the topic cannot
     // tell what came between, so subscribers lag and learn of a gap.
     let reply = redis.command(&format!("XADD {}t * other 1", backend.prefix));
@@ -853,7 +856,10 @@ async fn the_reader_blocks_between_events_and_reads_past_entries_it_did_not_writ
     redis.command("CONFIG RESETSTAT");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = calls(redis, "xread");
-    assert!(idle <= 3, "{idle} reads in an idle second after a foreign entry");
+    assert!(
+        idle <= 3,
+        "{idle} reads in an idle second after a foreign entry"
+    );
     let four = publish_n(&hub, "t", 4..=4).await;
     let mut resumed = hub.subscribe("t", Some(&ids[2].to_string())).await.unwrap();
     assert!(

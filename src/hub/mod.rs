@@ -57,6 +57,26 @@
 //! The history is also each subscriber's buffer: a subscriber can fall
 //! `history` events behind before it lags.
 //!
+//! # Many instances: Redis Streams
+//!
+//! With the `redis` feature, [`HubBuilder::redis`] keeps each topic in a
+//! Redis stream: every instance of the app on the same Redis serves the same
+//! events, with the stream's ids as event ids, so a browser resumes on
+//! whichever instance its reconnect reaches. The API is the same; what
+//! changes is that `publish` and `subscribe` wait for Redis (within
+//! [`redis_timeout`](HubBuilder::redis_timeout)), and that Redis going
+//! away is [`HubErrorKind::Unavailable`]. See the README's "Scaling out".
+//!
+//! ```
+//! # #[cfg(feature = "redis")]
+//! # async fn build() -> Result<tower_sse::hub::Hub, tower_sse::hub::HubConfigError> {
+//! # use tower_sse::hub::Hub;
+//! // Inside the tokio runtime; nothing connects until the first use.
+//! let hub = Hub::builder().redis("redis://127.0.0.1:6379").build()?;
+//! # Ok(hub)
+//! # }
+//! ```
+//!
 //! # Example
 //!
 //! ```
