@@ -33,7 +33,10 @@ use axum::{
     Router,
 };
 use tokio::net::TcpListener;
-use tower_sse::{hub::Hub, Event, Shutdown, SseCorsLayer, SseLayer};
+use tower_sse::{
+    hub::{Hub, HubErrorKind},
+    Event, Shutdown, SseCorsLayer, SseLayer,
+};
 
 /// How the instance is started.
 #[derive(Clone, Debug)]
@@ -155,7 +158,10 @@ async fn publish(State(app): State<App>, Path(topic): Path<String>, body: Bytes)
     };
     match app.hub.publish(&topic, Event::new().data(text)).await {
         Ok(id) => format!("{id}\n").into_response(),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
+        Err(error) if error.kind() == HubErrorKind::Unavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response()
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
     }
 }
 

@@ -508,9 +508,8 @@ async fn redis_down_at_start_gives_typed_errors_in_time_then_recovers() {
     assert!(response.body().contains("retry:"));
     backend.redis.as_mut().unwrap().restart();
     let id = hub.publish("t", Event::new().data("1")).await.unwrap();
-    let mut resumed = hub.subscribe("t", Some("0-0")).await.unwrap();
-    assert_eq!(resumed.resume(), Resume::Exact { replayed: 1 });
-    assert_eq!(next(&mut resumed).await.unwrap().id, Some(id.to_string()));
+    let mut fresh = hub.subscribe("t", None).await.unwrap();
+    assert_eq!(next(&mut fresh).await.unwrap().id, Some(id.to_string()));
 }
 
 /// Publishes `1..` every few milliseconds until told to stop; records which
@@ -870,4 +869,98 @@ async fn the_reader_blocks_between_events_and_reads_past_entries_it_did_not_writ
     next(&mut resumed).await.unwrap();
     let seen = next(&mut resumed).await.unwrap();
     assert_eq!(seen.id, Some(four[0].to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_given_on_an_empty_topic_belongs_to_that_life_of_the_stream() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let hub = backend.hub(Hub::builder());
+    let mut fresh = hub.subscribe("t", None).await.unwrap();
+    let position = next(&mut fresh).await.unwrap().id.unwrap();
+    assert_ne!(position, "0-0", "an id of this stream, not one every stream has");
+    drop(fresh);
+    publish_n(&hub, "t", 1..=2).await;
+    // The stream is lost (a restart without persistence, an expiry), and
+    // starts again.
+    let hub = backend.after_losing("t");
+    publish_n(&hub, "t", 3..=3).await;
+    let mut resumed = hub.subscribe("t", Some(&position)).await.unwrap();
+    assert_eq!(
+        resumed.resume(),
+        Resume::Gap {
+            reason: GapReason::Restarted,
+            replayed: 1
+        },
+        "events 1 and 2 were lost: never a silent resume"
+    );
+    let gap = next(&mut resumed).await.unwrap();
+    assert_ne!(gap.id.as_deref(), Some("0-0"));
+    assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("3"));
+    // The gap event's id resumes exactly in this life...
+    let again = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
+    assert_eq!(again.resume(), Resume::Exact { replayed: 1 });
+    // ...and not in the next one.
+    let hub = backend.after_losing("t");
+    publish_n(&hub, "t", 4..=4).await;
+    let later = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
+    assert!(matches!(later.resume(), Resume::Gap { reason: GapReason::Restarted, .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_after_redis_closed_the_idle_connection_succeeds() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let hub = backend.hub(Hub::builder());
+    publish_n(&hub, "t", 1..=1).await;
+    assert_eq!(redis.command("CONFIG SET timeout 1"), "+OK\r\n");
+    for n in 2..=3 {
+        // Redis closes connections idle for a second (checked every 100 ms
+        // or so); the next publish must not fail for it.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        hub.publish("t", Event::new().data(n.to_string()))
+            .await
+            .unwrap_or_else(|error| panic!("publish {n} after an idle close: {error}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_returning_together_to_a_quiet_instance_start_at_the_latest_event() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let a = backend.hub(Hub::builder());
+    let b = backend.hub(Hub::builder());
+    // B knows the topic, then its last subscriber leaves: B stops reading.
+    let mut once = b.subscribe("t", None).await.unwrap();
+    next(&mut once).await.unwrap();
+    drop(once);
+    let ids = publish_n(&a, "t", 1..=5).await;
+    let subscribing: Vec<_> = (0..8)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.subscribe("t", None).await.unwrap() })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for subscribing in subscribing {
+        all.push(subscribing.await.unwrap());
+    }
+    for subscription in &mut all {
+        let position = next(subscription).await.unwrap();
+        assert_eq!(position.id, Some(ids[4].to_string()), "the latest event");
+        assert!(quiet(subscription).await, "no event from before it subscribed");
+    }
+    // And the reader reads the topic again at once, not after its next
+    // blocking read times out (2 s).
+    publish_n(&a, "t", 6..=6).await;
+    for subscription in &mut all {
+        let seen = tokio::time::timeout(Duration::from_secs(1), next(subscription))
+            .await
+            .expect("delivered without waiting out the reader's block");
+        assert_eq!(seen.unwrap().data.as_deref(), Some("6"));
+    }
 }

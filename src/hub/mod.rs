@@ -388,10 +388,9 @@ impl Hub {
         if let Some(backend) = &self.shared.backend {
             // Counted as a subscriber by `topic`: uncounted if this fails,
             // or if the caller drops the future while Redis answers.
-            let first = found.subscribers.load(Ordering::Acquire) == 1;
             let mut counted = Counted(Some(&found));
             backend
-                .prepare(topic, &found, asked, first)
+                .prepare(topic, &found, asked)
                 .await
                 .map_err(HubError::new)?;
             counted.0 = None;
@@ -769,7 +768,7 @@ impl HubBuilder {
             age: self.max_age,
         };
         #[cfg(feature = "redis")]
-        let backend = match redis_backend::Backend::new(&self.redis, retention) {
+        let backend = match redis_backend::Backend::new(&self.redis, retention, self.idle_timeout) {
             Ok(backend) => backend.map(Arc::new),
             Err(kind) => {
                 return Err(HubConfigError {
@@ -823,7 +822,9 @@ impl HubBuilder {
 pub struct TopicStats {
     /// Subscriptions open now.
     pub subscribers: usize,
-    /// Events published since the topic was made.
+    /// Events published since the topic was made; with the Redis backend,
+    /// events this instance read from Redis since it made the topic (one
+    /// more for each break in the stream).
     pub published: u64,
     /// Events kept in the history.
     pub history_len: usize,

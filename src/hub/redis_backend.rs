@@ -75,17 +75,32 @@ pub const MAX_REDIS_KEY_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 *
 const WAKE_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// Appends `ARGV[1]` (the event's encoded fields) to the stream `KEYS[1]`
-/// with the id of the stream's last entry (`0-0` if none), trims the
-/// stream to about `ARGV[2]` entries, renews its time to live (`ARGV[3]`
-/// milliseconds, none if 0) and returns the new entry's id. A script runs
-/// atomically: no other entry can come between the read and the append.
+/// with the id of the stream's last entry, trims the stream to about
+/// `ARGV[2]` entries, renews its time to live (`ARGV[3]` milliseconds, none
+/// if 0) and returns the new entry's id. A stream that does not exist (new,
+/// expired, or lost by Redis) first gets a start entry (field `s`), so that
+/// every life of a stream has an id of its own to resume from, never `0-0`.
+/// A script runs atomically: no other entry can come between the read and
+/// the append.
 const PUBLISH: &str = r"
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local prev = '0-0'
-if last[1] then prev = last[1][1] end
+local prev
+if last[1] then prev = last[1][1] else prev = redis.call('XADD', KEYS[1], '*', 's', '1') end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'd', ARGV[1])
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return id
+";
+
+/// Returns the latest `ARGV[1]` entries of the stream `KEYS[1]`, newest
+/// first; a stream that does not exist first gets its start entry, expiring
+/// after `ARGV[2]` milliseconds (renewed by the first publish), so that a
+/// subscriber of an empty topic gets an id of this life of the stream.
+const PRIME: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('XADD', KEYS[1], '*', 's', '1')
+  if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+end
+return redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
 ";
 
 /// The settings of the Redis backend, as the builder records them.
@@ -127,8 +142,10 @@ pub(super) struct RawEntry {
     /// The event's encoded fields, each line ending with LF, without the
     /// `id:` line and the blank line; `None` for an entry the hub did not
     /// write (it has no previous id or no event), which the topic takes as
-    /// a break.
+    /// a break, and for a start entry.
     pub(super) fields: Option<Vec<u8>>,
+    /// The start entry of a life of the stream (no event).
+    pub(super) start: bool,
 }
 
 pub(super) struct Backend {
@@ -138,9 +155,19 @@ pub(super) struct Backend {
     /// only the connection it happened on).
     command: std::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
     generation: AtomicU64,
+    /// Held while connecting: callers that find no connection wait for
+    /// one attempt instead of each opening their own.
+    connecting: tokio::sync::Mutex<()>,
+    /// When a command last succeeded (milliseconds since `born`).
+    last_ok: AtomicU64,
+    born: Instant,
     /// This instance's wake stream: the reader waits on it with the topics.
     wake_key: String,
     publish_sha: String,
+    prime_sha: String,
+    /// Milliseconds a start entry written by a subscriber lives without a
+    /// publish (the hub's idle timeout).
+    start_ttl: u64,
     prefix: Box<str>,
     timeout: Duration,
     grace: Duration,
@@ -167,6 +194,7 @@ impl Backend {
     pub(super) fn new(
         settings: &RedisSettings,
         retention: Retention,
+        idle_timeout: Duration,
     ) -> Result<Option<Self>, super::HubConfigErrorKind> {
         let Some(url) = &settings.url else {
             return Ok(None);
@@ -185,12 +213,17 @@ impl Backend {
             client,
             command: std::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            connecting: tokio::sync::Mutex::new(()),
+            last_ok: AtomicU64::new(0),
+            born: Instant::now(),
             wake_key: format!(
                 "{}\u{0}wake-{:016x}",
                 settings.prefix,
                 crate::jitter::random_u64()
             ),
             publish_sha: redis::Script::new(PUBLISH).get_hash().to_owned(),
+            prime_sha: redis::Script::new(PRIME).get_hash().to_owned(),
+            start_ttl: (idle_timeout.min(MAX_REDIS_KEY_TTL).as_millis() as u64).max(1),
             prefix: settings.prefix.as_str().into(),
             timeout: settings.timeout,
             grace: settings.grace,
@@ -219,6 +252,11 @@ impl Backend {
     /// The command connection, made if there is none.
     async fn connection(&self) -> Result<(u64, MultiplexedConnection), redis::RedisError> {
         if let Some((generation, connection)) = &*self.slot() {
+            return Ok((*generation, connection.clone()));
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some((generation, connection)) = &*self.slot() {
+            // Made while this caller waited.
             return Ok((*generation, connection.clone()));
         }
         let config = self.connection_config(self.timeout);
@@ -294,6 +332,9 @@ impl Backend {
                 std::io::ErrorKind::TimedOut,
             ))),
         };
+        if result.is_ok() {
+            self.last_ok.store(self.millis(), Ordering::Relaxed);
+        }
         if let Err(error) = &result {
             let generation = used.load(Ordering::Relaxed);
             if error.code() != Some("NOSCRIPT") && generation != 0 {
@@ -304,6 +345,37 @@ impl Backend {
             }
         }
         result
+    }
+
+    fn millis(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    /// Runs a script (by its hash, or its text when Redis does not have it
+    /// cached) with one key and `args`.
+    async fn script(
+        &self,
+        (sha, text): (&str, &str),
+        key: &str,
+        args: &[&[u8]],
+        deadline: tokio::time::Instant,
+        retry: Retry,
+    ) -> Result<Value, redis::RedisError> {
+        let call = |command: &str, script: &str| {
+            let mut cmd = redis::cmd(command);
+            cmd.arg(script).arg(1).arg(key);
+            for arg in args {
+                cmd.arg(*arg);
+            }
+            cmd
+        };
+        let result = self.query(&call("EVALSHA", sha), deadline, retry).await;
+        match &result {
+            Err(error) if error.code() == Some("NOSCRIPT") => {
+                self.query(&call("EVAL", text), deadline, retry).await
+            }
+            _ => result,
+        }
     }
 
     fn deadline(&self) -> tokio::time::Instant {
@@ -320,19 +392,30 @@ impl Backend {
     ) -> Result<EventId, (HubErrorKind, Event)> {
         let deadline = self.deadline();
         let key = self.key(topic);
+        // A connection idle for a while may have been closed by Redis (a
+        // restart, or its idle timeout): a publish on it would fail without
+        // having been sent, and cannot be tried again safely. A ping finds
+        // out first (and is tried again on a new connection).
+        if self
+            .millis()
+            .saturating_sub(self.last_ok.load(Ordering::Relaxed))
+            > 1000
+            && self.slot().is_some()
+        {
+            let _ = self.query(&redis::cmd("PING"), deadline, Retry::Safe).await;
+        }
         let result = {
             let fields = event.stored_fields();
-            let mut evalsha = redis::cmd("EVALSHA");
-            evalsha.arg(&self.publish_sha);
-            script_args(&mut evalsha, &key, &fields, self.history, self.key_ttl);
-            let mut result = self.query(&evalsha, deadline, Retry::Never).await;
-            if matches!(&result, Err(error) if error.code() == Some("NOSCRIPT")) {
-                let mut eval = redis::cmd("EVAL");
-                eval.arg(PUBLISH);
-                script_args(&mut eval, &key, &fields, self.history, self.key_ttl);
-                result = self.query(&eval, deadline, Retry::Never).await;
-            }
-            result
+            let history = self.history.to_string();
+            let ttl = self.key_ttl.to_string();
+            self.script(
+                (&self.publish_sha, PUBLISH),
+                &key,
+                &[&fields, history.as_bytes(), ttl.as_bytes()],
+                deadline,
+                Retry::Never,
+            )
+            .await
         };
         match result
             .ok()
@@ -347,57 +430,72 @@ impl Backend {
 
     /// Gets `topic` ready for a subscriber, within the timeout: primed
     /// with the stream's latest entries if it is new here, and caught up
-    /// with the stream if this instance was not reading it (no subscriber
-    /// here until this one) or if the subscriber asks for an id newer than
-    /// what the topic read so far (the browser saw it on another instance
-    /// a moment ago).
+    /// with the stream if this instance stopped reading it (its last
+    /// subscriber here left; others arriving meanwhile wait for that catch
+    /// up) or if the subscriber asks for an id newer than what the topic
+    /// read so far (the browser saw it on another instance a moment ago).
     pub(super) async fn prepare(
         self: &Arc<Self>,
         name: &str,
         topic: &Topic,
         asked: Asked<'_>,
-        first_subscriber: bool,
     ) -> Result<(), HubErrorKind> {
         if self.unavailable.load(Ordering::Acquire) {
             return Err(HubErrorKind::Unavailable);
         }
         let deadline = self.deadline();
-        let key = self.key(name);
-        let new = !topic.primed.initialized();
-        let priming = topic.primed.get_or_try_init(|| async {
-            let mut cmd = redis::cmd("XREVRANGE");
-            cmd.arg(&key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(self.history);
-            let value = self
-                .query(&cmd, deadline, Retry::Safe)
-                .await
-                .map_err(|_| HubErrorKind::Unavailable)?;
-            let mut entries = parse_entries(&value);
-            entries.reverse();
-            topic.append(&entries, true, self.retention, Instant::now());
-            Ok::<(), HubErrorKind>(())
-        });
-        // The deadline also bounds the wait for another subscriber's try.
-        tokio::time::timeout_at(deadline, priming)
-            .await
-            .map_err(|_| HubErrorKind::Unavailable)??;
-        if new {
-            self.wake_reader();
-        }
-        let asked = match asked {
-            Asked::Id(text) => StreamId::parse(text.as_bytes()),
-            _ => None,
+        let work = async {
+            let key = self.key(name);
+            let new = !topic.primed.initialized();
+            topic
+                .primed
+                .get_or_try_init(|| async {
+                    let count = self.history.to_string();
+                    let ttl = self.start_ttl.to_string();
+                    let value = self
+                        .script(
+                            (&self.prime_sha, PRIME),
+                            &key,
+                            &[count.as_bytes(), ttl.as_bytes()],
+                            deadline,
+                            Retry::Safe,
+                        )
+                        .await
+                        .map_err(|_| HubErrorKind::Unavailable)?;
+                    let mut entries = parse_entries(&value);
+                    entries.reverse();
+                    topic.append(&entries, true, self.retention, Instant::now());
+                    Ok::<(), HubErrorKind>(())
+                })
+                .await?;
+            if new {
+                self.wake_reader();
+            }
+            if topic.stale.load(Ordering::Acquire) {
+                let _catching_up = topic.catching_up.lock().await;
+                if topic.stale.load(Ordering::Acquire) {
+                    self.catch_up(&key, topic, deadline).await?;
+                    topic.stale.store(false, Ordering::Release);
+                    // The reader reads the topic again from now on.
+                    self.wake_reader();
+                }
+            }
+            let asked = match asked {
+                Asked::Id(text) => StreamId::parse(text.as_bytes()),
+                _ => None,
+            };
+            let behind = asked
+                .zip(topic.last_stream_id())
+                .is_some_and(|(asked, last)| asked > last);
+            if behind {
+                self.catch_up(&key, topic, deadline).await?;
+            }
+            Ok(())
         };
-        let behind = asked
-            .zip(topic.last_stream_id())
-            .is_some_and(|(asked, last)| asked > last);
-        if (first_subscriber && !new) || behind {
-            self.catch_up(&key, topic, deadline).await?;
-        }
-        Ok(())
+        // One deadline for all of it, waits for other subscribers included.
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or(Err(HubErrorKind::Unavailable))
     }
 
     /// Appends what the stream holds after the topic's last entry (a few
@@ -460,16 +558,6 @@ impl Backend {
     }
 }
 
-fn script_args<'a>(
-    cmd: &'a mut Cmd,
-    key: &str,
-    fields: &[u8],
-    history: usize,
-    ttl: u64,
-) -> &'a Cmd {
-    cmd.arg(1).arg(key).arg(fields).arg(history).arg(ttl)
-}
-
 fn as_bytes(value: &Value) -> Option<&[u8]> {
     match value {
         Value::BulkString(bytes) => Some(bytes),
@@ -496,11 +584,12 @@ fn parse_entries(value: &Value) -> Vec<RawEntry> {
                 return None;
             };
             let id = StreamId::parse(as_bytes(id)?)?;
-            let (mut prev, mut data) = (None, None);
+            let (mut prev, mut data, mut start) = (None, None, false);
             let mut foreign = RawEntry {
                 id,
                 prev: StreamId::ZERO,
                 fields: None,
+                start: false,
             };
             let fields = match fields {
                 Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect::<Vec<_>>(),
@@ -513,12 +602,15 @@ fn parse_entries(value: &Value) -> Vec<RawEntry> {
                 match as_bytes(name) {
                     Some(b"p") => prev = as_bytes(value).and_then(StreamId::parse),
                     Some(b"d") => data = as_bytes(value).map(<[u8]>::to_vec),
+                    Some(b"s") => start = true,
                     _ => {}
                 }
             }
             if let (Some(prev), Some(data)) = (prev, data) {
                 foreign.prev = prev;
                 foreign.fields = Some(data);
+            } else if start {
+                foreign.start = true;
             }
             Some(foreign)
         })
@@ -624,6 +716,9 @@ impl Reader {
             return Ended::ConnectFailed;
         };
         let mut reconnected = self.down_since.is_some();
+        // The first read after connecting does not block, so that a
+        // recovery is known at once.
+        let mut block = false;
         loop {
             let Some(hub) = self.shared.upgrade() else {
                 return Ended::HubDropped;
@@ -638,11 +733,12 @@ impl Reader {
                 reconnected = false;
             }
             let mut cmd = redis::cmd("XREAD");
-            cmd.arg("COUNT")
-                .arg(READ_COUNT)
-                .arg("BLOCK")
-                .arg(BLOCK.as_millis() as u64)
-                .arg("STREAMS");
+            cmd.arg("COUNT").arg(READ_COUNT);
+            if block {
+                cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+            }
+            block = true;
+            cmd.arg("STREAMS");
             for (name, _, _) in &topics {
                 cmd.arg(backend.key(name));
             }

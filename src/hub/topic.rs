@@ -62,6 +62,13 @@ pub(super) struct Topic {
     /// Set once the history was loaded from Redis.
     #[cfg(feature = "redis")]
     pub(super) primed: tokio::sync::OnceCell<()>,
+    /// The reader stopped reading the topic (its last subscriber here
+    /// left): the next subscriber catches it up first, the others wait
+    /// for that under `catching_up`.
+    #[cfg(feature = "redis")]
+    pub(super) stale: std::sync::atomic::AtomicBool,
+    #[cfg(feature = "redis")]
+    pub(super) catching_up: tokio::sync::Mutex<()>,
 }
 
 struct State {
@@ -98,8 +105,9 @@ struct State {
     /// topic is primed.
     #[cfg(feature = "redis")]
     last: Option<StreamId>,
-    /// The id of the stream's very first entry (its previous id is `0-0`),
-    /// once read: an older id is from an earlier life of the stream.
+    /// The id of the start entry of the stream's current life (written
+    /// before its first event, or by its first subscriber), once read: an
+    /// older id is from an earlier life of the stream.
     #[cfg(feature = "redis")]
     stream_start: Option<StreamId>,
     /// The backend's reader has been failing for longer than its grace:
@@ -204,6 +212,10 @@ impl Topic {
             backed,
             #[cfg(feature = "redis")]
             primed: tokio::sync::OnceCell::new(),
+            #[cfg(feature = "redis")]
+            stale: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(feature = "redis")]
+            catching_up: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -498,6 +510,18 @@ impl Topic {
             if entry.id <= last {
                 continue;
             }
+            if entry.start {
+                // The first entry of a new life of the stream: a break if
+                // anything came before it.
+                if last != StreamId::ZERO || !state.history.is_empty() {
+                    state.restart_at(entry.id);
+                    broke = true;
+                }
+                state.base = entry.id;
+                state.stream_start = Some(entry.id);
+                last = entry.id;
+                continue;
+            }
             let Some(fields) = &entry.fields else {
                 // Not the hub's: read past it, as a break.
                 state.restart_at(entry.id);
@@ -509,9 +533,6 @@ impl Topic {
             if entry.prev != last {
                 state.restart_at(entry.prev);
                 broke = true;
-            }
-            if entry.prev == StreamId::ZERO {
-                state.stream_start = Some(entry.id);
             }
             let mut text = [0; 48];
             let id = entry.id.event_id();
@@ -567,6 +588,7 @@ impl Topic {
     pub(super) fn abandon(&self, now: Instant) {
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.state().last_active = now;
+            self.stale.store(true, Ordering::Release);
         }
     }
 
@@ -592,6 +614,8 @@ impl Topic {
         }
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             state.last_active = now;
+            #[cfg(feature = "redis")]
+            self.stale.store(true, Ordering::Release);
         }
         self.metrics.left();
         drop(state);
