@@ -879,7 +879,10 @@ async fn an_id_given_on_an_empty_topic_belongs_to_that_life_of_the_stream() {
     let hub = backend.hub(Hub::builder());
     let mut fresh = hub.subscribe("t", None).await.unwrap();
     let position = next(&mut fresh).await.unwrap().id.unwrap();
-    assert_ne!(position, "0-0", "an id of this stream, not one every stream has");
+    assert_ne!(
+        position, "0-0",
+        "an id of this stream, not one every stream has"
+    );
     drop(fresh);
     publish_n(&hub, "t", 1..=2).await;
     // The stream is lost (a restart without persistence, an expiry), and
@@ -905,7 +908,13 @@ async fn an_id_given_on_an_empty_topic_belongs_to_that_life_of_the_stream() {
     let hub = backend.after_losing("t");
     publish_n(&hub, "t", 4..=4).await;
     let later = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
-    assert!(matches!(later.resume(), Resume::Gap { reason: GapReason::Restarted, .. }));
+    assert!(matches!(
+        later.resume(),
+        Resume::Gap {
+            reason: GapReason::Restarted,
+            ..
+        }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -952,7 +961,10 @@ async fn subscribers_returning_together_to_a_quiet_instance_start_at_the_latest_
     for subscription in &mut all {
         let position = next(subscription).await.unwrap();
         assert_eq!(position.id, Some(ids[4].to_string()), "the latest event");
-        assert!(quiet(subscription).await, "no event from before it subscribed");
+        assert!(
+            quiet(subscription).await,
+            "no event from before it subscribed"
+        );
     }
     // And the reader reads the topic again at once, not after its next
     // blocking read times out (2 s).
@@ -963,4 +975,34 @@ async fn subscribers_returning_together_to_a_quiet_instance_start_at_the_latest_
             .expect("delivered without waiting out the reader's block");
         assert_eq!(seen.unwrap().data.as_deref(), Some("6"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_expire_as_set_and_never_under_their_subscribers() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let key = |topic: &str| format!("{}{topic}", backend.prefix);
+    // A quiet topic: its subscriber made the stream (a start entry that
+    // lives the idle timeout); it must not expire under the subscriber.
+    let hub = backend.hub(Hub::builder().idle_timeout(Duration::from_millis(300)));
+    let mut quiet_one = hub.subscribe("quiet", None).await.unwrap();
+    next(&mut quiet_one).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(redis.command(&format!("EXISTS {}", key("quiet"))), ":1\r\n");
+    assert!(
+        quiet(&mut quiet_one).await,
+        "no break, no retry: nothing happened"
+    );
+    // Once it leaves, the stream expires.
+    drop(quiet_one);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(redis.command(&format!("EXISTS {}", key("quiet"))), ":0\r\n");
+    // Without a time to live, a publish removes the one the start entry had.
+    let keep = backend.hub(Hub::builder().redis_key_ttl(None));
+    let mut first = keep.subscribe("kept", None).await.unwrap();
+    next(&mut first).await.unwrap();
+    publish_n(&keep, "kept", 1..=1).await;
+    assert_eq!(redis.command(&format!("PTTL {}", key("kept"))), ":-1\r\n");
 }

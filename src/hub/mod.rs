@@ -473,7 +473,15 @@ impl Hub {
             }
         };
         if subscribe {
-            found.subscribers.fetch_add(1, Ordering::AcqRel);
+            let before = found.subscribers.fetch_add(1, Ordering::AcqRel);
+            // With Redis: the reader did not read a topic without
+            // subscribers; the first one back catches it up.
+            #[cfg(feature = "redis")]
+            if before == 0 && found.backed {
+                found.stale.store(true, Ordering::Release);
+            }
+            #[cfg(not(feature = "redis"))]
+            let _ = before;
         }
         Ok(found)
     }

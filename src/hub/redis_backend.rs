@@ -76,8 +76,8 @@ const WAKE_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// Appends `ARGV[1]` (the event's encoded fields) to the stream `KEYS[1]`
 /// with the id of the stream's last entry, trims the stream to about
-/// `ARGV[2]` entries, renews its time to live (`ARGV[3]` milliseconds, none
-/// if 0) and returns the new entry's id. A stream that does not exist (new,
+/// `ARGV[2]` entries, renews its time to live (`ARGV[3]` milliseconds; 0:
+/// none, removing the one a subscriber's start entry set) and returns the new entry's id. A stream that does not exist (new,
 /// expired, or lost by Redis) first gets a start entry (field `s`), so that
 /// every life of a stream has an id of its own to resume from, never `0-0`.
 /// A script runs atomically: no other entry can come between the read and
@@ -87,8 +87,22 @@ local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev
 if last[1] then prev = last[1][1] else prev = redis.call('XADD', KEYS[1], '*', 's', '1') end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'd', ARGV[1])
-if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
 return id
+";
+
+/// Raises the time to live of each stream in `KEYS` that has one shorter
+/// than `ARGV[1]` milliseconds to that: the reader runs it for the topics
+/// with subscribers here, so that the start entry of a quiet topic, which
+/// lives only the hub's idle timeout, does not expire under them (its
+/// next life would end every subscriber's stream). Streams without a time
+/// to live, or with a longer one (a publish renewed it), are left alone.
+const KEEP: &str = r"
+for _, key in ipairs(KEYS) do
+  local ttl = redis.call('PTTL', key)
+  if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', key, ARGV[1]) end
+end
+return 0
 ";
 
 /// Returns the latest `ARGV[1]` entries of the stream `KEYS[1]`, newest
@@ -165,6 +179,7 @@ pub(super) struct Backend {
     wake_key: String,
     publish_sha: String,
     prime_sha: String,
+    keep_sha: String,
     /// Milliseconds a start entry written by a subscriber lives without a
     /// publish (the hub's idle timeout).
     start_ttl: u64,
@@ -223,6 +238,7 @@ impl Backend {
             ),
             publish_sha: redis::Script::new(PUBLISH).get_hash().to_owned(),
             prime_sha: redis::Script::new(PRIME).get_hash().to_owned(),
+            keep_sha: redis::Script::new(KEEP).get_hash().to_owned(),
             start_ttl: (idle_timeout.min(MAX_REDIS_KEY_TTL).as_millis() as u64).max(1),
             prefix: settings.prefix.as_str().into(),
             timeout: settings.timeout,
@@ -356,14 +372,14 @@ impl Backend {
     async fn script(
         &self,
         (sha, text): (&str, &str),
-        key: &str,
+        keys: &[&str],
         args: &[&[u8]],
         deadline: tokio::time::Instant,
         retry: Retry,
     ) -> Result<Value, redis::RedisError> {
         let call = |command: &str, script: &str| {
             let mut cmd = redis::cmd(command);
-            cmd.arg(script).arg(1).arg(key);
+            cmd.arg(script).arg(keys.len()).arg(keys);
             for arg in args {
                 cmd.arg(*arg);
             }
@@ -410,7 +426,7 @@ impl Backend {
             let ttl = self.key_ttl.to_string();
             self.script(
                 (&self.publish_sha, PUBLISH),
-                &key,
+                &[&key],
                 &[&fields, history.as_bytes(), ttl.as_bytes()],
                 deadline,
                 Retry::Never,
@@ -455,7 +471,7 @@ impl Backend {
                     let value = self
                         .script(
                             (&self.prime_sha, PRIME),
-                            &key,
+                            &[&key],
                             &[count.as_bytes(), ttl.as_bytes()],
                             deadline,
                             Retry::Safe,
@@ -465,6 +481,8 @@ impl Backend {
                     let mut entries = parse_entries(&value);
                     entries.reverse();
                     topic.append(&entries, true, self.retention, Instant::now());
+                    // Loaded now: nothing to catch up.
+                    topic.stale.store(false, Ordering::Release);
                     Ok::<(), HubErrorKind>(())
                 })
                 .await?;
@@ -527,6 +545,28 @@ impl Backend {
             }
         }
         Ok(())
+    }
+
+    /// Starts the next life of a topic's stream that Redis lost, and reads
+    /// its start entry.
+    async fn reprime(&self, name: &str, topic: &Topic) {
+        let count = self.history.to_string();
+        let ttl = self.start_ttl.to_string();
+        let key = self.key(name);
+        let reply = self
+            .script(
+                (&self.prime_sha, PRIME),
+                &[&key],
+                &[count.as_bytes(), ttl.as_bytes()],
+                self.deadline(),
+                Retry::Safe,
+            )
+            .await;
+        if let Ok(value) = reply {
+            let mut entries = parse_entries(&value);
+            entries.reverse();
+            topic.append(&entries, false, self.retention, Instant::now());
+        }
     }
 
     /// Makes the reader look again at the topics it reads: an entry in
@@ -649,6 +689,8 @@ struct Reader {
     down_since: Option<Instant>,
     /// The last entry of the wake stream seen.
     wake_last: StreamId,
+    /// When the streams read here were last kept from expiring.
+    kept: Option<Instant>,
 }
 
 async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
@@ -657,6 +699,7 @@ async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
         backend,
         down_since: None,
         wake_last: StreamId::ZERO,
+        kept: None,
     };
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -732,10 +775,14 @@ impl Reader {
                 }
                 reconnected = false;
             }
+            self.keep_streams(&topics).await;
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT").arg(READ_COUNT);
             if block {
-                cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+                // Short enough for `keep_streams` to run in time.
+                let block = BLOCK.as_millis() as u64;
+                cmd.arg("BLOCK")
+                    .arg(block.min(backend.start_ttl / 3).max(1));
             }
             block = true;
             cmd.arg("STREAMS");
@@ -811,8 +858,46 @@ impl Reader {
                 .unwrap_or(StreamId::ZERO);
             if stream_last < *last {
                 topic.lost_entries(stream_last);
+                if stream_last == StreamId::ZERO {
+                    // The stream is gone: start its next life now, so that
+                    // subscribers get ids of it (a failure here only means
+                    // the next publish starts it).
+                    self.backend.reprime(name, topic).await;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Keeps the streams of the topics read here from expiring (see
+    /// `KEEP`), at most every third of the start entries' time to live.
+    async fn keep_streams(&mut self, topics: &[(Box<str>, Arc<Topic>, StreamId)]) {
+        let now = Instant::now();
+        let every = Duration::from_millis(self.backend.start_ttl / 3);
+        if topics.is_empty()
+            || self
+                .kept
+                .is_some_and(|kept| now.duration_since(kept) < every)
+        {
+            return;
+        }
+        self.kept = Some(now);
+        let keys: Vec<String> = topics
+            .iter()
+            .map(|(name, _, _)| self.backend.key(name))
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let ttl = self.backend.start_ttl.to_string();
+        let backend = &self.backend;
+        // A failure is retried on the next round.
+        let _ = backend
+            .script(
+                (&backend.keep_sha, KEEP),
+                &keys,
+                &[ttl.as_bytes()],
+                backend.deadline(),
+                Retry::Safe,
+            )
+            .await;
     }
 }

@@ -62,9 +62,11 @@ pub(super) struct Topic {
     /// Set once the history was loaded from Redis.
     #[cfg(feature = "redis")]
     pub(super) primed: tokio::sync::OnceCell<()>,
-    /// The reader stopped reading the topic (its last subscriber here
-    /// left): the next subscriber catches it up first, the others wait
-    /// for that under `catching_up`.
+    /// The reader stopped reading the topic (it had no subscriber here):
+    /// set by the subscriber that makes the count 1 again, under the hub's
+    /// topic map lock, before any other can be counted; that subscriber, or
+    /// the first to take `catching_up`, catches the topic up, the others
+    /// wait for it.
     #[cfg(feature = "redis")]
     pub(super) stale: std::sync::atomic::AtomicBool,
     #[cfg(feature = "redis")]
@@ -588,7 +590,6 @@ impl Topic {
     pub(super) fn abandon(&self, now: Instant) {
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.state().last_active = now;
-            self.stale.store(true, Ordering::Release);
         }
     }
 
@@ -614,8 +615,6 @@ impl Topic {
         }
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             state.last_active = now;
-            #[cfg(feature = "redis")]
-            self.stale.store(true, Ordering::Release);
         }
         self.metrics.left();
         drop(state);
