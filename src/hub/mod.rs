@@ -59,12 +59,12 @@
 //!
 //! # Many instances: Redis Streams
 //!
-//! With the `redis` feature, [`HubBuilder::redis`] keeps each topic in a
+//! With the `redis` feature, `HubBuilder::redis` keeps each topic in a
 //! Redis stream: every instance of the app on the same Redis serves the same
 //! events, with the stream's ids as event ids, so a browser resumes on
 //! whichever instance its reconnect reaches. The API is the same; what
 //! changes is that `publish` and `subscribe` wait for Redis (within
-//! [`redis_timeout`](HubBuilder::redis_timeout)), and that Redis going
+//! `redis_timeout`), and that Redis going
 //! away is [`HubErrorKind::Unavailable`]. See the README's "Scaling out".
 //!
 //! ```
@@ -285,9 +285,9 @@ impl Hub {
     /// instance get it from there. The topic is not made on this instance,
     /// and [`max_topics`](HubBuilder::max_topics) does not apply (each
     /// topic's stream expires after
-    /// [`redis_key_ttl`](HubBuilder::redis_key_ttl) without a publish).
+    /// `redis_key_ttl` without a publish).
     /// Redis unreachable, or not answering within
-    /// [`redis_timeout`](HubBuilder::redis_timeout), is
+    /// `redis_timeout`, is
     /// [`HubErrorKind::Unavailable`]; the event may or may not have been
     /// appended then (the answer was lost), so publishing it again may
     /// publish it twice. The memory backend never waits.
@@ -341,9 +341,9 @@ impl Hub {
     /// or when the topic is new and the hub already holds
     /// [`max_topics`](HubBuilder::max_topics); with the Redis backend, also
     /// when Redis cannot be reached within
-    /// [`redis_timeout`](HubBuilder::redis_timeout) for a topic new to this
+    /// `redis_timeout` for a topic new to this
     /// instance, or has been unreachable for longer than
-    /// [`redis_outage_grace`](HubBuilder::redis_outage_grace)
+    /// `redis_outage_grace`
     /// ([`HubErrorKind::Unavailable`]).
     ///
     /// With the memory backend it never waits. With the Redis backend, a
