@@ -156,7 +156,10 @@ fn publish(hub: &Hub<EncodedEvent>, count: u64) -> Response<Body> {
 /// The hub's topic `live`, resumed after `Last-Event-ID` when there is one.
 async fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Response<Body> {
     let last = LastEventId::from_request(request);
-    match hub.subscribe("live", last.as_ref().map(LastEventId::as_str)).await {
+    match hub
+        .subscribe("live", last.as_ref().map(LastEventId::as_str))
+        .await
+    {
         Ok(subscription) => subscription
             .response()
             .map(|body| body.map_err(|never| match never {}).boxed_unsync()),
