@@ -354,6 +354,90 @@ async fn subscribes_racing_publishes_lose_and_repeat_nothing(backend: Backend) {
     assert!(reconnects > 100, "{reconnects} reconnects");
 }
 
+async fn ids_read_from_headers_are_bounded_and_need_not_be_utf8(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let ids = publish_n(&hub, "t", 1..=2).await;
+    let mut headers = http::HeaderMap::new();
+    let fresh = hub.subscribe_from_headers("t", &headers).await.unwrap();
+    assert_eq!(fresh.resume(), Resume::Fresh);
+    headers.insert("last-event-id", ids[0].to_string().parse().unwrap());
+    let exact = hub.subscribe_from_headers("t", &headers).await.unwrap();
+    assert_eq!(exact.resume(), Resume::Exact { replayed: 1 });
+    for bytes in [&b"\xff\xfe"[..], &[b'7'; 65][..]] {
+        headers.insert(
+            "last-event-id",
+            http::HeaderValue::from_bytes(bytes).unwrap(),
+        );
+        let mut unknown = hub.subscribe_from_headers("t", &headers).await.unwrap();
+        assert_eq!(
+            unknown.resume(),
+            Resume::Gap {
+                reason: GapReason::UnknownId,
+                replayed: 2
+            }
+        );
+        let gap = next(&mut unknown).await.unwrap();
+        assert_eq!(
+            gap.data.as_deref(),
+            Some(r#"{"reason":"unknown-id","last_event_id":null}"#)
+        );
+    }
+}
+
+async fn subscribing_is_bounded_in_topics_and_name_length(backend: Backend) {
+    let hub = backend.hub(Hub::builder().max_topics(2));
+    let _a = hub.subscribe("a", None).await.unwrap();
+    let _b = hub.subscribe("b", None).await.unwrap();
+    let full = hub.subscribe("c", None).await.unwrap_err();
+    assert_eq!(full.kind(), HubErrorKind::TooManyTopics);
+    assert_eq!(
+        full.response().status(),
+        200,
+        "a retry, not a status that stops EventSource"
+    );
+    let long = "x".repeat(tower_sse::hub::MAX_TOPIC_LEN + 1);
+    let error = hub.subscribe(&long, None).await.unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::TopicTooLong);
+    assert_eq!(error.response().status(), 400);
+    let error = hub
+        .publish(&long, Event::new().data("kept"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::TopicTooLong);
+    assert_eq!(error.into_event().encode().as_bytes(), b"data: kept\n\n");
+    assert_eq!(hub.topic_count(), 2);
+}
+
+/// An idle topic is dropped from the instance; what a reconnect gets then
+/// differs: the memory hub lost the history with the topic (a `restarted`
+/// gap), while Redis still has it (an exact resume).
+async fn a_topic_dropped_while_idle_resumes_as_its_backend_allows(backend: Backend) {
+    let hub = backend.hub(Hub::builder().idle_timeout(Duration::from_millis(100)));
+    let old = publish_n(&hub, "quiet", 1..=2).await;
+    let mut once = hub.subscribe("quiet", None).await.unwrap();
+    next(&mut once).await.unwrap();
+    drop(once);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Any subscribe sweeps.
+    let _other = hub.subscribe("other", None).await.unwrap();
+    assert_eq!(hub.topic_stats("quiet"), None, "dropped");
+    let resumed = hub
+        .subscribe("quiet", Some(&old[0].to_string()))
+        .await
+        .unwrap();
+    if backend.is_redis() {
+        assert_eq!(resumed.resume(), Resume::Exact { replayed: 1 });
+    } else {
+        assert!(matches!(
+            resumed.resume(),
+            Resume::Gap {
+                reason: GapReason::Restarted,
+                ..
+            }
+        ));
+    }
+}
+
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -390,6 +474,9 @@ on_both_backends!(
     a_waiting_subscriber_is_woken_by_a_publish,
     an_event_with_its_own_id_is_refused_and_given_back,
     subscribes_racing_publishes_lose_and_repeat_nothing,
+    ids_read_from_headers_are_bounded_and_need_not_be_utf8,
+    subscribing_is_bounded_in_topics_and_name_length,
+    a_topic_dropped_while_idle_resumes_as_its_backend_allows,
 );
 
 // Redis only: many instances, and Redis going away.
