@@ -187,6 +187,65 @@ async fn a_reconnect_resumes_exactly_over_http2() {
     a_reconnect_resumes_exactly(common::h2c_client()).await;
 }
 
+/// Two instances of the whole app on one Redis: a browser reading from A
+/// reconnects to B (a load balancer's choice) with its `Last-Event-ID`
+/// and gets every event once, in order, published on either.
+#[cfg(feature = "redis")]
+async fn a_reconnect_to_another_instance_resumes_exactly(
+    client: Client<HttpConnector, Empty<Bytes>>,
+) {
+    use common::redis_server::{Persistence, RedisServer};
+    let Some(redis) = RedisServer::start(Persistence::None) else {
+        return;
+    };
+    let prefix = format!("hub{}:", common::random_tag());
+    let hub = || {
+        Hub::builder()
+            .redis(redis.url())
+            .redis_key_prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (setup(hub()).await, setup(hub()).await);
+    let response = open(&client, &a, "room", None).await;
+    let mut events = common::parse_events(response);
+    assert_eq!(next_event(&mut events).await.event, "sse-position");
+    publish(&a.hub, "room", 1..=5).await;
+    let mut last = String::new();
+    for n in 1..=2 {
+        let event = next_event(&mut events).await;
+        assert_eq!(event.data, n.to_string());
+        last = event.id;
+    }
+    drop(events);
+    publish(&b.hub, "room", 6..=8).await;
+    let response = open(&client, &b, "room", Some(&last)).await;
+    let mut events = common::parse_events(response);
+    for n in 3..=9 {
+        if n == 9 {
+            publish(&a.hub, "room", 9..=9).await;
+        }
+        let event = next_event(&mut events).await;
+        assert_eq!(event.data, n.to_string(), "every event once, in order");
+    }
+    let stats = b.hub.topic_stats("room").unwrap();
+    assert_eq!((stats.resumes, stats.gaps), (1, 0));
+    let health = common::get(b.server.addr, "/api/health").await;
+    assert_eq!(health.headers()[header::CONTENT_TYPE], "application/json");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_to_another_instance_resumes_exactly_over_http1() {
+    a_reconnect_to_another_instance_resumes_exactly(common::client()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_to_another_instance_resumes_exactly_over_http2() {
+    a_reconnect_to_another_instance_resumes_exactly(common::h2c_client()).await;
+}
+
 async fn a_lost_id_gets_the_gap_event(client: Client<HttpConnector, Empty<Bytes>>) {
     let setup = setup(Hub::builder().history(3).build().unwrap()).await;
     let response = open(&client, &setup, "room", None).await;
