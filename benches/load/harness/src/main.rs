@@ -279,7 +279,7 @@ fn run() -> Result<bool, Error> {
     Ok(report.failures.is_empty())
 }
 
-/// `load redis [--smoke] [--reps N]`: the hub on Redis Streams beside the
+/// `load redis [--smoke] [--reps N] [--each SUBSCRIBERS]`: the hub on Redis Streams beside the
 /// memory hub (see `scale.rs`).
 fn run_redis() -> Result<bool, Error> {
     let mut plan = scale::Plan::full();
@@ -295,7 +295,23 @@ fn run_redis() -> Result<bool, Error> {
                     .filter(|n| *n > 0)
                     .ok_or("--reps: a count")?;
             }
-            _ => return Err("usage: load redis [--smoke] [--reps N]".into()),
+            "--instance-workers" => {
+                let value = args.next().ok_or("--instance-workers needs a count")?;
+                plan.instance_workers = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--instance-workers: a count")?;
+            }
+            "--each" => {
+                let value = args.next().ok_or("--each needs a count")?;
+                plan.each = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--each: a count")?;
+            }
+            _ => return Err("usage: load redis [--smoke] [--reps N] [--each SUBSCRIBERS] [--instance-workers N]".into()),
         }
     }
     rlimit::increase_nofile_limit(u64::MAX)?;

@@ -1,14 +1,14 @@
 //! `load redis`: the hub on Redis Streams beside the memory hub, in one run.
 //!
-//! - Cross-instance delivery: events published on instance A at a steady
-//!   rate, read by `each` subscribers on each of instances A and B (both on
-//!   one `redis-server`), beside one memory-hub instance with `2 x each`
-//!   subscribers: latency (receive time minus the send time the event
-//!   carries) and server CPU per delivery (both instances' CPU; Redis's
-//!   own CPU apart). The two instances run one tokio worker thread each, so
-//!   that together they have the two threads the one instance has (this
-//!   machine has two cores); one instance on Redis with `2 x each`
-//!   subscribers shows the backend's cost without the second process.
+//! - Cross-instance delivery: three setups at once, taking turns of
+//!   publishing: one memory-hub instance with `2 x each` subscribers;
+//!   instances A and B on one `redis-server` with `each` subscribers each,
+//!   events published on A; one Redis-hub instance with `2 x each` (the
+//!   backend's cost without a second process). Latency (receive time minus
+//!   the send time the event carries) and server CPU per delivery, counted
+//!   during each setup's turns (both instances' CPU; Redis's own apart).
+//!   A and B run `instance_workers` tokio worker threads each (1: together
+//!   the two the single instances have on a 2-core machine).
 //! - Publish throughput to one topic from one publisher: one publish at a
 //!   time, and 64 in flight (the Redis client pipelines them on one
 //!   connection).
@@ -47,6 +47,10 @@ pub struct Plan {
     /// Events per delivery measurement, and per second.
     pub events: u64,
     pub rate: f64,
+    /// Events each setup publishes in its turn.
+    pub turn: u64,
+    /// Tokio worker threads of each of the two instances A and B.
+    pub instance_workers: usize,
     /// Events per throughput measurement.
     pub throughput: u64,
     /// Events retained for the memory measurement.
@@ -60,6 +64,8 @@ impl Plan {
             each: 1_000,
             events: 500,
             rate: 100.0,
+            turn: 50,
+            instance_workers: 1,
             throughput: 20_000,
             retained: 10_000,
         }
@@ -71,6 +77,8 @@ impl Plan {
             each: 20,
             events: 20,
             rate: 100.0,
+            turn: 10,
+            instance_workers: 1,
             throughput: 500,
             retained: 500,
         }
@@ -165,54 +173,88 @@ async fn read_messages(body: Incoming, k: u64, deadline: tokio::time::Instant) -
     latencies
 }
 
-/// `subscribers` streams on each of `readers`, then `k` events published on
-/// `readers[0]` at `rate`.
-async fn deliver(
-    readers: &[&Server],
+/// One setup of a delivery measurement: its instances (events are
+/// published on the first) and how many subscribers each has.
+struct Setup<'a> {
+    instances: Vec<&'a Server>,
     subscribers: usize,
+    on_redis: bool,
+}
+
+/// The setups' streams opened, then `k` events for each, published at
+/// `rate` in turns of `turn` events, setup after setup: the setups share
+/// the machine's state of the moment (this machine is shared, and its
+/// noise moves between seconds), and each is measured only while it is
+/// the one publishing.
+async fn deliver(
+    setups: &[Setup<'_>],
     k: u64,
+    turn: u64,
     rate: f64,
-    redis: Option<&Redis>,
-) -> Result<Delivery, Error> {
-    let mut bodies = Vec::new();
-    for server in readers {
-        bodies.extend(client::open_streams(server.addr, "/sse/live", subscribers).await?);
+    redis: &Redis,
+) -> Result<Vec<Delivery>, Error> {
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let deadline = tokio::time::Instant::now()
+        + period * (k * setups.len() as u64) as u32
+        + Duration::from_secs(60);
+    let mut readers = Vec::new();
+    let mut publishers = Vec::new();
+    for setup in setups {
+        let mut bodies = Vec::new();
+        for server in &setup.instances {
+            bodies.extend(client::open_streams(server.addr, "/sse/live", setup.subscribers).await?);
+        }
+        readers.push(
+            bodies
+                .into_iter()
+                .map(|body| tokio::spawn(read_messages(body, k, deadline)))
+                .collect::<Vec<_>>(),
+        );
+        publishers.push(client::connect(setup.instances[0].addr).await?);
     }
     // Every instance reads the topic before the first publish.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut publisher = client::connect(readers[0].addr).await?;
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let deadline = tokio::time::Instant::now() + period * k as u32 + Duration::from_secs(10);
-    let reading: Vec<_> = bodies
-        .into_iter()
-        .map(|body| tokio::spawn(read_messages(body, k, deadline)))
-        .collect();
     let cpu = |servers: &[&Server]| -> Result<u64, Error> {
         servers
             .iter()
             .map(|server| Ok(measure::cpu_ns(server.pid())?))
             .sum()
     };
-    let redis_cpu = || redis.map_or(Ok(0), |redis| measure::cpu_ns(redis.child.id()));
-    let (before, redis_before) = (cpu(readers)?, redis_cpu()?);
-    let mut ticks = tokio::time::interval(period);
-    for _ in 0..k {
-        ticks.tick().await;
-        client::publish(&mut publisher, 1).await?;
+    let mut spent = vec![(0u64, 0u64); setups.len()];
+    let mut published = 0;
+    while published < k {
+        let now = turn.min(k - published);
+        for (n, setup) in setups.iter().enumerate() {
+            let before = (cpu(&setup.instances)?, measure::cpu_ns(redis.child.id())?);
+            let mut ticks = tokio::time::interval(period);
+            for _ in 0..now {
+                ticks.tick().await;
+                client::publish(&mut publishers[n], 1).await?;
+            }
+            // The last event of the turn delivered before the next turn.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            spent[n].0 += cpu(&setup.instances)? - before.0;
+            if setup.on_redis {
+                spent[n].1 += measure::cpu_ns(redis.child.id())? - before.1;
+            }
+        }
+        published += now;
     }
-    let mut latencies_ns = Vec::new();
-    for reader in reading {
-        latencies_ns.extend(reader.await?);
+    let mut deliveries = Vec::new();
+    for ((setup, reading), (cpu_ns, redis_ns)) in setups.iter().zip(readers).zip(spent) {
+        let mut latencies_ns = Vec::new();
+        for reader in reading {
+            latencies_ns.extend(reader.await?);
+        }
+        let delivered = latencies_ns.len().max(1) as f64;
+        deliveries.push(Delivery {
+            expected: k * (setup.subscribers * setup.instances.len()) as u64,
+            cpu_ns: cpu_ns as f64 / delivered,
+            redis_cpu_ns: redis_ns as f64 / delivered,
+            latencies_ns,
+        });
     }
-    let spent = cpu(readers)? - before;
-    let redis_spent = redis_cpu()? - redis_before;
-    let delivered = latencies_ns.len().max(1) as f64;
-    Ok(Delivery {
-        expected: k * (subscribers * readers.len()) as u64,
-        cpu_ns: spent as f64 / delivered,
-        redis_cpu_ns: redis_spent as f64 / delivered,
-        latencies_ns,
-    })
+    Ok(deliveries)
 }
 
 /// Events per second of one publisher: `count` events, `inflight` at once.
@@ -249,36 +291,53 @@ pub async fn run(servers: &Servers, plan: &Plan) -> Result<bool, Error> {
     let mut ratios = Vec::new();
     let mut p99_excess = Vec::new();
     for rep in 0..plan.reps {
-        // Each setup in turn, starting with the next one each repetition:
-        // the memory hub, two instances on Redis, one instance on Redis
-        // (what the backend costs without the second process).
+        // Three setups, all running at once, taking turns: the memory hub,
+        // two instances on Redis, one instance on Redis (what the backend
+        // costs without the second process; its own Redis database, so
+        // that it does not read A's topic).
         let mut this_rep = [None, None];
-        for step in 0..3 {
-            let setup = (step + rep) % 3;
-            let on_redis = setup > 0;
-            servers.hub_redis.replace(on_redis.then(|| redis.url()));
-            let delivery = match setup {
-                1 => {
-                    // Two instances share the machine's two cores: one
-                    // worker thread each, as the one instance has two.
-                    servers.hub_workers.set(Some(1));
-                    let a = servers.start(Kind::Hub)?;
-                    let b = servers.start(Kind::Hub)?;
-                    servers.hub_workers.set(None);
-                    deliver(&[&a, &b], plan.each, plan.events, plan.rate, Some(&redis)).await?
-                }
-                2 => {
-                    let one = servers.start(Kind::Hub)?;
-                    deliver(&[&one], 2 * plan.each, plan.events, plan.rate, Some(&redis)).await?
-                }
-                _ => {
-                    let one = servers.start(Kind::Hub)?;
-                    deliver(&[&one], 2 * plan.each, plan.events, plan.rate, None).await?
-                }
+        servers.hub_redis.replace(None);
+        let memory = servers.start(Kind::Hub)?;
+        servers.hub_redis.replace(Some(redis.url()));
+        // Two instances share the machine's two cores: one worker thread
+        // each, as the one instance has two.
+        servers.hub_workers.set(Some(plan.instance_workers));
+        let a = servers.start(Kind::Hub)?;
+        let b = servers.start(Kind::Hub)?;
+        servers.hub_workers.set(None);
+        servers
+            .hub_redis
+            .replace(Some(format!("{}/1", redis.url())));
+        let single = servers.start(Kind::Hub)?;
+        servers.hub_redis.replace(None);
+        let mut setups = vec![
+            Setup {
+                instances: vec![&memory],
+                subscribers: 2 * plan.each,
+                on_redis: false,
+            },
+            Setup {
+                instances: vec![&a, &b],
+                subscribers: plan.each,
+                on_redis: true,
+            },
+            Setup {
+                instances: vec![&single],
+                subscribers: 2 * plan.each,
+                on_redis: true,
+            },
+        ];
+        setups.rotate_left(rep % 3);
+        let deliveries = deliver(&setups, plan.events, plan.turn, plan.rate, &redis).await?;
+        for (setup, delivery) in setups.iter().zip(deliveries) {
+            let index = match (setup.on_redis, setup.instances.len()) {
+                (false, _) => 0,
+                (true, 2) => 1,
+                _ => 2,
             };
             let mut latencies = delivery.latencies_ns.clone();
             latencies.sort_unstable();
-            let name = match setup {
+            let name = match index {
                 1 => format!("redis, {} subscribers on each of A and B", plan.each),
                 2 => format!("redis, {} subscribers on one instance", 2 * plan.each),
                 _ => format!("memory, {} subscribers on one instance", 2 * plan.each),
@@ -293,16 +352,18 @@ pub async fn run(servers: &Servers, plan: &Plan) -> Result<bool, Error> {
                 &format!("{name}: server CPU per delivery (ns)"),
                 delivery.cpu_ns,
             );
-            if on_redis {
+            if setup.on_redis {
                 add(
                     &format!("{name}: redis-server CPU per delivery (ns)"),
                     delivery.redis_cpu_ns,
                 );
             }
-            if setup < 2 {
-                this_rep[setup] = Some((delivery.cpu_ns, ms(&latencies, 0.99)));
+            if index < 2 {
+                this_rep[index] = Some((delivery.cpu_ns, ms(&latencies, 0.99)));
             }
         }
+        drop(setups);
+        drop((memory, a, b, single));
         servers.hub_redis.replace(None);
         if let [Some((memory_cpu, memory_p99)), Some((redis_cpu, redis_p99))] = this_rep {
             ratios.push(redis_cpu / memory_cpu);
