@@ -1093,3 +1093,21 @@ async fn streams_expire_as_set_and_never_under_their_subscribers() {
     publish_n(&keep, "kept", 1..=1).await;
     assert_eq!(redis.command(&format!("PTTL {}", key("kept"))), ":-1\r\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_redis_said() {
+    let Some(redis) = RedisServer::start(Persistence::None) else {
+        return;
+    };
+    // A password Redis does not expect: every call fails the same way,
+    // and the error says why, not only that Redis is unavailable.
+    let url = format!("redis://:not-the-password@127.0.0.1:{}", redis.port);
+    let hub = Hub::builder().redis(url).build().unwrap();
+    let error = hub.publish("t", Event::new().data("x")).await.unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::Unavailable);
+    let text = error.to_string().to_lowercase();
+    assert!(text.contains("authentication"), "{text}");
+    let error = hub.subscribe("t", None).await.unwrap_err();
+    let text = error.to_string().to_lowercase();
+    assert!(text.contains("authentication"), "{text}");
+}

@@ -303,7 +303,11 @@ impl Hub {
             return backend
                 .publish(topic, event)
                 .await
-                .map_err(|(kind, event)| PublishError::new(kind, event));
+                .map_err(|(failure, event)| PublishError {
+                    kind: failure.kind,
+                    event,
+                    detail: failure.detail,
+                });
         }
         let mut event = event;
         loop {
@@ -392,7 +396,7 @@ impl Hub {
             backend
                 .prepare(topic, &found, asked)
                 .await
-                .map_err(HubError::new)?;
+                .map_err(HubError::from_failure)?;
             counted.0 = None;
         }
         let now = Instant::now();
@@ -883,6 +887,9 @@ impl fmt::Display for HubErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubError {
     kind: HubErrorKind,
+    /// What the backend said (the Redis client's error), when it said
+    /// something.
+    detail: Option<Arc<str>>,
 }
 
 /// The range the `retry:` of a full hub's answer is drawn from: a browser
@@ -891,7 +898,15 @@ pub const FULL_HUB_RETRY: (Duration, Duration) = (Duration::from_secs(10), Durat
 
 impl HubError {
     fn new(kind: HubErrorKind) -> Self {
-        Self { kind }
+        Self { kind, detail: None }
+    }
+
+    #[cfg(feature = "redis")]
+    fn from_failure(failure: redis_backend::Failure) -> Self {
+        Self {
+            kind: failure.kind,
+            detail: failure.detail,
+        }
     }
 
     /// What went wrong.
@@ -945,7 +960,11 @@ impl HubError {
 
 impl fmt::Display for HubError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.kind, f)
+        fmt::Display::fmt(&self.kind, f)?;
+        match &self.detail {
+            Some(detail) => write!(f, ": {detail}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -956,11 +975,17 @@ impl StdError for HubError {}
 pub struct PublishError {
     kind: HubErrorKind,
     event: Event,
+    /// What the backend said, as in [`HubError`].
+    detail: Option<Arc<str>>,
 }
 
 impl PublishError {
     fn new(kind: HubErrorKind, event: Event) -> Self {
-        Self { kind, event }
+        Self {
+            kind,
+            event,
+            detail: None,
+        }
     }
 
     /// What went wrong.
@@ -979,13 +1004,18 @@ impl fmt::Debug for PublishError {
         f.debug_struct("PublishError")
             .field("kind", &self.kind)
             .field("event", &self.event)
+            .field("detail", &self.detail)
             .finish()
     }
 }
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "publish failed: {}", self.kind)
+        write!(f, "publish failed: {}", self.kind)?;
+        match &self.detail {
+            Some(detail) => write!(f, ": {detail}"),
+            None => Ok(()),
+        }
     }
 }
 

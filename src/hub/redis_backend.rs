@@ -139,6 +139,21 @@ impl Default for RedisSettings {
     }
 }
 
+/// Why a publish or a subscribe failed, with what Redis or its client said.
+pub(super) struct Failure {
+    pub(super) kind: HubErrorKind,
+    pub(super) detail: Option<Arc<str>>,
+}
+
+impl Failure {
+    fn unavailable(detail: impl std::fmt::Display) -> Self {
+        Self {
+            kind: HubErrorKind::Unavailable,
+            detail: Some(detail.to_string().into()),
+        }
+    }
+}
+
 /// Whether a failed command may be sent again.
 #[derive(Clone, Copy)]
 enum Retry {
@@ -405,7 +420,7 @@ impl Backend {
         &self,
         topic: &str,
         event: Event,
-    ) -> Result<EventId, (HubErrorKind, Event)> {
+    ) -> Result<EventId, (Failure, Event)> {
         let deadline = self.deadline();
         let key = self.key(topic);
         // A connection idle for a while may have been closed by Redis (a
@@ -433,14 +448,15 @@ impl Backend {
             )
             .await
         };
-        match result
-            .ok()
-            .as_ref()
-            .and_then(as_bytes)
-            .and_then(StreamId::parse)
-        {
-            Some(id) => Ok(id.event_id()),
-            None => Err((HubErrorKind::Unavailable, event)),
+        match result {
+            Ok(value) => match as_bytes(&value).and_then(StreamId::parse) {
+                Some(id) => Ok(id.event_id()),
+                None => Err((
+                    Failure::unavailable(format!("unexpected reply {value:?}")),
+                    event,
+                )),
+            },
+            Err(error) => Err((Failure::unavailable(error), event)),
         }
     }
 
@@ -455,9 +471,11 @@ impl Backend {
         name: &str,
         topic: &Topic,
         asked: Asked<'_>,
-    ) -> Result<(), HubErrorKind> {
+    ) -> Result<(), Failure> {
         if self.unavailable.load(Ordering::Acquire) {
-            return Err(HubErrorKind::Unavailable);
+            return Err(Failure::unavailable(
+                "this instance has not read from Redis for longer than redis_outage_grace",
+            ));
         }
         let deadline = self.deadline();
         let work = async {
@@ -477,13 +495,13 @@ impl Backend {
                             Retry::Safe,
                         )
                         .await
-                        .map_err(|_| HubErrorKind::Unavailable)?;
+                        .map_err(Failure::unavailable)?;
                     let mut entries = parse_entries(&value);
                     entries.reverse();
                     topic.append(&entries, true, self.retention, Instant::now());
                     // Loaded now: nothing to catch up.
                     topic.stale.store(false, Ordering::Release);
-                    Ok::<(), HubErrorKind>(())
+                    Ok::<(), Failure>(())
                 })
                 .await?;
             if new {
@@ -513,7 +531,7 @@ impl Backend {
         // One deadline for all of it, waits for other subscribers included.
         tokio::time::timeout_at(deadline, work)
             .await
-            .unwrap_or(Err(HubErrorKind::Unavailable))
+            .unwrap_or_else(|_| Err(Failure::unavailable("no answer within redis_timeout")))
     }
 
     /// Appends what the stream holds after the topic's last entry (a few
@@ -523,7 +541,7 @@ impl Backend {
         key: &str,
         topic: &Topic,
         deadline: tokio::time::Instant,
-    ) -> Result<(), HubErrorKind> {
+    ) -> Result<(), Failure> {
         for _ in 0..4 {
             let Some(last) = topic.last_stream_id() else {
                 return Ok(());
@@ -537,7 +555,7 @@ impl Backend {
             let value = self
                 .query(&cmd, deadline, Retry::Safe)
                 .await
-                .map_err(|_| HubErrorKind::Unavailable)?;
+                .map_err(Failure::unavailable)?;
             let entries = parse_entries(&value);
             topic.append(&entries, false, self.retention, Instant::now());
             if entries.len() < self.history {
@@ -706,12 +724,15 @@ async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
         if reader.shared.strong_count() == 0 {
             return;
         }
-        match reader.connected().await {
+        let why = match reader.connected().await {
             Ended::HubDropped => return,
-            Ended::ReadFailed => backoff = Duration::from_millis(50),
-            Ended::ConnectFailed => {}
-        }
-        reader.failed();
+            Ended::ReadFailed(why) => {
+                backoff = Duration::from_millis(50);
+                why
+            }
+            Ended::ConnectFailed(why) => why,
+        };
+        reader.failed(&why);
         tokio::time::sleep(random_between(backoff / 2, backoff)).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
@@ -719,31 +740,58 @@ async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
 
 enum Ended {
     HubDropped,
-    /// Connected and read, then failed: try again soon.
-    ReadFailed,
-    ConnectFailed,
+    /// Connected and read, then failed (why): try again soon.
+    ReadFailed(String),
+    ConnectFailed(String),
+}
+
+/// Why a command on the reader's connection failed.
+fn why(
+    result: Result<Result<Value, redis::RedisError>, tokio::time::error::Elapsed>,
+) -> Result<Value, String> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer in time".into()),
+    }
 }
 
 impl Reader {
     /// Reading failed: once it has for longer than the grace, caught-up
     /// subscribers end and new ones are refused.
-    fn failed(&mut self) {
+    /// The first failure of an outage, and the end of its grace, are
+    /// logged (feature `tracing`), with what the Redis client said.
+    fn failed(&mut self, why: &str) {
         let now = Instant::now();
+        #[cfg(feature = "tracing")]
+        if self.down_since.is_none() {
+            tracing::warn!(error = why, "hub: reading from Redis failed; trying again");
+        }
         let since = *self.down_since.get_or_insert(now);
         if now.saturating_duration_since(since) >= self.backend.grace
             && !self.backend.unavailable.swap(true, Ordering::AcqRel)
         {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                error = why,
+                "hub: Redis unreadable for longer than the outage grace; \
+                 ending caught-up streams and refusing new ones until it is back"
+            );
             if let Some(shared) = self.shared.upgrade() {
                 shared.each_topic(|topic| topic.set_unavailable(true));
             }
         }
+        let _ = why;
     }
 
     /// A read succeeded.
     fn succeeded(&mut self, shared: &Shared) {
-        if self.down_since.take().is_some()
-            && self.backend.unavailable.swap(false, Ordering::AcqRel)
-        {
+        if self.down_since.take().is_none() {
+            return;
+        }
+        #[cfg(feature = "tracing")]
+        tracing::info!("hub: reading from Redis again");
+        if self.backend.unavailable.swap(false, Ordering::AcqRel) {
             shared.each_topic(|topic| topic.set_unavailable(false));
         }
     }
@@ -755,8 +803,10 @@ impl Reader {
         let connect = backend
             .client
             .get_multiplexed_async_connection_with_config(&config);
-        let Ok(Ok(mut connection)) = tokio::time::timeout(backend.timeout, connect).await else {
-            return Ended::ConnectFailed;
+        let mut connection = match tokio::time::timeout(backend.timeout, connect).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Ended::ConnectFailed(error.to_string()),
+            Err(_) => return Ended::ConnectFailed("no connection in time".into()),
         };
         let mut reconnected = self.down_since.is_some();
         // The first read after connecting does not block, so that a
@@ -770,8 +820,8 @@ impl Reader {
             if reconnected {
                 // Redis may have lost what the topics read (a restart
                 // without persistence): compare each stream's last entry.
-                if self.check_losses(&mut connection, &topics).await.is_err() {
-                    return Ended::ReadFailed;
+                if let Err(why) = self.check_losses(&mut connection, &topics).await {
+                    return Ended::ReadFailed(why);
                 }
                 reconnected = false;
             }
@@ -799,8 +849,9 @@ impl Reader {
                 cmd.query_async::<Value>(&mut connection),
             )
             .await;
-            let Ok(Ok(reply)) = reply else {
-                return Ended::ReadFailed;
+            let reply = match why(reply) {
+                Ok(reply) => reply,
+                Err(why) => return Ended::ReadFailed(why),
             };
             self.succeeded(&hub);
             let now = Instant::now();
@@ -837,7 +888,7 @@ impl Reader {
         &self,
         connection: &mut MultiplexedConnection,
         topics: &[(Box<str>, Arc<Topic>, StreamId)],
-    ) -> Result<(), ()> {
+    ) -> Result<(), String> {
         for (name, topic, last) in topics {
             let mut cmd = redis::cmd("XREVRANGE");
             cmd.arg(self.backend.key(name))
@@ -845,11 +896,11 @@ impl Reader {
                 .arg("-")
                 .arg("COUNT")
                 .arg(1);
-            let reply =
-                tokio::time::timeout(self.backend.timeout, cmd.query_async::<Value>(connection))
-                    .await
-                    .map_err(|_| ())?
-                    .map_err(|_| ())?;
+            let reply = why(tokio::time::timeout(
+                self.backend.timeout,
+                cmd.query_async::<Value>(connection),
+            )
+            .await)?;
             let stream_last = items(&reply)
                 .first()
                 .and_then(|entry| items(entry).first())
