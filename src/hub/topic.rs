@@ -8,6 +8,12 @@
 //! else to read from), and one whose next entry has left the history has
 //! lagged. Replay and live are the same read, so there is no seam between
 //! them where an event could be lost or repeated.
+//!
+//! With the Redis backend (feature `redis`) the same history is fed by
+//! `append` with the entries read from the topic's stream, each with its
+//! stream id and the id of the entry before it; anything that does not
+//! follow what was read before is a break, which every subscriber learns
+//! of (see `append`).
 
 use std::{
     collections::VecDeque,
