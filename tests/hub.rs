@@ -144,12 +144,19 @@ async fn next_event(
         .expect("the stream goes on")
 }
 
-async fn a_reconnect_resumes_exactly(client: Client<HttpConnector, Empty<Bytes>>) {
-    let setup = setup(Hub::new()).await;
-    let response = open(&client, &setup, "room", None).await;
+/// Reads two events from `first`, breaks the connection, reconnects to
+/// `second` with the last id, and checks that events 3 to 9 arrive once, in
+/// order: 1-5 and 9 published on `first`'s hub, 6-8 (while the browser was
+/// away) on `second`'s.
+async fn break_and_resume(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    first: &Setup,
+    second: &Setup,
+) {
+    let response = open(client, first, "room", None).await;
     let mut events = common::parse_events(response);
     assert_eq!(next_event(&mut events).await.event, "sse-position");
-    publish(&setup.hub, "room", 1..=5).await;
+    publish(&first.hub, "room", 1..=5).await;
     let mut last = String::new();
     for n in 1..=2 {
         let event = next_event(&mut events).await;
@@ -158,17 +165,22 @@ async fn a_reconnect_resumes_exactly(client: Client<HttpConnector, Empty<Bytes>>
     }
     // The connection breaks; events go on meanwhile.
     drop(events);
-    publish(&setup.hub, "room", 6..=8).await;
-    let response = open(&client, &setup, "room", Some(&last)).await;
+    publish(&second.hub, "room", 6..=8).await;
+    let response = open(client, second, "room", Some(&last)).await;
     let mut events = common::parse_events(response);
     for n in 3..=9 {
         if n == 9 {
-            publish(&setup.hub, "room", 9..=9).await;
+            publish(&first.hub, "room", 9..=9).await;
         }
         let event = next_event(&mut events).await;
         assert_eq!(event.data, n.to_string(), "every event once, in order");
         assert_eq!(event.event, "message");
     }
+}
+
+async fn a_reconnect_resumes_exactly(client: Client<HttpConnector, Empty<Bytes>>) {
+    let setup = setup(Hub::new()).await;
+    break_and_resume(&client, &setup, &setup).await;
     let stats = setup.hub.topic_stats("room").unwrap();
     assert_eq!((stats.resumes, stats.replayed, stats.gaps), (1, 6, 0));
 
@@ -207,27 +219,7 @@ async fn a_reconnect_to_another_instance_resumes_exactly(
             .unwrap()
     };
     let (a, b) = (setup(hub()).await, setup(hub()).await);
-    let response = open(&client, &a, "room", None).await;
-    let mut events = common::parse_events(response);
-    assert_eq!(next_event(&mut events).await.event, "sse-position");
-    publish(&a.hub, "room", 1..=5).await;
-    let mut last = String::new();
-    for n in 1..=2 {
-        let event = next_event(&mut events).await;
-        assert_eq!(event.data, n.to_string());
-        last = event.id;
-    }
-    drop(events);
-    publish(&b.hub, "room", 6..=8).await;
-    let response = open(&client, &b, "room", Some(&last)).await;
-    let mut events = common::parse_events(response);
-    for n in 3..=9 {
-        if n == 9 {
-            publish(&a.hub, "room", 9..=9).await;
-        }
-        let event = next_event(&mut events).await;
-        assert_eq!(event.data, n.to_string(), "every event once, in order");
-    }
+    break_and_resume(&client, &a, &b).await;
     let stats = b.hub.topic_stats("room").unwrap();
     assert_eq!((stats.resumes, stats.gaps), (1, 0));
     let health = common::get(b.server.addr, "/api/health").await;

@@ -303,11 +303,7 @@ impl Hub {
             return backend
                 .publish(topic, event)
                 .await
-                .map_err(|(failure, event)| PublishError {
-                    kind: failure.kind,
-                    event,
-                    detail: failure.detail,
-                });
+                .map_err(|(error, event)| PublishError { error, event });
         }
         let mut event = event;
         loop {
@@ -393,10 +389,7 @@ impl Hub {
             // Counted as a subscriber by `topic`: uncounted if this fails,
             // or if the caller drops the future while Redis answers.
             let mut counted = Counted(Some(&found));
-            backend
-                .prepare(topic, &found, asked)
-                .await
-                .map_err(HubError::from_failure)?;
+            backend.prepare(topic, &found, asked).await?;
             counted.0 = None;
         }
         let now = Instant::now();
@@ -901,11 +894,13 @@ impl HubError {
         Self { kind, detail: None }
     }
 
+    /// The backend cannot be reached; `detail` says what it (or its
+    /// client) said.
     #[cfg(feature = "redis")]
-    fn from_failure(failure: redis_backend::Failure) -> Self {
+    fn unavailable(detail: impl fmt::Display) -> Self {
         Self {
-            kind: failure.kind,
-            detail: failure.detail,
+            kind: HubErrorKind::Unavailable,
+            detail: Some(detail.to_string().into()),
         }
     }
 
@@ -925,15 +920,12 @@ impl HubError {
     pub fn response(&self) -> http::Response<String> {
         let (status, content_type, body) = match self.kind {
             HubErrorKind::TooManyTopics | HubErrorKind::Unavailable => {
-                let (min, max) = if self.kind == HubErrorKind::Unavailable {
-                    DEFAULT_RECONNECT_DELAY
-                } else {
-                    FULL_HUB_RETRY
-                };
-                let comment = if self.kind == HubErrorKind::Unavailable {
-                    "the hub cannot reach its backend; try again later"
-                } else {
-                    "the hub is full; try again later"
+                let ((min, max), comment) = match self.kind {
+                    HubErrorKind::Unavailable => (
+                        DEFAULT_RECONNECT_DELAY,
+                        "the hub cannot reach its backend; try again later",
+                    ),
+                    _ => (FULL_HUB_RETRY, "the hub is full; try again later"),
                 };
                 let retry = Event::new()
                     .comment(comment)
@@ -973,24 +965,21 @@ impl StdError for HubError {}
 /// [`Hub::publish`] failed; the event is given back
 /// ([`into_event`](PublishError::into_event)).
 pub struct PublishError {
-    kind: HubErrorKind,
+    error: HubError,
     event: Event,
-    /// What the backend said, as in [`HubError`].
-    detail: Option<Arc<str>>,
 }
 
 impl PublishError {
     fn new(kind: HubErrorKind, event: Event) -> Self {
         Self {
-            kind,
+            error: HubError::new(kind),
             event,
-            detail: None,
         }
     }
 
     /// What went wrong.
     pub fn kind(&self) -> HubErrorKind {
-        self.kind
+        self.error.kind
     }
 
     /// The event, as it was given to `publish`.
@@ -1002,20 +991,15 @@ impl PublishError {
 impl fmt::Debug for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublishError")
-            .field("kind", &self.kind)
+            .field("error", &self.error)
             .field("event", &self.event)
-            .field("detail", &self.detail)
             .finish()
     }
 }
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "publish failed: {}", self.kind)?;
-        match &self.detail {
-            Some(detail) => write!(f, ": {detail}"),
-            None => Ok(()),
-        }
+        write!(f, "publish failed: {}", self.error)
     }
 }
 

@@ -34,7 +34,7 @@ use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, Valu
 use super::{
     id::StreamId,
     topic::{Asked, Retention, Topic},
-    EventId, HubErrorKind, Shared,
+    EventId, HubError, Shared,
 };
 use crate::{jitter::random_between, Event};
 
@@ -135,21 +135,6 @@ impl Default for RedisSettings {
             timeout: DEFAULT_REDIS_TIMEOUT,
             grace: DEFAULT_REDIS_OUTAGE_GRACE,
             key_ttl: Some(DEFAULT_REDIS_KEY_TTL),
-        }
-    }
-}
-
-/// Why a publish or a subscribe failed, with what Redis or its client said.
-pub(super) struct Failure {
-    pub(super) kind: HubErrorKind,
-    pub(super) detail: Option<Arc<str>>,
-}
-
-impl Failure {
-    fn unavailable(detail: impl std::fmt::Display) -> Self {
-        Self {
-            kind: HubErrorKind::Unavailable,
-            detail: Some(detail.to_string().into()),
         }
     }
 }
@@ -420,7 +405,7 @@ impl Backend {
         &self,
         topic: &str,
         event: Event,
-    ) -> Result<EventId, (Failure, Event)> {
+    ) -> Result<EventId, (HubError, Event)> {
         let deadline = self.deadline();
         let key = self.key(topic);
         // A connection idle for a while may have been closed by Redis (a
@@ -452,11 +437,11 @@ impl Backend {
             Ok(value) => match as_bytes(&value).and_then(StreamId::parse) {
                 Some(id) => Ok(id.event_id()),
                 None => Err((
-                    Failure::unavailable(format!("unexpected reply {value:?}")),
+                    HubError::unavailable(format!("unexpected reply {value:?}")),
                     event,
                 )),
             },
-            Err(error) => Err((Failure::unavailable(error), event)),
+            Err(error) => Err((HubError::unavailable(error), event)),
         }
     }
 
@@ -471,9 +456,9 @@ impl Backend {
         name: &str,
         topic: &Topic,
         asked: Asked<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HubError> {
         if self.unavailable.load(Ordering::Acquire) {
-            return Err(Failure::unavailable(
+            return Err(HubError::unavailable(
                 "this instance has not read from Redis for longer than redis_outage_grace",
             ));
         }
@@ -495,13 +480,13 @@ impl Backend {
                             Retry::Safe,
                         )
                         .await
-                        .map_err(Failure::unavailable)?;
+                        .map_err(HubError::unavailable)?;
                     let mut entries = parse_entries(&value);
                     entries.reverse();
                     topic.append(&entries, true, self.retention, Instant::now());
                     // Loaded now: nothing to catch up.
                     topic.stale.store(false, Ordering::Release);
-                    Ok::<(), Failure>(())
+                    Ok::<(), HubError>(())
                 })
                 .await?;
             if new {
@@ -531,7 +516,7 @@ impl Backend {
         // One deadline for all of it, waits for other subscribers included.
         tokio::time::timeout_at(deadline, work)
             .await
-            .unwrap_or_else(|_| Err(Failure::unavailable("no answer within redis_timeout")))
+            .unwrap_or_else(|_| Err(HubError::unavailable("no answer within redis_timeout")))
     }
 
     /// Appends what the stream holds after the topic's last entry (a few
@@ -541,7 +526,7 @@ impl Backend {
         key: &str,
         topic: &Topic,
         deadline: tokio::time::Instant,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HubError> {
         for _ in 0..4 {
             let Some(last) = topic.last_stream_id() else {
                 return Ok(());
@@ -555,7 +540,7 @@ impl Backend {
             let value = self
                 .query(&cmd, deadline, Retry::Safe)
                 .await
-                .map_err(Failure::unavailable)?;
+                .map_err(HubError::unavailable)?;
             let entries = parse_entries(&value);
             topic.append(&entries, false, self.retention, Instant::now());
             if entries.len() < self.history {

@@ -276,6 +276,12 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// Every run's value, in order.
+fn runs(values: &[f64]) -> String {
+    let values: Vec<String> = values.iter().map(|value| format!("{value:.2}")).collect();
+    values.join(", ")
+}
+
 fn ms(latencies: &[u64], q: f64) -> f64 {
     quantile(latencies, q).map_or(f64::NAN, |ns| ns as f64 / 1e6)
 }
@@ -401,8 +407,9 @@ pub async fn run(servers: &Servers, plan: &Plan) -> Result<bool, Error> {
 
     println!("\n| measurement | median | runs |\n|---|---|---|");
     for (name, values) in &mut rows {
-        let runs: Vec<String> = values.iter().map(|value| format!("{value:.2}")).collect();
-        println!("| {name} | {:.2} | {} |", median(values), runs.join(", "));
+        // Every run in its order, before the median sorts them.
+        let each = runs(values);
+        println!("| {name} | {:.2} | {each} |", median(values));
     }
     println!(
         "| redis memory per retained event ({len} entries of {} published; each holds a \
@@ -414,19 +421,11 @@ pub async fn run(servers: &Servers, plan: &Plan) -> Result<bool, Error> {
     let excess = median(&mut p99_excess);
     println!(
         "\nredis / memory CPU per delivery, same run: {cpu_ratio:.2}x (runs: {})",
-        ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        runs(&ratios)
     );
     println!(
         "redis p99 - memory p99: {excess:.2} ms (runs: {})",
-        p99_excess
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        runs(&p99_excess)
     );
     let met = cpu_ratio <= 1.3 && excess <= 5.0;
     println!(
