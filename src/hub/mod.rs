@@ -300,8 +300,11 @@ impl Hub {
             if topic.len() > MAX_TOPIC_LEN {
                 return Err(PublishError::new(HubErrorKind::TopicTooLong, event));
             }
-            return backend
-                .publish(topic, event)
+            // Boxed: the Redis round trips make a future of a few KiB,
+            // which would otherwise be inline in every future that awaits
+            // `publish`, memory hub or not (and hyper keeps a handler's
+            // future allocated for its connection's life).
+            return Box::pin(backend.publish(topic, event))
                 .await
                 .map_err(|(error, event)| PublishError { error, event });
         }
@@ -389,7 +392,9 @@ impl Hub {
             // Counted as a subscriber by `topic`: uncounted if this fails,
             // or if the caller drops the future while Redis answers.
             let mut counted = Counted(Some(&found));
-            backend.prepare(topic, &found, asked).await?;
+            // Boxed, as in `publish`: measured, the inline future made
+            // every idle connection 3.3 KB larger with the feature on.
+            Box::pin(backend.prepare(topic, &found, asked)).await?;
             counted.0 = None;
         }
         let now = Instant::now();
