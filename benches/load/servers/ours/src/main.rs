@@ -82,14 +82,17 @@ async fn handle(request: Request<Incoming>, hubs: Arc<Hubs>) -> Result<Response<
     Ok(
         match route(request.method().as_str(), uri.path(), uri.query()) {
             Route::Burst { n } => burst(n),
+            // The hub's futures are boxed, as axum boxes each route's: hyper
+            // keeps this function's future for the connection's life, and
+            // the other routes should not carry the hub's awaits in it.
             Route::Live => match &hubs.ours {
-                Some(hub) => hub_live(hub, &request).await,
+                Some(hub) => Box::pin(hub_live(hub, &request)).await,
                 None => live(&hubs.broadcast),
             },
             Route::Publish { count } => match &hubs.ours {
                 Some(hub) => {
                     let inflight = load_common::query_u64(uri.query(), "inflight").unwrap_or(1);
-                    hub_publish(hub, count, inflight.max(1) as usize).await
+                    Box::pin(hub_publish(hub, count, inflight.max(1) as usize)).await
                 }
                 None => publish(&hubs.broadcast, count),
             },
