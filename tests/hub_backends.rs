@@ -1118,3 +1118,38 @@ async fn errors_say_what_redis_said() {
     let text = error.to_string().to_lowercase();
     assert!(text.contains("authentication"), "{text}");
 }
+
+/// A stream deleted and made anew within one millisecond must not reuse the
+/// ids of its earlier life (Redis starts a new stream's ids at the current
+/// millisecond): an old id always reads as `restarted`, never as a place in
+/// the new life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_made_anew_at_once_never_reuses_an_earlier_life_s_ids() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let writer = backend.hub(Hub::builder());
+    let reader = backend.hub(Hub::builder());
+    for n in 0..200 {
+        let topic = format!("t{n}");
+        let old = publish_n(&writer, &topic, 1..=1).await;
+        redis.command(&format!("DEL {}{topic}", backend.prefix));
+        publish_n(&writer, &topic, 1..=1).await;
+        let resumed = reader
+            .subscribe(&topic, Some(&old[0].to_string()))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                resumed.resume(),
+                Resume::Gap {
+                    reason: GapReason::Restarted,
+                    ..
+                }
+            ),
+            "round {n}: {:?}",
+            resumed.resume()
+        );
+    }
+}

@@ -74,22 +74,48 @@ pub const MAX_REDIS_KEY_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 *
 /// How long the wake stream of an instance outlives its last wake-up.
 const WAKE_TTL_MS: u64 = 10 * 60 * 1000;
 
+/// Lua that adds the start entry (field `s`) of a new life of the stream
+/// `KEYS[1]` and leaves its id in `start`. Its id is Redis's current
+/// millisecond, and as sequence (the microsecond within it, plus one) times
+/// 2^32: a new stream's ids would otherwise start again at sequence 0 of
+/// the current millisecond, and a stream deleted and made anew within one
+/// millisecond would reuse ids of its earlier life (whose entries in that
+/// millisecond come after an earlier microsecond's start, and are far fewer
+/// than 2^32).
+macro_rules! start_entry {
+    () => {
+        "
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local us = tonumber(now[2]) % 1000
+local start = redis.call('XADD', KEYS[1], string.format('%.0f-%.0f', ms, (us + 1) * 4294967296), 's', '1')
+"
+    };
+}
+
 /// Appends `ARGV[1]` (the event's encoded fields) to the stream `KEYS[1]`
 /// with the id of the stream's last entry, trims the stream to about
 /// `ARGV[2]` entries, renews its time to live (`ARGV[3]` milliseconds; 0:
-/// none, removing the one a subscriber's start entry set) and returns the new entry's id. A stream that does not exist (new,
-/// expired, or lost by Redis) first gets a start entry (field `s`), so that
-/// every life of a stream has an id of its own to resume from, never `0-0`.
-/// A script runs atomically: no other entry can come between the read and
-/// the append.
-const PUBLISH: &str = r"
+/// none, removing the one a subscriber's start entry set) and returns the
+/// new entry's id. A stream that does not exist (new, expired, or lost by
+/// Redis) first gets a start entry, so that every life of a stream has an
+/// id of its own to resume from, never `0-0`. A script runs atomically: no
+/// other entry can come between the read and the append.
+const PUBLISH: &str = concat!(
+    "
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev
-if last[1] then prev = last[1][1] else prev = redis.call('XADD', KEYS[1], '*', 's', '1') end
+if last[1] then
+  prev = last[1][1]
+else",
+    start_entry!(),
+    "  prev = start
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'd', ARGV[1])
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
 return id
-";
+"
+);
 
 /// Raises the time to live of each stream in `KEYS` that has one shorter
 /// than `ARGV[1]` milliseconds to that: the reader runs it for the topics
@@ -109,13 +135,15 @@ return 0
 /// first; a stream that does not exist first gets its start entry, expiring
 /// after `ARGV[2]` milliseconds (renewed by the first publish), so that a
 /// subscriber of an empty topic gets an id of this life of the stream.
-const PRIME: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('XADD', KEYS[1], '*', 's', '1')
-  if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+const PRIME: &str = concat!(
+    "
+if redis.call('EXISTS', KEYS[1]) == 0 then",
+    start_entry!(),
+    "  if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 end
 return redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
-";
+"
+);
 
 /// The settings of the Redis backend, as the builder records them.
 #[derive(Clone, Debug)]
