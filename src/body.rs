@@ -28,7 +28,11 @@ use std::{
     convert::Infallible,
     fmt,
     pin::Pin,
-    task::{Context, Poll},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll, Waker},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -48,6 +52,12 @@ use crate::event::{EncodedEvent, Encoding, Event};
 /// about 10 % more CPU per event. Smaller caps cost more CPU per event
 /// (every frame passes through each layer and hyper's chunked encoding).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024;
+
+/// Frames this large or larger count towards `max_unwritten`. Smaller ones
+/// are not tracked (tracking costs an allocation per frame): hyper's
+/// HTTP/1 connection queues at most 16 frames, and HTTP/2 flow control
+/// bounds what it takes, so small frames cannot add up to much.
+const COUNTED_FRAME: usize = 1024;
 
 /// The most room reserved for a joined frame up front; a larger
 /// `max_frame_size` grows the buffer as events arrive.
@@ -81,6 +91,11 @@ const MAX_RESERVE: usize = 256 * 1024;
 /// copied into a frame, is reused by the next event built on the same
 /// thread; a stream that has run out of ready events holds no buffer.
 ///
+/// With [`max_unwritten`](EventStream::max_unwritten) set, the stream is
+/// not asked for more events while the server holds that many bytes of its
+/// frames unwritten, so a client that stops reading holds a bounded amount
+/// of server memory however fast the stream could produce.
+///
 /// The struct names `S: Stream` in its definition (unlike the layers'
 /// types) because it holds back an error that arrives behind ready events
 /// until those events are written, and that error's type comes from the
@@ -103,6 +118,85 @@ where
     /// A frame was returned since the last `Pending`: hyper may still hold
     /// it unwritten, so an error or panic waits one turn (see `yield_once`).
     unflushed: bool,
+    max_unwritten: usize,
+    /// The bytes of this stream's counted frames that the server still
+    /// holds; made with the first counted frame, let go when none is held.
+    unwritten: Option<Arc<Unwritten>>,
+}
+
+/// What the server holds of a stream's frames: each counted frame adds its
+/// length when it is made and takes it off when the server drops it, and
+/// wakes the stream when that brings the count under the limit.
+struct Unwritten {
+    bytes: AtomicUsize,
+    limit: usize,
+    waiter: Mutex<Option<Waker>>,
+}
+
+impl Unwritten {
+    fn new(limit: usize) -> Self {
+        Self {
+            bytes: AtomicUsize::new(0),
+            limit,
+            waiter: Mutex::new(None),
+        }
+    }
+
+    /// Whether the stream must wait; if so, `cx` is woken once a frame is
+    /// dropped and the count falls under the limit.
+    fn must_wait(&self, cx: &Context<'_>) -> bool {
+        if self.bytes.load(Ordering::Acquire) < self.limit {
+            return false;
+        }
+        *lock(&self.waiter) = Some(cx.waker().clone());
+        // A frame dropped between the load and the store found no waiter:
+        // look again now that the waker is in place.
+        self.bytes.load(Ordering::Acquire) >= self.limit
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.load(Ordering::Acquire) == 0
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A frame the server holds, counted in its stream's [`Unwritten`].
+struct CountedFrame {
+    data: Bytes,
+    unwritten: Arc<Unwritten>,
+}
+
+impl CountedFrame {
+    fn new(data: Bytes, unwritten: &Arc<Unwritten>) -> Bytes {
+        unwritten.bytes.fetch_add(data.len(), Ordering::AcqRel);
+        Bytes::from_owner(Self {
+            data,
+            unwritten: unwritten.clone(),
+        })
+    }
+}
+
+impl AsRef<[u8]> for CountedFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for CountedFrame {
+    fn drop(&mut self) {
+        let unwritten = &self.unwritten;
+        let before = unwritten.bytes.fetch_sub(self.data.len(), Ordering::AcqRel);
+        if before >= unwritten.limit && before - self.data.len() < unwritten.limit {
+            if let Some(waker) = lock(&unwritten.waiter).take() {
+                waker.wake();
+            }
+        }
+    }
 }
 
 enum State<E> {
@@ -129,6 +223,8 @@ where
             spare: BytesMut::new(),
             woken: false,
             unflushed: false,
+            max_unwritten: usize::MAX,
+            unwritten: None,
         }
     }
 
@@ -139,6 +235,37 @@ where
     /// Default: 16 KiB ([`DEFAULT_MAX_FRAME_SIZE`]).
     pub fn max_frame_size(mut self, max: usize) -> Self {
         self.max_frame_size = max;
+        self
+    }
+
+    /// Stops asking the stream for events while the server holds `max` bytes
+    /// or more of this stream's frames unwritten, and goes on once it has
+    /// written them: this bounds the memory a client that stops reading
+    /// holds to about `max` plus one frame, besides the connection's own
+    /// buffers, and the stream feels the back-pressure (a channel fills, a
+    /// hub subscription falls behind its history and lags). `0` lets one
+    /// frame be held at a time.
+    ///
+    /// A frame counts until the server drops it. hyper's HTTP/1 connection
+    /// over a TCP stream and its HTTP/2 connections keep a frame until it is
+    /// written; over an I/O type without vectored writes (many TLS
+    /// streams), hyper's HTTP/1 connection copies frames into its own
+    /// buffer at once, which its `max_buf_size` bounds instead. Frames
+    /// under 1 KiB (a live stream's single events) are not counted:
+    /// hyper's HTTP/1 connection queues at most 16 frames, and HTTP/2 flow
+    /// control bounds what it takes.
+    ///
+    /// Set it only on a response a server writes: a consumer that keeps
+    /// the frames it has read (`BodyExt::collect`, `axum::body::to_bytes`)
+    /// never drops them, and the stream then stops at the bound for good.
+    ///
+    /// Cost: a fast reader's burst is written in writes of about `max`
+    /// bytes instead of hyper's batches of 16 frames (see `BENCHMARKS.md`).
+    ///
+    /// Default: no bound (what hyper holds for a stalled client: about
+    /// 117 KB with 16 KiB frames, measured in `BENCHMARKS.md`).
+    pub fn max_unwritten(mut self, max: usize) -> Self {
+        self.max_unwritten = max;
         self
     }
 
@@ -202,10 +329,23 @@ where
             }
         }
 
+        if let Some(unwritten) = this.unwritten.as_ref() {
+            if unwritten.must_wait(cx) {
+                // Not a wait for events: the next event is joined as usual.
+                *this.unflushed = false;
+                return Poll::Pending;
+            }
+        }
+
         let first = match poll_next(this.stream.as_mut(), cx) {
             Ok(Poll::Pending) => {
                 *this.woken = true;
                 *this.unflushed = false;
+                // Nothing of this stream is held: let the count go, so an
+                // idle stream holds no more than it did before its burst.
+                if this.unwritten.as_ref().is_some_and(|u| u.is_empty()) {
+                    *this.unwritten = None;
+                }
                 // The burst is over: an idle stream holds no buffer.
                 if this.spare.capacity() > 0 {
                     *this.spare = BytesMut::new();
@@ -300,6 +440,15 @@ where
             (None, Some(Repr::Shared(bytes))) => bytes,
             (None, None) => unreachable!("the first event is kept until it is joined"),
         };
+        let data = if data.len() >= COUNTED_FRAME && *this.max_unwritten != usize::MAX {
+            let limit = *this.max_unwritten;
+            let unwritten = this
+                .unwritten
+                .get_or_insert_with(|| Arc::new(Unwritten::new(limit)));
+            CountedFrame::new(data, unwritten)
+        } else {
+            data
+        };
         *this.unflushed = true;
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
@@ -332,6 +481,7 @@ where
         f.debug_struct("EventStream")
             .field("stream", &self.stream)
             .field("max_frame_size", &self.max_frame_size)
+            .field("max_unwritten", &self.max_unwritten)
             .field("state", &state)
             .finish()
     }

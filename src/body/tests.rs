@@ -362,3 +362,125 @@ fn after_waiting_the_event_woken_for_goes_alone_and_the_rest_are_joined() {
     assert_eq!(&next_data(&mut body)[..], b"data: b\n\ndata: c\n\n");
     assert!(poll_once(&mut body).is_pending());
 }
+
+/// An endless stream of ready 100-byte events that counts how many it made.
+fn endless(made: Arc<AtomicUsize>) -> impl Stream<Item = Event> + Send + Unpin + 'static {
+    stream::repeat_with(move || {
+        made.fetch_add(1, Ordering::Relaxed);
+        Event::new().data("x".repeat(92))
+    })
+}
+
+#[test]
+fn with_max_unwritten_the_stream_waits_until_the_server_drops_frames() {
+    let made = Arc::new(AtomicUsize::new(0));
+    let mut body = EventStream::new(endless(made.clone()))
+        .max_frame_size(4096)
+        .max_unwritten(8192);
+    let (waker, wakes) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut held = Vec::new();
+    loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => held.push(frame.into_data().unwrap()),
+            Poll::Pending => break,
+            other => panic!("expected a frame or a wait, got {other:?}"),
+        }
+        assert!(held.len() < 100, "the stream never waited");
+    }
+    let bytes: usize = held.iter().map(Bytes::len).sum();
+    assert!((8192..8192 + 4096 + 100).contains(&bytes), "{bytes} bytes held");
+    assert_eq!(made.load(Ordering::Relaxed) * 100, bytes);
+    // Asked again while nothing was written: still waiting, nothing made.
+    assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+    assert_eq!(made.load(Ordering::Relaxed) * 100, bytes);
+    assert_eq!(wakes.load(Ordering::SeqCst), 0);
+
+    // The server writes the first frame: under the bound, the stream is
+    // woken once and goes on.
+    drop(held.remove(0));
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        Pin::new(&mut body).poll_frame(&mut cx),
+        Poll::Ready(Some(Ok(_)))
+    ));
+    // Dropping frames while nobody waits wakes nobody.
+    held.clear();
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn without_max_unwritten_nothing_is_held_back() {
+    let mut body = EventStream::new(endless(Arc::default())).max_frame_size(4096);
+    let held: Vec<Bytes> = (0..200).map(|_| next_data(&mut body)).collect();
+    assert!(held.iter().map(Bytes::len).sum::<usize>() > 800_000);
+}
+
+#[test]
+fn frames_under_one_kib_are_not_counted() {
+    let made = Arc::new(AtomicUsize::new(0));
+    let mut body = EventStream::new(endless(made.clone()))
+        .max_frame_size(0)
+        .max_unwritten(0);
+    let held: Vec<Bytes> = (0..1000).map(|_| next_data(&mut body)).collect();
+    assert_eq!(held.len(), 1000);
+    assert_eq!(made.load(Ordering::Relaxed), 1000);
+}
+
+/// Serves an endless stream of events on one HTTP/1.1 connection (a real
+/// hyper server over an in-memory pipe of 4 KiB) to a client that reads the
+/// response head, then stops reading; returns how many bytes of events the
+/// stream had made once it stopped making more.
+async fn bytes_made_for_a_stalled_client(max_unwritten: Option<usize>) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let made = Arc::new(AtomicUsize::new(0));
+    let (mut client, server) = tokio::io::duplex(4096);
+    let events = std::sync::Mutex::new(Some(endless(made.clone())));
+    let service = hyper::service::service_fn(move |_request| {
+        let events = events.lock().unwrap().take().expect("one request");
+        let mut body = EventStream::new(events);
+        if let Some(max) = max_unwritten {
+            body = body.max_unwritten(max);
+        }
+        std::future::ready(Ok::<_, Infallible>(body.into_response()))
+    });
+    let connection = tokio::spawn(
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(server), service),
+    );
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0; 64];
+    let n = client.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200 OK"));
+    // Wait until the stream stops making events: the pipe and the server's
+    // buffers are full.
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = made.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    connection.abort();
+    last * 100
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_holds_at_most_the_bound() {
+    // Without a bound, hyper queues 16 frames of 16 KiB for the stalled
+    // client (minus what the pipe took).
+    let unbounded = bytes_made_for_a_stalled_client(None).await;
+    assert!(unbounded > 200_000, "{unbounded} bytes made");
+    // With one, what the pipe holds (4 KiB) plus the bound plus one frame.
+    let bounded = bytes_made_for_a_stalled_client(Some(32 * 1024)).await;
+    assert!(
+        bounded <= 4096 + 32 * 1024 + 16 * 1024 + 100,
+        "{bounded} bytes made"
+    );
+}

@@ -111,6 +111,7 @@ fn burst(n: u64) -> Response<Body> {
     });
     EventStream::new(events)
         .max_frame_size(frame_cap())
+        .max_unwritten(max_unwritten())
         .into_response()
         .map(|body| body.map_err(BoxError::from).boxed_unsync())
 }
@@ -133,6 +134,19 @@ fn frame_cap() -> usize {
             .ok()
             .and_then(|cap| cap.parse().ok())
             .unwrap_or(tower_sse::DEFAULT_MAX_FRAME_SIZE)
+    })
+}
+
+/// How many bytes of a burst stream's frames the server may hold unwritten
+/// (`EventStream::max_unwritten`): `LOAD_MAX_UNWRITTEN` (bytes) when set,
+/// else no bound, the library's default.
+fn max_unwritten() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("LOAD_MAX_UNWRITTEN")
+            .ok()
+            .and_then(|max| max.parse().ok())
+            .unwrap_or(usize::MAX)
     })
 }
 
