@@ -112,7 +112,7 @@ impl Event {
         // more fit), without scanning the text twice.
         let encoding = self.encoding();
         reserve(&mut encoding.buf, data.len() + data.len() / 8 + 8);
-        write_lines(&mut encoding.buf, b"data", data);
+        write_lines(&mut encoding.buf, b"data: ", data);
         encoding.has_data = true;
         self
     }
@@ -162,11 +162,11 @@ impl Event {
     #[inline]
     pub fn event(mut self, event: impl AsRef<str>) -> Result<Self, EventError> {
         let event = event.as_ref().as_bytes();
-        if find_line_break(event).is_some() {
+        if (event.len() > SHORT || may_hold_line_break(event)) && find_line_break(event).is_some() {
             return Err(EventError::new(Field::Event, Reason::LineBreak, self));
         }
         let encoding = self.encoding();
-        write_field(&mut encoding.buf, b"event", event);
+        write_field(&mut encoding.buf, b"event: ", event);
         encoding.has_type = true;
         Ok(self)
     }
@@ -194,7 +194,7 @@ impl Event {
             return Err(EventError::new(Field::Id, reason, self));
         }
         let encoding = self.encoding();
-        write_field(&mut encoding.buf, b"id", id);
+        write_field(&mut encoding.buf, b"id: ", id);
         encoding.has_id = true;
         Ok(self)
     }
@@ -219,7 +219,7 @@ impl Event {
     /// Adds a comment (`: text`), which the browser ignores. Text with line
     /// breaks becomes one comment line per line.
     pub fn comment(mut self, comment: impl AsRef<str>) -> Self {
-        write_lines(&mut self.encoding().buf, b"", comment.as_ref().as_bytes());
+        write_lines(&mut self.encoding().buf, b": ", comment.as_ref().as_bytes());
         self
     }
 
@@ -262,7 +262,7 @@ impl Event {
     pub(crate) fn trusted_id(mut self, id: &[u8]) -> Self {
         debug_assert!(!has_forbidden_id_byte(id));
         let encoding = self.encoding();
-        write_field(&mut encoding.buf, b"id", id);
+        write_field(&mut encoding.buf, b"id: ", id);
         encoding.has_id = true;
         self
     }
@@ -453,19 +453,21 @@ pub enum Reason {
     Nul,
 }
 
-/// Writes `name: value\n`, or `name:\n` for an empty value. An empty name
-/// writes a comment line.
+/// Writes `prefix` (a field name, colon and space: `b"id: "`; `b": "` for
+/// a comment), `value` and a line end; for an empty value the name and
+/// colon alone (`id:`). One piece for name, colon and space saves a copy
+/// per field.
 #[inline]
-fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    reserve(buf, name.len() + value.len() + 3);
-    buf.extend_from_slice(name);
+fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
+    debug_assert!(prefix.ends_with(b": "));
+    reserve(buf, prefix.len() + value.len() + 1);
     if value.is_empty() {
-        buf.extend_from_slice(b":\n");
+        buf.extend_from_slice(&prefix[..prefix.len() - 1]);
     } else {
-        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(prefix);
         buf.extend_from_slice(value);
-        buf.push(b'\n');
     }
+    buf.push(b'\n');
 }
 
 /// Reserves room for `additional` more bytes. A new encoding starts with
@@ -523,12 +525,18 @@ pub(crate) fn recycle(mut encoding: Box<Encoding>) {
     let _ = SPARE.try_with(|spare| spare.set(Some(encoding)));
 }
 
-/// Writes one `name` field per line of `text`, lines ending at CR, LF or
-/// CRLF.
+/// Writes one field per line of `text` (see [`write_field`] for `prefix`),
+/// lines ending at CR, LF or CRLF.
 #[inline]
-fn write_lines(buf: &mut Vec<u8>, name: &[u8], mut text: &[u8]) {
+fn write_lines(buf: &mut Vec<u8>, prefix: &[u8], mut text: &[u8]) {
+    // Short text without a line break (most events) is written at once,
+    // checked without setting up a search.
+    if text.len() <= SHORT && !may_hold_line_break(text) {
+        write_field(buf, prefix, text);
+        return;
+    }
     while let Some(end) = find_line_break(text) {
-        write_field(buf, name, &text[..end]);
+        write_field(buf, prefix, &text[..end]);
         let skip = if text[end] == b'\r' && text.get(end + 1) == Some(&b'\n') {
             2
         } else {
@@ -536,18 +544,51 @@ fn write_lines(buf: &mut Vec<u8>, name: &[u8], mut text: &[u8]) {
         };
         text = &text[end + skip..];
     }
-    write_field(buf, name, text);
+    write_field(buf, prefix, text);
 }
 
-/// Whether `id` contains CR, LF or NUL. Ids are mostly a few digits: a
-/// plain loop beats a search's set-up for those (measured in the load test).
+/// Text up to this long is checked for line breaks by [`may_hold_line_break`]
+/// before any search.
+const SHORT: usize = 128;
+
+/// `false` when `bytes` certainly holds no CR, LF or NUL: every byte above
+/// CR (13) is none of them, so one comparison per byte decides. Up to 16
+/// bytes (ids, event types) are read as two overlapping words and checked
+/// a word at a time; longer text as a minimum over all bytes, which the
+/// compiler turns into vector instructions without a branch per byte.
+/// `true` also for tabs and other control bytes, where the caller then
+/// searches.
+#[inline]
+fn may_hold_line_break(bytes: &[u8]) -> bool {
+    /// Whether a byte of `word` is below 14 (exact for bounds up to 128).
+    #[inline]
+    fn below_14(word: u64) -> bool {
+        const ONES: u64 = u64::MAX / 255;
+        word.wrapping_sub(ONES * 14) & !word & (ONES * 128) != 0
+    }
+    let len = bytes.len();
+    match len {
+        8..=16 => {
+            let head = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+            let tail = u64::from_le_bytes(bytes[len - 8..].try_into().unwrap_or([0; 8]));
+            below_14(head) || below_14(tail)
+        }
+        4..=7 => {
+            let head = u32::from_le_bytes(bytes[..4].try_into().unwrap_or([0; 4]));
+            let tail = u32::from_le_bytes(bytes[len - 4..].try_into().unwrap_or([0; 4]));
+            below_14(u64::from(head) << 32 | u64::from(tail))
+        }
+        _ => bytes.iter().fold(u8::MAX, |min, &b| min.min(b)) <= b'\r',
+    }
+}
+
+/// Whether `id` contains CR, LF or NUL.
 #[inline]
 fn has_forbidden_id_byte(id: &[u8]) -> bool {
-    if id.len() <= 16 {
-        id.iter().any(|&b| b == b'\n' || b == b'\r' || b == 0)
-    } else {
-        memchr::memchr3(b'\n', b'\r', 0, id).is_some()
+    if id.len() <= SHORT && !may_hold_line_break(id) {
+        return false;
     }
+    memchr::memchr3(b'\n', b'\r', 0, id).is_some()
 }
 
 /// The index of the first CR or LF in `bytes`.

@@ -389,7 +389,10 @@ fn with_max_unwritten_the_stream_waits_until_the_server_drops_frames() {
         assert!(held.len() < 100, "the stream never waited");
     }
     let bytes: usize = held.iter().map(Bytes::len).sum();
-    assert!((8192..8192 + 4096 + 100).contains(&bytes), "{bytes} bytes held");
+    assert!(
+        (8192..8192 + 4096 + 100).contains(&bytes),
+        "{bytes} bytes held"
+    );
     assert_eq!(made.load(Ordering::Relaxed) * 100, bytes);
     // Asked again while nothing was written: still waiting, nothing made.
     assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());

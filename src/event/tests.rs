@@ -314,3 +314,24 @@ fn boundary_after_a_frame_agrees_with_reading_it_byte_by_byte() {
     }
     assert!(checked > 10_000);
 }
+
+#[test]
+fn the_quick_line_break_check_misses_no_control_byte_at_any_length_or_place() {
+    for len in 0..=40 {
+        let clean = vec![b'~'; len];
+        assert!(!may_hold_line_break(&clean), "clean text of {len}");
+        for place in 0..len {
+            for byte in 0..=255u8 {
+                let mut text = clean.clone();
+                text[place] = byte;
+                // Every byte up to CR must be caught; others (UTF-8 lead and
+                // continuation bytes included) must not be.
+                assert_eq!(
+                    may_hold_line_break(&text),
+                    byte <= b'\r',
+                    "byte {byte} at {place} of {len}"
+                );
+            }
+        }
+    }
+}
