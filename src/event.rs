@@ -107,11 +107,7 @@ impl Event {
     #[inline]
     pub fn data(mut self, data: impl AsRef<str>) -> Self {
         let data = data.as_ref().as_bytes();
-        // Reserve once for the text, its first `data: ` line and the event's
-        // blank line, plus an eighth for more lines (lines of 56 bytes or
-        // more fit), without scanning the text twice.
         let encoding = self.encoding();
-        reserve(&mut encoding.buf, data.len() + data.len() / 8 + 8);
         write_lines(&mut encoding.buf, b"data: ", data);
         encoding.has_data = true;
         self
@@ -535,6 +531,10 @@ fn write_lines(buf: &mut Vec<u8>, prefix: &[u8], mut text: &[u8]) {
         write_field(buf, prefix, text);
         return;
     }
+    // Reserve once for the text, its first line's field name and the
+    // event's blank line, plus an eighth for more lines (lines of 56 bytes
+    // or more fit), without scanning the text twice.
+    reserve(buf, text.len() + text.len() / 8 + 8);
     while let Some(end) = find_line_break(text) {
         write_field(buf, prefix, &text[..end]);
         let skip = if text[end] == b'\r' && text.get(end + 1) == Some(&b'\n') {
