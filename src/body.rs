@@ -172,7 +172,7 @@ struct CountedFrame {
 }
 
 impl CountedFrame {
-    fn new(data: Bytes, unwritten: &Arc<Unwritten>) -> Bytes {
+    fn frame(data: Bytes, unwritten: &Arc<Unwritten>) -> Bytes {
         unwritten.bytes.fetch_add(data.len(), Ordering::AcqRel);
         Bytes::from_owner(Self {
             data,
@@ -445,7 +445,7 @@ where
             let unwritten = this
                 .unwritten
                 .get_or_insert_with(|| Arc::new(Unwritten::new(limit)));
-            CountedFrame::new(data, unwritten)
+            CountedFrame::frame(data, unwritten)
         } else {
             data
         };

@@ -430,17 +430,59 @@ fn frames_under_one_kib_are_not_counted() {
     assert_eq!(made.load(Ordering::Relaxed), 1000);
 }
 
-/// Serves an endless stream of events on one HTTP/1.1 connection (a real
-/// hyper server over an in-memory pipe of 4 KiB) to a client that reads the
+/// An I/O stream that reads nothing more once `stop` is set.
+struct Stalling {
+    io: tokio::io::DuplexStream,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Stalling {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Stalling {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Serves an endless stream of events on one connection (a real hyper
+/// server over an in-memory pipe of 4 KiB) to a client that reads the
 /// response head, then stops reading; returns how many bytes of events the
 /// stream had made once it stopped making more.
-async fn bytes_made_for_a_stalled_client(max_unwritten: Option<usize>) -> usize {
+async fn bytes_made_for_a_stalled_client(http2: bool, max_unwritten: Option<usize>) -> usize {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let made = Arc::new(AtomicUsize::new(0));
     let (mut client, server) = tokio::io::duplex(4096);
     let events = std::sync::Mutex::new(Some(endless(made.clone())));
+    // Set when the request arrives: an HTTP/2 client then reads nothing more.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_reading = stop.clone();
     let service = hyper::service::service_fn(move |_request| {
+        stop_reading.store(true, Ordering::SeqCst);
         let events = events.lock().unwrap().take().expect("one request");
         let mut body = EventStream::new(events);
         if let Some(max) = max_unwritten {
@@ -448,17 +490,50 @@ async fn bytes_made_for_a_stalled_client(max_unwritten: Option<usize>) -> usize 
         }
         std::future::ready(Ok::<_, Infallible>(body.into_response()))
     });
-    let connection = tokio::spawn(
-        hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(server), service),
-    );
-    client
-        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = [0; 64];
-    let n = client.read(&mut head).await.unwrap();
-    assert!(head[..n].starts_with(b"HTTP/1.1 200 OK"));
+    let mut tasks = tokio::task::JoinSet::new();
+    if http2 {
+        tasks.spawn(async move {
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(server), service)
+                .await;
+        });
+        // hyper's client grants windows of megabytes (browsers grant
+        // several too), so the server may send; the client stops reading
+        // the socket when the request arrives, so it has nowhere to.
+        let stalling = Stalling { io: client, stop };
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stalling))
+                .await
+                .unwrap();
+        tasks.spawn(async move {
+            let _ = connection.await;
+        });
+        let request = http::Request::get("http://test/")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        tasks.spawn(async move {
+            // Never answered: the client reads nothing.
+            let _ = sender.send_request(request).await;
+        });
+    } else {
+        tasks.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .await;
+        });
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0; 64];
+        let n = client.read(&mut head).await.unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200 OK"));
+        tasks.spawn(async move {
+            // Keeps the pipe open, never reading.
+            std::future::pending::<()>().await;
+            drop(client);
+        });
+    }
     // Wait until the stream stops making events: the pipe and the server's
     // buffers are full.
     let mut last = usize::MAX;
@@ -470,18 +545,32 @@ async fn bytes_made_for_a_stalled_client(max_unwritten: Option<usize>) -> usize 
         }
         last = now;
     }
-    connection.abort();
+    tasks.abort_all();
     last * 100
 }
 
 #[tokio::test]
-async fn a_client_that_stops_reading_holds_at_most_the_bound() {
+async fn a_client_that_stops_reading_holds_at_most_the_bound_over_http1() {
     // Without a bound, hyper queues 16 frames of 16 KiB for the stalled
     // client (minus what the pipe took).
-    let unbounded = bytes_made_for_a_stalled_client(None).await;
+    let unbounded = bytes_made_for_a_stalled_client(false, None).await;
     assert!(unbounded > 200_000, "{unbounded} bytes made");
     // With one, what the pipe holds (4 KiB) plus the bound plus one frame.
-    let bounded = bytes_made_for_a_stalled_client(Some(32 * 1024)).await;
+    let bounded = bytes_made_for_a_stalled_client(false, Some(32 * 1024)).await;
+    assert!(
+        bounded <= 4096 + 32 * 1024 + 16 * 1024 + 100,
+        "{bounded} bytes made"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_holds_at_most_the_bound_over_http2() {
+    // Without a bound, hyper's send buffer for the stream takes about
+    // 400 KiB.
+    let unbounded = bytes_made_for_a_stalled_client(true, None).await;
+    assert!(unbounded > 400_000, "{unbounded} bytes made");
+    // With one, what the pipe holds (4 KiB) plus the bound plus one frame.
+    let bounded = bytes_made_for_a_stalled_client(true, Some(32 * 1024)).await;
     assert!(
         bounded <= 4096 + 32 * 1024 + 16 * 1024 + 100,
         "{bounded} bytes made"
