@@ -182,12 +182,7 @@ impl Event {
         let id = id.as_ref().as_bytes();
         // One scan for all three; a line break wins over a NUL.
         if has_forbidden_id_byte(id) {
-            let reason = if find_line_break(id).is_some() {
-                Reason::LineBreak
-            } else {
-                Reason::Nul
-            };
-            return Err(EventError::new(Field::Id, reason, self));
+            return Err(refused_id(id, self));
         }
         let encoding = self.encoding();
         write_field(&mut encoding.buf, b"id: ", id);
@@ -330,6 +325,19 @@ impl fmt::Debug for EncodedEvent {
             .field(&String::from_utf8_lossy(&self.0))
             .finish()
     }
+}
+
+/// The error for an id holding CR, LF or NUL (out of the hot path); a line
+/// break wins over a NUL.
+#[cold]
+#[inline(never)]
+fn refused_id(id: &[u8], event: Event) -> EventError {
+    let reason = if find_line_break(id).is_some() {
+        Reason::LineBreak
+    } else {
+        Reason::Nul
+    };
+    EventError::new(Field::Id, reason, event)
 }
 
 /// An event field value that cannot be written safely.
@@ -496,14 +504,27 @@ fn spare_encoding() -> Box<Encoding> {
         .try_with(Cell::take)
         .ok()
         .flatten()
-        .unwrap_or_else(|| {
-            Box::new(Encoding {
-                buf: Vec::with_capacity(FIRST_CAPACITY),
-                has_data: false,
-                has_type: false,
-                has_id: false,
-            })
-        })
+        .unwrap_or_else(new_encoding)
+}
+
+/// A buffer too large to keep, swapped for a small one (out of the hot
+/// path).
+#[cold]
+#[inline(never)]
+fn shrink(buf: &mut Vec<u8>) {
+    *buf = Vec::with_capacity(FIRST_CAPACITY);
+}
+
+/// A new encoding, when the thread has no spare (out of the hot path).
+#[cold]
+#[inline(never)]
+fn new_encoding() -> Box<Encoding> {
+    Box::new(Encoding {
+        buf: Vec::with_capacity(FIRST_CAPACITY),
+        has_data: false,
+        has_type: false,
+        has_id: false,
+    })
 }
 
 /// Hands a finished event's encoding back for the next event on this
@@ -511,7 +532,7 @@ fn spare_encoding() -> Box<Encoding> {
 #[inline]
 pub(crate) fn recycle(mut encoding: Box<Encoding>) {
     if encoding.buf.capacity() > SPARE_MAX {
-        encoding.buf = Vec::with_capacity(FIRST_CAPACITY);
+        shrink(&mut encoding.buf);
     }
     encoding.buf.clear();
     encoding.has_data = false;
