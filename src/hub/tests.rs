@@ -313,6 +313,47 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
 use crate::body::LagFlag;
 
 #[tokio::test]
+async fn a_bounded_subscription_takes_no_events_while_its_frames_are_held_then_lags() {
+    let hub = Hub::builder().history(100).build().unwrap();
+    let response = live(&hub, "t")
+        .response()
+        .map(|body| body.max_unwritten(4096));
+    let lag = response.extensions().get::<LagFlag>().cloned().unwrap();
+    let mut body = response.into_body();
+    let text = "x".repeat(1000);
+    for _ in 0..50 {
+        hub.publish("t", Event::new().data(&text)).now().unwrap();
+    }
+    // The server holds every frame, as for a client that stopped reading.
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut held = Vec::new();
+    loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => held.push(frame.into_data().unwrap()),
+            Poll::Pending => break,
+            other => panic!("expected a frame or a wait, got {other:?}"),
+        }
+    }
+    let bytes: usize = held.iter().map(bytes::Bytes::len).sum();
+    assert!(
+        (4096..4096 + 16 * 1024 + 1100).contains(&bytes),
+        "{bytes} bytes held"
+    );
+    // The history moves on past it; then the client reads again.
+    for _ in 0..200 {
+        hub.publish("t", Event::new().data(&text)).now().unwrap();
+    }
+    held.clear();
+    let mut last = None;
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        last = Some(frame.unwrap().into_data().unwrap());
+    }
+    assert!(last.unwrap().starts_with(b"retry: "));
+    assert!(lag.is_set());
+}
+
+#[tokio::test]
 async fn a_waiting_subscriber_is_woken_by_a_publish() {
     let hub = Hub::new();
     let mut live = live(&hub, "t");
