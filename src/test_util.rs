@@ -40,3 +40,26 @@ where
         "the inner service was called once"
     );
 }
+
+/// Polls `body` until it waits, keeping every data frame, as a server does
+/// for a client that stopped reading; panics on anything else.
+pub(crate) fn frames_until_pending<B>(
+    body: &mut B,
+    cx: &mut std::task::Context<'_>,
+) -> Vec<bytes::Bytes>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    let mut held = Vec::new();
+    loop {
+        match std::pin::Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                held.push(frame.into_data().expect("a data frame"));
+            }
+            Poll::Pending => return held,
+            other => panic!("expected a frame or a wait, got {other:?}"),
+        }
+        assert!(held.len() < 10_000, "the body never waited");
+    }
+}

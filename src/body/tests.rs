@@ -379,15 +379,7 @@ fn with_max_unwritten_the_stream_waits_until_the_server_drops_frames() {
         .max_unwritten(8192);
     let (waker, wakes) = counting_waker();
     let mut cx = Context::from_waker(&waker);
-    let mut held = Vec::new();
-    loop {
-        match Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => held.push(frame.into_data().unwrap()),
-            Poll::Pending => break,
-            other => panic!("expected a frame or a wait, got {other:?}"),
-        }
-        assert!(held.len() < 100, "the stream never waited");
-    }
+    let mut held = crate::test_util::frames_until_pending(&mut body, &mut cx);
     let bytes: usize = held.iter().map(Bytes::len).sum();
     assert!(
         (8192..8192 + 4096 + 100).contains(&bytes),
@@ -549,30 +541,29 @@ async fn bytes_made_for_a_stalled_client(http2: bool, max_unwritten: Option<usiz
     last * 100
 }
 
+/// Without a bound the stream makes more than `unbounded` bytes for a
+/// stalled client; with 32 KiB, no more than what the pipe holds (4 KiB)
+/// plus the bound plus one frame.
+async fn assert_the_bound_holds(http2: bool, unbounded: usize) {
+    let made = bytes_made_for_a_stalled_client(http2, None).await;
+    assert!(made > unbounded, "{made} bytes made without a bound");
+    let made = bytes_made_for_a_stalled_client(http2, Some(32 * 1024)).await;
+    assert!(
+        made <= 4096 + 32 * 1024 + 16 * 1024 + 100,
+        "{made} bytes made with the bound"
+    );
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_holds_at_most_the_bound_over_http1() {
     // Without a bound, hyper queues 16 frames of 16 KiB for the stalled
     // client (minus what the pipe took).
-    let unbounded = bytes_made_for_a_stalled_client(false, None).await;
-    assert!(unbounded > 200_000, "{unbounded} bytes made");
-    // With one, what the pipe holds (4 KiB) plus the bound plus one frame.
-    let bounded = bytes_made_for_a_stalled_client(false, Some(32 * 1024)).await;
-    assert!(
-        bounded <= 4096 + 32 * 1024 + 16 * 1024 + 100,
-        "{bounded} bytes made"
-    );
+    assert_the_bound_holds(false, 200_000).await;
 }
 
 #[tokio::test]
 async fn a_client_that_stops_reading_holds_at_most_the_bound_over_http2() {
     // Without a bound, hyper's send buffer for the stream takes about
     // 400 KiB.
-    let unbounded = bytes_made_for_a_stalled_client(true, None).await;
-    assert!(unbounded > 400_000, "{unbounded} bytes made");
-    // With one, what the pipe holds (4 KiB) plus the bound plus one frame.
-    let bounded = bytes_made_for_a_stalled_client(true, Some(32 * 1024)).await;
-    assert!(
-        bounded <= 4096 + 32 * 1024 + 16 * 1024 + 100,
-        "{bounded} bytes made"
-    );
+    assert_the_bound_holds(true, 400_000).await;
 }

@@ -327,14 +327,7 @@ async fn a_bounded_subscription_takes_no_events_while_its_frames_are_held_then_l
     // The server holds every frame, as for a client that stopped reading.
     let waker = futures_util::task::noop_waker();
     let mut cx = std::task::Context::from_waker(&waker);
-    let mut held = Vec::new();
-    loop {
-        match Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => held.push(frame.into_data().unwrap()),
-            Poll::Pending => break,
-            other => panic!("expected a frame or a wait, got {other:?}"),
-        }
-    }
+    let mut held = crate::test_util::frames_until_pending(&mut body, &mut cx);
     let bytes: usize = held.iter().map(bytes::Bytes::len).sum();
     assert!(
         (4096..4096 + 16 * 1024 + 1100).contains(&bytes),

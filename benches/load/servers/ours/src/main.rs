@@ -129,12 +129,7 @@ fn max_buf_size() -> Option<usize> {
 /// harness sets it, else the library's default.
 fn frame_cap() -> usize {
     static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CAP.get_or_init(|| {
-        std::env::var("LOAD_FRAME_CAP")
-            .ok()
-            .and_then(|cap| cap.parse().ok())
-            .unwrap_or(tower_sse::DEFAULT_MAX_FRAME_SIZE)
-    })
+    *CAP.get_or_init(|| env_bytes("LOAD_FRAME_CAP", tower_sse::DEFAULT_MAX_FRAME_SIZE))
 }
 
 /// How many bytes of a burst stream's frames the server may hold unwritten
@@ -142,12 +137,15 @@ fn frame_cap() -> usize {
 /// else no bound, the library's default.
 fn max_unwritten() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| {
-        std::env::var("LOAD_MAX_UNWRITTEN")
-            .ok()
-            .and_then(|max| max.parse().ok())
-            .unwrap_or(usize::MAX)
-    })
+    *MAX.get_or_init(|| env_bytes("LOAD_MAX_UNWRITTEN", usize::MAX))
+}
+
+/// A byte count from the environment variable `name`, else `default`.
+fn env_bytes(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|bytes| bytes.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Every event published from now on; each is encoded once and shared.
