@@ -53,12 +53,6 @@ use crate::event::{EncodedEvent, Encoding, Event};
 /// (every frame passes through each layer and hyper's chunked encoding).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024;
 
-/// Frames this large or larger count towards `max_unwritten`. Smaller ones
-/// are not tracked (tracking costs an allocation per frame): hyper's
-/// HTTP/1 connection queues at most 16 frames, and HTTP/2 flow control
-/// bounds what it takes, so small frames cannot add up to much.
-const COUNTED_FRAME: usize = 1024;
-
 /// The most room reserved for a joined frame up front; a larger
 /// `max_frame_size` grows the buffer as events arrive.
 const MAX_RESERVE: usize = 256 * 1024;
@@ -129,7 +123,8 @@ where
 /// wakes the stream when that brings the count under the limit.
 struct Unwritten {
     bytes: AtomicUsize,
-    limit: usize,
+    /// The bound, at least 1 (a bound of 0 waits while any byte is held).
+    limit: AtomicUsize,
     waiter: Mutex<Option<Waker>>,
 }
 
@@ -137,21 +132,25 @@ impl Unwritten {
     fn new(limit: usize) -> Self {
         Self {
             bytes: AtomicUsize::new(0),
-            limit,
+            limit: AtomicUsize::new(limit),
             waiter: Mutex::new(None),
         }
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
     }
 
     /// Whether the stream must wait; if so, `cx` is woken once a frame is
     /// dropped and the count falls under the limit.
     fn must_wait(&self, cx: &Context<'_>) -> bool {
-        if self.bytes.load(Ordering::Acquire) < self.limit {
+        if self.bytes.load(Ordering::Acquire) < self.limit() {
             return false;
         }
         *lock(&self.waiter) = Some(cx.waker().clone());
         // A frame dropped between the load and the store found no waiter:
         // look again now that the waker is in place.
-        self.bytes.load(Ordering::Acquire) >= self.limit
+        self.bytes.load(Ordering::Acquire) >= self.limit()
     }
 
     fn is_empty(&self) -> bool {
@@ -191,8 +190,11 @@ impl Drop for CountedFrame {
     fn drop(&mut self) {
         let unwritten = &self.unwritten;
         let before = unwritten.bytes.fetch_sub(self.data.len(), Ordering::AcqRel);
-        if before >= unwritten.limit && before - self.data.len() < unwritten.limit {
-            if let Some(waker) = lock(&unwritten.waiter).take() {
+        let limit = unwritten.limit();
+        if before >= limit && before - self.data.len() < limit {
+            // Woken with the lock released: a waker may poll at once.
+            let waiter = lock(&unwritten.waiter).take();
+            if let Some(waker) = waiter {
                 waker.wake();
             }
         }
@@ -246,14 +248,12 @@ where
     /// hub subscription falls behind its history and lags). `0` lets one
     /// frame be held at a time.
     ///
-    /// A frame counts until the server drops it. hyper's HTTP/1 connection
-    /// over a TCP stream and its HTTP/2 connections keep a frame until it is
-    /// written; over an I/O type without vectored writes (many TLS
-    /// streams), hyper's HTTP/1 connection copies frames into its own
-    /// buffer at once, which its `max_buf_size` bounds instead. Frames
-    /// under 1 KiB (a live stream's single events) are not counted:
-    /// hyper's HTTP/1 connection queues at most 16 frames, and HTTP/2 flow
-    /// control bounds what it takes.
+    /// Every frame counts until the server drops it (which costs a small
+    /// allocation per frame, with the bound set). hyper's HTTP/1
+    /// connection over a TCP stream and its HTTP/2 connections keep a
+    /// frame until it is written; over an I/O type without vectored writes
+    /// (many TLS streams), hyper's HTTP/1 connection copies frames into its
+    /// own buffer at once, which its `max_buf_size` bounds instead.
     ///
     /// Set it only on a response a server writes: a consumer that keeps
     /// the frames it has read (`BodyExt::collect`, `axum::body::to_bytes`)
@@ -265,7 +265,11 @@ where
     /// Default: no bound (what hyper holds for a stalled client: about
     /// 117 KB with 16 KiB frames, measured in `BENCHMARKS.md`).
     pub fn max_unwritten(mut self, max: usize) -> Self {
+        let max = max.max(1);
         self.max_unwritten = max;
+        if let Some(unwritten) = &self.unwritten {
+            unwritten.limit.store(max, Ordering::Relaxed);
+        }
         self
     }
 
@@ -447,7 +451,7 @@ where
                 Repr::Shared(bytes) => bytes,
             },
         };
-        let data = if data.len() >= COUNTED_FRAME && *this.max_unwritten != usize::MAX {
+        let data = if *this.max_unwritten != usize::MAX {
             let limit = *this.max_unwritten;
             let unwritten = this
                 .unwritten

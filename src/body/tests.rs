@@ -8,7 +8,7 @@ use std::{
     },
 };
 
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
@@ -412,14 +412,28 @@ fn without_max_unwritten_nothing_is_held_back() {
 }
 
 #[test]
-fn frames_under_one_kib_are_not_counted() {
+fn a_bound_of_zero_holds_one_frame_at_a_time_however_small() {
+    // One 100-byte event per frame: small frames count too (a live stream
+    // of small events to a stalled HTTP/2 client was not bounded when they
+    // did not), and a bound of 0 goes on once the frame is dropped (it
+    // waited for good).
     let made = Arc::new(AtomicUsize::new(0));
     let mut body = EventStream::new(endless(made.clone()))
         .max_frame_size(0)
         .max_unwritten(0);
-    let held: Vec<Bytes> = (0..1000).map(|_| next_data(&mut body)).collect();
-    assert_eq!(held.len(), 1000);
-    assert_eq!(made.load(Ordering::Relaxed), 1000);
+    let (waker, wakes) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    for round in 1..=100 {
+        let frame = match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap(),
+            other => panic!("round {round}: expected a frame, got {other:?}"),
+        };
+        assert_eq!(frame.len(), 100);
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert_eq!(made.load(Ordering::Relaxed), round);
+        drop(frame);
+        assert_eq!(wakes.load(Ordering::SeqCst), round);
+    }
 }
 
 /// An I/O stream that reads nothing more once `stop` is set.
@@ -463,13 +477,29 @@ impl tokio::io::AsyncWrite for Stalling {
 /// server over an in-memory pipe of 4 KiB) to a client that reads the
 /// response head, then stops reading; returns how many bytes of events the
 /// stream had made once it stopped making more.
-async fn bytes_made_for_a_stalled_client(http2: bool, max_unwritten: Option<usize>) -> usize {
+async fn bytes_made_for_a_stalled_client(
+    http2: bool,
+    max_unwritten: Option<usize>,
+    live: bool,
+) -> usize {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let made = Arc::new(AtomicUsize::new(0));
     let (mut client, server) = tokio::io::duplex(4096);
-    let events = std::sync::Mutex::new(Some(endless(made.clone())));
+    let events = if live {
+        // One event at a time, each after a turn with nothing ready (as
+        // events published one by one): every frame holds one event.
+        endless(made.clone())
+            .then(|event| async {
+                tokio::task::yield_now().await;
+                event
+            })
+            .boxed()
+    } else {
+        endless(made.clone()).boxed()
+    };
+    let events = std::sync::Mutex::new(Some(events));
     // Set when the request arrives: an HTTP/2 client then reads nothing more.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_reading = stop.clone();
@@ -544,10 +574,10 @@ async fn bytes_made_for_a_stalled_client(http2: bool, max_unwritten: Option<usiz
 /// Without a bound the stream makes more than `unbounded` bytes for a
 /// stalled client; with 32 KiB, no more than what the pipe holds (4 KiB)
 /// plus the bound plus one frame.
-async fn assert_the_bound_holds(http2: bool, unbounded: usize) {
-    let made = bytes_made_for_a_stalled_client(http2, None).await;
+async fn assert_the_bound_holds(http2: bool, unbounded: usize, live: bool) {
+    let made = bytes_made_for_a_stalled_client(http2, None, live).await;
     assert!(made > unbounded, "{made} bytes made without a bound");
-    let made = bytes_made_for_a_stalled_client(http2, Some(32 * 1024)).await;
+    let made = bytes_made_for_a_stalled_client(http2, Some(32 * 1024), live).await;
     assert!(
         made <= 4096 + 32 * 1024 + 16 * 1024 + 100,
         "{made} bytes made with the bound"
@@ -558,12 +588,20 @@ async fn assert_the_bound_holds(http2: bool, unbounded: usize) {
 async fn a_client_that_stops_reading_holds_at_most_the_bound_over_http1() {
     // Without a bound, hyper queues 16 frames of 16 KiB for the stalled
     // client (minus what the pipe took).
-    assert_the_bound_holds(false, 200_000).await;
+    assert_the_bound_holds(false, 200_000, false).await;
 }
 
 #[tokio::test]
 async fn a_client_that_stops_reading_holds_at_most_the_bound_over_http2() {
     // Without a bound, hyper's send buffer for the stream takes about
     // 400 KiB.
-    assert_the_bound_holds(true, 400_000).await;
+    assert_the_bound_holds(true, 400_000, false).await;
+}
+
+#[tokio::test]
+async fn a_live_stream_of_small_events_to_a_stalled_http2_client_is_bounded_too() {
+    // One 100-byte event per frame: hyper's send buffer takes hundreds of
+    // KB of them without a bound. With it, small frames count too (they
+    // did not, and as much was made with the bound as without).
+    assert_the_bound_holds(true, 200_000, true).await;
 }
