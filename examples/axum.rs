@@ -141,7 +141,12 @@ async fn events(State(state): State<AppState>, handle: CloseHandle) -> impl Into
             tokio::time::sleep(state.period).await;
         }
     });
-    EventStream::new(Receiver(rx)).into_response()
+    // axum's `serve` keeps hyper's default buffers (a client that stops
+    // reading could hold about 117 KB); the bound keeps it to about 45 KB,
+    // and the producer's `send` waits while the client does not read.
+    EventStream::new(Receiver(rx))
+        .max_unwritten(16 * 1024)
+        .into_response()
 }
 
 /// axum's own `Sse` (without axum's keep-alive: the layer adds it).
