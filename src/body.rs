@@ -206,8 +206,9 @@ enum State<E> {
     /// The stream returned this error behind events that were written first.
     Failed(E),
     /// The stream panicked behind events that were written first (in a
-    /// `Mutex` only so that the body stays `Sync`).
-    Panicked(std::sync::Mutex<Payload>),
+    /// `Mutex` only so that the body stays `Sync`; boxed, as it is rare,
+    /// so that every body is 16 bytes smaller).
+    Panicked(Box<std::sync::Mutex<Payload>>),
     Done,
 }
 
@@ -325,7 +326,7 @@ where
             }
             State::Panicked(payload) => {
                 *this.state = State::Done;
-                resume_unwind(payload);
+                resume_unwind(*payload);
             }
             State::Done => {
                 *this.state = State::Done;
@@ -368,7 +369,7 @@ where
                 }
             },
             Err(payload) => {
-                *this.state = State::Panicked(payload.into());
+                *this.state = State::Panicked(Box::new(payload.into()));
                 return fail_after_flush(this.state, this.unflushed, cx);
             }
         };
@@ -411,7 +412,7 @@ where
                     }
                 },
                 Err(payload) => {
-                    *this.state = State::Panicked(payload.into());
+                    *this.state = State::Panicked(Box::new(payload.into()));
                     break;
                 }
             };
@@ -536,7 +537,7 @@ fn fail_after_flush<E, T>(
     }
     match std::mem::replace(state, State::Done) {
         State::Failed(error) => Poll::Ready(Some(Err(error))),
-        State::Panicked(payload) => resume_unwind(payload),
+        State::Panicked(payload) => resume_unwind(*payload),
         State::Streaming | State::Done => Poll::Ready(None),
     }
 }

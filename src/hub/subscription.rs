@@ -110,8 +110,10 @@ pub struct Subscription {
     /// The sequence number of the next event to write.
     next: u64,
     resume: Resume,
-    /// The gap event or the position event, written first.
-    first: Option<EncodedEvent>,
+    /// The gap event or the position event, written first (boxed: the
+    /// field stays for the subscription's life, the event only until it
+    /// is written).
+    first: Option<Box<EncodedEvent>>,
     /// Its waiter slot in the topic.
     slot: usize,
     /// Set once the stream wrote its final `retry:`.
@@ -133,7 +135,7 @@ impl Subscription {
             topic,
             next,
             resume,
-            first,
+            first: first.map(Box::new),
             slot,
             ended: None,
             lag: None,
@@ -209,7 +211,7 @@ impl Stream for Subscription {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EncodedEvent>> {
         let this = self.get_mut();
         if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(first));
+            return Poll::Ready(Some(*first));
         }
         if this.ended.is_some() {
             return Poll::Ready(None);
