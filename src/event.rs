@@ -158,7 +158,7 @@ impl Event {
     #[inline]
     pub fn event(mut self, event: impl AsRef<str>) -> Result<Self, EventError> {
         let event = event.as_ref().as_bytes();
-        if (event.len() > SHORT || may_hold_line_break(event)) && find_line_break(event).is_some() {
+        if has_line_break(event) {
             return Err(EventError::new(Field::Event, Reason::LineBreak, self));
         }
         let encoding = self.encoding();
@@ -595,13 +595,18 @@ fn may_hold_line_break(bytes: &[u8]) -> bool {
     bytes.iter().fold(u8::MAX, |min, &b| min.min(b)) <= b'\r'
 }
 
-/// Whether `id` contains CR, LF or NUL.
+/// Whether `bytes` contains CR or LF; short values are checked without
+/// setting up a search.
+#[inline]
+fn has_line_break(bytes: &[u8]) -> bool {
+    (bytes.len() > SHORT || may_hold_line_break(bytes)) && find_line_break(bytes).is_some()
+}
+
+/// Whether `id` contains CR, LF or NUL; short ids are checked without
+/// setting up a search.
 #[inline]
 fn has_forbidden_id_byte(id: &[u8]) -> bool {
-    if id.len() <= SHORT && !may_hold_line_break(id) {
-        return false;
-    }
-    memchr::memchr3(b'\n', b'\r', 0, id).is_some()
+    (id.len() > SHORT || may_hold_line_break(id)) && memchr::memchr3(b'\n', b'\r', 0, id).is_some()
 }
 
 /// The index of the first CR or LF in `bytes`.
