@@ -497,21 +497,9 @@ impl Backend {
             topic
                 .primed
                 .get_or_try_init(|| async {
-                    let count = self.history.to_string();
-                    let ttl = self.start_ttl.to_string();
-                    let value = self
-                        .script(
-                            (&self.prime_sha, PRIME),
-                            &[&key],
-                            &[count.as_bytes(), ttl.as_bytes()],
-                            deadline,
-                            Retry::Safe,
-                        )
+                    self.load_latest(&key, topic, true, deadline)
                         .await
                         .map_err(HubError::unavailable)?;
-                    let mut entries = parse_entries(&value);
-                    entries.reverse();
-                    topic.append(&entries, true, self.retention, Instant::now());
                     // Loaded now: nothing to catch up.
                     topic.stale.store(false, Ordering::Release);
                     Ok::<(), HubError>(())
@@ -578,26 +566,32 @@ impl Backend {
         Ok(())
     }
 
-    /// Starts the next life of a topic's stream that Redis lost, and reads
-    /// its start entry.
-    async fn reprime(&self, name: &str, topic: &Topic) {
+    /// Runs the priming script on the stream `key` (which starts a new
+    /// life of it if Redis has none) and appends its latest entries to the
+    /// topic: with `first`, as the topic's first entries (priming), else as
+    /// what follows (the next life of a stream Redis lost).
+    async fn load_latest(
+        &self,
+        key: &str,
+        topic: &Topic,
+        first: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), redis::RedisError> {
         let count = self.history.to_string();
         let ttl = self.start_ttl.to_string();
-        let key = self.key(name);
-        let reply = self
+        let value = self
             .script(
                 (&self.prime_sha, PRIME),
-                &[&key],
+                &[key],
                 &[count.as_bytes(), ttl.as_bytes()],
-                self.deadline(),
+                deadline,
                 Retry::Safe,
             )
-            .await;
-        if let Ok(value) = reply {
-            let mut entries = parse_entries(&value);
-            entries.reverse();
-            topic.append(&entries, false, self.retention, Instant::now());
-        }
+            .await?;
+        let mut entries = parse_entries(&value);
+        entries.reverse();
+        topic.append(&entries, first, self.retention, Instant::now());
+        Ok(())
     }
 
     /// Makes the reader look again at the topics it reads: an entry in
@@ -926,7 +920,9 @@ impl Reader {
                     // The stream is gone: start its next life now, so that
                     // subscribers get ids of it (a failure here only means
                     // the next publish starts it).
-                    self.backend.reprime(name, topic).await;
+                    let key = self.backend.key(name);
+                    let deadline = self.backend.deadline();
+                    let _ = self.backend.load_latest(&key, topic, false, deadline).await;
                 }
             }
         }
