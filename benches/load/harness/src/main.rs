@@ -279,6 +279,16 @@ fn run() -> Result<bool, Error> {
     Ok(report.failures.is_empty())
 }
 
+/// The positive count that follows the option `name`.
+fn count(args: &mut impl Iterator<Item = String>, name: &str) -> Result<usize, Error> {
+    let value = args.next().ok_or(format!("{name} needs a count"))?;
+    value
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{name}: a count").into())
+}
+
 /// `load redis [--smoke] [--reps N] [--each SUBSCRIBERS]`: the hub on Redis Streams beside the
 /// memory hub (see `scale.rs`).
 fn run_redis() -> Result<bool, Error> {
@@ -287,30 +297,11 @@ fn run_redis() -> Result<bool, Error> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--smoke" => plan = scale::Plan::smoke(),
-            "--reps" => {
-                let value = args.next().ok_or("--reps needs a count")?;
-                plan.reps = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or("--reps: a count")?;
-            }
+            "--reps" => plan.reps = count(&mut args, "--reps")?,
             "--instance-workers" => {
-                let value = args.next().ok_or("--instance-workers needs a count")?;
-                plan.instance_workers = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or("--instance-workers: a count")?;
+                plan.instance_workers = count(&mut args, "--instance-workers")?;
             }
-            "--each" => {
-                let value = args.next().ok_or("--each needs a count")?;
-                plan.each = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or("--each: a count")?;
-            }
+            "--each" => plan.each = count(&mut args, "--each")?,
             _ => return Err("usage: load redis [--smoke] [--reps N] [--each SUBSCRIBERS] [--instance-workers N]".into()),
         }
     }
