@@ -283,34 +283,25 @@ fn frames_dropped_on_other_threads_never_lose_the_wakeup() {
 // ---------------------------------------------------------------------
 
 fn reference_lines(prefix: &str, text: &str) -> String {
+    // One field line: `name:` alone for an empty line.
+    let field = |out: &mut String, line: &str| {
+        if line.is_empty() {
+            out.push_str(prefix.trim_end());
+        } else {
+            out.push_str(prefix);
+            out.push_str(line);
+        }
+        out.push('\n');
+    };
     let mut out = String::new();
     let mut rest = text;
-    loop {
-        match rest.find(['\r', '\n']) {
-            Some(i) => {
-                let line = &rest[..i];
-                if line.is_empty() {
-                    out.push_str(prefix.trim_end());
-                } else {
-                    out.push_str(prefix);
-                    out.push_str(line);
-                }
-                out.push('\n');
-                let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
-                rest = &rest[i + skip..];
-            }
-            None => {
-                if rest.is_empty() {
-                    out.push_str(prefix.trim_end());
-                } else {
-                    out.push_str(prefix);
-                    out.push_str(rest);
-                }
-                out.push('\n');
-                return out;
-            }
-        }
+    while let Some(i) = rest.find(['\r', '\n']) {
+        field(&mut out, &rest[..i]);
+        let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[i + skip..];
     }
+    field(&mut out, rest);
+    out
 }
 
 #[test]
