@@ -116,23 +116,43 @@ where
     /// The bytes of this stream's counted frames that the server still
     /// holds; made with the first counted frame, let go when none is held.
     unwritten: Option<Arc<Unwritten>>,
+    /// The consumer has dropped a bound's worth of frames (kept here when
+    /// `unwritten` is let go).
+    writing: bool,
+    /// The last poll, at the bound before the consumer was seen writing,
+    /// waited one turn.
+    yielded: bool,
 }
 
 /// What the server holds of a stream's frames: each counted frame adds its
 /// length when it is made and takes it off when the server drops it, and
 /// wakes the stream when that brings the count under the limit.
+///
+/// The bound holds only once the consumer has dropped a bound's worth of
+/// frames (`released`): a server writing to a client does so within its
+/// first frames (the operating system takes them), while a consumer that
+/// keeps what it reads (`collect()`) never drops any, and waiting for it
+/// would wait for good. Before that, the stream at the bound waits one
+/// turn (woken at once) before each frame, so that a server writes what it
+/// holds (hyper's HTTP/1 connection takes up to 16 frames before it writes
+/// any) and is seen writing.
 struct Unwritten {
     bytes: AtomicUsize,
     /// The bound, at least 1 (a bound of 0 waits while any byte is held).
     limit: AtomicUsize,
+    /// Bytes of frames dropped so far, counted until they reach the limit.
+    released: AtomicUsize,
     waiter: Mutex<Option<Waker>>,
 }
 
 impl Unwritten {
-    fn new(limit: usize) -> Self {
+    /// `writing`: the consumer was already seen writing (a count let go
+    /// while the stream was idle).
+    fn new(limit: usize, writing: bool) -> Self {
         Self {
             bytes: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
+            released: AtomicUsize::new(if writing { usize::MAX } else { 0 }),
             waiter: Mutex::new(None),
         }
     }
@@ -141,11 +161,25 @@ impl Unwritten {
         self.limit.load(Ordering::Relaxed)
     }
 
+    /// Whether the consumer has dropped a bound's worth of frames.
+    fn writing(&self) -> bool {
+        self.released.load(Ordering::Relaxed) >= self.limit()
+    }
+
     /// Whether the stream must wait; if so, `cx` is woken once a frame is
-    /// dropped and the count falls under the limit.
-    fn must_wait(&self, cx: &Context<'_>) -> bool {
+    /// dropped and the count falls under the limit, or at once for one
+    /// turn while the consumer was not seen writing (`yielded` tells
+    /// whether the last call did that).
+    fn must_wait(&self, cx: &Context<'_>, yielded: &mut bool) -> bool {
         if self.bytes.load(Ordering::Acquire) < self.limit() {
             return false;
+        }
+        if !self.writing() {
+            *yielded = !*yielded;
+            if *yielded {
+                cx.waker().wake_by_ref();
+            }
+            return *yielded;
         }
         *lock(&self.waiter) = Some(cx.waker().clone());
         // A frame dropped between the load and the store found no waiter:
@@ -189,8 +223,15 @@ impl AsRef<[u8]> for CountedFrame {
 impl Drop for CountedFrame {
     fn drop(&mut self) {
         let unwritten = &self.unwritten;
-        let before = unwritten.bytes.fetch_sub(self.data.len(), Ordering::AcqRel);
         let limit = unwritten.limit();
+        if unwritten.released.load(Ordering::Relaxed) < limit {
+            // Counted with the frames' lengths only up to the limit, so the
+            // sum cannot overflow (and `usize::MAX` stays "writing").
+            unwritten
+                .released
+                .fetch_add(self.data.len().min(limit), Ordering::Relaxed);
+        }
+        let before = unwritten.bytes.fetch_sub(self.data.len(), Ordering::AcqRel);
         if before >= limit && before - self.data.len() < limit {
             // Woken with the lock released: a waker may poll at once.
             let waiter = lock(&unwritten.waiter).take();
@@ -228,6 +269,8 @@ where
             unflushed: false,
             max_unwritten: usize::MAX,
             unwritten: None,
+            writing: false,
+            yielded: false,
         }
     }
 
@@ -256,12 +299,20 @@ where
     /// (many TLS streams), hyper's HTTP/1 connection copies frames into its
     /// own buffer at once, which its `max_buf_size` bounds instead.
     ///
-    /// Set it only on a response a server writes: a consumer that keeps
-    /// the frames it has read (`BodyExt::collect`, `axum::body::to_bytes`)
-    /// never drops them, and the stream then stops at the bound for good.
+    /// The bound holds once the consumer has dropped `max` bytes of frames,
+    /// which a server writing to a client does with its first write (the
+    /// operating system takes them). Until then the stream, at the bound,
+    /// waits one turn before each frame (it wakes itself at once), so a
+    /// consumer that keeps the frames it reads (`BodyExt::collect`,
+    /// `axum::body::to_bytes` in a test) reads the whole body. A consumer
+    /// that drops `max` bytes of frames and then keeps the rest is taken for
+    /// a client that stopped reading. A client that reads nothing from its
+    /// very first byte, on a connection that takes less than `max` before
+    /// that, is held only by the server's own buffers.
     ///
     /// Cost: a fast reader's burst is written in writes of about `max`
-    /// bytes instead of hyper's batches of 16 frames (see `BENCHMARKS.md`).
+    /// bytes instead of hyper's batches of 16 frames, which costs CPU per
+    /// event (see `BENCHMARKS.md`).
     ///
     /// Default: no bound (what hyper holds for a stalled client: about
     /// 117 KB with 16 KiB frames, measured in `BENCHMARKS.md`).
@@ -335,7 +386,7 @@ where
         }
 
         if let Some(unwritten) = this.unwritten.as_ref() {
-            if unwritten.must_wait(cx) {
+            if unwritten.must_wait(cx, this.yielded) {
                 // Not a wait for events: the next event is joined as usual.
                 *this.unflushed = false;
                 return Poll::Pending;
@@ -348,7 +399,8 @@ where
                 *this.unflushed = false;
                 // Nothing of this stream is held: let the count go, so an
                 // idle stream holds no more than it did before its burst.
-                if this.unwritten.as_ref().is_some_and(|u| u.is_empty()) {
+                if let Some(unwritten) = this.unwritten.as_ref().filter(|u| u.is_empty()) {
+                    *this.writing |= unwritten.writing();
                     *this.unwritten = None;
                 }
                 // The burst is over: an idle stream holds no buffer.
@@ -453,10 +505,10 @@ where
             },
         };
         let data = if *this.max_unwritten != usize::MAX {
-            let limit = *this.max_unwritten;
+            let (limit, writing) = (*this.max_unwritten, *this.writing);
             let unwritten = this
                 .unwritten
-                .get_or_insert_with(|| Arc::new(Unwritten::new(limit)));
+                .get_or_insert_with(|| Arc::new(Unwritten::new(limit, writing)));
             CountedFrame::frame(data, unwritten)
         } else {
             data

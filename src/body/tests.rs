@@ -371,12 +371,28 @@ fn endless(made: Arc<AtomicUsize>) -> impl Stream<Item = Event> + Send + Unpin +
     })
 }
 
+/// Takes frames from `body` and drops them (as a server that writes them
+/// does) until `bytes` were dropped; returns how many.
+fn write_frames<B>(body: &mut B, bytes: usize) -> usize
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: fmt::Debug,
+{
+    let mut written = 0;
+    while written < bytes {
+        written += next_data(body).len();
+    }
+    written
+}
+
 #[test]
 fn with_max_unwritten_the_stream_waits_until_the_server_drops_frames() {
     let made = Arc::new(AtomicUsize::new(0));
     let mut body = EventStream::new(endless(made.clone()))
         .max_frame_size(4096)
         .max_unwritten(8192);
+    // The server writes a bound's worth, then its client stops reading.
+    let written = write_frames(&mut body, 8192);
     let (waker, wakes) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     let mut held = crate::test_util::frames_until_pending(&mut body, &mut cx);
@@ -385,10 +401,10 @@ fn with_max_unwritten_the_stream_waits_until_the_server_drops_frames() {
         (8192..8192 + 4096 + 100).contains(&bytes),
         "{bytes} bytes held"
     );
-    assert_eq!(made.load(Ordering::Relaxed) * 100, bytes);
+    assert_eq!(made.load(Ordering::Relaxed) * 100, written + bytes);
     // Asked again while nothing was written: still waiting, nothing made.
     assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
-    assert_eq!(made.load(Ordering::Relaxed) * 100, bytes);
+    assert_eq!(made.load(Ordering::Relaxed) * 100, written + bytes);
     assert_eq!(wakes.load(Ordering::SeqCst), 0);
 
     // The server writes the first frame: under the bound, the stream is
@@ -402,6 +418,104 @@ fn with_max_unwritten_the_stream_waits_until_the_server_drops_frames() {
     // Dropping frames while nobody waits wakes nobody.
     held.clear();
     assert_eq!(wakes.load(Ordering::SeqCst), 1);
+}
+
+/// The next data frame, polled through the turns a bounded stream waits
+/// before it has seen its consumer write: each such wait must wake the
+/// task at once, and come at most once per frame.
+fn next_data_through_turns<B>(body: &mut B) -> Bytes
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: fmt::Debug,
+{
+    let (waker, wakes) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    for turn in 0..2 {
+        match Pin::new(&mut *body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => return frame.into_data().unwrap(),
+            Poll::Pending => assert_eq!(
+                wakes.load(Ordering::SeqCst),
+                turn + 1,
+                "a wait without a wake"
+            ),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+    panic!("waited twice in a row for a frame")
+}
+
+#[test]
+fn a_consumer_that_keeps_every_frame_is_never_held_back() {
+    // `collect()`, `axum::body::to_bytes`: nothing is ever dropped, so the
+    // bound does not apply (the stream stopped at it for good, and the
+    // collecting future never finished).
+    let events = stream::iter(0..1_000).map(|_| Event::new().data("x".repeat(92)));
+    let mut body = EventStream::new(events)
+        .max_frame_size(4096)
+        .max_unwritten(8192);
+    let mut kept = Vec::new();
+    while kept.iter().map(Bytes::len).sum::<usize>() < 100_000 {
+        kept.push(next_data_through_turns(&mut body));
+    }
+    assert_eq!(kept.iter().map(Bytes::len).sum::<usize>(), 100_000);
+    assert!(poll_once(&mut body).is_ready());
+}
+
+#[tokio::test]
+async fn a_bounded_body_can_be_collected_whole() {
+    let events = stream::iter(0..1_000).map(|_| Event::new().data("x".repeat(92)));
+    let body = EventStream::new(events).max_unwritten(16 * 1024);
+    let collected = tokio::time::timeout(std::time::Duration::from_secs(10), body.collect())
+        .await
+        .expect("collect() finished")
+        .unwrap();
+    assert_eq!(collected.to_bytes().len(), 100_000);
+}
+
+#[test]
+fn the_bound_applies_once_a_bounds_worth_was_dropped() {
+    let mut body = EventStream::new(endless(Arc::default()))
+        .max_frame_size(1000)
+        .max_unwritten(4000);
+    // 3,000 bytes dropped, then frames kept: not yet taken for a server.
+    write_frames(&mut body, 3000);
+    let held: Vec<Bytes> = (0..20)
+        .map(|_| next_data_through_turns(&mut body))
+        .collect();
+    // One more frame dropped makes a bound's worth: it waits to be woken.
+    drop(next_data_through_turns(&mut body));
+    let (waker, wakes) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+    assert_eq!(wakes.load(Ordering::SeqCst), 0);
+    drop(held);
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
+    // And it stays a server after an idle turn lets the count go.
+    let queue = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let push = |n: usize| {
+        let mut queue = queue.lock().unwrap();
+        queue.extend((0..n).map(|_| Event::new().data("x".repeat(92))));
+    };
+    let events = {
+        let queue = queue.clone();
+        stream::poll_fn(move |_| match queue.lock().unwrap().pop_front() {
+            Some(event) => Poll::Ready(Some(event)),
+            None => Poll::Pending,
+        })
+    };
+    let mut body = EventStream::new(events)
+        .max_frame_size(1000)
+        .max_unwritten(4000);
+    push(100);
+    write_frames(&mut body, 4000);
+    while let Poll::Ready(Some(Ok(_))) = poll_once(&mut body) {}
+    push(200);
+    let (waker, wakes) = counting_waker();
+    let held = crate::test_util::frames_until_pending(&mut body, &mut Context::from_waker(&waker));
+    let bytes: usize = held.iter().map(Bytes::len).sum();
+    assert!((4000..5000).contains(&bytes), "{bytes} bytes held");
+    // A wait for the server, not one turn taken to find out.
+    assert_eq!(wakes.load(Ordering::SeqCst), 0);
 }
 
 #[test]
@@ -421,6 +535,8 @@ fn a_bound_of_zero_holds_one_frame_at_a_time_however_small() {
     let mut body = EventStream::new(endless(made.clone()))
         .max_frame_size(0)
         .max_unwritten(0);
+    // The first frame written shows a server.
+    write_frames(&mut body, 1);
     let (waker, wakes) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     for round in 1..=100 {
@@ -430,7 +546,7 @@ fn a_bound_of_zero_holds_one_frame_at_a_time_however_small() {
         };
         assert_eq!(frame.len(), 100);
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
-        assert_eq!(made.load(Ordering::Relaxed), round);
+        assert_eq!(made.load(Ordering::Relaxed), round + 1);
         drop(frame);
         assert_eq!(wakes.load(Ordering::SeqCst), round);
     }
@@ -474,7 +590,8 @@ impl tokio::io::AsyncWrite for Stalling {
 }
 
 /// Serves an endless stream of events on one connection (a real hyper
-/// server over an in-memory pipe of 4 KiB) to a client that reads the
+/// server over an in-memory pipe of 64 KiB, about what a fresh TCP
+/// connection takes before its client reads) to a client that reads the
 /// response head, then stops reading; returns how many bytes of events the
 /// stream had made once it stopped making more.
 async fn bytes_made_for_a_stalled_client(
@@ -486,7 +603,7 @@ async fn bytes_made_for_a_stalled_client(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let made = Arc::new(AtomicUsize::new(0));
-    let (mut client, server) = tokio::io::duplex(4096);
+    let (mut client, server) = tokio::io::duplex(PIPE);
     let events = if live {
         // One event at a time, each after a turn with nothing ready (as
         // events published one by one): every frame holds one event.
@@ -571,15 +688,18 @@ async fn bytes_made_for_a_stalled_client(
     last * 100
 }
 
+/// The capacity of the pipe between client and server.
+const PIPE: usize = 64 * 1024;
+
 /// Without a bound the stream makes more than `unbounded` bytes for a
-/// stalled client; with 32 KiB, no more than what the pipe holds (4 KiB)
-/// plus the bound plus one frame.
+/// stalled client beyond what the pipe holds; with 32 KiB, no more than
+/// the pipe plus the bound plus one frame.
 async fn assert_the_bound_holds(http2: bool, unbounded: usize, live: bool) {
     let made = bytes_made_for_a_stalled_client(http2, None, live).await;
-    assert!(made > unbounded, "{made} bytes made without a bound");
+    assert!(made > PIPE + unbounded, "{made} bytes made without a bound");
     let made = bytes_made_for_a_stalled_client(http2, Some(32 * 1024), live).await;
     assert!(
-        made <= 4096 + 32 * 1024 + 16 * 1024 + 100,
+        made <= PIPE + 32 * 1024 + 16 * 1024 + 100,
         "{made} bytes made with the bound"
     );
 }
