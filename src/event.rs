@@ -464,7 +464,9 @@ pub enum Reason {
 #[inline]
 fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
     debug_assert!(prefix.ends_with(b": "));
-    reserve(buf, prefix.len() + value.len() + 1);
+    // No `reserve` first: each `extend_from_slice` checks for room anyway,
+    // and the extra check cost 7 instructions per burst event (callgrind),
+    // while an encoding taken from the thread's spare rarely has to grow.
     if value.is_empty() {
         buf.extend_from_slice(&prefix[..prefix.len() - 1]);
     } else {
