@@ -116,9 +116,10 @@ where
     /// The bytes of this stream's counted frames that the server still
     /// holds; made with the first counted frame, let go when none is held.
     unwritten: Option<Arc<Unwritten>>,
-    /// The consumer has dropped a bound's worth of frames (kept here when
-    /// `unwritten` is let go).
-    writing: bool,
+    /// Bytes of this stream's frames the consumer has dropped, kept here
+    /// when `unwritten` is let go (so a live stream, idle between events,
+    /// adds up what it wrote).
+    released: usize,
     /// The last poll, at the bound before the consumer was seen writing,
     /// waited one turn.
     yielded: bool,
@@ -140,19 +141,19 @@ struct Unwritten {
     bytes: AtomicUsize,
     /// The bound, at least 1 (a bound of 0 waits while any byte is held).
     limit: AtomicUsize,
-    /// Bytes of frames dropped so far, counted until they reach the limit.
+    /// Bytes of this stream's frames dropped so far (with those of the
+    /// counts let go before this one).
     released: AtomicUsize,
     waiter: Mutex<Option<Waker>>,
 }
 
 impl Unwritten {
-    /// `writing`: the consumer was already seen writing (a count let go
-    /// while the stream was idle).
-    fn new(limit: usize, writing: bool) -> Self {
+    /// `released`: what the counts let go before this one counted.
+    fn new(limit: usize, released: usize) -> Self {
         Self {
             bytes: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
-            released: AtomicUsize::new(if writing { usize::MAX } else { 0 }),
+            released: AtomicUsize::new(released),
             waiter: Mutex::new(None),
         }
     }
@@ -224,13 +225,11 @@ impl Drop for CountedFrame {
     fn drop(&mut self) {
         let unwritten = &self.unwritten;
         let limit = unwritten.limit();
-        if unwritten.released.load(Ordering::Relaxed) < limit {
-            // Counted with the frames' lengths only up to the limit, so the
-            // sum cannot overflow (and `usize::MAX` stays "writing").
-            unwritten
-                .released
-                .fetch_add(self.data.len().min(limit), Ordering::Relaxed);
-        }
+        // Counted for good (a bound raised later compares with the whole
+        // sum); 2^64 bytes are never written, so it does not wrap.
+        unwritten
+            .released
+            .fetch_add(self.data.len(), Ordering::Relaxed);
         let before = unwritten.bytes.fetch_sub(self.data.len(), Ordering::AcqRel);
         if before >= limit && before - self.data.len() < limit {
             // Woken with the lock released: a waker may poll at once.
@@ -269,7 +268,7 @@ where
             unflushed: false,
             max_unwritten: usize::MAX,
             unwritten: None,
-            writing: false,
+            released: 0,
             yielded: false,
         }
     }
@@ -400,7 +399,7 @@ where
                 // Nothing of this stream is held: let the count go, so an
                 // idle stream holds no more than it did before its burst.
                 if let Some(unwritten) = this.unwritten.as_ref().filter(|u| u.is_empty()) {
-                    *this.writing |= unwritten.writing();
+                    *this.released = unwritten.released.load(Ordering::Relaxed);
                     *this.unwritten = None;
                 }
                 // The burst is over: an idle stream holds no buffer.
@@ -505,10 +504,10 @@ where
             },
         };
         let data = if *this.max_unwritten != usize::MAX {
-            let (limit, writing) = (*this.max_unwritten, *this.writing);
+            let (limit, released) = (*this.max_unwritten, *this.released);
             let unwritten = this
                 .unwritten
-                .get_or_insert_with(|| Arc::new(Unwritten::new(limit, writing)));
+                .get_or_insert_with(|| Arc::new(Unwritten::new(limit, released)));
             CountedFrame::frame(data, unwritten)
         } else {
             data

@@ -2,8 +2,9 @@
 //! copy of joined events, attacked from outside: bounds of 0 and 1, wake-ups
 //! from other threads, slow, pausing and vanishing clients over real
 //! HTTP/1.1 and HTTP/2, the whole `SseLayer` and a hub subscription around
-//! a bounded body, a reference encoder at every length, and a model of the
-//! joining rules.
+//! a bounded body, a reference encoder at every length, a model of the
+//! joining rules, and a live stream read one event at a time by a client
+//! that then stalls.
 
 mod common;
 
@@ -761,4 +762,221 @@ fn joined_frames_match_the_model_for_random_scripts() {
         }
     }
     let _ = std::panic::take_hook();
+}
+
+// ---------------------------------------------------------------------
+// 6. A live stream read one event at a time, then a client that stalls.
+// ---------------------------------------------------------------------
+
+/// Whether a client reads its socket, and whom to wake when it may again.
+#[derive(Default)]
+struct Gate {
+    stopped: std::sync::atomic::AtomicBool,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl Gate {
+    fn set(&self, stopped: bool) {
+        self.stopped.store(stopped, Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// A client's socket that reads nothing while its gate is stopped.
+struct Gated {
+    io: tokio::net::TcpStream,
+    gate: Arc<Gate>,
+}
+
+impl tokio::io::AsyncRead for Gated {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.gate.stopped.load(Ordering::SeqCst) {
+            *self.gate.waker.lock().unwrap() = Some(cx.waker().clone());
+            if self.gate.stopped.load(Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Gated {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// 100 bytes on the wire, numbered.
+fn numbered(n: usize) -> Event {
+    Event::new().data(format!("{n:08}{}", "x".repeat(84)))
+}
+
+/// Serves a live stream bounded at `bound` over real TCP with 4 KiB socket
+/// buffers; the client (hyper's) reads `first` events published one at a
+/// time, each before the next, then stops reading its socket while 20,000
+/// more are published; returns the bytes of events made after the stall,
+/// then lets the client read on and checks it gets every event once, in
+/// order.
+async fn live_then_stalled(http2: bool, bound: Option<usize>, first: usize) -> usize {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let made = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let m = made.clone();
+    let events = stream::poll_fn(move |cx| rx.poll_recv(cx)).inspect(move |_| {
+        m.fetch_add(100, Ordering::Relaxed);
+    });
+    let events = std::sync::Mutex::new(Some(events.boxed()));
+    let service = hyper::service::service_fn(move |_request| {
+        let events = events.lock().unwrap().take().expect("one request");
+        let body = EventStream::new(events).max_unwritten(bound.unwrap_or(usize::MAX));
+        std::future::ready(Ok::<_, Infallible>(body.into_response()))
+    });
+    let small = || {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket
+    };
+    let listener = small();
+    listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = listener.listen(16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let io = TokioIo::new(socket);
+        let _ = if http2 {
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(io, service)
+                .await
+        } else {
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+        };
+    });
+    let gate = Arc::new(Gate::default());
+    let io = TokioIo::new(Gated {
+        io: small().connect(addr).await.unwrap(),
+        gate: gate.clone(),
+    });
+    let request = http::Request::get("http://test/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = if http2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tasks.spawn(async move {
+            let _ = connection.await;
+        });
+        let response = sender.send_request(request).await.unwrap();
+        tasks.spawn(async move {
+            // Kept for the connection's life.
+            let _sender = sender;
+            std::future::pending::<()>().await;
+        });
+        response
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tasks.spawn(async move {
+            let _ = connection.await;
+        });
+        let response = sender.send_request(request).await.unwrap();
+        tasks.spawn(async move {
+            let _sender = sender;
+            std::future::pending::<()>().await;
+        });
+        response
+    };
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    let reader = tokio::spawn(async move {
+        let mut events = BodyDataStream::new(response.into_body()).eventsource();
+        while let Some(Ok(event)) = events.next().await {
+            let next = g.load(Ordering::SeqCst);
+            assert_eq!(&event.data[..8], format!("{next:08}"), "event {next}");
+            g.store(next + 1, Ordering::SeqCst);
+        }
+    });
+    let until = |n: usize| {
+        let got = got.clone();
+        async move {
+            let read = tokio::time::timeout(Duration::from_secs(30), async {
+                while got.load(Ordering::SeqCst) < n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            assert!(
+                read.is_ok(),
+                "{} of {n} events read",
+                got.load(Ordering::SeqCst)
+            );
+        }
+    };
+    for n in 0..first {
+        tx.send(numbered(n)).unwrap();
+        until(n + 1).await;
+    }
+    gate.set(true);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before = made.load(Ordering::Relaxed);
+    let total = first + 20_000;
+    for n in first..total {
+        tx.send(numbered(n)).unwrap();
+    }
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = made.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    gate.set(false);
+    until(total).await;
+    tasks.abort_all();
+    reader.abort();
+    last - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_read_one_event_at_a_time_then_stalled_is_held_at_the_bound() {
+    // 1,000 events of 100 bytes dropped one at a time (100 KB) prove a
+    // writing consumer; the bound then holds for the stalled client. It did
+    // not: each idle turn forgot what was dropped, and over HTTP/2 the
+    // stream filled hyper's 400 KiB send buffer as if there were no bound.
+    for http2 in [false, true] {
+        let made = live_then_stalled(http2, Some(32 * 1024), 1000).await;
+        // The bound, one 16 KiB frame, and 64 KiB for the kernel's buffers.
+        let most = 32 * 1024 + 16 * 1024 + 64 * 1024;
+        assert!(
+            made <= most,
+            "http2={http2}: {made} bytes made after the stall"
+        );
+    }
+    let unbounded = live_then_stalled(true, None, 1000).await;
+    assert!(unbounded > 300_000, "without a bound, HTTP/2: {unbounded}");
 }

@@ -385,6 +385,24 @@ where
     written
 }
 
+/// A live stream of 100-byte events: `push(n)` queues `n` more; the stream
+/// is `Pending` while none is queued (the tests poll by hand).
+fn queued_events() -> (impl Fn(usize), impl Stream<Item = Event> + Unpin) {
+    let queue = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let push = {
+        let queue = queue.clone();
+        move |n: usize| {
+            let mut queue = queue.lock().unwrap();
+            queue.extend((0..n).map(|_| Event::new().data("x".repeat(92))));
+        }
+    };
+    let events = stream::poll_fn(move |_| match queue.lock().unwrap().pop_front() {
+        Some(event) => Poll::Ready(Some(event)),
+        None => Poll::Pending,
+    });
+    (push, events)
+}
+
 #[test]
 fn with_max_unwritten_the_stream_waits_until_the_server_drops_frames() {
     let made = Arc::new(AtomicUsize::new(0));
@@ -491,18 +509,7 @@ fn the_bound_applies_once_a_bounds_worth_was_dropped() {
     drop(held);
     assert_eq!(wakes.load(Ordering::SeqCst), 1);
     // And it stays a server after an idle turn lets the count go.
-    let queue = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-    let push = |n: usize| {
-        let mut queue = queue.lock().unwrap();
-        queue.extend((0..n).map(|_| Event::new().data("x".repeat(92))));
-    };
-    let events = {
-        let queue = queue.clone();
-        stream::poll_fn(move |_| match queue.lock().unwrap().pop_front() {
-            Some(event) => Poll::Ready(Some(event)),
-            None => Poll::Pending,
-        })
-    };
+    let (push, events) = queued_events();
     let mut body = EventStream::new(events)
         .max_frame_size(1000)
         .max_unwritten(4000);
@@ -516,6 +523,45 @@ fn the_bound_applies_once_a_bounds_worth_was_dropped() {
     assert!((4000..5000).contains(&bytes), "{bytes} bytes held");
     // A wait for the server, not one turn taken to find out.
     assert_eq!(wakes.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_live_stream_adds_up_what_it_wrote_across_idle_turns() {
+    // One event at a time, idle in between: each idle turn lets the count
+    // go, and what was dropped before was forgotten with it, so the bound
+    // never held for a live stream (a hub subscription) whose client then
+    // stalled.
+    let (push, events) = queued_events();
+    let mut body = EventStream::new(events)
+        .max_frame_size(1000)
+        .max_unwritten(4000);
+    for _ in 0..100 {
+        push(1);
+        drop(next_data(&mut body));
+        assert!(poll_once(&mut body).is_pending());
+    }
+    push(200);
+    let (waker, wakes) = counting_waker();
+    let held = crate::test_util::frames_until_pending(&mut body, &mut Context::from_waker(&waker));
+    let bytes: usize = held.iter().map(Bytes::len).sum();
+    assert!((4000..5000).contains(&bytes), "{bytes} bytes held");
+    assert_eq!(wakes.load(Ordering::SeqCst), 0, "a turn, not a wait");
+}
+
+#[test]
+fn a_bound_raised_after_writing_still_holds() {
+    // What was dropped counted only up to the old bound, so a higher one
+    // found the consumer not yet writing.
+    let mut body = EventStream::new(endless(Arc::default()))
+        .max_frame_size(1000)
+        .max_unwritten(4000);
+    write_frames(&mut body, 100_000);
+    let mut body = body.max_unwritten(8000);
+    let (waker, wakes) = counting_waker();
+    let held = crate::test_util::frames_until_pending(&mut body, &mut Context::from_waker(&waker));
+    let bytes: usize = held.iter().map(Bytes::len).sum();
+    assert!((8000..9000).contains(&bytes), "{bytes} bytes held");
+    assert_eq!(wakes.load(Ordering::SeqCst), 0, "a turn, not a wait");
 }
 
 #[test]
