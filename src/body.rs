@@ -29,7 +29,7 @@ use std::{
     fmt,
     pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     task::{Context, Poll, Waker},
@@ -87,8 +87,9 @@ const MAX_RESERVE: usize = 256 * 1024;
 ///
 /// With [`max_unwritten`](EventStream::max_unwritten) set, the stream is
 /// not asked for more events while the server holds that many bytes of its
-/// frames unwritten, so a client that stops reading holds a bounded amount
-/// of server memory however fast the stream could produce.
+/// frames unwritten (once it has written one), so a client that stops
+/// reading holds a bounded amount of server memory however fast the stream
+/// could produce.
 ///
 /// The struct names `S: Stream` in its definition (unlike the layers'
 /// types) because it holds back an error that arrives behind ready events
@@ -116,10 +117,10 @@ where
     /// The bytes of this stream's counted frames that the server still
     /// holds; made with the first counted frame, let go when none is held.
     unwritten: Option<Arc<Unwritten>>,
-    /// Bytes of this stream's frames the consumer has dropped, kept here
-    /// when `unwritten` is let go (so a live stream, idle between events,
-    /// adds up what it wrote).
-    released: usize,
+    /// The consumer has dropped a frame of this stream: kept here when
+    /// `unwritten` is let go, so a live stream stays bounded across the
+    /// idle turns between its events.
+    writing: bool,
     /// The last poll, at the bound before the consumer was seen writing,
     /// waited one turn.
     yielded: bool,
@@ -129,31 +130,34 @@ where
 /// length when it is made and takes it off when the server drops it, and
 /// wakes the stream when that brings the count under the limit.
 ///
-/// The bound holds only once the consumer has dropped a bound's worth of
-/// frames (`released`): a server writing to a client does so within its
-/// first frames (the operating system takes them), while a consumer that
-/// keeps what it reads (`collect()`) never drops any, and waiting for it
-/// would wait for good. Before that, the stream at the bound waits one
-/// turn (woken at once) before each frame, so that a server writes what it
-/// holds (hyper's HTTP/1 connection takes up to 16 frames before it writes
-/// any) and is seen writing.
+/// The bound holds only once the consumer has dropped a frame (`writing`):
+/// a server does so once the operating system has taken a whole frame,
+/// while a consumer that keeps what it reads (`collect()`) never drops
+/// any, and waiting for it would wait for good. Before that, the stream at
+/// the bound waits one turn (woken at once) before each frame, so that a
+/// server writes what it holds (hyper's HTTP/1 connection takes up to 16
+/// frames before it writes any) and is seen writing.
+///
+/// Orderings: a drop sets `writing` before it takes its bytes off `bytes`
+/// (a read-modify-write with release), so whoever reads `bytes` as 0 with
+/// acquire (the idle let-go) also sees `writing`. A plain store to `bytes`
+/// would break that.
 struct Unwritten {
     bytes: AtomicUsize,
     /// The bound, at least 1 (a bound of 0 waits while any byte is held).
     limit: AtomicUsize,
-    /// Bytes of this stream's frames dropped so far (with those of the
-    /// counts let go before this one).
-    released: AtomicUsize,
+    /// A frame of this stream was dropped (here, or before this count).
+    writing: AtomicBool,
     waiter: Mutex<Option<Waker>>,
 }
 
 impl Unwritten {
-    /// `released`: what the counts let go before this one counted.
-    fn new(limit: usize, released: usize) -> Self {
+    /// `writing`: a count let go before this one saw a frame dropped.
+    fn new(limit: usize, writing: bool) -> Self {
         Self {
             bytes: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
-            released: AtomicUsize::new(released),
+            writing: AtomicBool::new(writing),
             waiter: Mutex::new(None),
         }
     }
@@ -162,9 +166,8 @@ impl Unwritten {
         self.limit.load(Ordering::Relaxed)
     }
 
-    /// Whether the consumer has dropped a bound's worth of frames.
     fn writing(&self) -> bool {
-        self.released.load(Ordering::Relaxed) >= self.limit()
+        self.writing.load(Ordering::Relaxed)
     }
 
     /// Whether the stream must wait; if so, `cx` is woken once a frame is
@@ -173,6 +176,7 @@ impl Unwritten {
     /// whether the last call did that).
     fn must_wait(&self, cx: &Context<'_>, yielded: &mut bool) -> bool {
         if self.bytes.load(Ordering::Acquire) < self.limit() {
+            *yielded = false;
             return false;
         }
         if !self.writing() {
@@ -225,11 +229,9 @@ impl Drop for CountedFrame {
     fn drop(&mut self) {
         let unwritten = &self.unwritten;
         let limit = unwritten.limit();
-        // Counted for good (a bound raised later compares with the whole
-        // sum); 2^64 bytes are never written, so it does not wrap.
-        unwritten
-            .released
-            .fetch_add(self.data.len(), Ordering::Relaxed);
+        if !unwritten.writing() {
+            unwritten.writing.store(true, Ordering::Relaxed);
+        }
         let before = unwritten.bytes.fetch_sub(self.data.len(), Ordering::AcqRel);
         if before >= limit && before - self.data.len() < limit {
             // Woken with the lock released: a waker may poll at once.
@@ -268,7 +270,7 @@ where
             unflushed: false,
             max_unwritten: usize::MAX,
             unwritten: None,
-            released: 0,
+            writing: false,
             yielded: false,
         }
     }
@@ -298,20 +300,20 @@ where
     /// (many TLS streams), hyper's HTTP/1 connection copies frames into its
     /// own buffer at once, which its `max_buf_size` bounds instead.
     ///
-    /// The bound holds once the consumer has dropped `max` bytes of frames,
-    /// which a server writing to a client does with its first write (the
-    /// operating system takes them). Until then the stream, at the bound,
-    /// waits one turn before each frame (it wakes itself at once), so a
-    /// consumer that keeps the frames it reads (`BodyExt::collect`,
-    /// `axum::body::to_bytes` in a test) reads the whole body. A consumer
-    /// that drops `max` bytes of frames and then keeps the rest is taken for
-    /// a client that stopped reading. A client that reads nothing from its
-    /// very first byte, on a connection that takes less than `max` before
-    /// that, is held only by the server's own buffers.
+    /// The bound holds once the consumer has dropped one of the stream's
+    /// frames, which a server does once the operating system has taken a
+    /// whole frame. Until then the stream, at the bound, waits one turn
+    /// before each frame (it wakes itself at once), so a consumer that keeps
+    /// the frames it reads (`BodyExt::collect`, `axum::body::to_bytes` in a
+    /// test) reads the whole body. A consumer that drops a frame and then
+    /// keeps the rest is taken for a client that stopped reading. A client
+    /// that stops before the connection has taken a whole frame (its first
+    /// frame larger than what the socket's buffers accept) is held only by
+    /// the server's own buffers.
     ///
     /// Cost: a fast reader's burst is written in writes of about `max`
     /// bytes instead of hyper's batches of 16 frames, which costs CPU per
-    /// event (see `BENCHMARKS.md`).
+    /// event (11-17 % in `BENCHMARKS.md`, "A longer burst").
     ///
     /// Default: no bound (what hyper holds for a stalled client: about
     /// 117 KB with 16 KiB frames, measured in `BENCHMARKS.md`).
@@ -399,7 +401,7 @@ where
                 // Nothing of this stream is held: let the count go, so an
                 // idle stream holds no more than it did before its burst.
                 if let Some(unwritten) = this.unwritten.as_ref().filter(|u| u.is_empty()) {
-                    *this.released = unwritten.released.load(Ordering::Relaxed);
+                    *this.writing |= unwritten.writing();
                     *this.unwritten = None;
                 }
                 // The burst is over: an idle stream holds no buffer.
@@ -504,10 +506,10 @@ where
             },
         };
         let data = if *this.max_unwritten != usize::MAX {
-            let (limit, released) = (*this.max_unwritten, *this.released);
+            let (limit, writing) = (*this.max_unwritten, *this.writing);
             let unwritten = this
                 .unwritten
-                .get_or_insert_with(|| Arc::new(Unwritten::new(limit, released)));
+                .get_or_insert_with(|| Arc::new(Unwritten::new(limit, writing)));
             CountedFrame::frame(data, unwritten)
         } else {
             data

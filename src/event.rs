@@ -477,8 +477,9 @@ fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
 }
 
 /// Reserves room for `additional` more bytes. A new encoding starts with
-/// room for a small event (see `spare_encoding`), so building one allocates
-/// once.
+/// room for a small event (see `spare_encoding`), so building one does not
+/// allocate; a field that outgrows it may grow the buffer twice (its value,
+/// then its line end).
 #[inline]
 fn reserve(buf: &mut Vec<u8>, additional: usize) {
     buf.reserve(additional);

@@ -63,3 +63,25 @@ where
         assert!(held.len() < 10_000, "the body never waited");
     }
 }
+
+/// A waker that counts how often it was woken.
+pub(crate) struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl CountingWaker {
+    /// How often it was woken.
+    pub(crate) fn load(&self, ordering: std::sync::atomic::Ordering) -> usize {
+        self.0.load(ordering)
+    }
+}
+
+/// A waker and its count of wake-ups.
+pub(crate) fn counting_waker() -> (std::task::Waker, std::sync::Arc<CountingWaker>) {
+    let counter = std::sync::Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+    (counter.clone().into(), counter)
+}

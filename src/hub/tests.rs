@@ -321,11 +321,15 @@ async fn a_bounded_subscription_takes_no_events_while_its_frames_are_held_then_l
     let lag = response.extensions().get::<LagFlag>().cloned().unwrap();
     let mut body = response.into_body();
     let text = "x".repeat(1000);
+    // The server writes the first event (the bound holds from then on).
+    hub.publish("t", Event::new().data(&text)).now().unwrap();
+    let first = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+    drop(first.unwrap().unwrap());
     for _ in 0..50 {
         hub.publish("t", Event::new().data(&text)).now().unwrap();
     }
-    // The server holds every frame, as for a client that stopped reading.
-    let waker = futures_util::task::noop_waker();
+    // Then holds every frame, as for a client that stopped reading.
+    let (waker, wakes) = crate::test_util::counting_waker();
     let mut cx = std::task::Context::from_waker(&waker);
     let mut held = crate::test_util::frames_until_pending(&mut body, &mut cx);
     let bytes: usize = held.iter().map(bytes::Bytes::len).sum();
@@ -333,6 +337,9 @@ async fn a_bounded_subscription_takes_no_events_while_its_frames_are_held_then_l
         (4096..4096 + 16 * 1024 + 1100).contains(&bytes),
         "{bytes} bytes held"
     );
+    // A wait for the client, not a turn: asked again, still nothing.
+    assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+    assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 0);
     // The history moves on past it; then the client reads again.
     for _ in 0..200 {
         hub.publish("t", Event::new().data(&text)).now().unwrap();

@@ -49,7 +49,7 @@ struct Plan {
 /// the floor's. Two million take the floor about 70 ms of CPU: with 200,000
 /// (8 ms) a run's ratio spread from 0.97 to 1.96 and the median of an
 /// invocation from 1.21 to 1.52; with two million one invocation's runs
-/// spread by about a tenth (BENCHMARKS.md, "A longer burst").
+/// spread by about a fifth (BENCHMARKS.md, "A longer burst").
 const LONG_BURST: u64 = 2_000_000;
 
 impl Plan {
