@@ -824,6 +824,23 @@ impl tokio::io::AsyncWrite for Gated {
     }
 }
 
+/// Runs `future` among `tasks`, its output ignored.
+fn run_quietly<F>(tasks: &mut tokio::task::JoinSet<()>, future: F)
+where
+    F: std::future::Future + Send + 'static,
+{
+    tasks.spawn(async move {
+        let _ = future.await;
+    });
+}
+
+/// Keeps `value` alive until the task holding it is aborted (a client's
+/// sender, for its connection's life).
+async fn keep<T>(value: T) {
+    let _value = value;
+    std::future::pending::<()>().await;
+}
+
 /// 100 bytes on the wire, numbered.
 fn numbered(n: usize) -> Event {
     Event::new().data(format!("{n:08}{}", "x".repeat(84)))
@@ -887,26 +904,15 @@ async fn live_then_stalled(http2: bool, bound: Option<usize>, first: usize) -> u
             hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                 .await
                 .unwrap();
-        tasks.spawn(async move {
-            let _ = connection.await;
-        });
+        run_quietly(&mut tasks, connection);
         let response = sender.send_request(request).await.unwrap();
-        tasks.spawn(async move {
-            // Kept for the connection's life.
-            let _sender = sender;
-            std::future::pending::<()>().await;
-        });
+        run_quietly(&mut tasks, keep(sender));
         response
     } else {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tasks.spawn(async move {
-            let _ = connection.await;
-        });
+        run_quietly(&mut tasks, connection);
         let response = sender.send_request(request).await.unwrap();
-        tasks.spawn(async move {
-            let _sender = sender;
-            std::future::pending::<()>().await;
-        });
+        run_quietly(&mut tasks, keep(sender));
         response
     };
     let got = Arc::new(AtomicUsize::new(0));

@@ -386,6 +386,21 @@ fn queued_events() -> (impl Fn(usize), impl Stream<Item = Event> + Unpin) {
     (push, events)
 }
 
+/// Polls `body`, keeping every frame, until it waits for the server (a
+/// wait that does not wake the task at once, unlike the turns it takes
+/// before it has seen the server write); asserts how many bytes it held.
+fn assert_held_until_a_wait<B>(body: &mut B, bytes: std::ops::Range<usize>)
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: fmt::Debug,
+{
+    let (waker, wakes) = counting_waker();
+    let held = crate::test_util::frames_until_pending(body, &mut Context::from_waker(&waker));
+    let held: usize = held.iter().map(Bytes::len).sum();
+    assert!(bytes.contains(&held), "{held} bytes held");
+    assert_eq!(wakes.load(Ordering::SeqCst), 0, "a turn, not a wait");
+}
+
 #[test]
 fn with_max_unwritten_the_stream_waits_until_the_server_drops_frames() {
     let made = Arc::new(AtomicUsize::new(0));
@@ -499,12 +514,7 @@ fn the_bound_applies_once_a_frame_was_dropped() {
     write_frames(&mut body, 1);
     while let Poll::Ready(Some(Ok(_))) = poll_once(&mut body) {}
     push(200);
-    let (waker, wakes) = counting_waker();
-    let held = crate::test_util::frames_until_pending(&mut body, &mut Context::from_waker(&waker));
-    let bytes: usize = held.iter().map(Bytes::len).sum();
-    assert!((4000..5000).contains(&bytes), "{bytes} bytes held");
-    // A wait for the server, not one turn taken to find out.
-    assert_eq!(wakes.load(Ordering::SeqCst), 0);
+    assert_held_until_a_wait(&mut body, 4000..5000);
 }
 
 #[test]
@@ -523,11 +533,7 @@ fn a_live_stream_stays_bounded_across_idle_turns() {
         assert!(poll_once(&mut body).is_pending());
     }
     push(200);
-    let (waker, wakes) = counting_waker();
-    let held = crate::test_util::frames_until_pending(&mut body, &mut Context::from_waker(&waker));
-    let bytes: usize = held.iter().map(Bytes::len).sum();
-    assert!((4000..5000).contains(&bytes), "{bytes} bytes held");
-    assert_eq!(wakes.load(Ordering::SeqCst), 0, "a turn, not a wait");
+    assert_held_until_a_wait(&mut body, 4000..5000);
 }
 
 #[test]
@@ -540,11 +546,7 @@ fn a_bound_raised_after_writing_still_holds() {
         .max_unwritten(4000);
     write_frames(&mut body, 100_000);
     let mut body = body.max_unwritten(8000);
-    let (waker, wakes) = counting_waker();
-    let held = crate::test_util::frames_until_pending(&mut body, &mut Context::from_waker(&waker));
-    let bytes: usize = held.iter().map(Bytes::len).sum();
-    assert!((8000..9000).contains(&bytes), "{bytes} bytes held");
-    assert_eq!(wakes.load(Ordering::SeqCst), 0, "a turn, not a wait");
+    assert_held_until_a_wait(&mut body, 8000..9000);
 }
 
 #[test]
