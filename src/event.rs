@@ -201,7 +201,7 @@ impl Event {
         use std::io::Write as _;
         let millis = retry.min(MAX_RETRY).as_millis() as u64;
         let buf = &mut self.encoding().buf;
-        reserve(buf, 20);
+        buf.reserve(20);
         // Writing to a Vec cannot fail.
         let _ = writeln!(buf, "retry: {millis}");
         self
@@ -476,15 +476,6 @@ fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
     buf.push(b'\n');
 }
 
-/// Reserves room for `additional` more bytes. A new encoding starts with
-/// room for a small event (see `spare_encoding`), so building one does not
-/// allocate; a field that outgrows it may grow the buffer twice (its value,
-/// then its line end).
-#[inline]
-fn reserve(buf: &mut Vec<u8>, additional: usize) {
-    buf.reserve(additional);
-}
-
 /// The room a new encoding starts with: a small event's fields.
 const FIRST_CAPACITY: usize = 128;
 
@@ -558,7 +549,7 @@ fn write_lines(buf: &mut Vec<u8>, prefix: &[u8], mut text: &[u8]) {
     // Reserve once for the text, its first line's field name and the
     // event's blank line, plus an eighth for more lines (lines of 56 bytes
     // or more fit), without scanning the text twice.
-    reserve(buf, text.len() + text.len() / 8 + 8);
+    buf.reserve(text.len() + text.len() / 8 + 8);
     while let Some(end) = find_line_break(text) {
         write_field(buf, prefix, &text[..end]);
         let skip = if text[end] == b'\r' && text.get(end + 1) == Some(&b'\n') {
