@@ -497,11 +497,7 @@ where
                 frame
             }
             None => match held {
-                Repr::Owned(mut encoding) => {
-                    let bytes = Bytes::from(std::mem::take(&mut encoding.buf));
-                    crate::event::recycle(encoding);
-                    bytes
-                }
+                Repr::Owned(encoding) => crate::event::into_bytes(encoding),
                 Repr::Shared(bytes) => bytes,
             },
         };

@@ -219,10 +219,7 @@ impl Event {
     /// The result is cheap to clone: send one encoded event to many streams
     /// without encoding it again.
     pub fn encode(self) -> EncodedEvent {
-        let mut encoding = self.finish();
-        let bytes = Bytes::from(std::mem::take(&mut encoding.buf));
-        recycle(encoding);
-        EncodedEvent(bytes)
+        EncodedEvent(into_bytes(self.finish()))
     }
 
     /// Whether [`Event::id`] was called.
@@ -534,6 +531,28 @@ pub(crate) fn recycle(mut encoding: Box<Encoding>) {
     encoding.has_id = false;
     // During thread teardown the slot is gone; the encoding is freed.
     let _ = SPARE.try_with(|spare| spare.set(Some(encoding)));
+}
+
+/// A finished encoding's bytes, and the encoding handed back to the
+/// thread's spare with room for the next event.
+///
+/// The bytes of an encoding small enough to keep are copied out: handing
+/// its buffer to `Bytes` costs more, as `Bytes` allocates a header for a
+/// buffer with room to spare, and the next event on this thread would grow
+/// a new buffer from nothing, four times for a 64-byte event. A larger
+/// buffer, which the spare would not keep, becomes the bytes as it is.
+#[inline]
+pub(crate) fn into_bytes(mut encoding: Box<Encoding>) -> Bytes {
+    let bytes = if encoding.buf.capacity() > SPARE_MAX {
+        Bytes::from(std::mem::replace(
+            &mut encoding.buf,
+            Vec::with_capacity(FIRST_CAPACITY),
+        ))
+    } else {
+        Bytes::copy_from_slice(&encoding.buf)
+    };
+    recycle(encoding);
+    bytes
 }
 
 /// Writes one field per line of `text` (see [`write_field`] for `prefix`),

@@ -335,3 +335,50 @@ fn the_quick_line_break_check_misses_no_control_byte_at_any_length_or_place() {
         }
     }
 }
+
+/// The room of the buffer that the next event built on this thread starts
+/// with (it comes from the thread's spare).
+fn room_of_next_event() -> usize {
+    let event = Event::new().data("x");
+    event
+        .inner
+        .as_ref()
+        .map_or(0, |encoding| encoding.buf.capacity())
+}
+
+#[test]
+fn an_encoded_event_leaves_the_next_one_room_to_be_written_in() {
+    let encoded = Event::new()
+        .event("update")
+        .unwrap()
+        .data("x".repeat(64))
+        .encode();
+    assert_eq!(
+        encoded.as_bytes().len(),
+        "event: update\ndata: \n\n".len() + 64
+    );
+    assert!(room_of_next_event() >= FIRST_CAPACITY);
+    // A buffer too large to keep becomes the bytes, and a small one takes
+    // its place.
+    let large = Event::new().data("y".repeat(2 * SPARE_MAX)).encode();
+    assert_eq!(large.as_bytes().len(), "data: \n\n".len() + 2 * SPARE_MAX);
+    assert!(large.as_bytes()[6..6 + 2 * SPARE_MAX]
+        .iter()
+        .all(|&b| b == b'y'));
+    let room = room_of_next_event();
+    assert!((FIRST_CAPACITY..=SPARE_MAX).contains(&room), "{room}");
+}
+
+#[test]
+fn an_event_written_as_a_frame_of_its_own_leaves_the_next_one_room() {
+    use http_body::Body as _;
+    let events = futures_util::stream::iter([Event::new().data("x".repeat(64))]);
+    let mut body = std::pin::pin!(crate::EventStream::new(events).max_frame_size(0));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let frame = match body.as_mut().poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap(),
+        other => panic!("expected a frame, got {other:?}"),
+    };
+    assert_eq!(frame.len(), "data: \n\n".len() + 64);
+    assert!(room_of_next_event() >= FIRST_CAPACITY);
+}
