@@ -374,7 +374,8 @@ fn an_event_written_as_a_frame_of_its_own_leaves_the_next_one_room() {
     use http_body::Body as _;
     let events = futures_util::stream::iter([Event::new().data("x".repeat(64))]);
     let mut body = std::pin::pin!(crate::EventStream::new(events).max_frame_size(0));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
     let frame = match body.as_mut().poll_frame(&mut cx) {
         std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap(),
         other => panic!("expected a frame, got {other:?}"),
