@@ -380,6 +380,19 @@ fn an_event_written_as_a_frame_of_its_own_leaves_the_next_one_room() {
         std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap(),
         other => panic!("expected a frame, got {other:?}"),
     };
-    assert_eq!(frame.len(), "data: \n\n".len() + 64);
+    assert_eq!(
+        &frame[..],
+        format!("data: {}\n\n", "x".repeat(64)).as_bytes()
+    );
     assert!(room_of_next_event() >= FIRST_CAPACITY);
+}
+
+#[test]
+fn a_cloned_event_encoded_leaves_the_next_one_room() {
+    // A clone's buffer is as long as its bytes: too small to start the
+    // next event in.
+    let event = Event::new().data("x");
+    assert_eq!(event.clone().encode().as_bytes(), b"data: x\n\n");
+    assert!(room_of_next_event() >= FIRST_CAPACITY);
+    drop(event);
 }
