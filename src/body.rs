@@ -313,7 +313,7 @@ where
     ///
     /// Cost: a fast reader's burst is written in writes of about `max`
     /// bytes instead of hyper's batches of 16 frames, which costs CPU per
-    /// event (15-20 % with 32 or 64 KiB in `BENCHMARKS.md`, "The setters
+    /// event (16-21 % with 32 or 64 KiB in `BENCHMARKS.md`, "The setters
     /// inlined"). Where the server is hyper and its builder is in reach,
     /// hyper's `max_buf_size` bounds a stalled client as well at no
     /// measured cost.

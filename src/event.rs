@@ -542,7 +542,7 @@ pub(crate) fn recycle(mut encoding: Box<Encoding>) {
 /// The bytes of an encoding small enough to keep are copied out: handing
 /// its buffer to `Bytes` costs more, as `Bytes` allocates a header for a
 /// buffer with room to spare, and the next event on this thread would grow
-/// a new buffer from nothing, four times for a 64-byte event. A larger
+/// a new buffer from nothing, several times over for a 64-byte event. A larger
 /// buffer, which the spare would not keep, becomes the bytes as it is (and
 /// [`recycle`] gives the spare a new one).
 #[inline]
