@@ -542,9 +542,9 @@ pub(crate) fn recycle(mut encoding: Box<Encoding>) {
 /// The bytes of an encoding small enough to keep are copied out: handing
 /// its buffer to `Bytes` costs more, as `Bytes` allocates a header for a
 /// buffer with room to spare, and the next event on this thread would grow
-/// a new buffer from nothing, several times over for a 64-byte event. A larger
-/// buffer, which the spare would not keep, becomes the bytes as it is (and
-/// [`recycle`] gives the spare a new one).
+/// a new buffer from nothing, several times over for a 64-byte event. A
+/// larger buffer, which the spare would not keep, becomes the bytes as it
+/// is (and [`recycle`] gives the spare a new one).
 #[inline]
 pub(crate) fn into_bytes(mut encoding: Box<Encoding>) -> Bytes {
     let bytes = if encoding.buf.capacity() > SPARE_MAX {
@@ -561,10 +561,9 @@ pub(crate) fn into_bytes(mut encoding: Box<Encoding>) -> Bytes {
 ///
 /// Always inlined, as are [`Event::data`], [`Event::event`], [`Event::id`]
 /// and [`recycle`]: the user's closure and these setters then compile to
-/// one function, and a
-/// burst event counts 293 instructions instead of 360 (callgrind, the load
-/// harness's `ours` server). Text that needs a search goes to
-/// [`write_split_lines`], which is not inlined.
+/// one function, and a burst event counts 293 instructions instead of 360
+/// (callgrind, the load harness's `ours` server). Text that needs a search
+/// goes to [`write_split_lines`], which is not inlined.
 #[inline(always)]
 fn write_lines(buf: &mut Vec<u8>, prefix: &[u8], text: &[u8]) {
     // Short text without a line break (most events) is written at once,
