@@ -23,8 +23,11 @@ pub static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// ```
 /// use tower_sse::LastEventId;
 ///
+/// // A browser sends the id it last saw as raw UTF-8 bytes. (`HeaderValue`
+/// // from a `&str` takes visible ASCII only, so build it from the bytes.)
+/// let sent = http::HeaderValue::from_bytes("événement-41".as_bytes()).unwrap();
 /// let request = http::Request::builder()
-///     .header("last-event-id", "événement-41")
+///     .header("last-event-id", sent)
 ///     .body(())
 ///     .unwrap();
 /// let id = LastEventId::from_request(&request).unwrap();
