@@ -18,6 +18,10 @@ mod imp {
         counter!("tower_sse_bytes_written_total").increment(bytes);
     }
 
+    pub(crate) fn stream_failed(kind: &'static str) {
+        counter!("tower_sse_stream_failures_total", "kind" => kind).increment(1);
+    }
+
     pub(crate) fn keep_alive_comment() {
         counter!("tower_sse_keep_alive_comments_total").increment(1);
     }
@@ -96,6 +100,7 @@ mod imp {
     pub(crate) fn stream_opened() {}
     #[inline(always)]
     pub(crate) fn stream_closed(_reason: &'static str, _frames: u64, _bytes: u64) {}
+    pub(crate) fn stream_failed(_kind: &'static str) {}
     #[inline(always)]
     pub(crate) fn keep_alive_comment() {}
     #[inline(always)]

@@ -3,7 +3,7 @@
 //! multi-threaded runtime as servers run. Behind the whole `SseLayer` every
 //! event before the failure arrives, the response ends cleanly (so
 //! `EventSource` reconnects with its `Last-Event-ID`), and `on_close` says
-//! `Error`. A bare `EventStream` on HTTP/1.1 gets its events out before the
+//! `Error` with the error's text or the panic's message. A bare `EventStream` on HTTP/1.1 gets its events out before the
 //! error and ends broken.
 
 mod common;
@@ -22,7 +22,9 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use tower::ServiceBuilder;
-use tower_sse::{CloseLayer, CloseReason, Event, EventStream, ServiceBuilderExt, SseLayer};
+use tower_sse::{
+    close::Failure, CloseLayer, CloseReason, Event, EventStream, ServiceBuilderExt, SseLayer,
+};
 
 type Item = Result<Event, io::Error>;
 
@@ -69,9 +71,16 @@ fn failing_stream(path: &str) -> std::pin::Pin<Box<dyn Stream<Item = Item> + Sen
     }
 }
 
-async fn serve(reasons: Arc<Mutex<Vec<CloseReason>>>) -> common::TestServer {
+/// What `on_close` saw of one stream: its path, reason and failure.
+type Seen = Arc<Mutex<Vec<(String, CloseReason, Option<Failure>)>>>;
+
+async fn serve(seen: Seen) -> common::TestServer {
     let close = CloseLayer::builder()
-        .on_close(move |info| reasons.lock().unwrap().push(info.reason))
+        .on_close(move |info| {
+            let path = info.uri.path().to_owned();
+            let failure = info.failure.clone();
+            seen.lock().unwrap().push((path, info.reason, failure));
+        })
         .build()
         .unwrap();
     let service = ServiceBuilder::new()
@@ -100,8 +109,8 @@ async fn read(client: &Client<HttpConnector, Empty<Bytes>>, url: String) -> (Vec
 }
 
 async fn every_event_arrives_then_the_stream_ends(client: Client<HttpConnector, Empty<Bytes>>) {
-    let reasons = Arc::new(Mutex::new(Vec::new()));
-    let server = serve(reasons.clone()).await;
+    let seen: Seen = Arc::default();
+    let server = serve(seen.clone()).await;
     let mut runs = 0;
     for path in ["/burst", "/across", "/panic"] {
         // Before the fix, 15 % of these runs lost events on HTTP/2.
@@ -121,8 +130,17 @@ async fn every_event_arrives_then_the_stream_ends(client: Client<HttpConnector, 
     }
     // Give the server a moment to drop the last bodies.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let reasons = reasons.lock().unwrap().clone();
-    assert_eq!(reasons, vec![CloseReason::Error; runs]);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), runs);
+    for (path, reason, failure) in seen {
+        assert_eq!(reason, CloseReason::Error, "{path}");
+        let expected = if path == "/panic" {
+            Failure::Panic("the handler's stream panicked".to_owned())
+        } else {
+            Failure::Error("the source failed".to_owned())
+        };
+        assert_eq!(failure, Some(expected), "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

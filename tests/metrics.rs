@@ -22,7 +22,7 @@ use metrics::{
 };
 use tower_sse::{
     hub::{Hub, HubError, Subscription},
-    Event, KeepAliveLayer, SseCorsLayer, SseLayer,
+    Event, EventStream, KeepAliveLayer, SseCorsLayer, SseLayer,
 };
 
 /// Every counter and gauge by name and sorted labels (`name{a=b,c=d}`).
@@ -132,6 +132,20 @@ async fn events(State(hub): State<Hub>, headers: HeaderMap) -> Result<Subscripti
     hub.subscribe_from_headers("room", &headers).await
 }
 
+/// One event, then the error or panic the path names.
+async fn failing(uri: http::Uri) -> axum::response::Response {
+    use futures_util::{stream, StreamExt as _};
+    let first = stream::iter([Ok::<_, std::io::Error>(Event::new().data("before"))]);
+    let response = if uri.path() == "/panics" {
+        let panics = stream::poll_fn(|_| panic!("the producer panicked"));
+        EventStream::new(first.chain(panics).boxed()).into_response()
+    } else {
+        let fails = stream::iter([Err(std::io::Error::other("the producer failed"))]);
+        EventStream::new(first.chain(fails).boxed()).into_response()
+    };
+    response.map(axum::body::Body::new)
+}
+
 async fn open(
     addr: std::net::SocketAddr,
     origin: &str,
@@ -169,9 +183,26 @@ async fn layers_and_hub_report_through_the_metrics_facade() {
         );
     let router = Router::new()
         .route("/events", get(events))
+        .route("/fails", get(failing))
+        .route("/panics", get(failing))
         .layer(sse)
         .with_state(hub.clone());
     let server = common::serve_service(router).await;
+
+    // Streams whose producer fails and panics: counted by kind.
+    for (path, kind) in [("fails", "error"), ("panics", "panic")] {
+        let request = Request::get(format!("http://{}/{path}", server.addr))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = common::client().request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"data: before\n\n"), "{path}: {body:?}");
+        let name = format!("tower_sse_stream_failures_total{{kind={kind}}}");
+        recording
+            .until(&name, |r| r.counter(&name) == 1)
+            .await;
+    }
+    assert_eq!(recording.counter("tower_sse_streams_closed_total{reason=error}"), 2);
 
     // A refused origin.
     let refused = open(server.addr, "http://evil.example", None).await;

@@ -18,7 +18,7 @@ use pin_project::{pin_project, pinned_drop};
 use tokio::{sync::futures::OwnedNotified, time::Sleep};
 
 use super::{
-    layer::{CloseInfo, Config},
+    layer::{CloseInfo, Config, Failure},
     random_between, CloseHandle, CloseReason,
 };
 use crate::{
@@ -77,6 +77,8 @@ pub(super) struct Tracker {
     inner_ended: AtomicBool,
     /// Set by a stream that ends because its client fell behind.
     lag: Option<LagFlag>,
+    /// What failed, for a stream closed with `Error` by its body.
+    failure: Option<Failure>,
 }
 
 impl Tracker {
@@ -107,6 +109,7 @@ impl Tracker {
             closed: false,
             inner_ended: AtomicBool::new(false),
             lag,
+            failure: None,
         }
     }
 
@@ -132,6 +135,15 @@ impl Tracker {
         }
     }
 
+    /// Closes with `Error`, recording what failed (for an event stream:
+    /// nothing else keeps it).
+    fn fail(&mut self, failure: impl FnOnce() -> Failure) {
+        if self.stream && !self.closed {
+            self.failure = Some(failure());
+        }
+        self.close(CloseReason::Error);
+    }
+
     fn close(&mut self, reason: CloseReason) {
         if self.closed {
             return;
@@ -153,7 +165,19 @@ impl Tracker {
             duration: self.start.elapsed(),
             frames: self.frames,
             bytes: self.bytes,
+            failure: self.failure.take(),
         };
+        if let Some(failure) = &info.failure {
+            crate::metrics::stream_failed(failure.kind());
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                method = %info.method,
+                path = info.uri.path(),
+                kind = failure.kind(),
+                message = failure.message(),
+                "event stream failed; it ended cleanly after what it wrote"
+            );
+        }
         #[cfg(feature = "tracing")]
         tracing::debug!(
             reason = %info.reason,
@@ -223,6 +247,7 @@ impl<B> Body for CloseBody<B>
 where
     B: Body,
     B::Data: From<Bytes> + AsRef<[u8]>,
+    B::Error: fmt::Display,
 {
     type Data = B::Data;
     type Error = B::Error;
@@ -261,7 +286,7 @@ where
         let polled = match polled {
             Ok(polled) => polled,
             Err(payload) => {
-                tracker.close(CloseReason::Error);
+                tracker.fail(|| Failure::from_panic(&*payload));
                 if watch.is_some() {
                     // An event stream ends cleanly instead (see below); the
                     // panic hook has already reported the panic.
@@ -286,7 +311,7 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
-                tracker.close(CloseReason::Error);
+                tracker.fail(|| Failure::Error(error.to_string()));
                 if watch.is_some() {
                     // An event stream ends cleanly after everything it
                     // wrote: a server that fails a body drops what it has

@@ -33,6 +33,66 @@ pub struct CloseInfo {
     pub frames: u64,
     /// Bytes written (the final frame included).
     pub bytes: u64,
+    /// What failed, when `reason` is [`CloseReason::Error`] because the
+    /// stream's body returned an error or panicked: the error's text or the
+    /// panic's message. `None` for every other reason, and for a body
+    /// dropped while its task unwound (the panic was caught elsewhere).
+    pub failure: Option<Failure>,
+}
+
+/// Why a stream's body failed: its error or its panic, as text.
+///
+/// An event stream whose body fails still ends cleanly after everything it
+/// wrote (so the client reconnects with its `Last-Event-ID`); this is how
+/// the failure itself reaches [`CloseBuilder::on_close`], the `tracing`
+/// log (at `warn`) and the metrics (`tower_sse_stream_failures_total`, by
+/// `kind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The body returned an error; its `Display` text.
+    Error(String),
+    /// The body panicked; the panic's message (`"Box<dyn Any>"` when the
+    /// payload was not text).
+    Panic(String),
+}
+
+impl Failure {
+    /// The error's text or the panic's message.
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Error(message) | Failure::Panic(message) => message,
+        }
+    }
+
+    /// `"error"` or `"panic"`: the `kind` label of the metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Error(_) => "error",
+            Failure::Panic(_) => "panic",
+        }
+    }
+
+    /// The message of a caught panic's payload.
+    pub(super) fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = if let Some(text) = payload.downcast_ref::<&'static str>() {
+            (*text).to_owned()
+        } else if let Some(text) = payload.downcast_ref::<String>() {
+            text.clone()
+        } else {
+            "Box<dyn Any>".to_owned()
+        };
+        Failure::Panic(message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Error(message) => write!(f, "the body failed: {message}"),
+            Failure::Panic(message) => write!(f, "the body panicked: {message}"),
+        }
+    }
 }
 
 type OnClose = Arc<dyn Fn(&CloseInfo) + Send + Sync>;

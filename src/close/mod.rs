@@ -22,8 +22,12 @@
 //!   Redis that lost Redis for longer than its grace, feature `redis`).
 //!
 //! [`CloseBuilder::on_close`] is called once per event stream with the
-//! reason, the request's method and URI, the stream's duration, and the
-//! frames and bytes it wrote. Node's `req.on('close')` fires the same way
+//! reason, the request's method and URI, the stream's duration, the
+//! frames and bytes it wrote, and for a body that failed, its error's text
+//! or its panic's message ([`Failure`]). The response ends cleanly on
+//! purpose, so the failure is not lost: it reaches `on_close`, the
+//! `tracing` log at `warn` (feature `tracing`) and the metrics (feature
+//! `metrics`). Node's `req.on('close')` fires the same way
 //! whichever side closed; this tells them apart.
 //!
 //! # Graceful shutdown
@@ -130,7 +134,7 @@ pub use body::CloseBody;
 pub use future::ResponseFuture;
 pub use handle::{CloseHandle, CloseReason};
 pub use layer::{
-    CloseBuilder, CloseError, CloseInfo, CloseLayer, CloseStats, DEFAULT_RECONNECT_DELAY,
+    CloseBuilder, CloseError, CloseInfo, CloseLayer, CloseStats, Failure, DEFAULT_RECONNECT_DELAY,
 };
 pub use service::Close;
 pub use shutdown::Shutdown;
