@@ -153,10 +153,14 @@ async fn any_frame_cap_writes_every_event_once_in_order() {
 }
 
 #[tokio::test]
-async fn cors_max_age_at_its_extremes_is_written_as_seconds() {
+async fn cors_max_age_at_its_extremes_is_written_as_seconds_up_to_a_day() {
     for (max_age, written) in [
-        (Duration::ZERO, "0".to_owned()),
-        (Duration::MAX, u64::MAX.to_string()),
+        (Duration::ZERO, "0"),
+        (Duration::from_millis(1_999), "1"),
+        (Duration::from_secs(7_200), "7200"),
+        (Duration::from_secs(86_400), "86400"),
+        (Duration::from_secs(86_401), "86400"),
+        (Duration::MAX, "86400"),
     ] {
         let cors = SseCorsLayer::builder()
             .allow_origin("https://app.example.com")
@@ -179,7 +183,76 @@ async fn cors_max_age_at_its_extremes_is_written_as_seconds() {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         assert_eq!(
             response.headers()[header::ACCESS_CONTROL_MAX_AGE],
-            written.as_str()
+            written,
+            "{max_age:?}"
         );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_comments_are_refused_or_written_on_every_idle_interval() {
+    let table = [
+        (String::new(), Ok(())),
+        ("ping".to_owned(), Ok(())),
+        ("x".repeat(2048), Ok(())),
+        ("x".repeat(2049), Err(KeepAliveError::CommentTooLong)),
+        ("x".repeat(1 << 20), Err(KeepAliveError::CommentTooLong)),
+        ("a\nb".to_owned(), Err(KeepAliveError::CommentHasLineBreak)),
+    ];
+    for (comment, expected) in table {
+        let built = KeepAliveLayer::builder()
+            .interval(Duration::from_secs(1))
+            .comment(comment.clone())
+            .build();
+        assert_eq!(
+            built.as_ref().map(|_| ()).map_err(|e| *e),
+            expected,
+            "{} bytes",
+            comment.len()
+        );
+        let Ok(layer) = built else { continue };
+        let mut body = open(SseLayer::new().keep_alive(layer), 1, 64 * 1024).await;
+        assert_eq!(&next_frame(&mut body).await[..], b"data: 0\n\n");
+        let written = if comment.is_empty() {
+            ":\n\n".to_owned()
+        } else {
+            format!(": {comment}\n\n")
+        };
+        for _ in 0..2 {
+            assert_eq!(next_frame(&mut body).await, written.as_bytes());
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_event_with_nothing_in_it_is_refused() {
+    let table = [
+        (Event::new(), Err(CloseError::EmptyFinalEvent)),
+        (Event::new().data(""), Ok("data:\n\n")),
+        (Event::new().comment("bye"), Ok(": bye\n\n")),
+        (Event::new().event("bye").unwrap(), Ok("event: bye\ndata:\n\n")),
+    ];
+    for (event, expected) in table {
+        let shutdown = Shutdown::new();
+        let built = CloseLayer::builder()
+            .shutdown(&shutdown)
+            .final_event(event)
+            .build();
+        let written = match (built, expected) {
+            (Err(error), Err(expected)) => {
+                assert_eq!(error, expected);
+                continue;
+            }
+            (Ok(layer), Ok(written)) => (layer, written),
+            (built, expected) => panic!("{built:?}, expected {expected:?}"),
+        };
+        let (layer, written) = written;
+        let mut body = open(SseLayer::new().close(layer), 1, 64 * 1024).await;
+        assert_eq!(&next_frame(&mut body).await[..], b"data: 0\n\n");
+        shutdown.trigger();
+        let last = next_frame(&mut body).await;
+        let text = std::str::from_utf8(&last).unwrap();
+        assert!(text.starts_with(written), "{text:?}");
+        assert!(text[written.len()..].starts_with("retry: "), "{text:?}");
     }
 }

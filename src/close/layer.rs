@@ -201,7 +201,9 @@ impl CloseBuilder {
     }
 
     /// An event written before the `retry:` block in the final frame (to
-    /// tell clients why the stream ends, say).
+    /// tell clients why the stream ends, say). It must have a field: an
+    /// event with nothing set is a lone line end that no client sees, and
+    /// is refused by [`build`](CloseBuilder::build).
     ///
     /// Default: none.
     pub fn final_event(mut self, event: impl Into<EncodedEvent>) -> Self {
@@ -230,9 +232,9 @@ impl CloseBuilder {
     ///
     /// # Errors
     ///
-    /// [`CloseError`] for a zero maximum lifetime, or a reconnect delay
+    /// [`CloseError`] for a zero maximum lifetime, a reconnect delay
     /// whose minimum is over its maximum or whose maximum is over
-    /// [`MAX_RETRY`].
+    /// [`MAX_RETRY`], or a final event with nothing in it.
     pub fn build(self) -> Result<CloseLayer, CloseError> {
         if self.max_lifetime.is_some_and(|max| max.is_zero()) {
             return Err(CloseError::ZeroLifetime);
@@ -243,6 +245,13 @@ impl CloseBuilder {
         }
         if max > MAX_RETRY {
             return Err(CloseError::DelayTooLong);
+        }
+        if self
+            .final_event
+            .as_ref()
+            .is_some_and(|event| event.iter().all(|&byte| byte == b'\n'))
+        {
+            return Err(CloseError::EmptyFinalEvent);
         }
         Ok(self.into_layer())
     }
@@ -325,6 +334,8 @@ pub enum CloseError {
     DelayRange,
     /// The reconnect delay's maximum is over [`MAX_RETRY`].
     DelayTooLong,
+    /// The final event has no field (`Event::new()` alone).
+    EmptyFinalEvent,
 }
 
 impl fmt::Display for CloseError {
@@ -337,6 +348,10 @@ impl fmt::Display for CloseError {
             Self::DelayTooLong => {
                 "the reconnect delay is over 2^31 - 1 ms (about 24.8 days), more than browsers' \
                  timers hold"
+            }
+            Self::EmptyFinalEvent => {
+                "the final event has nothing in it: give it data, a type, an id or a comment, \
+                 or leave it unset"
             }
         })
     }

@@ -14,6 +14,10 @@ use crate::last_event_id::LAST_EVENT_ID;
 
 type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// The longest `Access-Control-Max-Age` written: 24 hours, Firefox's cap
+/// (Chromium's is 2 hours).
+const MAX_AGE_CAP_SECS: u64 = 24 * 60 * 60;
+
 /// Which origins may open a stream.
 #[derive(Clone)]
 enum Origins {
@@ -220,7 +224,9 @@ impl SseCorsBuilder {
     }
 
     /// How long a browser may cache a preflight answer
-    /// (`Access-Control-Max-Age`, whole seconds).
+    /// (`Access-Control-Max-Age`, whole seconds). Longer than 24 hours is
+    /// written as 24 hours: no browser keeps an answer longer (Firefox caps
+    /// it at 24 hours, Chromium at 2).
     ///
     /// Default: not sent (browsers then cache it for 5 seconds).
     pub fn max_age(mut self, max_age: Duration) -> Self {
@@ -248,7 +254,7 @@ impl SseCorsBuilder {
             .expect("header names joined by commas are a valid header value");
         let max_age = self
             .max_age
-            .map(|max_age| HeaderValue::from(max_age.as_secs()));
+            .map(|max_age| HeaderValue::from(max_age.as_secs().min(MAX_AGE_CAP_SECS)));
         Ok(SseCorsLayer {
             config: Some(Arc::new(Config {
                 origins,

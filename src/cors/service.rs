@@ -110,6 +110,19 @@ where
 /// `Origin`, so only a page served from that very host and port matches.
 /// Behind a proxy that rewrites `Host` the fallback does not match, and the
 /// app lists its own origin.
+///
+/// What "the same origin" means in the fallback:
+/// - The `Origin` is taken as browsers write it: scheme `http` or `https`,
+///   host in lower case (the URL standard's serialization). Any other
+///   spelling (`http://LOCALHOST:8080`) is no browser's and is not the
+///   app's own.
+/// - The host and port must equal the `Host` header's (compared without
+///   letter case, as DNS names are), the port defaulting to the `Origin`
+///   scheme's (80 or 443).
+/// - The scheme is not compared with the connection's: behind a proxy that
+///   ends TLS, the server sees plain HTTP for an `https` page, and one host
+///   and port serve one scheme, so a browser cannot send a request to
+///   `host:port` from a page of the other scheme on that same `host:port`.
 fn is_same_origin<B>(request: &Request<B>, origin: &HeaderValue) -> bool {
     let headers = request.headers();
     if let Some(site) = headers.get("sec-fetch-site") {
@@ -121,11 +134,17 @@ fn is_same_origin<B>(request: &Request<B>, origin: &HeaderValue) -> bool {
         (None, None) => return false,
     };
     let origin = origin.as_bytes();
-    let (scheme, authority) = match origin.windows(3).position(|w| w == b"://") {
-        Some(at) => (&origin[..at], &origin[at + 3..]),
-        None => return false,
-    };
-    let default_port: &[u8] = if scheme == b"https" { b":443" } else { b":80" };
+    if origin.iter().any(u8::is_ascii_uppercase) {
+        return false;
+    }
+    let (default_port, authority): (&[u8], &[u8]) =
+        if let Some(authority) = origin.strip_prefix(b"https://") {
+            (b":443", authority)
+        } else if let Some(authority) = origin.strip_prefix(b"http://") {
+            (b":80", authority)
+        } else {
+            return false;
+        };
     let host = host.strip_suffix(default_port).unwrap_or(host);
     !authority.is_empty() && authority.eq_ignore_ascii_case(host)
 }

@@ -574,6 +574,9 @@ async fn without_fetch_metadata_an_origin_naming_the_host_is_the_apps_own() {
         ("http://app.test", "app.test"),
         ("http://app.test", "app.test:80"),
         ("https://app.test", "App.Test:443"),
+        // Behind a proxy that ends TLS the server sees plain HTTP: the
+        // scheme is not compared, one host and port serve one scheme.
+        ("https://localhost:8080", "localhost:8080"),
     ] {
         let (response, calls) = call(&layer(), own(origin, host)).await;
         assert_eq!(
@@ -587,6 +590,13 @@ async fn without_fetch_metadata_an_origin_naming_the_host_is_the_apps_own() {
         ("http://evil.test", "app.test"),
         ("http://app.test", "app.test:443"),
         ("http://app.test.evil", "app.test"),
+        // No browser writes an origin's host in capitals.
+        ("http://LOCALHOST:8080", "localhost:8080"),
+        ("http://App.Test", "app.test"),
+        // Only http and https pages send a request a server could call its own.
+        ("ws://app.test:8080", "app.test:8080"),
+        ("file://app.test", "app.test"),
+        ("app.test:8080", "app.test:8080"),
     ] {
         let (response, calls) = call(&layer(), own(origin, host)).await;
         assert_eq!(

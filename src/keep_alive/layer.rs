@@ -71,7 +71,9 @@ impl KeepAliveBuilder {
         self
     }
 
-    /// The text of the comment (written `: text`); one line.
+    /// The text of the comment (written `: text`); one line of at most
+    /// 2 KiB (it is written on every idle interval; 2 KiB is room for the
+    /// padding some old proxies need before they pass a stream on).
     ///
     /// Default: empty (the comment frame is `:\n\n`).
     pub fn comment(mut self, text: impl Into<String>) -> Self {
@@ -109,6 +111,9 @@ impl KeepAliveBuilder {
         }
         if find_line_break(self.comment.as_bytes()).is_some() {
             return Err(KeepAliveError::CommentHasLineBreak);
+        }
+        if self.comment.len() > MAX_COMMENT_LEN {
+            return Err(KeepAliveError::CommentTooLong);
         }
         Ok(self.into_layer())
     }
@@ -163,6 +168,9 @@ impl<S> Layer<S> for KeepAliveLayer {
     }
 }
 
+/// The longest keep-alive comment text, in bytes.
+const MAX_COMMENT_LEN: usize = 2048;
+
 /// A keep-alive setting that cannot work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -173,6 +181,8 @@ pub enum KeepAliveError {
     IntervalTooLong,
     /// The comment text has a CR or LF.
     CommentHasLineBreak,
+    /// The comment text is over 2 KiB.
+    CommentTooLong,
 }
 
 impl fmt::Display for KeepAliveError {
@@ -187,6 +197,10 @@ impl fmt::Display for KeepAliveError {
             }
             Self::CommentHasLineBreak => {
                 "the keep-alive comment has a line break (CR or LF): a comment frame must be one line"
+            }
+            Self::CommentTooLong => {
+                "the keep-alive comment is over 2 KiB: it is written on every idle interval, \
+                 keep it short"
             }
         })
     }
