@@ -198,11 +198,12 @@ async fn layers_and_hub_report_through_the_metrics_facade() {
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert!(body.starts_with(b"data: before\n\n"), "{path}: {body:?}");
         let name = format!("tower_sse_stream_failures_total{{kind={kind}}}");
-        recording
-            .until(&name, |r| r.counter(&name) == 1)
-            .await;
+        recording.until(&name, |r| r.counter(&name) == 1).await;
     }
-    assert_eq!(recording.counter("tower_sse_streams_closed_total{reason=error}"), 2);
+    assert_eq!(
+        recording.counter("tower_sse_streams_closed_total{reason=error}"),
+        2
+    );
 
     // A refused origin.
     let refused = open(server.addr, "http://evil.example", None).await;

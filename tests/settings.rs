@@ -230,7 +230,10 @@ async fn a_final_event_with_nothing_in_it_is_refused() {
         (Event::new(), Err(CloseError::EmptyFinalEvent)),
         (Event::new().data(""), Ok("data:\n\n")),
         (Event::new().comment("bye"), Ok(": bye\n\n")),
-        (Event::new().event("bye").unwrap(), Ok("event: bye\ndata:\n\n")),
+        (
+            Event::new().event("bye").unwrap(),
+            Ok("event: bye\ndata:\n\n"),
+        ),
     ];
     for (event, expected) in table {
         let shutdown = Shutdown::new();
