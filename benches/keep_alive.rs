@@ -75,7 +75,10 @@ fn with_stack(
 
 fn groups(c: &mut Criterion) {
     for (name, max) in [
-        ("joined", tower_sse::DEFAULT_MAX_FRAME_SIZE),
+        (
+            "joined",
+            16 * 1024, /* EventStream's default frame cap */
+        ),
         ("frame-per-event", 0),
     ] {
         let mut group = c.benchmark_group(format!("keep-alive-10k-{name}"));
@@ -150,7 +153,7 @@ fn main() {
     if std::env::args().any(|arg| arg == "--test" || arg == "--list") {
         return;
     }
-    let joined = tower_sse::DEFAULT_MAX_FRAME_SIZE;
+    let joined = 16 * 1024 /* EventStream's default frame cap */;
     let shutdown = Shutdown::new();
     let stack = |body| with_stack(body, &shutdown);
     println!("\nratio = wrapped time / bare time, median of 15 interleaved rounds");

@@ -33,7 +33,7 @@ use axum::{
 };
 use futures_util::{stream, Stream, StreamExt};
 use tokio::{net::TcpListener, sync::mpsc};
-use tower_sse::{CloseHandle, Event, EventStream, Shutdown, SseLayer};
+use tower_sse::{CloseHandle, Event, EventStream, EventType, Shutdown, SseLayer};
 
 #[allow(dead_code)] // the example tests include this file and call `app`
 #[tokio::main]
@@ -126,10 +126,8 @@ async fn events(State(state): State<AppState>, handle: CloseHandle) -> impl Into
         loop {
             n += 1;
             let event = Event::new()
-                .event("tick")
-                .expect("a fixed type without line breaks")
-                .id(n.to_string())
-                .expect("digits only")
+                .event_type(EventType::from_static("tick"))
+                .id_number(n)
                 .data(format!("tick {n}"));
             tokio::select! {
                 reason = handle.closed() => {

@@ -19,7 +19,7 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, task::JoinSet};
 use tower::ServiceBuilder;
-use tower_sse::{Event, EventStream, ServiceBuilderExt, Shutdown, SseLayer};
+use tower_sse::{Event, EventStream, EventType, ServiceBuilderExt, Shutdown, SseLayer};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -55,10 +55,8 @@ async fn handle(
     let counts = stream::unfold(1u64, move |n| async move {
         tokio::time::sleep(period).await;
         let event = Event::new()
-            .event("count")
-            .ok()?
-            .id(n.to_string())
-            .ok()?
+            .event_type(EventType::from_static("count"))
+            .id_number(n)
             .data(n.to_string());
         Some((event, n + 1))
     });

@@ -36,7 +36,7 @@ use tonic::{
     transport::{server::TcpIncoming, Server},
 };
 use tonic_prost::ProstCodec;
-use tower_sse::{CloseHandle, Event, EventStream, Shutdown, SseLayer};
+use tower_sse::{CloseHandle, Event, EventStream, EventType, Shutdown, SseLayer};
 
 /// `demo.HelloRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -144,10 +144,8 @@ pub async fn serve(
                 let ticks = stream::unfold(1u64, move |n| async move {
                     tokio::time::sleep(period).await;
                     let event = Event::new()
-                        .event("tick")
-                        .ok()?
-                        .id(n.to_string())
-                        .ok()?
+                        .event_type(EventType::from_static("tick"))
+                        .id_number(n)
                         .data(n.to_string());
                     Some((event, n + 1))
                 });

@@ -51,7 +51,7 @@ use crate::event::{EncodedEvent, Encoding, Event};
 /// times faster (the first bytes do not wait for 64 KiB of events), for
 /// about 10 % more CPU per event. Smaller caps cost more CPU per event
 /// (every frame passes through each layer and hyper's chunked encoding).
-pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024;
+const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024;
 
 /// The most room reserved for a joined frame up front; a larger
 /// `max_frame_size` grows the buffer as events arrive.
@@ -279,7 +279,7 @@ where
     /// single event larger than the cap is still written whole, in one
     /// frame; `0` writes every event in a frame of its own.
     ///
-    /// Default: 16 KiB ([`DEFAULT_MAX_FRAME_SIZE`]).
+    /// Default: 16 KiB.
     pub fn max_frame_size(mut self, max: usize) -> Self {
         self.max_frame_size = max;
         self
@@ -335,7 +335,7 @@ where
         let mut response = Response::new(self);
         response.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static(crate::media::TEXT_EVENT_STREAM),
+            HeaderValue::from_static(TEXT_EVENT_STREAM),
         );
         response
     }
@@ -605,9 +605,12 @@ fn resume_unwind(payload: std::sync::Mutex<Payload>) -> ! {
     std::panic::resume_unwind(payload)
 }
 
+/// The media type of an event stream.
+pub(crate) const TEXT_EVENT_STREAM: &str = "text/event-stream";
+
 /// The size hint of a body that may add bytes to `inner`'s: its lower
 /// bound, and no upper bound; exactly zero once it has ended.
-#[allow(dead_code)] // used by the layers that write frames of their own
+#[cfg(feature = "layers")]
 pub(crate) fn size_hint_adding_bytes(inner: SizeHint, ended: bool) -> SizeHint {
     if ended {
         return SizeHint::with_exact(0);
@@ -617,46 +620,76 @@ pub(crate) fn size_hint_adding_bytes(inner: SizeHint, ended: bool) -> SizeHint {
     hint
 }
 
-/// Set by an event stream that ends for a reason of its producer's (a hub
-/// subscription that fell behind the history, or whose backend became
-/// unreachable), and carried in the response's extensions to `CloseLayer`,
-/// which then reports `CloseReason::Lagged` or `CloseReason::Unavailable`
-/// instead of `Completed`. Neither side knows the other: both know this
-/// flag.
-#[cfg(any(feature = "close", feature = "hub"))]
-#[derive(Clone, Debug, Default)]
-pub(crate) struct LagFlag(std::sync::Arc<std::sync::atomic::AtomicU8>);
-
-/// Why a flagged stream ended.
-#[cfg(any(feature = "close", feature = "hub"))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ProducerEnd {
-    /// The client read too slowly.
-    Lagged = 1,
-    /// The producer's backend became unreachable.
-    Unavailable = 2,
+/// Why a producer ended its event stream early, told to `CloseLayer`
+/// through an [`EndSignal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EarlyEnd {
+    /// The client read too slowly: the stream fell behind what its
+    /// producer keeps (a hub subscription whose next event left the
+    /// topic's history, or a broadcast receiver that lagged). `CloseLayer`
+    /// reports `CloseReason::Lagged`.
+    Lagged,
+    /// The producer's source became unreachable (a hub on Redis that could
+    /// not read from Redis for longer than its grace). `CloseLayer` reports
+    /// `CloseReason::Unavailable`.
+    Unavailable,
 }
 
-#[cfg(any(feature = "close", feature = "hub"))]
-#[allow(dead_code)] // each side uses one half
-impl LagFlag {
-    pub(crate) fn set(&self) {
-        self.set_to(ProducerEnd::Lagged);
+/// How a stream's producer tells `CloseLayer` why its stream ended, when
+/// the reason is its own: put the signal in the response with
+/// [`mark`](EndSignal::mark), keep a clone in the producer, and
+/// [`set`](EndSignal::set) it before the stream ends. `CloseLayer` then
+/// reports `CloseReason::Lagged` or `CloseReason::Unavailable` instead of
+/// `Completed`. The layer and the producer need not know each other: both
+/// know this signal, which lives in the response's extensions.
+///
+/// A hub subscription gives its own (`Subscription::end_signal`, feature
+/// `hub`); a producer of your own (a broadcast channel whose receiver
+/// lagged, say) makes one with [`EndSignal::new`].
+///
+/// # Example
+///
+/// ```
+/// use futures_util::stream;
+/// use tower_sse::{EarlyEnd, EndSignal, Event, EventStream};
+///
+/// let signal = EndSignal::new();
+/// let mut response = EventStream::new(stream::iter([Event::new().data("last")])).into_response();
+/// signal.mark(&mut response);
+/// // In the producer, when its receiver reports that it lagged:
+/// signal.set(EarlyEnd::Lagged);
+/// assert_eq!(signal.get(), Some(EarlyEnd::Lagged));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct EndSignal(std::sync::Arc<std::sync::atomic::AtomicU8>);
+
+impl EndSignal {
+    /// A signal that says nothing yet.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    pub(crate) fn set_to(&self, end: ProducerEnd) {
-        self.0
-            .store(end as u8, std::sync::atomic::Ordering::Release);
+    /// Puts the signal in `response`'s extensions, where `CloseLayer`
+    /// finds it.
+    pub fn mark<B>(&self, response: &mut http::Response<B>) {
+        response.extensions_mut().insert(self.clone());
     }
 
-    pub(crate) fn is_set(&self) -> bool {
-        self.get().is_some()
+    /// Says why the stream ends; the last call wins.
+    pub fn set(&self, why: EarlyEnd) {
+        let value = match why {
+            EarlyEnd::Lagged => 1,
+            EarlyEnd::Unavailable => 2,
+        };
+        self.0.store(value, std::sync::atomic::Ordering::Release);
     }
 
-    pub(crate) fn get(&self) -> Option<ProducerEnd> {
+    /// What was said, if anything.
+    pub fn get(&self) -> Option<EarlyEnd> {
         match self.0.load(std::sync::atomic::Ordering::Acquire) {
-            1 => Some(ProducerEnd::Lagged),
-            2 => Some(ProducerEnd::Unavailable),
+            1 => Some(EarlyEnd::Lagged),
+            2 => Some(EarlyEnd::Unavailable),
             _ => None,
         }
     }

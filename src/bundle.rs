@@ -146,9 +146,9 @@ impl SseLayer {
         self
     }
 
-    /// Switches the no-buffering headers off (for a deployment with no
-    /// proxy, or one configured to stream already).
-    pub fn without_no_buffering(mut self) -> Self {
+    /// Lets proxies buffer: switches the no-buffering headers off (for a
+    /// deployment with no proxy, or one configured to stream already).
+    pub fn allow_buffering(mut self) -> Self {
         self.no_buffering = NoBufferingLayer::off();
         self
     }

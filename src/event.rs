@@ -153,13 +153,15 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`EventError`] naming [`Field::Event`] when `event` contains CR or LF;
-    /// it gives the event back ([`EventError::into_event`]).
+    /// [`EventError`] ([`EventErrorKind::TypeLineBreak`]) when `event`
+    /// contains CR or LF; it gives the event back
+    /// ([`EventError::into_event`]). A type the program writes itself
+    /// needs no check at run time: [`event_type`](Event::event_type).
     #[inline(always)]
     pub fn event(mut self, event: impl AsRef<str>) -> Result<Self, EventError> {
         let event = event.as_ref().as_bytes();
         if has_line_break(event) {
-            return Err(EventError::new(Field::Event, Reason::LineBreak, self));
+            return Err(EventError::new(EventErrorKind::TypeLineBreak, self));
         }
         let encoding = self.encoding();
         write_field(&mut encoding.buf, b"event: ", event);
@@ -175,8 +177,10 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`EventError`] naming [`Field::Id`] when `id` contains CR, LF or NUL;
-    /// it gives the event back ([`EventError::into_event`]).
+    /// [`EventError`] ([`EventErrorKind::IdLineBreak`] or
+    /// [`EventErrorKind::IdNul`]) when `id` contains CR, LF or NUL; it gives
+    /// the event back ([`EventError::into_event`]). A number needs no
+    /// check: [`id_number`](Event::id_number).
     #[inline(always)]
     pub fn id(mut self, id: impl AsRef<str>) -> Result<Self, EventError> {
         let id = id.as_ref().as_bytes();
@@ -188,6 +192,46 @@ impl Event {
         write_field(&mut encoding.buf, b"id: ", id);
         encoding.has_id = true;
         Ok(self)
+    }
+
+    /// Sets the event id (`id:`) to a number, written in decimal. Nothing
+    /// to refuse, so nothing to check: the common path for ids a program
+    /// counts itself.
+    #[inline]
+    pub fn id_number(mut self, id: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = id;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let encoding = self.encoding();
+        write_field(&mut encoding.buf, b"id: ", &digits[at..]);
+        encoding.has_id = true;
+        self
+    }
+
+    /// Sets the event type (`event:`) to one the program wrote itself and
+    /// checked once, when the [`EventType`] was made.
+    ///
+    /// ```
+    /// use tower_sse::{event::EventType, Event};
+    ///
+    /// const TICK: EventType = EventType::from_static("tick");
+    /// let event = Event::new().event_type(TICK).id_number(7).data("1");
+    /// assert_eq!(event.encode().as_bytes(), b"event: tick\nid: 7\ndata: 1\n\n");
+    /// ```
+    #[inline]
+    pub fn event_type(mut self, event_type: EventType) -> Self {
+        let encoding = self.encoding();
+        write_field(&mut encoding.buf, b"event: ", event_type.0.as_bytes());
+        encoding.has_type = true;
+        self
     }
 
     /// Sets the browser's reconnection delay (`retry:`), written in whole
@@ -330,12 +374,47 @@ impl fmt::Debug for EncodedEvent {
 #[cold]
 #[inline(never)]
 fn refused_id(id: &[u8], event: Event) -> EventError {
-    let reason = if find_line_break(id).is_some() {
-        Reason::LineBreak
+    let kind = if find_line_break(id).is_some() {
+        EventErrorKind::IdLineBreak
     } else {
-        Reason::Nul
+        EventErrorKind::IdNul
     };
-    EventError::new(Field::Id, reason, event)
+    EventError::new(kind, event)
+}
+
+/// An event type written by the program itself, checked once: made with
+/// [`EventType::from_static`] (in a `const`, the check runs when the
+/// program is compiled), and set with [`Event::event_type`] without a
+/// `Result`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EventType(&'static str);
+
+impl EventType {
+    /// The event type `name`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` contains CR or LF, like `http::HeaderName::from_static`:
+    /// in a `const` that is a compile error, so write
+    /// `const TICK: EventType = EventType::from_static("tick");`. A type
+    /// from outside the program goes through [`Event::event`], which
+    /// returns an error instead.
+    pub const fn from_static(name: &'static str) -> Self {
+        let bytes = name.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\n' || bytes[i] == b'\r' {
+                panic!("an event type must not contain CR or LF");
+            }
+            i += 1;
+        }
+        Self(name)
+    }
+
+    /// The type's name.
+    pub const fn as_str(&self) -> &'static str {
+        self.0
+    }
 }
 
 /// An event field value that cannot be written safely.
@@ -344,18 +423,31 @@ fn refused_id(id: &[u8], event: Event) -> EventError {
 /// ([`into_event`](EventError::into_event)): nothing already set is lost.
 #[derive(Debug, Clone)]
 pub struct EventError {
-    field: Field,
-    reason: Reason,
+    kind: EventErrorKind,
     event: Event,
 }
 
+/// What an [`EventError`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventErrorKind {
+    /// The `id` contains CR or LF, which would end the field and let the
+    /// rest be read as new fields.
+    IdLineBreak,
+    /// The `id` contains NUL (U+0000), which makes browsers ignore it.
+    IdNul,
+    /// The `event` type contains CR or LF.
+    TypeLineBreak,
+}
+
 impl EventError {
-    fn new(field: Field, reason: Reason, event: Event) -> Self {
-        Self {
-            field,
-            reason,
-            event,
-        }
+    fn new(kind: EventErrorKind, event: Event) -> Self {
+        Self { kind, event }
+    }
+
+    /// What was refused.
+    pub fn kind(&self) -> EventErrorKind {
+        self.kind
     }
 
     /// The event as it was before the refused value, with everything
@@ -363,36 +455,23 @@ impl EventError {
     pub fn into_event(self) -> Event {
         self.event
     }
-
-    /// The field whose value was refused.
-    pub fn field(&self) -> Field {
-        self.field
-    }
-
-    /// Why the value was refused.
-    pub fn reason(&self) -> Reason {
-        self.reason
-    }
 }
 
 impl fmt::Display for EventError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let field = match self.field {
-            Field::Id => "id",
-            Field::Event => "event",
-        };
-        match self.reason {
-            Reason::LineBreak => write!(
-                f,
-                "the `{field}` value contains a line break (CR or LF), which would end \
-                 the field and let the rest be read as new fields"
-            ),
-            Reason::Nul => write!(
-                f,
-                "the `{field}` value contains a NUL character, which makes browsers \
-                 ignore the field"
-            ),
-        }
+        f.write_str(match self.kind {
+            EventErrorKind::IdLineBreak => {
+                "the `id` value contains a line break (CR or LF), which would end the field \
+                 and let the rest be read as new fields"
+            }
+            EventErrorKind::IdNul => {
+                "the `id` value contains a NUL character, which makes browsers ignore the field"
+            }
+            EventErrorKind::TypeLineBreak => {
+                "the `event` value contains a line break (CR or LF), which would end the field \
+                 and let the rest be read as new fields"
+            }
+        })
     }
 }
 
@@ -433,26 +512,6 @@ impl StdError for JsonDataError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         Some(&self.source)
     }
-}
-
-/// The event field named by an [`EventError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Field {
-    /// The `id` field.
-    Id,
-    /// The `event` (type) field.
-    Event,
-}
-
-/// Why an [`EventError`] refused a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Reason {
-    /// The value contains CR or LF.
-    LineBreak,
-    /// The value contains NUL (U+0000).
-    Nul,
 }
 
 /// Writes `prefix` (a field name, colon and space: `b"id: "`; `b": "` for
@@ -647,8 +706,8 @@ pub(crate) fn find_line_break(bytes: &[u8]) -> Option<usize> {
 ///
 /// Line ends are CR, LF and CRLF; an event ends at an empty line. A CRLF may
 /// be split across two frames.
+#[cfg(feature = "layers")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // used by the layers that write frames of their own
 pub(crate) enum Boundary {
     /// Between events: at the start, or just after an empty line.
     Between,
@@ -661,7 +720,7 @@ pub(crate) enum Boundary {
     AfterCr { between: bool },
 }
 
-#[allow(dead_code)] // used by the layers that write frames of their own
+#[cfg(feature = "layers")]
 impl Boundary {
     /// Whether a new event or comment frame may be written now.
     pub(crate) fn is_between(self) -> bool {

@@ -3,8 +3,8 @@
 //! `Subscription` and `HubError` (feature `hub`) as handler results.
 //!
 //! ```
-//! # #[cfg(all(feature = "close", feature = "hub", feature = "cors",
-//! #     feature = "headers", feature = "no-buffering", feature = "keep-alive"))]
+//! # #[cfg(all(feature = "layers", feature = "hub", feature = "layers",
+//! #     feature = "layers", feature = "layers", feature = "layers"))]
 //! # mod example {
 //! use axum::{extract::{Path, State}, routing::get, Router};
 //! use tower_sse::{hub::{Hub, HubError, Subscription}, CloseHandle, LastEventId, SseLayer};
@@ -34,10 +34,10 @@
 use std::convert::Infallible;
 
 use axum_core::extract::OptionalFromRequestParts;
-#[cfg(any(feature = "close", feature = "hub"))]
+#[cfg(any(feature = "layers", feature = "hub"))]
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
-#[cfg(feature = "close")]
+#[cfg(feature = "layers")]
 use http::StatusCode;
 
 use crate::LastEventId;
@@ -60,7 +60,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for LastEventId {
 /// `CloseHandle` as a handler argument, put in the request by `CloseLayer`
 /// (or `SseLayer`); without that layer the handler is not called and the
 /// response is [`MissingCloseLayer`].
-#[cfg(feature = "close")]
+#[cfg(feature = "layers")]
 impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for crate::CloseHandle {
     type Rejection = MissingCloseLayer;
 
@@ -76,11 +76,11 @@ impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for crate::CloseHan
 /// The rejection of a `CloseHandle` argument on a route that `CloseLayer`
 /// (or `SseLayer`) does not wrap: `500 Internal Server Error` with a text
 /// body that names the missing layer (a server bug, not the client's).
-#[cfg(feature = "close")]
+#[cfg(feature = "layers")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MissingCloseLayer;
 
-#[cfg(feature = "close")]
+#[cfg(feature = "layers")]
 impl std::fmt::Display for MissingCloseLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(
@@ -90,10 +90,10 @@ impl std::fmt::Display for MissingCloseLayer {
     }
 }
 
-#[cfg(feature = "close")]
+#[cfg(feature = "layers")]
 impl std::error::Error for MissingCloseLayer {}
 
-#[cfg(feature = "close")]
+#[cfg(feature = "layers")]
 impl IntoResponse for MissingCloseLayer {
     fn into_response(self) -> Response {
         (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()

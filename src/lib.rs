@@ -7,148 +7,169 @@
 //! cut, a vanished client goes unnoticed, and open streams hang graceful
 //! shutdown. tower-sse answers each of these in one place.
 //!
-//! Layers (each acts on event-stream responses only and leaves every other
-//! response exactly as it was):
-//!
-//! - [`SseCorsLayer`] (feature `cors`): CORS with credentials for exact
-//!   origins; other origins get 403 before any stream opens;
-//! - [`SseHeadersLayer`] (feature `headers`): `Cache-Control`,
-//!   `Content-Length`, and no `Connection` on HTTP/2 and later;
-//! - [`NoBufferingLayer`] (feature `no-buffering`): `X-Accel-Buffering: no`
-//!   and `no-transform`, so proxies pass each event at once;
-//! - [`KeepAliveLayer`] (feature `keep-alive`): a comment frame when the
-//!   stream has been idle, never inside an event;
-//! - [`CloseLayer`] (feature `close`): a [`CloseHandle`] in each request
-//!   that tells the handler when and why its stream ended, and a
-//!   [`Shutdown`] trigger that ends open streams so graceful shutdown
-//!   completes.
-//!
-//! Beside the layers, a producer of event streams:
-//!
-//! - `hub::Hub` (feature `hub`): publish an event once to every subscriber
-//!   of a topic, and resume a reconnecting browser from its
-//!   `Last-Event-ID` without losing an event, or tell it with a gap event
-//!   when that cannot be done.
-//!
-//! The foundation every layer stands on:
-//!
-//! - [`Event`]: a spec-exact encoder that refuses unsafe ids and types with
-//!   a typed [`EventError`] instead of writing them or panicking;
-//! - [`EventStream`]: any `Stream` of events as an [`http_body::Body`] with
-//!   `Data = Bytes`, joining ready events into one frame;
-//! - [`LastEventId`]: the `Last-Event-ID` header a reconnecting browser sends;
-//! - [`stop_reconnecting`]: the `204 No Content` that stops reconnects.
-//!
 //! # Example
 //!
-//! A complete hyper server with every layer: a stream of ticks at
-//! `GET /events` for pages on `https://app.example.com` (with cookies), that
-//! ends cleanly on Ctrl-C.
+//! An axum 0.8 app whose `/events` route streams a hub topic to pages on
+//! `https://app.example.com` (with their cookies), beside a JSON route, and
+//! that shuts down cleanly on Ctrl-C:
 //!
 //! ```no_run
-//! # #[cfg(all(feature = "cors", feature = "close", feature = "headers",
-//! #     feature = "no-buffering", feature = "keep-alive"))]
+//! # #[cfg(all(feature = "layers", feature = "hub", feature = "axum"))]
 //! # mod example {
-//! use std::{convert::Infallible, time::Duration};
+//! use std::time::Duration;
 //!
-//! use futures_util::stream;
-//! use hyper::{body::Incoming, Request};
-//! use hyper_util::{
-//!     rt::{TokioExecutor, TokioIo},
-//!     server::{conn::auto, graceful::GracefulShutdown},
-//!     service::TowerToHyperService,
+//! use axum::{extract::State, http::HeaderMap, routing::get, Json, Router};
+//! use tower_sse::{
+//!     hub::{Hub, HubError, Subscription},
+//!     Event, Shutdown, SseCorsLayer, SseLayer,
 //! };
-//! use tower::ServiceBuilder;
-//! use tower_sse::{Event, EventStream, Shutdown, SseCorsLayer, SseLayer};
+//!
+//! // Resumes exactly after the browser's `Last-Event-ID` (or starts with a
+//! // `gap` event when that is no longer kept), then goes live.
+//! async fn events(State(hub): State<Hub>, headers: HeaderMap) -> Result<Subscription, HubError> {
+//!     hub.subscribe_from_headers("news", &headers).await
+//! }
+//!
+//! async fn status() -> Json<&'static str> {
+//!     Json("ok") // no event stream: every layer leaves it alone
+//! }
 //!
 //! #[tokio::main]
 //! pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let hub = Hub::new();
 //!     let shutdown = Shutdown::new();
 //!     // One layer, five concerns, outermost first: CORS (a refused origin
 //!     // costs nothing), close (sees every byte written, ends streams on
 //!     // shutdown), headers, no-buffering, keep-alive (next to the handler,
-//!     // so close counts its comments).
-//!     let layer = SseLayer::new()
+//!     // so that close counts its comments).
+//!     let sse = SseLayer::new()
 //!         .cors(SseCorsLayer::builder().allow_origin("https://app.example.com").build()?)
 //!         .shutdown(&shutdown);
-//!     let service = ServiceBuilder::new()
-//!         .layer(layer)
-//!         .service_fn(|_request: Request<Incoming>| async {
-//!             let ticks = stream::unfold(1u64, |n| async move {
-//!                 tokio::time::sleep(Duration::from_secs(1)).await;
-//!                 let event = Event::new().id(n.to_string()).ok()?.data("tick");
-//!                 Some((event, n + 1))
-//!             });
-//!             Ok::<_, Infallible>(EventStream::new(ticks).into_response())
-//!         });
+//!     let app = Router::new()
+//!         .route("/events", get(events))
+//!         .route("/status", get(status))
+//!         .with_state(hub.clone())
+//!         .layer(sse);
+//!
+//!     tokio::spawn(async move {
+//!         for n in 1u64.. {
+//!             let _ = hub.publish("news", Event::new().data(format!("item {n}"))).await;
+//!             tokio::time::sleep(Duration::from_secs(1)).await;
+//!         }
+//!     });
 //!
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     let graceful = GracefulShutdown::new();
-//!     loop {
-//!         tokio::select! {
-//!             accepted = listener.accept() => {
-//!                 let (socket, _) = accepted?;
-//!                 let connection = auto::Builder::new(TokioExecutor::new())
-//!                     .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service.clone()))
-//!                     .into_owned();
-//!                 let connection = graceful.watch(connection);
-//!                 tokio::spawn(connection);
-//!             }
-//!             _ = tokio::signal::ctrl_c() => break,
-//!         }
+//!     let trigger = shutdown.clone();
+//!     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!         // Every open stream writes a final `retry:` and ends.
+//!         trigger.trigger();
+//!     });
+//!     tokio::select! {
+//!         result = server => result?,
+//!         // Clients that stopped reading keep their connections: give up on them.
+//!         () = shutdown.deadline(Duration::from_secs(5)) => {}
 //!     }
-//!     // Every open stream writes a final `retry:` and ends, so this returns.
-//!     shutdown.trigger();
-//!     graceful.shutdown().await;
 //!     Ok(())
 //! }
 //! # }
 //! # fn main() {}
 //! ```
 //!
+//! `examples/hyper.rs` is the same for plain hyper (with its accept loop),
+//! and `examples/tonic.rs` puts a stream beside a gRPC service.
+//!
+//! # What is here
+//!
+//! Layers (feature `layers`), each acting on event-stream responses only
+//! and leaving every other response exactly as it was:
+//!
+//! - [`SseLayer`]: the five below in the right order, with one `.layer()`;
+//! - [`SseCorsLayer`]: CORS with credentials for exact origins; other
+//!   origins get 403 before any stream opens;
+//! - [`CloseLayer`]: a [`CloseHandle`] in each request that tells the
+//!   handler when and why its stream ended, and a [`Shutdown`] trigger that
+//!   ends open streams so graceful shutdown completes;
+//! - [`SseHeadersLayer`]: `Cache-Control`, `Content-Length`, and no
+//!   `Connection` on HTTP/2 and later;
+//! - [`NoBufferingLayer`]: `X-Accel-Buffering: no` and `no-transform`, so
+//!   proxies pass each event at once;
+//! - [`KeepAliveLayer`]: a comment frame when the stream has been idle,
+//!   never inside an event.
+//!
+//! A producer of event streams: `hub::Hub` (feature `hub`) publishes an
+//! event once to every subscriber of a topic and resumes a reconnecting
+//! browser from its `Last-Event-ID` without losing an event, or tells it
+//! with a gap event when that cannot be done; on one instance or, with
+//! feature `redis`, many.
+//!
+//! The wire format, always there:
+//!
+//! - [`Event`]: a spec-exact encoder that refuses unsafe ids and types with
+//!   a typed [`EventError`] instead of writing them or panicking;
+//! - [`EventStream`]: any `Stream` of events as an [`http_body::Body`] with
+//!   `Data = Bytes`, joining ready events into one frame;
+//! - [`LastEventId`]: the `Last-Event-ID` header a reconnecting browser sends;
+//! - [`EndSignal`]: how a producer tells `CloseLayer` why its stream ended;
+//! - [`stop_reconnecting`]: the `204 No Content` that stops reconnects.
+//!
+//! # Configuring a layer
+//!
+//! One rule for every layer: `XLayer::new()` is the layer with its
+//! defaults. A layer none of whose settings can be wrong takes its setters
+//! on itself ([`SseHeadersLayer`], [`NoBufferingLayer`], and [`SseLayer`],
+//! which takes built layers). A layer where a setting can be wrong is
+//! configured through `XLayer::builder()`: its setters only record and
+//! return the builder, and its one fallible step is `build()`, whose error
+//! says what to change and gives the builder back ([`KeepAliveLayer`],
+//! [`CloseLayer`], [`SseCorsLayer`], and `Hub::builder()`). Builders are
+//! `Clone` and `Debug`. Each service `X<S>` has `X::new(inner)` and
+//! `X::layer()` when its layer has defaults; `SseCors` has neither, since
+//! CORS needs origins. Nothing panics on a bad setting or a bad request.
+//!
+//! # Errors
+//!
+//! One shape for every error type: a struct whose `kind()` gives a
+//! `#[non_exhaustive]` enum to match on, whose `Display` says what went
+//! wrong and what to change, and which gives back what the failed call took
+//! (`into_event()`, `into_builder()`), so nothing is lost.
+//!
 //! # Features
 //!
-//! One per layer, all on by default: `headers`, `no-buffering`,
-//! `keep-alive`, `close`, `cors`, and `util` (`ServiceBuilderExt`, with
-//! every layer). Also on by default: `hub` (no dependency). Off by default:
-//! `json` (`Event::json_data`, with serde), `tracing` (logs of stream open
-//! and close), `metrics` (counters and gauges through the `metrics`
-//! facade), `axum` (extractors and responses, with `axum-core`), and `full`
-//! (everything).
+//! | feature | what | default |
+//! | --- | --- | --- |
+//! | `layers` | every layer and `ServiceBuilderExt` | on |
+//! | `hub` | `hub::Hub` in memory | on |
+//! | `redis` | the hub on Redis Streams | off |
+//! | `axum` | extractors and responses, on `axum-core` | off |
+//! | `metrics` | counters and gauges through the `metrics` facade | off |
+//! | `tracing` | logs of stream open, close and failure | off |
+//! | `json` | `Event::json_data`, with serde | off |
+//! | `full` | everything | off |
 //!
-// The overview names every layer; with a layer's feature off its link
-// points at the feature table instead, so that each feature alone
-// documents without a broken link.
-#![cfg_attr(feature = "cors", doc = "[`SseCorsLayer`]: crate::SseCorsLayer")]
-#![cfg_attr(not(feature = "cors"), doc = "[`SseCorsLayer`]: #features")]
+// The overview names the layers; with `layers` off its links point at the
+// feature table instead, so that each feature alone documents without a
+// broken link.
 #![cfg_attr(
-    feature = "headers",
-    doc = "[`SseHeadersLayer`]: crate::SseHeadersLayer"
+    feature = "layers",
+    doc = "[`SseLayer`]: crate::SseLayer\n[`SseCorsLayer`]: crate::SseCorsLayer\n\
+           [`CloseLayer`]: crate::CloseLayer\n[`CloseHandle`]: crate::CloseHandle\n\
+           [`Shutdown`]: crate::Shutdown\n[`SseHeadersLayer`]: crate::SseHeadersLayer\n\
+           [`NoBufferingLayer`]: crate::NoBufferingLayer\n[`KeepAliveLayer`]: crate::KeepAliveLayer"
 )]
-#![cfg_attr(not(feature = "headers"), doc = "[`SseHeadersLayer`]: #features")]
 #![cfg_attr(
-    feature = "no-buffering",
-    doc = "[`NoBufferingLayer`]: crate::NoBufferingLayer"
+    not(feature = "layers"),
+    doc = "[`SseLayer`]: #features\n[`SseCorsLayer`]: #features\n[`CloseLayer`]: #features\n\
+           [`CloseHandle`]: #features\n[`Shutdown`]: #features\n[`SseHeadersLayer`]: #features\n\
+           [`NoBufferingLayer`]: #features\n[`KeepAliveLayer`]: #features"
 )]
-#![cfg_attr(not(feature = "no-buffering"), doc = "[`NoBufferingLayer`]: #features")]
-#![cfg_attr(
-    feature = "keep-alive",
-    doc = "[`KeepAliveLayer`]: crate::KeepAliveLayer"
-)]
-#![cfg_attr(not(feature = "keep-alive"), doc = "[`KeepAliveLayer`]: #features")]
-#![cfg_attr(feature = "close", doc = "[`CloseLayer`]: crate::CloseLayer")]
-#![cfg_attr(not(feature = "close"), doc = "[`CloseLayer`]: #features")]
-#![cfg_attr(feature = "close", doc = "[`CloseHandle`]: crate::CloseHandle")]
-#![cfg_attr(not(feature = "close"), doc = "[`CloseHandle`]: #features")]
-#![cfg_attr(feature = "close", doc = "[`Shutdown`]: crate::Shutdown")]
-#![cfg_attr(not(feature = "close"), doc = "[`Shutdown`]: #features")]
 #![deny(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// `get_ref`, `get_mut` and `into_inner` for a service whose inner service
 /// is the field `inner`.
-#[allow(unused_macros)] // used by the layers, each behind its own feature
+#[cfg(feature = "layers")]
 macro_rules! inner_service_accessors {
     () => {
         /// The inner service.
@@ -169,95 +190,103 @@ macro_rules! inner_service_accessors {
 }
 
 mod body;
-#[cfg(all(
-    feature = "util",
-    feature = "cors",
-    feature = "close",
-    feature = "headers",
-    feature = "no-buffering",
-    feature = "keep-alive"
-))]
-#[cfg_attr(docsrs, doc(cfg(feature = "util")))]
+#[cfg(feature = "layers")]
 mod builder;
-#[cfg(all(
-    feature = "cors",
-    feature = "close",
-    feature = "headers",
-    feature = "no-buffering",
-    feature = "keep-alive"
-))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(all(
-        feature = "cors",
-        feature = "close",
-        feature = "headers",
-        feature = "no-buffering",
-        feature = "keep-alive"
-    )))
-)]
+#[cfg(feature = "layers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
 pub mod bundle;
-#[cfg(feature = "close")]
-#[cfg_attr(docsrs, doc(cfg(feature = "close")))]
+#[cfg(feature = "layers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
 pub mod close;
-#[cfg(feature = "cors")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cors")))]
+#[cfg(feature = "layers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
 pub mod cors;
 pub mod event;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
-#[cfg(feature = "headers")]
-#[cfg_attr(docsrs, doc(cfg(feature = "headers")))]
+#[cfg(feature = "layers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
 pub mod headers;
 #[cfg(feature = "hub")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hub")))]
 pub mod hub;
-#[cfg(any(feature = "close", feature = "hub"))]
+#[cfg(any(feature = "layers", feature = "hub"))]
 mod jitter;
-#[cfg(feature = "keep-alive")]
-#[cfg_attr(docsrs, doc(cfg(feature = "keep-alive")))]
+#[cfg(feature = "layers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
 pub mod keep_alive;
 mod last_event_id;
+#[cfg(feature = "layers")]
 mod media;
+#[cfg(any(feature = "layers", feature = "hub"))]
 mod metrics;
-#[cfg(feature = "no-buffering")]
-#[cfg_attr(docsrs, doc(cfg(feature = "no-buffering")))]
+#[cfg(feature = "layers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
 pub mod no_buffering;
 #[cfg(test)]
 mod test_util;
 
-pub use body::{stop_reconnecting, EventStream, StreamItem, DEFAULT_MAX_FRAME_SIZE};
-#[cfg(all(
-    feature = "util",
-    feature = "cors",
-    feature = "close",
-    feature = "headers",
-    feature = "no-buffering",
-    feature = "keep-alive"
-))]
-pub use builder::ServiceBuilderExt;
-#[cfg(all(
-    feature = "cors",
-    feature = "close",
-    feature = "headers",
-    feature = "no-buffering",
-    feature = "keep-alive"
-))]
-pub use bundle::{Sse, SseBody, SseLayer};
-#[cfg(feature = "close")]
-pub use close::{Close, CloseHandle, CloseLayer, CloseReason, Shutdown};
-#[cfg(feature = "cors")]
-pub use cors::{SseCors, SseCorsLayer};
+pub use body::{stop_reconnecting, EarlyEnd, EndSignal, EventStream, StreamItem};
 #[cfg(feature = "json")]
 pub use event::JsonDataError;
-pub use event::{EncodedEvent, Event, EventError};
-#[cfg(all(feature = "axum", feature = "close"))]
+pub use event::{EncodedEvent, Event, EventError, EventType};
+#[cfg(all(feature = "layers", feature = "axum"))]
 pub use extract::MissingCloseLayer;
-#[cfg(feature = "headers")]
-pub use headers::{SseHeaders, SseHeadersLayer};
-#[cfg(feature = "keep-alive")]
-pub use keep_alive::{KeepAlive, KeepAliveLayer};
 pub use last_event_id::{LastEventId, LAST_EVENT_ID};
-#[cfg(feature = "no-buffering")]
-pub use no_buffering::{NoBuffering, NoBufferingLayer};
+#[cfg(feature = "layers")]
+pub use {
+    builder::ServiceBuilderExt,
+    bundle::{Sse, SseBody, SseLayer},
+    close::{Close, CloseHandle, CloseLayer, CloseReason, Shutdown},
+    cors::{SseCors, SseCorsLayer},
+    headers::{SseHeaders, SseHeadersLayer},
+    keep_alive::{KeepAlive, KeepAliveLayer},
+    no_buffering::{NoBuffering, NoBufferingLayer},
+};
+
+/// The Rust snippets of the README and of the guides under `docs/`,
+/// compiled and run as doctests (`cargo test --doc --all-features`); each
+/// file is gated on the features its snippets use.
+#[cfg(doctest)]
+mod doc_files {
+    #[cfg(all(feature = "layers", feature = "axum", feature = "hub"))]
+    #[doc = include_str!("../README.md")]
+    mod readme {}
+
+    #[cfg(all(feature = "layers", feature = "axum", feature = "hub"))]
+    #[doc = include_str!("../docs/coming-from-axum.md")]
+    mod coming_from_axum {}
+
+    #[cfg(feature = "layers")]
+    mod bundle {
+        #[doc = include_str!("../docs/layers.md")]
+        mod layers {}
+        #[doc = include_str!("../docs/shutdown.md")]
+        mod shutdown {}
+        #[doc = include_str!("../docs/nginx.md")]
+        mod nginx {}
+        #[doc = include_str!("../docs/browsers.md")]
+        mod browsers {}
+        #[doc = include_str!("../docs/demo.md")]
+        mod demo {}
+        #[doc = include_str!("../docs/speed.md")]
+        mod speed {}
+    }
+
+    #[cfg(all(feature = "hub", feature = "axum"))]
+    #[doc = include_str!("../docs/hub.md")]
+    mod hub {}
+
+    #[cfg(feature = "hub")]
+    #[doc = include_str!("../docs/slow-clients.md")]
+    mod slow_clients {}
+
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../docs/scaling-out.md")]
+    mod scaling_out {}
+
+    #[cfg(all(feature = "metrics", feature = "hub"))]
+    #[doc = include_str!("../docs/metrics.md")]
+    mod metrics {}
+}

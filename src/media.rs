@@ -2,21 +2,17 @@
 
 use http::{header, HeaderMap, HeaderName};
 
-/// The media type of an event stream.
-pub(crate) const TEXT_EVENT_STREAM: &str = "text/event-stream";
+pub(crate) use crate::body::TEXT_EVENT_STREAM;
 
 /// The `Cache-Control` an event stream gets when its handler set none: it
 /// must never be served from a cache.
-#[allow(dead_code)] // used by the layers, each behind its own feature
 pub(crate) const NO_CACHE: &str = "no-cache";
 
 /// [`NO_CACHE`] with `no-transform`, for the no-buffering layer.
-#[allow(dead_code)] // used by the layers, each behind its own feature
 pub(crate) const NO_CACHE_NO_TRANSFORM: &str = "no-cache, no-transform";
 
 /// Whether `headers` declare an event stream: the `Content-Type` media type is
 /// `text/event-stream`, compared without regard to case, parameters ignored.
-#[allow(dead_code)] // used by the layers, each behind its own feature
 pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return false;
@@ -39,7 +35,6 @@ fn is_text_event_stream(essence: &[u8]) -> bool {
 /// The items of a comma-separated header list (`Accept`, `Vary`,
 /// `Access-Control-Request-Headers`) across all of the header's values,
 /// trimmed, empty items skipped.
-#[allow(dead_code)] // used by the layers, each behind its own feature
 pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(name)
@@ -54,7 +49,6 @@ pub(crate) fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator
 /// ignored, but not with `q=0`, which refuses it). `EventSource` always
 /// sends `Accept: text/event-stream`; `*/*` and absent `Accept` do not
 /// count, since every `fetch` sends them.
-#[allow(dead_code)] // used by the layers, each behind its own feature
 pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
     list_items(headers, header::ACCEPT).any(|range| {
         let (essence, mut parameters) = split_media(range);

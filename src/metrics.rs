@@ -1,10 +1,9 @@
 //! What the layers and the hub report through the `metrics` crate's facade
 //! (feature `metrics`); without the feature every function here is empty
-//! and compiles away. Names and labels are listed in the README.
-#![allow(dead_code)] // each layer, behind its own feature, uses part of it
+//! and compiles away. Names and labels are listed in `docs/metrics.md`.
 
-#[cfg(feature = "metrics")]
-mod imp {
+#[cfg(all(feature = "layers", feature = "metrics"))]
+mod layers {
     use metrics::{counter, gauge};
 
     pub(crate) fn stream_opened() {
@@ -29,7 +28,24 @@ mod imp {
     pub(crate) fn cors_refused() {
         counter!("tower_sse_cors_refused_total").increment(1);
     }
+}
 
+#[cfg(all(feature = "layers", not(feature = "metrics")))]
+mod layers {
+    #[inline(always)]
+    pub(crate) fn stream_opened() {}
+    #[inline(always)]
+    pub(crate) fn stream_closed(_reason: &'static str, _frames: u64, _bytes: u64) {}
+    pub(crate) fn stream_failed(_kind: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn keep_alive_comment() {}
+    #[inline(always)]
+    pub(crate) fn cors_refused() {}
+}
+
+#[cfg(all(feature = "hub", feature = "metrics"))]
+mod hub {
+    use metrics::{counter, gauge};
     /// A hub topic's metrics, registered once when the topic is made (with
     /// a `topic` label when the hub labels by topic), so that a publish or
     /// a subscribe costs one atomic operation and no label building.
@@ -94,17 +110,8 @@ mod imp {
     }
 }
 
-#[cfg(not(feature = "metrics"))]
-mod imp {
-    #[inline(always)]
-    pub(crate) fn stream_opened() {}
-    #[inline(always)]
-    pub(crate) fn stream_closed(_reason: &'static str, _frames: u64, _bytes: u64) {}
-    pub(crate) fn stream_failed(_kind: &'static str) {}
-    #[inline(always)]
-    pub(crate) fn keep_alive_comment() {}
-    #[inline(always)]
-    pub(crate) fn cors_refused() {}
+#[cfg(all(feature = "hub", not(feature = "metrics")))]
+mod hub {
     /// Without the feature: nothing to register, nothing to report.
     pub(crate) struct TopicMetrics;
 
@@ -128,5 +135,7 @@ mod imp {
     }
 }
 
-#[allow(unused_imports)] // with `metrics` alone, nothing reports yet
-pub(crate) use imp::*;
+#[cfg(feature = "hub")]
+pub(crate) use hub::TopicMetrics;
+#[cfg(feature = "layers")]
+pub(crate) use layers::*;

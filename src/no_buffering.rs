@@ -113,7 +113,6 @@ impl NoBufferingLayer {
     }
 
     /// A layer that passes every response through (the bundle's off switch).
-    #[allow(dead_code)] // used by the bundle, behind its own features
     pub(crate) fn off() -> Self {
         Self {
             enabled: false,

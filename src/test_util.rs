@@ -1,5 +1,4 @@
 //! Helpers shared by the layers' unit tests.
-#![allow(dead_code)] // each layer, behind its own feature, uses part of it
 
 use std::task::Poll;
 

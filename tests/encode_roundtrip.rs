@@ -7,7 +7,7 @@ use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::{stream, FutureExt, StreamExt};
 use proptest::prelude::*;
-use tower_sse::{event::Field, Event};
+use tower_sse::{event::EventErrorKind, Event};
 
 /// Text mixing any Unicode with the characters that matter to the format.
 fn text() -> impl Strategy<Value = String> {
@@ -87,7 +87,7 @@ proptest! {
                         typed = true;
                     }
                     Err(error) => {
-                        prop_assert_eq!(error.field(), Field::Event);
+                        prop_assert_eq!(error.kind(), EventErrorKind::TypeLineBreak);
                         prop_assert!(kind.contains(['\r', '\n']));
                     }
                 }
@@ -99,7 +99,10 @@ proptest! {
                         last_id = id.clone();
                     }
                     Err(error) => {
-                        prop_assert_eq!(error.field(), Field::Id);
+                        prop_assert!(matches!(
+                            error.kind(),
+                            EventErrorKind::IdLineBreak | EventErrorKind::IdNul
+                        ));
                         prop_assert!(id.contains(['\r', '\n', '\0']));
                     }
                 }

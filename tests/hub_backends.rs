@@ -743,7 +743,7 @@ async fn redis_restarted_without_persistence_shows_as_a_restarted_gap() {
     );
 }
 
-#[cfg(feature = "close")]
+#[cfg(feature = "layers")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_past_the_grace_ends_streams_as_unavailable_and_recovers() {
     use tower::{service_fn, Layer, ServiceExt};

@@ -109,7 +109,7 @@ async fn with_no_buffering_every_event_passes_nginx_within_100_ms() {
 }
 
 #[tokio::test]
-async fn without_no_buffering_nginx_holds_events_back() {
+async fn with_buffering_allowed_nginx_holds_events_back() {
     let Some(delays) = delays_through_nginx(false).await else {
         return;
     };

@@ -22,7 +22,7 @@ use super::{
     random_between, CloseHandle, CloseReason,
 };
 use crate::{
-    body::{size_hint_adding_bytes, LagFlag, ProducerEnd},
+    body::{size_hint_adding_bytes, EarlyEnd, EndSignal},
     event::{Boundary, Event},
 };
 
@@ -76,7 +76,7 @@ pub(super) struct Tracker {
     /// `is_end_stream` takes `&self`.
     inner_ended: AtomicBool,
     /// Set by a stream that ends because its client fell behind.
-    lag: Option<LagFlag>,
+    lag: Option<EndSignal>,
     /// What failed, for a stream closed with `Error` by its body.
     failure: Option<Failure>,
 }
@@ -87,7 +87,7 @@ impl Tracker {
         config: Arc<Config>,
         origin: Option<Box<(Method, Uri)>>,
         stream: bool,
-        lag: Option<LagFlag>,
+        lag: Option<EndSignal>,
     ) -> Self {
         if stream {
             config.stats.open_streams.fetch_add(1, Ordering::Relaxed);
@@ -121,9 +121,9 @@ impl Tracker {
 
     /// Why a stream whose inner body ended, ended.
     fn ended_reason(&self) -> CloseReason {
-        match self.lag.as_ref().and_then(LagFlag::get) {
-            Some(ProducerEnd::Lagged) => CloseReason::Lagged,
-            Some(ProducerEnd::Unavailable) => CloseReason::Unavailable,
+        match self.lag.as_ref().and_then(EndSignal::get) {
+            Some(EarlyEnd::Lagged) => CloseReason::Lagged,
+            Some(EarlyEnd::Unavailable) => CloseReason::Unavailable,
             None => CloseReason::Completed,
         }
     }

@@ -10,7 +10,7 @@ use http::{Method, Response, Uri};
 use pin_project::{pin_project, pinned_drop};
 
 use super::{body::Tracker, layer::Config, CloseBody, CloseHandle, CloseReason};
-use crate::{body::LagFlag, media::is_event_stream};
+use crate::{body::EndSignal, media::is_event_stream};
 
 /// The response future of [`Close`](super::Close).
 #[pin_project(PinnedDrop)]
@@ -67,7 +67,7 @@ where
                 let stream = is_event_stream(response.headers());
                 // Read, not taken: a second `CloseLayer` around this one
                 // reports the same reason.
-                let lag = response.extensions().get::<LagFlag>().cloned();
+                let lag = response.extensions().get::<EndSignal>().cloned();
                 let tracker =
                     Tracker::new(pending.handle, pending.config, pending.origin, stream, lag);
                 if pending.head {

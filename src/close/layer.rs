@@ -14,7 +14,7 @@ use crate::event::{EncodedEvent, MAX_RETRY};
 
 /// The default range of the `retry:` delay written when a stream is ended
 /// by shutdown or expiry: 1 to 5 seconds.
-pub const DEFAULT_RECONNECT_DELAY: (Duration, Duration) =
+const DEFAULT_RECONNECT_DELAY: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(5));
 
 /// What `on_close` is told about a stream that ended.
@@ -136,7 +136,6 @@ impl CloseLayer {
     }
 
     /// This layer, also ended by `shutdown` (for the bundle's setter).
-    #[allow(dead_code)] // used by the bundle, behind its own features
     pub(crate) fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
         Arc::make_mut(&mut self.config).shutdown = Some(shutdown.clone());
         self
@@ -159,6 +158,7 @@ impl CloseLayer {
 
 /// Builds a [`CloseLayer`]. Setters only record; mistakes are reported by
 /// [`build`](CloseBuilder::build), never by a panic.
+#[derive(Clone)]
 #[must_use]
 pub struct CloseBuilder {
     shutdown: Option<Shutdown>,
@@ -194,7 +194,7 @@ impl CloseBuilder {
     /// not all reconnect in the same millisecond. Both ends at most
     /// [`MAX_RETRY`] (about 24.8 days), `min` at most `max`.
     ///
-    /// Default: 1 to 5 seconds ([`DEFAULT_RECONNECT_DELAY`]).
+    /// Default: 1 to 5 seconds.
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_delay = (min, max);
         self
@@ -236,24 +236,26 @@ impl CloseBuilder {
     /// whose minimum is over its maximum or whose maximum is over
     /// [`MAX_RETRY`], or a final event with nothing in it.
     pub fn build(self) -> Result<CloseLayer, CloseError> {
-        if self.max_lifetime.is_some_and(|max| max.is_zero()) {
-            return Err(CloseError::ZeroLifetime);
-        }
         let (min, max) = self.reconnect_delay;
-        if min > max {
-            return Err(CloseError::DelayRange);
-        }
-        if max > MAX_RETRY {
-            return Err(CloseError::DelayTooLong);
-        }
-        if self
+        let kind = if self.max_lifetime.is_some_and(|max| max.is_zero()) {
+            CloseErrorKind::ZeroLifetime
+        } else if min > max {
+            CloseErrorKind::DelayRange
+        } else if max > MAX_RETRY {
+            CloseErrorKind::DelayTooLong
+        } else if self
             .final_event
             .as_ref()
             .is_some_and(|event| event.iter().all(|&byte| byte == b'\n'))
         {
-            return Err(CloseError::EmptyFinalEvent);
-        }
-        Ok(self.into_layer())
+            CloseErrorKind::EmptyFinalEvent
+        } else {
+            return Ok(self.into_layer());
+        };
+        Err(CloseError {
+            kind,
+            builder: Box::new(self),
+        })
     }
 
     /// The layer, settings already checked.
@@ -324,10 +326,17 @@ pub struct CloseStats {
     pub live_handles: usize,
 }
 
-/// A close-layer setting that cannot work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A close-layer setting that cannot work, with the builder it came from.
+#[derive(Debug, Clone)]
+pub struct CloseError {
+    kind: CloseErrorKind,
+    builder: Box<CloseBuilder>,
+}
+
+/// Which close-layer setting cannot work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum CloseError {
+pub enum CloseErrorKind {
     /// The maximum lifetime is zero.
     ZeroLifetime,
     /// The reconnect delay's minimum is greater than its maximum.
@@ -338,18 +347,34 @@ pub enum CloseError {
     EmptyFinalEvent,
 }
 
+impl CloseError {
+    /// Which setting cannot work.
+    pub fn kind(&self) -> CloseErrorKind {
+        self.kind
+    }
+
+    /// The builder as it was, every setting kept (the `on_close`
+    /// callback and the shutdown trigger included), to change the one at
+    /// fault and build again.
+    pub fn into_builder(self) -> CloseBuilder {
+        *self.builder
+    }
+}
+
 impl fmt::Display for CloseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ZeroLifetime => {
+        f.write_str(match self.kind {
+            CloseErrorKind::ZeroLifetime => {
                 "the maximum stream lifetime is zero: give a positive duration, or leave it unset"
             }
-            Self::DelayRange => "the reconnect delay's minimum is greater than its maximum",
-            Self::DelayTooLong => {
+            CloseErrorKind::DelayRange => {
+                "the reconnect delay's minimum is greater than its maximum"
+            }
+            CloseErrorKind::DelayTooLong => {
                 "the reconnect delay is over 2^31 - 1 ms (about 24.8 days), more than browsers' \
                  timers hold"
             }
-            Self::EmptyFinalEvent => {
+            CloseErrorKind::EmptyFinalEvent => {
                 "the final event has nothing in it: give it data, a type, an id or a comment, \
                  or leave it unset"
             }

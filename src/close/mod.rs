@@ -134,7 +134,7 @@ pub use body::CloseBody;
 pub use future::ResponseFuture;
 pub use handle::{CloseHandle, CloseReason};
 pub use layer::{
-    CloseBuilder, CloseError, CloseInfo, CloseLayer, CloseStats, Failure, DEFAULT_RECONNECT_DELAY,
+    CloseBuilder, CloseError, CloseErrorKind, CloseInfo, CloseLayer, CloseStats, Failure,
 };
 pub use service::Close;
 pub use shutdown::Shutdown;

@@ -406,34 +406,61 @@ async fn every_handle_and_stream_is_released() {
 }
 
 #[test]
-fn bad_settings_are_refused_with_errors() {
+fn bad_settings_are_refused_with_errors_that_give_the_builder_back() {
     let second = Duration::from_secs(1);
-    for (builder, error) in [
+    for (builder, kind) in [
         (
             CloseLayer::builder().max_lifetime(Duration::ZERO),
-            CloseError::ZeroLifetime,
+            CloseErrorKind::ZeroLifetime,
         ),
         (
             CloseLayer::builder().reconnect_delay(second * 2, second),
-            CloseError::DelayRange,
+            CloseErrorKind::DelayRange,
         ),
         (
             CloseLayer::builder().reconnect_delay(Duration::ZERO, Duration::MAX),
-            CloseError::DelayTooLong,
+            CloseErrorKind::DelayTooLong,
         ),
         (
             CloseLayer::builder().reconnect_delay(Duration::MAX, Duration::MAX),
-            CloseError::DelayTooLong,
+            CloseErrorKind::DelayTooLong,
         ),
         (
             CloseLayer::builder().reconnect_delay(second, MAX_RETRY + Duration::from_millis(1)),
-            CloseError::DelayTooLong,
+            CloseErrorKind::DelayTooLong,
         ),
     ] {
-        assert_eq!(builder.build().unwrap_err(), error);
+        assert_eq!(builder.build().unwrap_err().kind(), kind);
     }
-    assert!(CloseError::DelayRange.to_string().contains("minimum"));
-    assert!(CloseError::DelayTooLong.to_string().contains("24.8 days"));
+    let error = |builder: CloseBuilder| builder.build().unwrap_err().to_string();
+    assert!(error(CloseLayer::builder().reconnect_delay(second * 2, second)).contains("minimum"));
+    assert!(
+        error(CloseLayer::builder().reconnect_delay(second, Duration::MAX)).contains("24.8 days")
+    );
+    // What was set before comes back with the error: the callback too.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let refused = CloseLayer::builder()
+        .on_close(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        })
+        .max_lifetime(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    let layer = refused.into_builder().max_lifetime(second).build().unwrap();
+    let config = layer.config.clone();
+    let on_close = config.on_close.as_ref().expect("the callback was kept");
+    on_close(&CloseInfo {
+        reason: CloseReason::Completed,
+        method: Default::default(),
+        uri: Default::default(),
+        duration: Duration::ZERO,
+        frames: 0,
+        bytes: 0,
+        failure: None,
+    });
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
 }
 
 /// Every extreme a setter accepts works at request time: no panic, the
@@ -595,7 +622,7 @@ async fn triggered_and_deadline_wait_for_the_trigger_whenever_it_comes() {
 /// An event-stream service whose response carries `flag`, as a hub
 /// subscription's does.
 fn lag_marked(
-    flag: &crate::body::LagFlag,
+    flag: &crate::body::EndSignal,
 ) -> impl tower::Service<Request<()>, Response = Response<Full<Bytes>>, Error = io::Error> + Clone {
     let marked = flag.clone();
     service_fn(move |_request: Request<()>| {
@@ -610,7 +637,7 @@ fn lag_marked(
 
 /// Reads the stream's one frame, sets `flag` if `lagged`, then reads its
 /// end.
-async fn read_lagging<B>(body: B, flag: &crate::body::LagFlag, lagged: bool)
+async fn read_lagging<B>(body: B, flag: &crate::body::EndSignal, lagged: bool)
 where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Debug,
@@ -618,7 +645,7 @@ where
     let mut body = Box::pin(body);
     assert!(body.frame().await.unwrap().is_ok());
     if lagged {
-        flag.set();
+        flag.set(crate::body::EarlyEnd::Lagged);
     }
     assert!(body.frame().await.is_none());
 }
@@ -627,7 +654,7 @@ where
 async fn a_stream_that_ends_because_its_client_lagged_is_lagged() {
     for lagged in [true, false] {
         let (layer, seen) = recording(CloseLayer::builder());
-        let flag = crate::body::LagFlag::default();
+        let flag = crate::body::EndSignal::default();
         let service = layer.layer(lag_marked(&flag));
         let response = service.oneshot(Request::new(())).await.unwrap();
         read_lagging(response.into_body(), &flag, lagged).await;
@@ -644,7 +671,7 @@ async fn a_stream_that_ends_because_its_client_lagged_is_lagged() {
 async fn nested_close_layers_both_see_a_lagged_stream() {
     let (outer, outer_seen) = recording(CloseLayer::builder());
     let (inner, inner_seen) = recording(CloseLayer::builder());
-    let flag = crate::body::LagFlag::default();
+    let flag = crate::body::EndSignal::default();
     let service = outer.layer(inner.layer(lag_marked(&flag)));
     let response = service.oneshot(Request::new(())).await.unwrap();
     read_lagging(response.into_body(), &flag, true).await;

@@ -91,7 +91,6 @@ pub struct SseCorsLayer {
 
 impl SseCorsLayer {
     /// A layer that passes every request through (the bundle's default).
-    #[allow(dead_code)] // used by the bundle, behind its own features
     pub(crate) fn off() -> Self {
         Self { config: None }
     }
@@ -141,14 +140,23 @@ impl<S> Layer<S> for SseCorsLayer {
 
 /// Builds an [`SseCorsLayer`]. Mistakes are reported by
 /// [`build`](SseCorsBuilder::build), never by a panic.
+#[derive(Clone)]
 #[must_use]
 pub struct SseCorsBuilder {
     origins: Option<Origins>,
     credentials: bool,
     allow_headers: Vec<HeaderName>,
     max_age: Option<Duration>,
-    /// The first mistake, reported by `build`.
-    error: Option<CorsError>,
+    /// The first mistake a setter refused, reported by `build`.
+    error: Option<Mistake>,
+}
+
+/// A value a setter refused: what, and for an origin, the origin and the
+/// spelling to use.
+#[derive(Clone, Debug)]
+struct Mistake {
+    kind: CorsErrorKind,
+    invalid: Option<(String, String)>,
 }
 
 impl SseCorsBuilder {
@@ -161,9 +169,12 @@ impl SseCorsBuilder {
         match canonical_origin(origin) {
             Ok(value) => match &mut self.origins {
                 Some(Origins::List(list)) => list.push(value),
-                _ => self.mistake(CorsError::MixedOrigins),
+                _ => self.mistake(CorsErrorKind::MixedOrigins, None),
             },
-            Err(error) => self.mistake(error),
+            Err(hint) => self.mistake(
+                CorsErrorKind::InvalidOrigin,
+                Some((origin.to_owned(), hint)),
+            ),
         }
         self
     }
@@ -187,7 +198,7 @@ impl SseCorsBuilder {
             Some(Origins::List(list)) if list.is_empty() => {
                 self.origins = Some(Origins::Predicate(Arc::new(predicate)));
             }
-            _ => self.mistake(CorsError::MixedOrigins),
+            _ => self.mistake(CorsErrorKind::MixedOrigins, None),
         }
         self
     }
@@ -199,7 +210,7 @@ impl SseCorsBuilder {
     pub fn any_origin(mut self) -> Self {
         match &self.origins {
             Some(Origins::List(list)) if list.is_empty() => self.origins = Some(Origins::Any),
-            _ => self.mistake(CorsError::MixedOrigins),
+            _ => self.mistake(CorsErrorKind::MixedOrigins, None),
         }
         self
     }
@@ -239,16 +250,25 @@ impl SseCorsBuilder {
     /// # Errors
     ///
     /// A [`CorsError`] that says what to change.
-    pub fn build(self) -> Result<SseCorsLayer, CorsError> {
-        if let Some(error) = self.error {
-            return Err(error);
+    pub fn build(mut self) -> Result<SseCorsLayer, CorsError> {
+        let kind = match (&self.error, &self.origins) {
+            (Some(mistake), _) => Some(mistake.kind),
+            (None, None) => Some(CorsErrorKind::NoOrigins),
+            (None, Some(Origins::List(list))) if list.is_empty() => Some(CorsErrorKind::NoOrigins),
+            (None, Some(Origins::Any)) if self.credentials => {
+                Some(CorsErrorKind::AnyOriginWithCredentials)
+            }
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let invalid = self.error.take().and_then(|mistake| mistake.invalid);
+            return Err(CorsError {
+                kind,
+                invalid,
+                builder: Box::new(self),
+            });
         }
-        let origins = self.origins.unwrap_or(Origins::List(Vec::new()));
-        match &origins {
-            Origins::List(list) if list.is_empty() => return Err(CorsError::NoOrigins),
-            Origins::Any if self.credentials => return Err(CorsError::AnyOriginWithCredentials),
-            _ => {}
-        }
+        let origins = self.origins.take().unwrap_or(Origins::List(Vec::new()));
         let names: Vec<&str> = self.allow_headers.iter().map(HeaderName::as_str).collect();
         let allow_headers = HeaderValue::from_str(&names.join(", "))
             .expect("header names joined by commas are a valid header value");
@@ -266,8 +286,8 @@ impl SseCorsBuilder {
         })
     }
 
-    fn mistake(&mut self, error: CorsError) {
-        self.error.get_or_insert(error);
+    fn mistake(&mut self, kind: CorsErrorKind, invalid: Option<(String, String)>) {
+        self.error.get_or_insert(Mistake { kind, invalid });
     }
 }
 
@@ -281,11 +301,8 @@ impl fmt::Debug for SseCorsBuilder {
 }
 
 /// The browser's serialization of `origin`, or why it is not one.
-fn canonical_origin(origin: &str) -> Result<HeaderValue, CorsError> {
-    let invalid = |hint: &str| CorsError::InvalidOrigin {
-        origin: origin.to_owned(),
-        hint: hint.to_owned(),
-    };
+fn canonical_origin(origin: &str) -> Result<HeaderValue, String> {
+    let invalid = |hint: &str| hint.to_owned();
     if origin == "null" {
         return Ok(HeaderValue::from_static("null"));
     }
@@ -488,41 +505,76 @@ fn serialize_ipv6(address: Ipv6Addr) -> String {
     out
 }
 
-/// A CORS setting that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A CORS setting that cannot work, with the builder it came from.
+#[derive(Clone)]
+pub struct CorsError {
+    kind: CorsErrorKind,
+    /// For an invalid origin: the origin as given, and what to write.
+    invalid: Option<(String, String)>,
+    builder: Box<SseCorsBuilder>,
+}
+
+/// Which CORS setting cannot work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum CorsError {
+pub enum CorsErrorKind {
     /// No origin was allowed.
     NoOrigins,
     /// `any_origin()` with credentials.
     AnyOriginWithCredentials,
     /// A list of origins mixed with a predicate or `any_origin()`.
     MixedOrigins,
-    /// An origin not written as a browser sends it.
-    InvalidOrigin {
-        /// The origin as given.
-        origin: String,
-        /// What to write instead.
-        hint: String,
-    },
+    /// An origin not written as a browser sends it
+    /// ([`CorsError::invalid_origin`] names it).
+    InvalidOrigin,
+}
+
+impl CorsError {
+    /// Which setting cannot work.
+    pub fn kind(&self) -> CorsErrorKind {
+        self.kind
+    }
+
+    /// For [`CorsErrorKind::InvalidOrigin`]: the origin as it was given.
+    pub fn invalid_origin(&self) -> Option<&str> {
+        self.invalid.as_ref().map(|(origin, _)| origin.as_str())
+    }
+
+    /// The builder with every setting it took (a refused origin was not
+    /// taken), to change the one at fault and build again.
+    pub fn into_builder(self) -> SseCorsBuilder {
+        *self.builder
+    }
+}
+
+impl fmt::Debug for CorsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CorsError")
+            .field("kind", &self.kind)
+            .field("invalid", &self.invalid)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Display for CorsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoOrigins => f.write_str(
+        match (self.kind, &self.invalid) {
+            (CorsErrorKind::NoOrigins, _) => f.write_str(
                 "no origin is allowed: add allow_origin(..), allow_origin_fn(..) or any_origin()",
             ),
-            Self::AnyOriginWithCredentials => f.write_str(
+            (CorsErrorKind::AnyOriginWithCredentials, _) => f.write_str(
                 "any_origin() cannot be combined with credentials: list the origins that may \
                  send cookies with allow_origin(..), or call allow_credentials(false) for a \
                  public stream",
             ),
-            Self::MixedOrigins => f.write_str(
+            (CorsErrorKind::MixedOrigins, _) => f.write_str(
                 "use one of: a list of origins, a predicate, or any_origin(); not several",
             ),
-            Self::InvalidOrigin { origin, hint } => {
+            (CorsErrorKind::InvalidOrigin, Some((origin, hint))) => {
                 write!(f, "`{origin}` is not an origin as browsers send it: {hint}")
+            }
+            (CorsErrorKind::InvalidOrigin, None) => {
+                f.write_str("an origin is not written as browsers send it")
             }
         }
     }

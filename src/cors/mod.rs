@@ -96,7 +96,7 @@
 mod config;
 mod service;
 
-pub use config::{CorsError, SseCorsBuilder, SseCorsLayer};
+pub use config::{CorsError, CorsErrorKind, SseCorsBuilder, SseCorsLayer};
 pub use service::{CorsBody, ResponseFuture, SseCors};
 
 #[cfg(test)]

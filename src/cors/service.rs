@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 use tower_service::Service;
 
-use super::{config::Config, SseCorsLayer};
+use super::config::Config;
 
 /// The service built by [`SseCorsLayer`].
 pub struct SseCors<S> {
@@ -20,13 +20,9 @@ pub struct SseCors<S> {
     pub(super) config: Option<Arc<Config>>,
 }
 
+/// Made by [`SseCorsLayer`] (from [`SseCorsLayer::builder`]): CORS has
+/// no default to offer, so there is no `SseCors::new` or `SseCors::layer`.
 impl<S> SseCors<S> {
-    /// A builder for the layer that builds this service; the same as
-    /// [`SseCorsLayer::builder`].
-    pub fn layer() -> super::SseCorsBuilder {
-        SseCorsLayer::builder()
-    }
-
     inner_service_accessors!();
 }
 

@@ -389,7 +389,7 @@ async fn any_origin_without_credentials_echoes_the_origin() {
 #[test]
 fn any_origin_with_credentials_is_a_build_error() {
     let error = SseCorsLayer::builder().any_origin().build().unwrap_err();
-    assert_eq!(error, CorsError::AnyOriginWithCredentials);
+    assert_eq!(error.kind(), CorsErrorKind::AnyOriginWithCredentials);
     assert!(error.to_string().contains("allow_credentials(false)"));
 }
 
@@ -436,7 +436,9 @@ fn origins_not_written_as_browsers_send_them_are_build_errors() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(&error, CorsError::InvalidOrigin { .. }) && error.to_string().contains(hint),
+            error.kind() == CorsErrorKind::InvalidOrigin
+                && error.invalid_origin() == Some(origin)
+                && error.to_string().contains(hint),
             "{origin}: {error}"
         );
     }
@@ -464,8 +466,8 @@ fn origins_not_written_as_browsers_send_them_are_build_errors() {
 #[test]
 fn no_origin_and_mixed_origins_are_build_errors() {
     assert_eq!(
-        SseCorsLayer::builder().build().unwrap_err(),
-        CorsError::NoOrigins
+        SseCorsLayer::builder().build().unwrap_err().kind(),
+        CorsErrorKind::NoOrigins
     );
     assert_eq!(
         SseCorsLayer::builder()
@@ -473,8 +475,9 @@ fn no_origin_and_mixed_origins_are_build_errors() {
             .any_origin()
             .allow_credentials(false)
             .build()
-            .unwrap_err(),
-        CorsError::MixedOrigins
+            .unwrap_err()
+            .kind(),
+        CorsErrorKind::MixedOrigins
     );
 }
 
@@ -649,4 +652,25 @@ async fn the_apps_own_streaming_post_is_not_judged() {
         .unwrap();
     let (response, calls) = call(&layer(), request).await;
     assert_eq!((response.status(), calls), (StatusCode::FORBIDDEN, 0));
+}
+
+#[tokio::test]
+async fn a_refused_origin_gives_back_the_builder_with_every_other_setting() {
+    let error = SseCorsLayer::builder()
+        .allow_origin(APP)
+        .allow_header(header::AUTHORIZATION)
+        .allow_origin("https://App.example.com")
+        .max_age(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), CorsErrorKind::InvalidOrigin);
+    // Fixed and built again: the first origin, the header and the max age
+    // were kept.
+    let layer = error
+        .into_builder()
+        .allow_origin("https://app.example.com")
+        .build()
+        .unwrap();
+    let (response, _) = call(&layer, preflight(APP)).await;
+    assert_eq!(response.headers()[header::ACCESS_CONTROL_MAX_AGE], "60");
 }

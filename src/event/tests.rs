@@ -95,16 +95,15 @@ fn colons_in_values_are_written_as_they_are() {
 
 #[test]
 fn id_with_cr_lf_or_nul_is_refused_naming_the_field() {
-    for (bad, reason) in [
-        ("1\n2", Reason::LineBreak),
-        ("1\r2", Reason::LineBreak),
-        ("1\r\n2", Reason::LineBreak),
-        ("\n", Reason::LineBreak),
-        ("1\u{0}2", Reason::Nul),
+    for (bad, kind) in [
+        ("1\n2", EventErrorKind::IdLineBreak),
+        ("1\r2", EventErrorKind::IdLineBreak),
+        ("1\r\n2", EventErrorKind::IdLineBreak),
+        ("\n", EventErrorKind::IdLineBreak),
+        ("1\u{0}2", EventErrorKind::IdNul),
     ] {
         let error = Event::new().id(bad).unwrap_err();
-        assert_eq!(error.field(), Field::Id, "{bad:?}");
-        assert_eq!(error.reason(), reason, "{bad:?}");
+        assert_eq!(error.kind(), kind, "{bad:?}");
         assert!(error.to_string().contains("`id`"), "{error}");
     }
 }
@@ -113,8 +112,7 @@ fn id_with_cr_lf_or_nul_is_refused_naming_the_field() {
 fn event_type_with_cr_or_lf_is_refused_naming_the_field() {
     for bad in ["a\nb", "a\rb", "\r\n", "tick\ndata: forged"] {
         let error = Event::new().event(bad).unwrap_err();
-        assert_eq!(error.field(), Field::Event);
-        assert_eq!(error.reason(), Reason::LineBreak);
+        assert_eq!(error.kind(), EventErrorKind::TypeLineBreak);
         assert!(error.to_string().contains("`event`"), "{error}");
     }
     // NUL is harmless in a type: the browser keeps it.
@@ -395,4 +393,35 @@ fn a_cloned_event_encoded_leaves_the_next_one_room() {
     assert_eq!(event.clone().encode().as_bytes(), b"data: x\n\n");
     assert!(room_of_next_event() >= FIRST_CAPACITY);
     drop(event);
+}
+
+#[test]
+fn a_number_id_is_written_in_decimal_like_its_text() {
+    for n in [0, 1, 9, 10, 99, 100, 4_294_967_296, u64::MAX] {
+        assert_eq!(
+            bytes(Event::new().id_number(n)),
+            bytes(Event::new().id(n.to_string()).unwrap()),
+            "{n}"
+        );
+    }
+    assert_eq!(
+        bytes(Event::new().id_number(u64::MAX)),
+        "id: 18446744073709551615\n\n"
+    );
+}
+
+#[test]
+fn a_static_event_type_is_written_like_its_text() {
+    const TICK: EventType = EventType::from_static("tick");
+    assert_eq!(TICK.as_str(), "tick");
+    assert_eq!(
+        bytes(Event::new().event_type(TICK).data("1")),
+        bytes(Event::new().event("tick").unwrap().data("1"))
+    );
+}
+
+#[test]
+#[should_panic(expected = "CR or LF")]
+fn a_static_event_type_with_a_line_break_panics_where_it_is_made() {
+    let _ = EventType::from_static(std::hint::black_box("tick\ndata: forged"));
 }

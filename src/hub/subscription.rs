@@ -14,7 +14,7 @@ use super::{
     Shared,
 };
 use crate::{
-    body::{LagFlag, ProducerEnd},
+    body::{EarlyEnd, EndSignal},
     event::EncodedEvent,
     jitter::random_between,
     Event, EventStream,
@@ -117,8 +117,8 @@ pub struct Subscription {
     /// Its waiter slot in the topic.
     slot: usize,
     /// Set once the stream wrote its final `retry:`.
-    ended: Option<ProducerEnd>,
-    lag: Option<LagFlag>,
+    ended: Option<EarlyEnd>,
+    lag: Option<EndSignal>,
 }
 
 impl Subscription {
@@ -177,9 +177,9 @@ impl Subscription {
     /// with [`LagMarker::mark`] so that `CloseLayer` reports
     /// `CloseReason::Lagged` when the client fell behind.
     pub fn lag_marker(&mut self) -> LagMarker {
-        let flag = self.lag.get_or_insert_with(LagFlag::default);
+        let flag = self.lag.get_or_insert_with(EndSignal::default);
         if let Some(why) = self.ended {
-            flag.set_to(why);
+            flag.set(why);
         }
         LagMarker(flag.clone())
     }
@@ -188,7 +188,7 @@ impl Subscription {
 /// Tells `CloseLayer` (feature `close`) that a response's stream ended
 /// because its subscription lagged. From [`Subscription::lag_marker`].
 #[derive(Clone, Debug)]
-pub struct LagMarker(LagFlag);
+pub struct LagMarker(EndSignal);
 
 impl LagMarker {
     /// Marks `response`, the event-stream response that carries the
@@ -201,7 +201,7 @@ impl LagMarker {
     /// `retry:` and ended), for a response that merges it with other
     /// streams and must end itself then.
     pub fn is_lagged(&self) -> bool {
-        self.0.is_set()
+        self.0.get().is_some()
     }
 }
 
@@ -223,10 +223,10 @@ impl Stream for Subscription {
             }
             Poll::Ready(Read::Lagged) => {
                 this.topic.lagged();
-                Poll::Ready(Some(this.end(ProducerEnd::Lagged)))
+                Poll::Ready(Some(this.end(EarlyEnd::Lagged)))
             }
             #[cfg(feature = "redis")]
-            Poll::Ready(Read::Unavailable) => Poll::Ready(Some(this.end(ProducerEnd::Unavailable))),
+            Poll::Ready(Read::Unavailable) => Poll::Ready(Some(this.end(EarlyEnd::Unavailable))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -234,10 +234,10 @@ impl Stream for Subscription {
 
 impl Subscription {
     /// Ends the stream for `why`: the final `retry:` to write.
-    fn end(&mut self, why: ProducerEnd) -> EncodedEvent {
+    fn end(&mut self, why: EarlyEnd) -> EncodedEvent {
         self.ended = Some(why);
         if let Some(lag) = &self.lag {
-            lag.set_to(why);
+            lag.set(why);
         }
         let (min, max) = self.shared.config.reconnect_delay;
         Event::new().retry(random_between(min, max)).encode()

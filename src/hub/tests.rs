@@ -277,7 +277,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
         .unwrap();
     let slow = live(&hub, "t");
     let response = slow.response();
-    let lag = response.extensions().get::<LagFlag>().cloned().unwrap();
+    let lag = response.extensions().get::<EndSignal>().cloned().unwrap();
     let mut body = response.into_body();
     let ids = publish_n(&hub, "t", 1..=4);
     let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
@@ -293,7 +293,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
     assert!(poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
         .await
         .is_none());
-    assert!(lag.is_set());
+    assert_eq!(lag.get(), Some(crate::body::EarlyEnd::Lagged));
     assert_eq!(hub.topic_stats("t").unwrap().lagged, 1);
     // Its last id was none; reconnecting from the first event it missed
     // (had it read one) would give the gap event.
@@ -310,7 +310,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
     ));
 }
 
-use crate::body::LagFlag;
+use crate::body::EndSignal;
 
 #[tokio::test]
 async fn a_bounded_subscription_takes_no_events_while_its_frames_are_held_then_lags() {
@@ -318,7 +318,7 @@ async fn a_bounded_subscription_takes_no_events_while_its_frames_are_held_then_l
     let response = live(&hub, "t")
         .response()
         .map(|body| body.max_unwritten(4096));
-    let lag = response.extensions().get::<LagFlag>().cloned().unwrap();
+    let lag = response.extensions().get::<EndSignal>().cloned().unwrap();
     let mut body = response.into_body();
     let text = "x".repeat(1000);
     // The server writes the first event (the bound holds from then on).
@@ -350,7 +350,7 @@ async fn a_bounded_subscription_takes_no_events_while_its_frames_are_held_then_l
         last = Some(frame.unwrap().into_data().unwrap());
     }
     assert!(last.unwrap().starts_with(b"retry: "));
-    assert!(lag.is_set());
+    assert_eq!(lag.get(), Some(crate::body::EarlyEnd::Lagged));
 }
 
 #[tokio::test]

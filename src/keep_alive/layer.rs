@@ -7,11 +7,11 @@ use super::KeepAlive;
 use crate::event::{find_line_break, Event};
 
 /// The default [`KeepAliveBuilder::interval`]: 15 seconds.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// The longest [`KeepAliveBuilder::interval`]: 24 hours. No proxy keeps an
 /// idle connection that long; a longer interval is a mistake.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Writes a comment on event streams that stay idle; see the
 /// [module docs](super).
@@ -63,9 +63,9 @@ pub struct KeepAliveBuilder {
 impl KeepAliveBuilder {
     /// How long a stream may stay silent before a comment is written. Keep
     /// it below the shortest idle timeout between the server and the
-    /// browser. From 1 millisecond to [`MAX_INTERVAL`] (24 hours).
+    /// browser. From 1 millisecond to 24 hours.
     ///
-    /// Default: 15 seconds ([`DEFAULT_INTERVAL`]).
+    /// Default: 15 seconds.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
@@ -100,22 +100,24 @@ impl KeepAliveBuilder {
     /// # Errors
     ///
     /// [`KeepAliveError`] for an interval under 1 millisecond (comments
-    /// without end) or over [`MAX_INTERVAL`], or a comment with a line
+    /// without end) or over 24 hours, or a comment with a line
     /// break (a comment frame is one line).
     pub fn build(self) -> Result<KeepAliveLayer, KeepAliveError> {
-        if self.interval < Duration::from_millis(1) {
-            return Err(KeepAliveError::ZeroInterval);
-        }
-        if self.interval > MAX_INTERVAL {
-            return Err(KeepAliveError::IntervalTooLong);
-        }
-        if find_line_break(self.comment.as_bytes()).is_some() {
-            return Err(KeepAliveError::CommentHasLineBreak);
-        }
-        if self.comment.len() > MAX_COMMENT_LEN {
-            return Err(KeepAliveError::CommentTooLong);
-        }
-        Ok(self.into_layer())
+        let kind = if self.interval < Duration::from_millis(1) {
+            KeepAliveErrorKind::ZeroInterval
+        } else if self.interval > MAX_INTERVAL {
+            KeepAliveErrorKind::IntervalTooLong
+        } else if find_line_break(self.comment.as_bytes()).is_some() {
+            KeepAliveErrorKind::CommentHasLineBreak
+        } else if self.comment.len() > MAX_COMMENT_LEN {
+            KeepAliveErrorKind::CommentTooLong
+        } else {
+            return Ok(self.into_layer());
+        };
+        Err(KeepAliveError {
+            kind,
+            builder: Box::new(self),
+        })
     }
 
     /// The layer, settings already checked.
@@ -133,7 +135,6 @@ impl KeepAliveBuilder {
 
 impl KeepAliveLayer {
     /// A layer that passes every body through (the bundle's off switch).
-    #[allow(dead_code)] // used by the bundle, behind its own features
     pub(crate) fn off() -> Self {
         let mut layer = Self::new();
         layer.config.enabled = false;
@@ -171,13 +172,20 @@ impl<S> Layer<S> for KeepAliveLayer {
 /// The longest keep-alive comment text, in bytes.
 const MAX_COMMENT_LEN: usize = 2048;
 
-/// A keep-alive setting that cannot work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A keep-alive setting that cannot work, with the builder it came from.
+#[derive(Debug, Clone)]
+pub struct KeepAliveError {
+    kind: KeepAliveErrorKind,
+    builder: Box<KeepAliveBuilder>,
+}
+
+/// Which keep-alive setting cannot work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum KeepAliveError {
+pub enum KeepAliveErrorKind {
     /// The interval is under 1 millisecond.
     ZeroInterval,
-    /// The interval is over [`MAX_INTERVAL`].
+    /// The interval is over 24 hours.
     IntervalTooLong,
     /// The comment text has a CR or LF.
     CommentHasLineBreak,
@@ -185,20 +193,33 @@ pub enum KeepAliveError {
     CommentTooLong,
 }
 
+impl KeepAliveError {
+    /// Which setting cannot work.
+    pub fn kind(&self) -> KeepAliveErrorKind {
+        self.kind
+    }
+
+    /// The builder as it was, every setting kept, to change the one at
+    /// fault and build again.
+    pub fn into_builder(self) -> KeepAliveBuilder {
+        *self.builder
+    }
+}
+
 impl fmt::Display for KeepAliveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ZeroInterval => {
+        f.write_str(match self.kind {
+            KeepAliveErrorKind::ZeroInterval => {
                 "the keep-alive interval is under 1 ms: give a positive duration, such as 15 seconds"
             }
-            Self::IntervalTooLong => {
+            KeepAliveErrorKind::IntervalTooLong => {
                 "the keep-alive interval is over 24 hours: give a duration below the shortest \
                  idle timeout between server and browser, such as 15 seconds"
             }
-            Self::CommentHasLineBreak => {
+            KeepAliveErrorKind::CommentHasLineBreak => {
                 "the keep-alive comment has a line break (CR or LF): a comment frame must be one line"
             }
-            Self::CommentTooLong => {
+            KeepAliveErrorKind::CommentTooLong => {
                 "the keep-alive comment is over 2 KiB: it is written on every idle interval, \
                  keep it short"
             }

@@ -70,7 +70,7 @@ mod service;
 
 pub use body::KeepAliveBody;
 pub use future::ResponseFuture;
-pub use layer::{KeepAliveBuilder, KeepAliveError, KeepAliveLayer, DEFAULT_INTERVAL, MAX_INTERVAL};
+pub use layer::{KeepAliveBuilder, KeepAliveError, KeepAliveErrorKind, KeepAliveLayer};
 pub use service::KeepAlive;
 
 #[cfg(test)]

@@ -230,41 +230,62 @@ async fn other_responses_get_no_comments_and_keep_their_size() {
 
 #[test]
 fn intervals_out_of_range_and_multi_line_comments_are_refused() {
-    for (interval, error) in [
-        (Duration::ZERO, KeepAliveError::ZeroInterval),
-        (Duration::from_nanos(999_999), KeepAliveError::ZeroInterval),
+    use super::layer::MAX_INTERVAL;
+    for (interval, kind) in [
+        (Duration::ZERO, KeepAliveErrorKind::ZeroInterval),
+        (
+            Duration::from_nanos(999_999),
+            KeepAliveErrorKind::ZeroInterval,
+        ),
         (
             MAX_INTERVAL + Duration::from_nanos(1),
-            KeepAliveError::IntervalTooLong,
+            KeepAliveErrorKind::IntervalTooLong,
         ),
         (
             Duration::from_secs(u64::MAX / 2),
-            KeepAliveError::IntervalTooLong,
+            KeepAliveErrorKind::IntervalTooLong,
         ),
-        (Duration::MAX, KeepAliveError::IntervalTooLong),
+        (Duration::MAX, KeepAliveErrorKind::IntervalTooLong),
     ] {
-        let refused = KeepAliveLayer::builder().interval(interval).build();
-        assert_eq!(refused.unwrap_err(), error, "{interval:?}");
+        let refused = KeepAliveLayer::builder()
+            .comment("kept")
+            .interval(interval)
+            .build()
+            .unwrap_err();
+        assert_eq!(refused.kind(), kind, "{interval:?}");
+        // The builder comes back with every setting, to fix the one at fault.
+        let fixed = refused
+            .into_builder()
+            .interval(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        assert!(format!("{fixed:?}").contains("kept"), "{fixed:?}");
     }
     for text in ["a\nb", "a\r", "\r\n"] {
         assert_eq!(
-            KeepAliveLayer::builder().comment(text).build().unwrap_err(),
-            KeepAliveError::CommentHasLineBreak
+            KeepAliveLayer::builder()
+                .comment(text)
+                .build()
+                .unwrap_err()
+                .kind(),
+            KeepAliveErrorKind::CommentHasLineBreak
         );
     }
-    assert!(KeepAliveError::ZeroInterval
-        .to_string()
-        .contains("under 1 ms"));
-    assert!(KeepAliveError::IntervalTooLong
-        .to_string()
-        .contains("24 hours"));
+    let error = |interval| {
+        KeepAliveLayer::builder()
+            .interval(interval)
+            .build()
+            .unwrap_err()
+    };
+    assert!(error(Duration::ZERO).to_string().contains("under 1 ms"));
+    assert!(error(Duration::MAX).to_string().contains("24 hours"));
 }
 
 /// The extremes a setter accepts work at request time: no panic, comments
 /// when due.
 #[tokio::test(start_paused = true)]
 async fn extreme_intervals_that_are_accepted_never_panic_later() {
-    for interval in [Duration::from_millis(1), MAX_INTERVAL] {
+    for interval in [Duration::from_millis(1), super::layer::MAX_INTERVAL] {
         let layer = KeepAliveLayer::builder()
             .interval(interval)
             .immediate(true)

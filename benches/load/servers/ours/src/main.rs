@@ -129,7 +129,7 @@ fn max_buf_size() -> Option<usize> {
 /// harness sets it, else the library's default.
 fn frame_cap() -> usize {
     static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CAP.get_or_init(|| env_bytes("LOAD_FRAME_CAP", tower_sse::DEFAULT_MAX_FRAME_SIZE))
+    *CAP.get_or_init(|| env_bytes("LOAD_FRAME_CAP", 16 * 1024 /* EventStream's default frame cap */))
 }
 
 /// How many bytes of a burst stream's frames the server may hold unwritten
