@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use http::{header, HeaderMap, HeaderName, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use tower_layer::Layer;
 
 use super::SseCors;
@@ -36,6 +36,9 @@ pub(super) struct Config {
     /// The same names, to judge `Access-Control-Request-Headers`.
     allow_header_names: Vec<HeaderName>,
     pub(super) max_age: Option<HeaderValue>,
+    /// Routes read by `fetch` with another method than `GET`: a path and
+    /// a method.
+    stream_routes: Vec<(String, Method)>,
 }
 
 impl Config {
@@ -56,11 +59,21 @@ impl Config {
     /// never preflights a `GET` that needs no such header, and asks for
     /// `POST`, `DELETE` or other headers only for other routes: those
     /// preflights belong to the app's own CORS.
-    pub(super) fn owns_preflight(&self, headers: &HeaderMap) -> bool {
-        let method = headers
-            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-            .map(HeaderValue::as_bytes);
-        if method != Some(b"GET") {
+    ///
+    /// A route given with [`SseCorsBuilder::stream_route`] also owns the
+    /// preflights for its path and method whose request headers are all
+    /// allowed ones (none at all included).
+    pub(super) fn owns_preflight(&self, headers: &HeaderMap, path: &str) -> bool {
+        let Some(method) = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) else {
+            return false;
+        };
+        let method = method.as_bytes();
+        let route = method != b"GET"
+            && self
+                .stream_routes
+                .iter()
+                .any(|(route, allowed)| route == path && allowed.as_str().as_bytes() == method);
+        if method != b"GET" && !route {
             return false;
         }
         let mut asked = 0;
@@ -74,7 +87,7 @@ impl Config {
             }
             asked += 1;
         }
-        asked > 0
+        asked > 0 || route
     }
 }
 
@@ -103,6 +116,7 @@ impl SseCorsLayer {
             credentials: true,
             allow_headers: vec![LAST_EVENT_ID.clone()],
             max_age: None,
+            stream_routes: Vec::new(),
             error: None,
         }
     }
@@ -147,6 +161,7 @@ pub struct SseCorsBuilder {
     credentials: bool,
     allow_headers: Vec<HeaderName>,
     max_age: Option<Duration>,
+    stream_routes: Vec<(String, Method)>,
     /// The first mistake a setter refused, reported by `build`.
     error: Option<Mistake>,
 }
@@ -245,6 +260,37 @@ impl SseCorsBuilder {
         self
     }
 
+    /// Declares a route that a page reads with `fetch` and another method
+    /// than `GET`: `POST /runs` that starts a job and answers with its event
+    /// stream, say. Its preflights from allowed origins are answered here,
+    /// like those of `GET` streams: `204` with `method` and the allowed
+    /// request headers (add `Content-Type` with
+    /// [`allow_header`](Self::allow_header) for a JSON body). `path` is the
+    /// request's path, matched exactly (`/runs`, not `/runs/7`; list each).
+    /// The request itself is judged as every stream request is, by its
+    /// `Accept: text/event-stream`, so send that header from the page.
+    ///
+    /// Without it, such preflights go on to the inner service (the app's
+    /// own CORS): a JSON `POST` elsewhere is never answered by this layer.
+    ///
+    /// A path that does not start with `/`, or the methods `GET` (always
+    /// owned), `OPTIONS`, `CONNECT` and `TRACE`, are refused by
+    /// [`build`](Self::build) ([`CorsErrorKind::InvalidRoute`]).
+    pub fn stream_route(mut self, path: &str, method: Method) -> Self {
+        let refused = !path.starts_with('/')
+            || [Method::GET, Method::OPTIONS, Method::CONNECT, Method::TRACE].contains(&method);
+        if refused {
+            self.mistake(CorsErrorKind::InvalidRoute, None);
+        } else if !self
+            .stream_routes
+            .iter()
+            .any(|(p, m)| p == path && *m == method)
+        {
+            self.stream_routes.push((path.to_owned(), method));
+        }
+        self
+    }
+
     /// The layer, or the first mistake in its settings.
     ///
     /// # Errors
@@ -281,6 +327,7 @@ impl SseCorsBuilder {
                 credentials: self.credentials,
                 allow_headers,
                 allow_header_names: self.allow_headers,
+                stream_routes: self.stream_routes,
                 max_age,
             })),
         })
@@ -527,6 +574,10 @@ pub enum CorsErrorKind {
     /// An origin not written as a browser sends it
     /// ([`CorsError::invalid_origin`] names it).
     InvalidOrigin,
+    /// A [`stream_route`](SseCorsBuilder::stream_route) whose path does
+    /// not start with `/`, or whose method is `GET`, `OPTIONS`, `CONNECT`
+    /// or `TRACE`.
+    InvalidRoute,
 }
 
 impl CorsError {
@@ -576,6 +627,10 @@ impl fmt::Display for CorsError {
             (CorsErrorKind::InvalidOrigin, None) => {
                 f.write_str("an origin is not written as browsers send it")
             }
+            (CorsErrorKind::InvalidRoute, _) => f.write_str(
+                "a stream route needs a path that starts with `/` and a method other than GET \
+                 (always allowed), OPTIONS, CONNECT or TRACE",
+            ),
         }
     }
 }

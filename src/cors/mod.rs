@@ -17,6 +17,11 @@
 //!   for `GET` with request headers that are all allowed here
 //!   (`Last-Event-ID`, which a reconnecting `EventSource` sends, and any
 //!   configured with [`allow_header`](SseCorsBuilder::allow_header)).
+//!   A page that reads a stream with `fetch` and another method (a `POST`
+//!   that starts a job and streams it) sends `Accept: text/event-stream`
+//!   too; its route is declared with
+//!   [`stream_route`](SseCorsBuilder::stream_route), so that its preflights
+//!   are answered here as well.
 //! - Such a request from any other origin gets `403 Forbidden` with a short
 //!   plain-text reason, and the inner service is never called: no stream is
 //!   opened for a page that could not read it. (A browser that gets a stream

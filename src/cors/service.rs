@@ -72,11 +72,12 @@ where
         {
             // A preflight: ours only when it can be for an event stream and
             // the origin may open one; any other goes to the app's own CORS.
-            if allowed && config.owns_preflight(headers) {
+            if allowed && config.owns_preflight(headers, request.uri().path()) {
                 let origin = origin.clone();
+                let method = headers[header::ACCESS_CONTROL_REQUEST_METHOD].clone();
                 return ResponseFuture::answer(
                     StatusCode::NO_CONTENT,
-                    preflight_headers(config, origin),
+                    preflight_headers(config, origin, method),
                     "",
                 );
             }
@@ -191,7 +192,7 @@ fn forbidden_headers() -> HeaderMap {
     headers
 }
 
-fn preflight_headers(config: &Config, origin: HeaderValue) -> HeaderMap {
+fn preflight_headers(config: &Config, origin: HeaderValue, method: HeaderValue) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     if config.credentials {
@@ -200,10 +201,8 @@ fn preflight_headers(config: &Config, origin: HeaderValue) -> HeaderMap {
             HeaderValue::from_static("true"),
         );
     }
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET"),
-    );
+    // The method asked for: `GET`, or a stream route's.
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, method);
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         config.allow_headers.clone(),

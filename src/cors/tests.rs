@@ -674,3 +674,128 @@ async fn a_refused_origin_gives_back_the_builder_with_every_other_setting() {
     let (response, _) = call(&layer, preflight(APP)).await;
     assert_eq!(response.headers()[header::ACCESS_CONTROL_MAX_AGE], "60");
 }
+
+/// A layer that also owns `POST /runs`, read by `fetch` with a JSON body.
+fn layer_with_a_post_stream() -> SseCorsLayer {
+    SseCorsLayer::builder()
+        .allow_origin(APP)
+        .allow_header(header::CONTENT_TYPE)
+        .stream_route("/runs", Method::POST)
+        .build()
+        .unwrap()
+}
+
+fn preflight_to(path: &str, origin: &str, method: &str, headers: Option<&str>) -> Request<()> {
+    let mut request = Request::builder()
+        .method(Method::OPTIONS)
+        .uri(path)
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, method);
+    if let Some(headers) = headers {
+        request = request.header(header::ACCESS_CONTROL_REQUEST_HEADERS, headers);
+    }
+    request.body(()).unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_routes_preflight_is_answered_like_a_get_streams() {
+    let layer = layer_with_a_post_stream();
+    for headers in [
+        Some("content-type"),
+        None,
+        Some("Content-Type, Last-Event-ID"),
+    ] {
+        let request = preflight_to("/runs", APP, "POST", headers);
+        let (response, calls) = call_answering(&layer, request, CREATED, JSON).await;
+        assert_eq!(
+            (response.status(), calls),
+            (StatusCode::NO_CONTENT, 0),
+            "{headers:?}"
+        );
+        let answer = response.headers();
+        assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+        assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_METHODS], "POST");
+        assert_eq!(
+            answer[header::ACCESS_CONTROL_ALLOW_HEADERS],
+            "last-event-id, content-type"
+        );
+    }
+    // A GET stream's preflight still gets `GET`.
+    let request = preflight_to("/events", APP, "GET", Some("last-event-id"));
+    let (response, _) = call_answering(&layer, request, CREATED, JSON).await;
+    assert_eq!(
+        response.headers()[header::ACCESS_CONTROL_ALLOW_METHODS],
+        "GET"
+    );
+}
+
+#[tokio::test]
+async fn preflights_beside_a_stream_route_go_on_to_the_apps_cors() {
+    let layer = layer_with_a_post_stream();
+    for (path, origin, method, headers) in [
+        // Another path, a longer one, another method, a header not allowed.
+        ("/api/items", APP, "POST", Some("content-type")),
+        ("/runs/7", APP, "POST", Some("content-type")),
+        ("/runs", APP, "PUT", Some("content-type")),
+        ("/runs", APP, "post", Some("content-type")),
+        ("/runs", APP, "POST", Some("content-type, x-csrf-token")),
+        // An origin not allowed: its own CORS decides (and its stream
+        // request gets 403).
+        (
+            "/runs",
+            "https://evil.example",
+            "POST",
+            Some("content-type"),
+        ),
+    ] {
+        let request = preflight_to(path, origin, method, headers);
+        let (response, calls) = call_answering(&layer, request, CREATED, JSON).await;
+        assert_eq!(
+            (response.status(), calls),
+            (StatusCode::CREATED, 1),
+            "{path} {origin} {method} {headers:?}"
+        );
+        assert!(!response
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    }
+}
+
+#[tokio::test]
+async fn a_stream_routes_post_is_judged_by_its_accept_header() {
+    let layer = layer_with_a_post_stream();
+    let post = |origin: &str| {
+        Request::post("/runs")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "text/event-stream")
+            .body(())
+            .unwrap()
+    };
+    let (response, calls) = call(&layer, post(APP)).await;
+    assert_eq!((response.status(), calls), (StatusCode::OK, 1));
+    assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    let (response, calls) = call(&layer, post("https://evil.example")).await;
+    assert_eq!((response.status(), calls), (StatusCode::FORBIDDEN, 0));
+}
+
+#[test]
+fn stream_routes_that_cannot_be_are_build_errors() {
+    for (path, method) in [
+        ("runs", Method::POST),
+        ("", Method::POST),
+        ("/runs", Method::GET),
+        ("/runs", Method::OPTIONS),
+        ("/runs", Method::CONNECT),
+        ("/runs", Method::TRACE),
+    ] {
+        let error = SseCorsLayer::builder()
+            .allow_origin(APP)
+            .stream_route(path, method.clone())
+            .build()
+            .unwrap_err();
+        assert_eq!(error.kind(), CorsErrorKind::InvalidRoute, "{path} {method}");
+        assert!(error.to_string().contains("stream route"), "{error}");
+    }
+}
