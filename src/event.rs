@@ -55,6 +55,24 @@ use std::{cell::Cell, error::Error as StdError, fmt, time::Duration};
 
 use bytes::Bytes;
 
+/// The type of the event the crate writes on its own to set the browser's
+/// reconnection delay before a stream ends (shutdown, maximum lifetime, a
+/// client that lagged, a full hub): `retry:`, this type and an empty
+/// `data:` line, no id. A `retry:` alone is dropped by some non-browser
+/// clients (eventsource-stream, sseclient-py) and dispatched as an empty
+/// `message` by others (httpx-sse); as a typed event every client
+/// honours it, and no `message` listener sees it.
+pub const RETRY_EVENT: &str = "sse-retry";
+
+/// The event [`RETRY_EVENT`] with a reconnection delay of `delay`.
+#[cfg(any(feature = "layers", feature = "hub"))]
+pub(crate) fn retry_event(delay: Duration) -> Event {
+    Event::new()
+        .retry(delay)
+        .event_type(EventType::from_static(RETRY_EVENT))
+        .data("")
+}
+
 /// The longest [`Event::retry`] written: 2^31 - 1 milliseconds (about 24.8
 /// days), the longest delay a browser's timer holds.
 pub const MAX_RETRY: Duration = Duration::from_millis(i32::MAX as u64);

@@ -2,6 +2,8 @@
 //! `Data = Bytes` kept, and the layered service as `Clone + Send + Sync` as
 //! the inner one.
 
+mod common;
+
 use std::{
     convert::Infallible,
     sync::{
@@ -181,5 +183,10 @@ async fn shutdown_holds_whether_it_is_given_before_or_after_the_close_layer() {
             .into_data()
             .unwrap();
         assert!(last.starts_with(b"retry: "), "before: {before}");
+        // An independent parser reads it as an event of its own type.
+        let parsed = common::parse_bytes(last.to_vec()).await;
+        assert_eq!(parsed.len(), 1, "{parsed:?}");
+        assert_eq!(parsed[0].event, tower_sse::event::RETRY_EVENT);
+        assert!(parsed[0].retry.is_some(), "{parsed:?}");
     }
 }

@@ -97,7 +97,8 @@ async fn handlers_take_the_close_handle_and_the_last_event_id_and_return_a_subsc
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(
-        String::from_utf8_lossy(&body).contains("\nretry: "),
+        String::from_utf8_lossy(&body).starts_with("retry: ")
+            && String::from_utf8_lossy(&body).contains("\nevent: sse-retry\ndata:\n"),
         "{body:?}"
     );
 }

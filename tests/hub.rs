@@ -335,10 +335,20 @@ async fn a_client_that_stops_reading_lags_then_learns_of_the_gap(
     let end = String::from_utf8_lossy(end);
     let retry_ms: u64 = end
         .strip_prefix("retry: ")
-        .and_then(|rest| rest.strip_suffix("\n\n"))
+        .and_then(|rest| rest.strip_suffix("\nevent: sse-retry\ndata:\n\n"))
         .and_then(|ms| ms.parse().ok())
         .unwrap_or_else(|| panic!("ends with a retry: {end:?}"));
     assert!((1000..=5000).contains(&retry_ms), "{retry_ms}");
+    // An independent parser reads the end as an event of its own type,
+    // with the delay (a bare `retry:` is dropped by eventsource-stream).
+    let end_events = common::parse_bytes(end.as_bytes().to_vec()).await;
+    assert_eq!(end_events.len(), 1, "{end_events:?}");
+    assert_eq!(end_events[0].event, tower_sse::event::RETRY_EVENT);
+    assert_eq!(end_events[0].retry, Some(Duration::from_millis(retry_ms)));
+    assert_eq!(
+        (end_events[0].data.as_str(), end_events[0].id.as_str()),
+        ("", "")
+    );
     let delivered: Vec<_> = common::parse_bytes(events.to_vec())
         .await
         .into_iter()

@@ -135,7 +135,7 @@ async fn close_settings_are_refused_or_work() {
         let text = std::str::from_utf8(&last).unwrap();
         let millis: u64 = text
             .strip_prefix("retry: ")
-            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .and_then(|rest| rest.strip_suffix("\nevent: sse-retry\ndata:\n\n"))
             .and_then(|digits| digits.parse().ok())
             .unwrap_or_else(|| panic!("a retry frame, got {text:?}"));
         assert!(millis <= i32::MAX as u64, "{text:?}");

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     body::{size_hint_adding_bytes, EarlyEnd, EndSignal},
-    event::{Boundary, Event},
+    event::{retry_event, Boundary},
 };
 
 /// The response body of [`Close`](super::Close): the inner body, watched to
@@ -228,10 +228,13 @@ impl<B> CloseBody<B> {
 }
 
 /// The final frame of a stream ended by shutdown or expiry: the optional
-/// final event, then a `retry:` block with a delay drawn from the range.
+/// final event, then a `retry:` event ([`RETRY_EVENT`]) with a delay drawn
+/// from the range.
+///
+/// [`RETRY_EVENT`]: crate::event::RETRY_EVENT
 fn final_frame(config: &Config) -> Bytes {
     let (min, max) = config.reconnect_delay;
-    let retry = Event::new().retry(random_between(min, max)).encode();
+    let retry = retry_event(random_between(min, max)).encode();
     match &config.final_event {
         None => retry.into_bytes(),
         Some(event) => {

@@ -490,7 +490,7 @@ async fn extreme_settings_that_are_accepted_never_panic_later() {
     let (_tx, mut body, _handle) = stream_body(&layer).await;
     assert_eq!(
         &ready_data(&mut body)[..],
-        format!("retry: {}\n\n", i32::MAX).as_bytes()
+        format!("retry: {}\nevent: sse-retry\ndata:\n\n", i32::MAX).as_bytes()
     );
 }
 

@@ -932,9 +932,8 @@ impl HubError {
                     ),
                     _ => (FULL_HUB_RETRY, "the hub is full; try again later"),
                 };
-                let retry = Event::new()
+                let retry = crate::event::retry_event(crate::jitter::random_between(min, max))
                     .comment(comment)
-                    .retry(crate::jitter::random_between(min, max))
                     .encode();
                 let body = String::from_utf8_lossy(retry.as_bytes()).into_owned();
                 (http::StatusCode::OK, "text/event-stream", body)

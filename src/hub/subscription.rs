@@ -15,9 +15,9 @@ use super::{
 };
 use crate::{
     body::{EarlyEnd, EndSignal},
-    event::EncodedEvent,
+    event::{retry_event, EncodedEvent},
     jitter::random_between,
-    Event, EventStream,
+    EventStream,
 };
 
 /// How a subscription started: what the `Last-Event-ID` it was given let
@@ -240,7 +240,7 @@ impl Subscription {
             lag.set(why);
         }
         let (min, max) = self.shared.config.reconnect_delay;
-        Event::new().retry(random_between(min, max)).encode()
+        retry_event(random_between(min, max)).encode()
     }
 }
 

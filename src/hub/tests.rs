@@ -285,7 +285,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
     let text = std::str::from_utf8(&bytes).unwrap();
     let retry: u64 = text
         .strip_prefix("retry: ")
-        .and_then(|rest| rest.strip_suffix("\n\n"))
+        .and_then(|rest| rest.strip_suffix("\nevent: sse-retry\ndata:\n\n"))
         .unwrap()
         .parse()
         .unwrap();
@@ -659,7 +659,9 @@ mod property {
                                     let seen = read(&event);
                                     if seen.retry.is_some() {
                                         // Lagged: the browser would reconnect.
-                                        prop_assert!(seen.data.is_none());
+                                        prop_assert_eq!(seen.kind.as_deref(), Some(crate::event::RETRY_EVENT));
+                                        prop_assert_eq!(seen.data.as_deref(), Some(""));
+                                        prop_assert!(seen.id.is_none());
                                         continue;
                                     }
                                     let id = seq(&seen);
