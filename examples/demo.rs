@@ -9,6 +9,9 @@
 //! (`EventSource` with `withCredentials`). "Close from the page" closes the
 //! stream from the browser; "Ask the server to end it" makes the server end
 //! the stream and answer the browser's reconnect with 204, which stops it.
+//! The buttons ask the stream's origin with `fetch` (`POST /break`, `POST
+//! /end`, with the cookie): those routes have the app's own CORS, tower-http's
+//! `CorsLayer`, beside `SseCorsLayer`, which answers for event streams only.
 //! The ticks come from a hub topic (feature `hub`): "Break the connection"
 //! makes the server end the stream without 204, the browser reconnects by
 //! itself with its `Last-Event-ID`, and the page shows the ticks it missed
@@ -51,7 +54,8 @@ use tokio::{
     sync::{mpsc, oneshot},
     task::JoinSet,
 };
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt as _};
+use tower_http::cors::CorsLayer;
 use tower_sse::{
     hub::{Hub, Resume},
     CloseLayer, Event, EventStream, LastEventId, Shutdown, SseCorsLayer, SseLayer,
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
             period: Duration::from_secs(1),
             history,
             checks: None,
+            script: None,
         };
         serve(page, stream, options, shutdown_signal()).await
     });
@@ -143,6 +148,9 @@ pub struct Options {
     /// Where the page's self-checks (`/?check=...`) are sent, besides the
     /// log.
     pub checks: Option<mpsc::UnboundedSender<String>>,
+    /// A script the page runs before its own (its test drives the page
+    /// with one).
+    pub script: Option<String>,
 }
 
 /// What the routes share.
@@ -151,6 +159,7 @@ struct Demo {
     stream_port: u16,
     hub: Hub,
     checks: Option<mpsc::UnboundedSender<String>>,
+    script: Option<String>,
     next_stream: AtomicU64,
     /// Streams the server may be asked to end, by id.
     enders: Mutex<HashMap<u64, oneshot::Sender<()>>>,
@@ -177,6 +186,7 @@ pub async fn serve(
         stream_port: stream.local_addr()?.port(),
         hub,
         checks: options.checks,
+        script: options.script,
         next_stream: AtomicU64::new(1),
         enders: Mutex::default(),
         finished: Mutex::default(),
@@ -184,13 +194,34 @@ pub async fn serve(
     // The page's origin as given by --addr, and the same with `localhost`:
     // page and stream must share the host name, or the browser treats the
     // cookie as a third-party cookie and drops it.
+    let page_origins = [
+        format!("http://{page_addr}"),
+        format!("http://localhost:{}", page_addr.port()),
+    ];
     let cors = SseCorsLayer::builder()
-        .allow_origins([
-            format!("http://{page_addr}").as_str(),
-            format!("http://localhost:{}", page_addr.port()).as_str(),
-        ])
+        .allow_origins(page_origins.iter().map(String::as_str))
         .build()
         .map_err(std::io::Error::other)?;
+    // The app's own CORS for the page's other calls to this origin: its
+    // buttons POST to /break and /end, with the cookie. `SseCorsLayer`
+    // leaves every request that is not for an event stream to it.
+    let app_cors = CorsLayer::new()
+        .allow_origin(
+            page_origins
+                .iter()
+                .map(|origin| HeaderValue::from_str(origin))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(std::io::Error::other)?,
+        )
+        .allow_credentials(true)
+        .allow_methods([Method::POST]);
+    let controls = ServiceBuilder::new().layer(app_cors).service_fn({
+        let demo = demo.clone();
+        move |request| {
+            let demo = demo.clone();
+            async move { Ok::<_, Infallible>(control(&demo, &request)) }
+        }
+    });
     let end_streams = Shutdown::new();
     let close = CloseLayer::builder()
         .shutdown(&end_streams)
@@ -208,12 +239,19 @@ pub async fn serve(
         .build()
         .map_err(std::io::Error::other)?;
     let layer = SseLayer::new().cors(cors).close(close);
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service_fn(move |request| {
-            let demo = demo.clone();
-            async move { Ok::<_, Infallible>(route(&demo, request).await) }
-        });
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(move |request: Request<Incoming>| {
+                let demo = demo.clone();
+                let controls = controls.clone();
+                async move {
+                    match request.uri().path() {
+                        "/break" | "/end" => controls.oneshot(request).await,
+                        _ => Ok(route(&demo, request).await),
+                    }
+                }
+            });
 
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -297,8 +335,6 @@ async fn route(demo: &Arc<Demo>, request: Request<Incoming>) -> Response<DemoBod
         (&Method::GET, "/") => page(demo),
         (&Method::GET, "/events") => events(demo, &request).await,
         (&Method::GET, "/login") => login(demo, &request),
-        (&Method::POST, "/end") => end(demo, &request, true),
-        (&Method::POST, "/break") => end(demo, &request, false),
         (&Method::POST, "/check") => check(demo, request),
         _ => text(StatusCode::NOT_FOUND, "not found: try / or /events\n"),
     }
@@ -417,6 +453,21 @@ fn login(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
     response
 }
 
+/// The page's calls to the stream origin, behind the app's own CORS.
+fn control(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
+    match (request.method(), request.uri().path()) {
+        (&Method::POST, "/end") => end(demo, request, true),
+        (&Method::POST, "/break") => end(demo, request, false),
+        _ => {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            response
+        }
+    }
+}
+
 /// Ends stream `?stream=N`. For good (`/end`): its session's reconnect
 /// will get 204. Or as a broken connection would (`/break`): the browser
 /// reconnects by itself and resumes.
@@ -453,7 +504,10 @@ fn check(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
 }
 
 fn page(demo: &Demo) -> Response<DemoBody> {
-    let html = PAGE.replace("STREAM_PORT", &demo.stream_port.to_string());
+    let mut html = PAGE.replace("STREAM_PORT", &demo.stream_port.to_string());
+    if let Some(script) = &demo.script {
+        html = html.replacen("<title>", &format!("<script>{script}</script>\n<title>"), 1);
+    }
     let mut response = Response::new(Full::new(Bytes::from(html)).boxed_unsync());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -497,6 +551,7 @@ async fn shutdown_signal() {
 const PAGE: &str = r##"<!doctype html>
 <meta charset="utf-8">
 <title>tower-sse demo</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 15px/1.4 system-ui, sans-serif; max-width: 50rem; margin: 2rem auto; padding: 0 1rem; }
   code, td { font-family: ui-monospace, monospace; font-size: 13px; }
@@ -545,6 +600,12 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
   let source = null;
   let streamId = null;
   let endedByServer = false;
+  // Break and end act on the open stream: without one they are off (a
+  // stream that ended is not there to end).
+  function openStream(id) {
+    streamId = id;
+    for (const button of ["break", "end"]) document.getElementById(button).disabled = id === null;
+  }
   // What the page saw: every tick number in order, each welcome's resume,
   // each gap, and ticks that jumped without a gap event before them.
   const seen = { ticks: [], resumes: [], gaps: [], holes: 0 };
@@ -573,12 +634,13 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
 
   function open() {
     endedByServer = false;
+    openStream(null);
     show("closed", "");
     source = new EventSource(`${streamOrigin}/events`, { withCredentials: true });
     source.onopen = () => show("state", "open");
     source.addEventListener("welcome", (event) => {
       const welcome = JSON.parse(event.data);
-      streamId = welcome.stream;
+      openStream(welcome.stream);
       seen.resumes.push(welcome.resume);
       show("stream", `#${welcome.stream}`);
       show("session", welcome.session ?? "none (log in first)");
@@ -603,6 +665,7 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
       row("note", event.lastEventId, event.data);
     });
     source.onerror = () => {
+      openStream(null);
       show("state", stateNames[source.readyState]);
       if (source.readyState === EventSource.CLOSED) {
         show("closed", endedByServer
@@ -614,10 +677,20 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
     };
   }
 
-  async function breakConnection() {
+  // Asks the stream's origin to end the open stream (`/break` or `/end`):
+  // a cross-origin POST with the cookie, which the app's CORS allows.
+  async function control(path) {
     if (streamId === null) return;
-    await fetch(`${streamOrigin}/break?stream=${streamId}`, { method: "POST", credentials: "include" });
+    try {
+      const response = await fetch(`${streamOrigin}${path}?stream=${streamId}`,
+        { method: "POST", credentials: "include" });
+      if (!response.ok) show("closed", `${path}: ${response.status} ${await response.text()}`);
+    } catch (error) {
+      show("closed", `${path} failed: ${error.message}`);
+    }
   }
+
+  const breakConnection = () => control("/break");
 
   // Self-checks for the tests: `?check=resume` or `?check=gap` breaks the
   // connection after 3 ticks and reports what arrived after the reconnect.
@@ -638,13 +711,13 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
   document.getElementById("break").onclick = breakConnection;
   document.getElementById("close").onclick = () => {
     if (source) source.close();
+    openStream(null);
     show("state", "closed");
     show("closed", "Closed from the page: the server logs client_gone.");
   };
-  document.getElementById("end").onclick = async () => {
-    if (streamId === null) return;
+  document.getElementById("end").onclick = () => {
     endedByServer = true;
-    await fetch(`${streamOrigin}/end?stream=${streamId}`, { method: "POST", credentials: "include" });
+    return control("/end");
   };
   document.getElementById("reopen").onclick = () => { if (source) source.close(); open(); };
   open();

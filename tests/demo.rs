@@ -28,6 +28,15 @@ async fn start_with(
     history: usize,
     checks: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> Demo {
+    start_with_script(history, checks, None).await
+}
+
+/// The demo with `script` run by its page before the page's own.
+async fn start_with_script(
+    history: usize,
+    checks: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    script: Option<&str>,
+) -> Demo {
     let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stream_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page = page_listener.local_addr().unwrap();
@@ -40,6 +49,7 @@ async fn start_with(
             period: Duration::from_millis(20),
             history,
             checks,
+            script: script.map(str::to_owned),
         },
         async {
             let _ = stopped.await;
@@ -135,6 +145,53 @@ async fn the_page_origin_is_allowed_in_both_spellings_and_others_are_refused() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+/// The page's buttons POST to the stream origin with the cookie: those
+/// routes answer the page's origin with the app's own CORS (tower-http's
+/// `CorsLayer`), preflight included, and no other origin.
+#[tokio::test]
+async fn the_control_routes_have_the_app_s_cors_for_the_page_only() {
+    let demo = start().await;
+    let page = format!("http://localhost:{}", demo.page.port());
+    for path in ["/break?stream=999", "/end?stream=999"] {
+        let call = |origin: &str| {
+            Request::post(format!("http://{}{path}", demo.stream))
+                .header(header::ORIGIN, origin)
+                .body(Empty::new())
+                .unwrap()
+        };
+        // No such stream: the page can read that answer too.
+        let response = common::client().request(call(&page)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let headers = response.headers();
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], page.as_str());
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+
+        let response = common::client()
+            .request(call("http://localhost:1"))
+            .await
+            .unwrap();
+        assert!(!response
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+
+        let preflight = Request::options(format!("http://{}{path}", demo.stream))
+            .header(header::ORIGIN, &page)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .body(Empty::new())
+            .unwrap();
+        let response = common::client().request(preflight).await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let headers = response.headers();
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], page.as_str());
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_METHODS], "POST");
+    }
+    // Another method on a control route: told which one to use.
+    let response = send(get(demo.stream, "/break?stream=1")).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[header::ALLOW], "POST");
 }
 
 #[tokio::test]
@@ -279,6 +336,185 @@ async fn the_gap_event_arrives_when_the_history_is_too_short(browser: common::Br
     assert_eq!(jumps, 1, "{ticks:?}");
 }
 
+/// Opens the demo's page in `browser` with `TOUR`, which presses every
+/// button in turn, and returns the tour's report and the errors and
+/// warnings of the browser's own console: Chromium's through the DevTools
+/// protocol (every source: CORS refusals, failed loads and 404s, uncaught
+/// errors, `console.*`). Firefox's console is out of reach without its
+/// remote protocol (`None`): there the page's hooks in `TOUR` are the
+/// witness.
+async fn tour(browser: common::Browser) -> Option<(serde_json::Value, Option<Vec<String>>)> {
+    let binary = browser.available()?;
+    let (checks, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    let demo = start_with_script(1000, Some(checks), Some(TOUR)).await;
+    let port = demo.page.port();
+    // `localhost` for both origins: same site, so the cookie travels.
+    let url = format!("http://localhost:{port}/");
+    let within = Duration::from_secs(90);
+    let (report, console) = match browser {
+        common::Browser::Chromium => {
+            let process =
+                browser.launch_with(&binary, "about:blank", port, &["--remote-debugging-port=0"]);
+            let mut devtools = common::devtools::DevTools::connect(process.profile()).await;
+            devtools.call("Runtime.enable", serde_json::json!({})).await;
+            devtools.call("Log.enable", serde_json::json!({})).await;
+            devtools
+                .call("Page.navigate", serde_json::json!({ "url": url }))
+                .await;
+            let mut console = Vec::new();
+            let deadline = tokio::time::sleep(within);
+            tokio::pin!(deadline);
+            let report = loop {
+                tokio::select! {
+                    report = reported.recv() => break report.unwrap(),
+                    Some(event) = devtools.next_event() => {
+                        console.extend(common::devtools::console_problem(&event));
+                    }
+                    () = &mut deadline => panic!("the page reported within {within:?}"),
+                }
+            };
+            // Whatever the console shows right after the last press.
+            let settle = tokio::time::sleep(Duration::from_millis(500));
+            tokio::pin!(settle);
+            loop {
+                tokio::select! {
+                    Some(event) = devtools.next_event() => {
+                        console.extend(common::devtools::console_problem(&event));
+                    }
+                    () = &mut settle => break,
+                }
+            }
+            drop(process);
+            (report, Some(console))
+        }
+        common::Browser::Firefox => {
+            let process = browser.launch(&binary, &url, port);
+            let report = tokio::time::timeout(within, reported.recv())
+                .await
+                .expect("the page reported in time")
+                .unwrap();
+            drop(process);
+            (report, None)
+        }
+    };
+    eprintln!("{browser:?}: {report}\n{browser:?} console: {console:#?}");
+    Some((serde_json::from_str(&report).unwrap(), console))
+}
+
+/// Pressing every button of the demo's page leaves its console clean: no
+/// CORS refusal for the page's calls to the stream origin, no 404, no
+/// uncaught error. A newcomer reads any of them as a bug in the crate.
+async fn every_button_of_the_demo_leaves_the_console_clean(browser: common::Browser) {
+    let Some((report, console)) = tour(browser).await else {
+        return;
+    };
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+    assert_eq!(
+        report["steps"],
+        serde_json::json!(["login", "break", "close", "break", "end", "reopen", "end", "reopen"]),
+        "{report}"
+    );
+    // The cookie set by "Log in" travelled with the stream.
+    assert!(
+        report["session"].as_str().unwrap().starts_with('s'),
+        "{report}"
+    );
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    if let Some(console) = console {
+        assert!(console.is_empty(), "{console:#?}");
+    }
+}
+
+/// Run by the demo's page before its own script: hooks that record what a
+/// developer would see in the console (`console.error` and `warn`, uncaught
+/// errors and rejections, a failed load, a `fetch` that failed, CORS
+/// included, or got an error status), then a tour that presses every
+/// button and waits for what each one does. Logging in is a navigation:
+/// the tour and its record go on in the next page (sessionStorage).
+/// Reports `{error, steps, problems, session}` to `/check`.
+const TOUR: &str = r#"(() => {
+  const load = () => JSON.parse(sessionStorage.getItem("tour"))
+    ?? { phase: "start", steps: [], problems: [] };
+  const save = (tour) => sessionStorage.setItem("tour", JSON.stringify(tour));
+  const record = (key, text) => { const tour = load(); tour[key].push(text); save(tour); };
+  const problem = (text) => record("problems", `${location.pathname}: ${text}`);
+  for (const level of ["error", "warn"]) {
+    const original = console[level];
+    console[level] = (...args) => {
+      problem(`console.${level}: ${args.join(" ")}`);
+      original.apply(console, args);
+    };
+  }
+  addEventListener("error", (event) => problem(event.message
+    ? `uncaught: ${event.message}`
+    : `failed to load: ${event.target.currentSrc || event.target.href || event.target.tagName}`), true);
+  addEventListener("unhandledrejection", (event) => problem(`unhandled rejection: ${event.reason}`));
+  const pageFetch = window.fetch;
+  window.fetch = async (url, init = {}) => {
+    const what = `${init.method ?? "GET"} ${url}`;
+    let response;
+    try {
+      response = await pageFetch(url, init);
+    } catch (error) {
+      problem(`fetch ${what} failed: ${error}`);
+      throw error;
+    }
+    if (!response.ok) problem(`fetch ${what}: ${response.status}`);
+    return response;
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  async function until(what, condition) {
+    for (const start = Date.now(); !condition(); await sleep(50)) {
+      if (Date.now() - start > 15000) throw new Error(`no ${what} within 15 s`);
+    }
+  }
+  const open = () => $("state").textContent === "open" && $("stream").textContent !== "?";
+  async function press(id, then = async () => {}) {
+    record("steps", id);
+    $(id).click();
+    await then();
+  }
+  async function newStream(id) {
+    const before = $("stream").textContent;
+    await press(id, () => until(`new stream after ${id}`,
+      () => open() && $("stream").textContent !== before));
+  }
+
+  async function tour() {
+    if (load().phase === "start") {
+      await until("stream", open);
+      save({ ...load(), phase: "logged in" });
+      await press("login");
+      return "navigating";
+    }
+    await until("stream with the session", () => open() && /^s\d+$/.test($("session").textContent));
+    await newStream("break");
+    await press("close", () => until("close", () => $("state").textContent === "closed"));
+    // Nothing is open: nothing to break or end.
+    await press("break");
+    await press("end", () => sleep(500));
+    await newStream("reopen");
+    await press("end", () => until("end by the server",
+      () => $("closed").textContent.startsWith("Closed by the server")));
+    await newStream("reopen");
+    await sleep(1000);
+  }
+
+  addEventListener("DOMContentLoaded", async () => {
+    let error = null;
+    try {
+      if (await tour() === "navigating") return;
+    } catch (failure) {
+      error = String(failure);
+    }
+    const { steps, problems } = load();
+    const report = { error, steps, problems, session: $("session").textContent };
+    pageFetch("/check", { method: "POST", body: JSON.stringify(report) });
+  });
+})();"#;
+
 #[tokio::test]
 async fn demo_shutdown_ends_open_streams_and_returns() {
     let demo = start().await;
@@ -304,6 +540,12 @@ async fn demo_shutdown_ends_open_streams_and_returns() {
 
 mod chromium {
     #[tokio::test]
+    async fn every_button_of_the_demo_leaves_the_console_clean() {
+        super::every_button_of_the_demo_leaves_the_console_clean(super::common::Browser::Chromium)
+            .await;
+    }
+
+    #[tokio::test]
     async fn every_tick_arrives_once_in_order_across_a_broken_connection() {
         super::every_tick_arrives_once_in_order_across_a_broken_connection(
             super::common::Browser::Chromium,
@@ -321,6 +563,12 @@ mod chromium {
 }
 
 mod firefox {
+    #[tokio::test]
+    async fn every_button_of_the_demo_leaves_the_console_clean() {
+        super::every_button_of_the_demo_leaves_the_console_clean(super::common::Browser::Firefox)
+            .await;
+    }
+
     #[tokio::test]
     async fn every_tick_arrives_once_in_order_across_a_broken_connection() {
         super::every_tick_arrives_once_in_order_across_a_broken_connection(

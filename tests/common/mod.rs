@@ -239,6 +239,18 @@ impl Browser {
 
     /// Starts the browser headless at `url`, with a fresh profile.
     pub fn launch(self, binary: &std::path::Path, url: &str, tag: u16) -> BrowserProcess {
+        self.launch_with(binary, url, tag, &[])
+    }
+
+    /// [`Browser::launch`] with more command-line arguments (before the
+    /// URL), such as Chromium's `--remote-debugging-port=0`.
+    pub fn launch_with(
+        self,
+        binary: &std::path::Path,
+        url: &str,
+        tag: u16,
+        args: &[&str],
+    ) -> BrowserProcess {
         use std::os::unix::process::CommandExt as _;
         let profile = std::env::temp_dir().join(format!(
             "tower-sse-{}-{}-{tag}",
@@ -273,6 +285,7 @@ impl Browser {
             }
         }
         let child = command
+            .args(args)
             .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -305,6 +318,13 @@ pub struct BrowserProcess {
     profile: PathBuf,
 }
 
+impl BrowserProcess {
+    /// The browser's profile directory (Chromium's `--user-data-dir`).
+    pub fn profile(&self) -> &std::path::Path {
+        &self.profile
+    }
+}
+
 impl Drop for BrowserProcess {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
@@ -329,5 +349,6 @@ pub fn random_tag() -> u64 {
     (NEXT.fetch_add(1, Ordering::Relaxed) << 32) | nanos
 }
 
+pub mod devtools;
 pub mod nginx;
 pub mod redis_server;
