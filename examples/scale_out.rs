@@ -18,7 +18,7 @@
 //!
 //! Every event has its Redis stream id, so a reconnect with
 //! `Last-Event-ID` resumes exactly on either instance (put both behind
-//! nginx, as the README's "Scaling out" shows). Responses carry
+//! nginx, as docs/scaling-out.md shows). Responses carry
 //! `X-Instance`: which instance served them. Ctrl-C (or SIGTERM) ends open
 //! streams with a jittered `retry:` so clients move to the other instance.
 

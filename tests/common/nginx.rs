@@ -20,6 +20,13 @@ pub struct Nginx {
     dir: PathBuf,
 }
 
+impl Nginx {
+    /// What nginx logged so far (level `info`).
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -59,7 +66,8 @@ pub fn free_port() -> u16 {
 
 /// Starts nginx proxying to the `upstreams` (one `upstream` block, each a
 /// `server` line followed by `server_extra`) with `location_extra` added to
-/// its one `location /` block.
+/// its one `location /` block. It has room for 512 connections (each
+/// proxied stream holds two, the client's and the upstream's).
 pub fn start_nginx(
     binary: &Path,
     upstreams: &[SocketAddr],
@@ -83,7 +91,7 @@ pub fn start_nginx(
 master_process off;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
-events {{ worker_connections 64; }}
+events {{ worker_connections 512; }}
 http {{
     access_log off;
     upstream app {{
