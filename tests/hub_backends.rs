@@ -1156,3 +1156,390 @@ async fn a_stream_made_anew_at_once_never_reuses_an_earlier_life_s_ids() {
         );
     }
 }
+
+// A topic's stream that vanishes (`DEL`, an expiry, an eviction) is a gap
+// on every instance, whatever that instance was doing: never silence.
+
+/// What a browser following a topic saw: the data of each event, in order,
+/// and whether a gap event came.
+#[derive(Debug)]
+struct Followed {
+    data: Vec<String>,
+    gap: bool,
+}
+
+/// Follows `topic` on `hub` like a browser, from `subscription` (or, when
+/// `None`, a reconnect with `last_id`): after each stream's end it
+/// reconnects with the last id it saw. Stops at the first gap event, or
+/// once it has every event of `expected`; 10 s without an event is the
+/// silence this must never be, and fails.
+async fn follow(
+    hub: &Hub,
+    topic: &str,
+    subscription: Option<Subscription>,
+    mut last_id: String,
+    expected: &[&str],
+) -> Followed {
+    let mut followed = Followed {
+        data: Vec::new(),
+        gap: false,
+    };
+    let mut subscription = subscription;
+    for _ in 0..20 {
+        let mut current = match subscription.take() {
+            Some(current) => current,
+            None => hub.subscribe(topic, Some(&last_id)).await.unwrap(),
+        };
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), current.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "silence: after {:?} (last id {last_id}), neither the rest of \
+                         {expected:?} nor a gap event came within 10 s",
+                        followed.data
+                    )
+                });
+            let Some(event) = event else {
+                // The stream ended: reconnect, as a browser does.
+                break;
+            };
+            let seen = parse(event.as_bytes());
+            if let Some(id) = seen.id {
+                last_id = id;
+            }
+            if seen.event.as_deref() == Some("gap") {
+                followed.gap = true;
+                return followed;
+            }
+            if let Some(data) = seen.data.filter(|_| seen.event.is_none()) {
+                followed.data.push(data);
+                if followed.data == expected {
+                    return followed;
+                }
+            }
+        }
+    }
+    panic!("20 reconnects without the rest of {expected:?} or a gap: {followed:?}");
+}
+
+/// Every event of `expected` in order, or those before a gap: what was
+/// missed is never missed silently.
+fn assert_every_event_or_a_gap(followed: &Followed, expected: &[&str]) {
+    assert!(
+        expected.starts_with(&followed.data.iter().map(String::as_str).collect::<Vec<_>>()),
+        "in order, none skipped: {followed:?}"
+    );
+    assert!(
+        followed.gap || followed.data == expected,
+        "every event or a gap: {followed:?}"
+    );
+}
+
+/// How a topic's stream vanishes in these tests.
+#[derive(Clone, Copy, Debug)]
+enum Vanish {
+    /// `DEL`.
+    Deleted,
+    /// Its time to live ends.
+    Expired,
+    /// `DEL`, when its ids were ahead of Redis's clock (a failover to a
+    /// replica whose clock is behind): the next life's ids are lower.
+    DeletedAheadOfTheClock,
+}
+
+impl Backend {
+    fn key(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix)
+    }
+
+    /// Makes the ids of `topic`'s next entries run ahead of Redis's clock
+    /// when `how` asks for it, before any of the events the test follows.
+    fn prepare_to_vanish(&self, topic: &str, how: Vanish) {
+        if let Vanish::DeletedAheadOfTheClock = how {
+            let redis = self.redis.as_ref().unwrap();
+            let reply = redis.command(&format!("XSETID {} 99999999999999-0", self.key(topic)));
+            assert_eq!(reply, "+OK\r\n");
+        }
+    }
+
+    /// Makes `topic`'s stream vanish.
+    async fn vanish(&self, topic: &str, how: Vanish) {
+        let redis = self.redis.as_ref().unwrap();
+        let key = self.key(topic);
+        match how {
+            Vanish::Deleted | Vanish::DeletedAheadOfTheClock => {
+                assert_eq!(redis.command(&format!("DEL {key}")), ":1\r\n");
+            }
+            Vanish::Expired => {
+                assert_eq!(redis.command(&format!("PEXPIRE {key} 1")), ":1\r\n");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(redis.command(&format!("EXISTS {key}")), ":0\r\n");
+            }
+        }
+    }
+}
+
+/// Issue 24: a subscriber on B reads event 1 and leaves (B stops reading
+/// the topic); events 2 and 3 are published on A; the stream vanishes;
+/// `after` are published (or none). The browser's reconnect to B with
+/// event 1's id must get every event or a gap, on B as on A.
+async fn a_stream_that_vanished_while_unread_here(how: Vanish, after: &[&str]) {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let a = backend.hub(Hub::builder());
+    let b = backend.hub(Hub::builder());
+    publish_n(&a, "t", 0..=0).await;
+    backend.prepare_to_vanish("t", how);
+    let mut once = b.subscribe("t", None).await.unwrap();
+    next(&mut once).await.unwrap();
+    let one = publish_n(&a, "t", 1..=1).await[0].to_string();
+    assert_eq!(next(&mut once).await.unwrap().data.as_deref(), Some("1"));
+    drop(once);
+    publish_n(&a, "t", 2..=3).await;
+    backend.vanish("t", how).await;
+    for event in after {
+        a.publish("t", Event::new().data(*event)).await.unwrap();
+    }
+    let mut expected = vec!["2", "3"];
+    expected.extend_from_slice(after);
+    for (name, hub) in [("B", &b), ("A", &a)] {
+        let followed = follow(hub, "t", None, one.clone(), &expected).await;
+        assert!(
+            followed.gap,
+            "on {name}, events 2 and 3 are gone: {followed:?}"
+        );
+        assert_every_event_or_a_gap(&followed, &expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_deleted_while_an_instance_was_not_reading_it_is_a_gap_there_not_silence() {
+    a_stream_that_vanished_while_unread_here(Vanish::Deleted, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_expired_while_an_instance_was_not_reading_it_is_a_gap_there_not_silence() {
+    a_stream_that_vanished_while_unread_here(Vanish::Expired, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_made_anew_with_lower_ids_while_an_instance_was_not_reading_it_is_a_gap_there() {
+    a_stream_that_vanished_while_unread_here(Vanish::DeletedAheadOfTheClock, &["4", "5"]).await;
+}
+
+/// Two subscribers on B and one on A, live and idle, have read events 1
+/// to 3; the stream vanishes; events 4 and 5 are published on A. Each gets
+/// both, or a gap.
+async fn a_stream_that_vanished_under_live_subscribers(how: Vanish) {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let a = backend.hub(Hub::builder());
+    let b = backend.hub(Hub::builder());
+    publish_n(&a, "t", 0..=0).await;
+    backend.prepare_to_vanish("t", how);
+    let mut live = Vec::new();
+    for hub in [&b, &b, &a] {
+        let mut subscription = hub.subscribe("t", None).await.unwrap();
+        next(&mut subscription).await.unwrap();
+        live.push((hub.clone(), subscription));
+    }
+    publish_n(&a, "t", 1..=3).await;
+    let mut last_ids = Vec::new();
+    for (_, subscription) in &mut live {
+        for n in 1..=3 {
+            let seen = next(subscription).await.unwrap();
+            assert_eq!(seen.data, Some(n.to_string()));
+            if n == 3 {
+                last_ids.push(seen.id.unwrap());
+            }
+        }
+    }
+    backend.vanish("t", how).await;
+    publish_n(&a, "t", 4..=5).await;
+    for ((hub, subscription), last_id) in live.into_iter().zip(last_ids) {
+        let followed = follow(&hub, "t", Some(subscription), last_id, &["4", "5"]).await;
+        assert_every_event_or_a_gap(&followed, &["4", "5"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_deleted_under_live_subscribers_then_published_to_is_never_a_silent_loss() {
+    a_stream_that_vanished_under_live_subscribers(Vanish::Deleted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_expired_under_live_subscribers_then_published_to_is_never_a_silent_loss() {
+    a_stream_that_vanished_under_live_subscribers(Vanish::Expired).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_made_anew_with_lower_ids_under_live_subscribers_is_never_a_silent_loss() {
+    a_stream_that_vanished_under_live_subscribers(Vanish::DeletedAheadOfTheClock).await;
+}
+
+/// An event published, then lost with its stream before the instance's
+/// reader got to it (an eviction right after the publish): its live
+/// subscribers learn of the gap without waiting for the next publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_lost_with_its_stream_before_an_instance_read_it_is_a_gap_without_a_next_publish()
+{
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let hub = backend.hub(Hub::builder());
+    let mut live = hub.subscribe("t", None).await.unwrap();
+    next(&mut live).await.unwrap();
+    publish_n(&hub, "t", 1..=1).await;
+    let one = next(&mut live).await.unwrap().id.unwrap();
+    // One atomic step, so the reader cannot read in between: an event as
+    // another instance writes it (its previous id and its fields), then the
+    // stream's end.
+    let script = "local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1][1] \
+                  redis.call('XADD', KEYS[1], '*', 'p', last, 'd', 'data: lost' .. string.char(10)) \
+                  return redis.call('DEL', KEYS[1])";
+    let reply = redis.command(&format!("EVAL \"{script}\" 1 {}", backend.key("t")));
+    assert_eq!(reply, ":1\r\n");
+    let followed = follow(&hub, "t", Some(live), one, &["lost"]).await;
+    assert!(followed.gap, "{followed:?}");
+}
+
+/// With a policy that may evict the hub's keys (`allkeys-lru`) under
+/// memory pressure, a topic's stream vanishes whenever Redis needs room: a
+/// browser following it on another instance, slower than the publisher
+/// and reconnecting after every few events, gets every event in order, or
+/// a gap event before what it missed. The publisher stops at the end, so
+/// that nothing publishes the loss away: the stream, idle then, is evicted
+/// while the browser is still behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_evicted_under_memory_pressure_are_gaps_never_silent_losses() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    const EVENTS: u32 = 300;
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    assert_eq!(redis.command("CONFIG SET maxmemory 2mb"), "+OK\r\n");
+    assert_eq!(
+        redis.command("CONFIG SET maxmemory-policy allkeys-lru"),
+        "+OK\r\n"
+    );
+    let a = backend.hub(Hub::builder().history(100));
+    let b = backend.hub(Hub::builder().history(100));
+    let done = Arc::new(AtomicBool::new(false));
+    // Events of 2 KiB to ever new topics, so that Redis evicts.
+    let filler = {
+        let (a, done) = (a.clone(), done.clone());
+        tokio::spawn(async move {
+            let filler = "x".repeat(2048);
+            let mut n = 0u64;
+            while !done.load(Relaxed) {
+                n += 1;
+                let _ = a
+                    .publish(&format!("filler{n}"), Event::new().data(&*filler))
+                    .await;
+                if n % 8 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+    };
+    // Bursts with pauses, so that the stream is the least recently used
+    // key now and then.
+    let publisher = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            // Redis may refuse a publish (`OOM`) when it cannot evict in
+            // time: published again until acknowledged (twice, when an
+            // answer was lost).
+            let mut refused = 0;
+            for n in 1..=EVENTS {
+                while a
+                    .publish("t", Event::new().data(n.to_string()))
+                    .await
+                    .is_err()
+                {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if n % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            refused
+        })
+    };
+    let mut subscription = b.subscribe("t", None).await.unwrap();
+    let mut last_id = next(&mut subscription).await.unwrap().id.unwrap();
+    let mut subscription = Some(subscription);
+    let (mut last, mut gaps, mut reconnects) = (0u32, 0, 0);
+    'browser: loop {
+        let mut current = match subscription.take() {
+            Some(current) => current,
+            None => {
+                // B stops reading the topic until the browser is back.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                reconnects += 1;
+                b.subscribe("t", Some(&last_id)).await.unwrap()
+            }
+        };
+        for _ in 0..(reconnects % 13) + 1 {
+            let event = tokio::time::timeout(Duration::from_secs(10), current.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "silence after event {last} (id {last_id}): no event and no gap \
+                         (publisher finished: {})",
+                        publisher.is_finished()
+                    )
+                });
+            let Some(event) = event else {
+                continue 'browser;
+            };
+            let event = parse(event.as_bytes());
+            if let Some(id) = event.id {
+                last_id = id;
+            }
+            match (event.event.as_deref(), event.data.as_deref()) {
+                (Some("gap"), _) => {
+                    gaps += 1;
+                    if publisher.is_finished() {
+                        // Nothing more comes: the gap is the answer.
+                        break 'browser;
+                    }
+                    // The history follows: anything may come next.
+                    last = 0;
+                }
+                (None, Some(data)) => {
+                    let n: u32 = data.parse().unwrap();
+                    assert!(
+                        last == 0 || n == last + 1 || n == last,
+                        "event {n} after event {last} without a gap event"
+                    );
+                    last = n;
+                    if n == EVENTS {
+                        break 'browser;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    done.store(true, Relaxed);
+    let refused = publisher.await.unwrap();
+    filler.await.unwrap();
+    let info = redis.command("INFO stats");
+    let evicted: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("evicted_keys:"))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0);
+    println!(
+        "last event {last}, {gaps} gaps, {reconnects} reconnects, {evicted} keys evicted, \
+         {refused} publishes refused"
+    );
+    assert!(evicted > 0, "Redis evicted keys");
+}

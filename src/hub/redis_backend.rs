@@ -17,6 +17,14 @@
 //! - Each entry records its previous id, so a break (entries Redis dropped
 //!   before this instance read them: trimming, or a restart without
 //!   persistence) is seen when it is read, never assumed away.
+//! - A stream that vanishes (`DEL`, its expiry, an eviction) shows nothing
+//!   to a read after the last id read, as a quiet stream does; so does one
+//!   made anew with lower ids. Every read path checks that the stream still
+//!   holds what this instance read: a catch-up reads from the last entry
+//!   read itself (an empty answer is a loss, not "nothing new"), and the
+//!   reader watches the streams it reads every few seconds, in one script
+//!   for all of them. A loss ends every subscriber's stream there, and the
+//!   reconnect gets a gap event.
 //! - Publishing and priming share a connection; the reader's is its own,
 //!   since a blocking read holds its connection.
 
@@ -117,18 +125,41 @@ return id
 "
 );
 
-/// Raises the time to live of each stream in `KEYS` that has one shorter
-/// than `ARGV[1]` milliseconds to that: the reader runs it for the topics
-/// with subscribers here, so that the start entry of a quiet topic, which
-/// lives only the hub's idle timeout, does not expire under them (its
-/// next life would end every subscriber's stream). Streams without a time
-/// to live, or with a longer one (a publish renewed it), are left alone.
-const KEEP: &str = r"
-for _, key in ipairs(KEYS) do
-  local ttl = redis.call('PTTL', key)
-  if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', key, ARGV[1]) end
+/// Watches the streams `KEYS` that the reader reads (the topics with
+/// subscribers here), `ARGV[i + 1]` being the last id read from `KEYS[i]`.
+/// Returns, for each stream that now ends before that id (it vanished, with a `DEL`, an expiry or an
+/// eviction, or was made anew with lower ids), its index and its last id
+/// (`0-0`: none), flat: a blocking read cannot tell such a stream from a
+/// quiet one. Every other stream with a time to live shorter than `ARGV[1]`
+/// milliseconds gets that: the start entry of a quiet topic, which lives
+/// only the hub's idle timeout, must not expire under its subscribers.
+/// Streams without a time to live, or with a longer one (a publish renewed
+/// it), are left alone. Ids are compared as decimal text, exactly for any
+/// 64-bit part (Lua's numbers are doubles).
+const WATCH: &str = r"
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if am ~= bm then
+    if #am ~= #bm then return #am < #bm end
+    return am < bm
+  end
+  if #as ~= #bs then return #as < #bs end
+  return as < bs
 end
-return 0
+local lost = {}
+for i, key in ipairs(KEYS) do
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  local id = last and last[1] or '0-0'
+  if before(id, ARGV[i + 1]) then
+    lost[#lost + 1] = i - 1
+    lost[#lost + 1] = id
+  else
+    local ttl = redis.call('PTTL', key)
+    if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', key, ARGV[1]) end
+  end
+end
+return lost
 ";
 
 /// Returns the latest `ARGV[1]` entries of the stream `KEYS[1]`, newest
@@ -207,7 +238,7 @@ pub(super) struct Backend {
     wake_key: String,
     publish_sha: String,
     prime_sha: String,
-    keep_sha: String,
+    watch_sha: String,
     /// Milliseconds a start entry written by a subscriber lives without a
     /// publish (the hub's idle timeout).
     start_ttl: u64,
@@ -266,7 +297,7 @@ impl Backend {
             ),
             publish_sha: redis::Script::new(PUBLISH).get_hash().to_owned(),
             prime_sha: redis::Script::new(PRIME).get_hash().to_owned(),
-            keep_sha: redis::Script::new(KEEP).get_hash().to_owned(),
+            watch_sha: redis::Script::new(WATCH).get_hash().to_owned(),
             start_ttl: (idle_timeout.min(MAX_REDIS_KEY_TTL).as_millis() as u64).max(1),
             prefix: settings.prefix.as_str().into(),
             timeout: settings.timeout,
@@ -426,6 +457,13 @@ impl Backend {
         tokio::time::Instant::now() + self.timeout
     }
 
+    /// How often the reader watches its streams (see `WATCH`): every
+    /// blocking read's time, and at least three times within a start
+    /// entry's time to live, so that it is renewed in time.
+    fn watch_every(&self) -> Duration {
+        BLOCK.min(Duration::from_millis(self.start_ttl / 3))
+    }
+
     /// Appends the event to the topic's stream, within the timeout; gives
     /// the event back if Redis cannot be reached or does not answer in
     /// time.
@@ -537,6 +575,11 @@ impl Backend {
 
     /// Appends what the stream holds after the topic's last entry (a few
     /// reads at most: the stream is trimmed to about the history's length).
+    /// The read starts at that entry itself: a stream that no longer holds
+    /// it, nor anything after it, ends before what this instance read (it
+    /// vanished, or was made anew with lower ids), which is a loss, not
+    /// "nothing new"; only then does a second command ask for the stream's
+    /// last entry.
     async fn catch_up(
         &self,
         key: &str,
@@ -549,21 +592,65 @@ impl Backend {
             };
             let mut cmd = redis::cmd("XRANGE");
             cmd.arg(key)
-                .arg(format!("({last}"))
+                .arg(last.to_string())
                 .arg("+")
                 .arg("COUNT")
-                .arg(self.history);
+                .arg(self.history.saturating_add(1));
             let value = self
                 .query(&cmd, deadline, Retry::Safe)
                 .await
                 .map_err(HubError::unavailable)?;
             let entries = parse_entries(&value);
+            if entries.is_empty() {
+                let stream_last = self
+                    .stream_last(key, deadline)
+                    .await
+                    .map_err(HubError::unavailable)?;
+                if stream_last < last || stream_last == StreamId::ZERO {
+                    self.stream_lost(key, topic, stream_last, deadline).await;
+                    return Ok(());
+                }
+                // Appended to since: read again.
+                continue;
+            }
             topic.append(&entries, false, self.retention, Instant::now());
-            if entries.len() < self.history {
+            if entries.len() <= self.history {
                 return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// The id of the last entry of the stream `key` (`0-0`: none).
+    async fn stream_last(
+        &self,
+        key: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<StreamId, redis::RedisError> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(key).arg("+").arg("-").arg("COUNT").arg(1);
+        let value = self.query(&cmd, deadline, Retry::Safe).await?;
+        Ok(parse_entries(&value)
+            .first()
+            .map_or(StreamId::ZERO, |entry| entry.id))
+    }
+
+    /// The stream `key` ends at `stream_last`, before what `topic` read:
+    /// every subscriber of the topic here lags, and reconnects to a gap
+    /// event. A stream that is gone starts its next life now, so that
+    /// subscribers get ids of it (a failure here only means that the next
+    /// publish starts it).
+    async fn stream_lost(
+        &self,
+        key: &str,
+        topic: &Topic,
+        stream_last: StreamId,
+        deadline: tokio::time::Instant,
+    ) {
+        topic.lost_entries(stream_last);
+        if stream_last == StreamId::ZERO {
+            let _ = self.load_latest(key, topic, false, deadline).await;
+        }
     }
 
     /// Runs the priming script on the stream `key` (which starts a new
@@ -714,8 +801,8 @@ struct Reader {
     down_since: Option<Instant>,
     /// The last entry of the wake stream seen.
     wake_last: StreamId,
-    /// When the streams read here were last kept from expiring.
-    kept: Option<Instant>,
+    /// When the streams read here were last watched (see `WATCH`).
+    watched: Option<Instant>,
 }
 
 async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
@@ -724,7 +811,7 @@ async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
         backend,
         down_since: None,
         wake_last: StreamId::ZERO,
-        kept: None,
+        watched: None,
     };
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -823,23 +910,27 @@ impl Reader {
             let Some(hub) = self.shared.upgrade() else {
                 return Ended::HubDropped;
             };
-            let topics = hub.backed_topics();
-            if reconnected {
-                // Redis may have lost what the topics read (a restart
-                // without persistence): compare each stream's last entry.
-                if let Err(why) = self.check_losses(&mut connection, &topics).await {
-                    return Ended::ReadFailed(why);
+            let mut topics = hub.backed_topics();
+            // After a reconnect at once: Redis may have lost what the
+            // topics read (a restart without persistence).
+            match self.watch_streams(&topics, reconnected).await {
+                Ok(lost) => {
+                    reconnected = false;
+                    if lost {
+                        // Read those topics from where they start again.
+                        topics = hub.backed_topics();
+                    }
                 }
-                reconnected = false;
+                Err(why) if reconnected => return Ended::ReadFailed(why),
+                // Tried again on the next round.
+                Err(_) => {}
             }
-            self.keep_streams(&topics).await;
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT").arg(READ_COUNT);
             if block {
-                // Short enough for `keep_streams` to run in time.
-                let block = BLOCK.as_millis() as u64;
+                // Short enough for `watch_streams` to run in time.
                 cmd.arg("BLOCK")
-                    .arg(block.min(backend.start_ttl / 3).max(1));
+                    .arg((backend.watch_every().as_millis() as u64).max(1));
             }
             block = true;
             cmd.arg("STREAMS");
@@ -889,75 +980,65 @@ impl Reader {
         }
     }
 
-    /// Tells each topic whose stream now ends before what it read that
-    /// entries were lost.
-    async fn check_losses(
-        &self,
-        connection: &mut MultiplexedConnection,
+    /// Watches the streams of the topics read here (see `WATCH`), at most
+    /// every `watch_every`, or at once with `now`: a blocking read cannot
+    /// tell a stream that vanished (or was made anew with lower ids) from
+    /// a quiet one, so this is what makes every such loss a gap, within
+    /// two rounds, whether or not anything is published since. One round
+    /// trip for all the topics, as the read itself. Returns whether a
+    /// topic lost entries (it reads from elsewhere now), or why the
+    /// script failed.
+    async fn watch_streams(
+        &mut self,
         topics: &[(Box<str>, Arc<Topic>, StreamId)],
-    ) -> Result<(), String> {
-        for (name, topic, last) in topics {
-            let mut cmd = redis::cmd("XREVRANGE");
-            cmd.arg(self.backend.key(name))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1);
-            let reply = why(tokio::time::timeout(
-                self.backend.timeout,
-                cmd.query_async::<Value>(connection),
-            )
-            .await)?;
-            let stream_last = items(&reply)
-                .first()
-                .and_then(|entry| items(entry).first())
-                .and_then(as_bytes)
-                .and_then(StreamId::parse)
-                .unwrap_or(StreamId::ZERO);
-            if stream_last < *last {
-                topic.lost_entries(stream_last);
-                if stream_last == StreamId::ZERO {
-                    // The stream is gone: start its next life now, so that
-                    // subscribers get ids of it (a failure here only means
-                    // the next publish starts it).
-                    let key = self.backend.key(name);
-                    let deadline = self.backend.deadline();
-                    let _ = self.backend.load_latest(&key, topic, false, deadline).await;
-                }
-            }
+        now: bool,
+    ) -> Result<bool, String> {
+        let started = Instant::now();
+        let backend = &self.backend;
+        let due = now
+            || self.watched.map_or(true, |watched| {
+                started.duration_since(watched) >= backend.watch_every()
+            });
+        if topics.is_empty() || !due {
+            return Ok(false);
         }
-        Ok(())
-    }
-
-    /// Keeps the streams of the topics read here from expiring (see
-    /// `KEEP`), at most every third of the start entries' time to live.
-    async fn keep_streams(&mut self, topics: &[(Box<str>, Arc<Topic>, StreamId)]) {
-        let now = Instant::now();
-        let every = Duration::from_millis(self.backend.start_ttl / 3);
-        if topics.is_empty()
-            || self
-                .kept
-                .is_some_and(|kept| now.duration_since(kept) < every)
-        {
-            return;
-        }
-        self.kept = Some(now);
+        self.watched = Some(started);
         let keys: Vec<String> = topics
             .iter()
-            .map(|(name, _, _)| self.backend.key(name))
+            .map(|(name, _, _)| backend.key(name))
             .collect();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let ttl = self.backend.start_ttl.to_string();
-        let backend = &self.backend;
-        // A failure is retried on the next round.
-        let _ = backend
+        let mut args = Vec::with_capacity(topics.len() + 1);
+        args.push(backend.start_ttl.to_string());
+        args.extend(topics.iter().map(|(_, _, last)| last.to_string()));
+        let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
+        let reply = backend
             .script(
-                (&backend.keep_sha, KEEP),
+                (&backend.watch_sha, WATCH),
                 &keys,
-                &[ttl.as_bytes()],
+                &args,
                 backend.deadline(),
                 Retry::Safe,
             )
-            .await;
+            .await
+            .map_err(|error| error.to_string())?;
+        let lost = items(&reply);
+        for pair in lost.chunks_exact(2) {
+            let index = match &pair[0] {
+                Value::Int(index) => usize::try_from(*index).ok(),
+                _ => None,
+            };
+            let stream_last = as_bytes(&pair[1]).and_then(StreamId::parse);
+            let (Some((name, topic, _)), Some(stream_last)) =
+                (index.and_then(|index| topics.get(index)), stream_last)
+            else {
+                continue;
+            };
+            let key = backend.key(name);
+            backend
+                .stream_lost(&key, topic, stream_last, backend.deadline())
+                .await;
+        }
+        Ok(!lost.is_empty())
     }
 }

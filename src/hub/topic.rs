@@ -565,9 +565,11 @@ impl Topic {
     }
 
     /// Redis holds less than this topic read (its stream's last entry is
-    /// `stream_last`, older than the last one read): entries were lost, in a
-    /// restart without persistence or with the key's expiry. The history
-    /// starts anew, and every subscriber lags (see `append`).
+    /// `stream_last`, older than the last one read; `0-0`: the stream is
+    /// gone): entries were lost, in a restart without persistence, or with
+    /// the key (`DEL`, its expiry, an eviction), maybe with entries this
+    /// instance never read. The history starts anew, and every subscriber
+    /// lags (see `append`).
     #[cfg(feature = "redis")]
     pub(super) fn lost_entries(&self, stream_last: StreamId) {
         let mut state = self.state();
