@@ -52,7 +52,7 @@ fn serve(stack: bool) {
         let handler = |_request: http::Request<Incoming>| async {
             let events =
                 stream::once(async { Event::new().data("hello") }).chain(stream::pending());
-            Ok::<_, Infallible>(EventStream::new(events).into_response())
+            Ok::<_, Infallible>(EventStream::new(events).into_http_response())
         };
         let shutdown = Shutdown::new();
         loop {

@@ -144,7 +144,7 @@ async fn events(State(state): State<AppState>, handle: CloseHandle) -> impl Into
     // and the producer's `send` waits while the client does not read.
     EventStream::new(Receiver(rx))
         .max_unwritten(16 * 1024)
-        .into_response()
+        .into_http_response()
 }
 
 /// axum's own `Sse` (without axum's keep-alive: the layer adds it).

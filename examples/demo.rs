@@ -57,7 +57,7 @@ use tokio::{
 use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::cors::CorsLayer;
 use tower_sse::{
-    hub::{Hub, Resume},
+    hub::{Hub, Start},
     CloseLayer, Event, EventStream, LastEventId, Shutdown, SseCorsLayer, SseLayer,
 };
 
@@ -112,7 +112,7 @@ fn parse_args(
     };
     let mut addr = parse(DEFAULT_ADDR)?;
     let mut stream_addr = None;
-    let mut history = tower_sse::hub::DEFAULT_HISTORY;
+    let mut history = 1000; // the hub's default
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--history" => {
@@ -370,12 +370,14 @@ async fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoB
         Ok(ticks) => ticks,
         Err(error) => {
             eprintln!("subscribe failed: {error}");
-            return error.response().map(|body| Full::from(body).boxed_unsync());
+            return error
+                .into_http_response()
+                .map(|body| Full::from(body).boxed_unsync());
         }
     };
-    let resume = match ticks.resume() {
-        Resume::Exact { replayed } => serde_json::json!({ "kind": "exact", "replayed": replayed }),
-        Resume::Gap { reason, replayed } => {
+    let resume = match ticks.how_it_started() {
+        Start::Exact { replayed } => serde_json::json!({ "kind": "exact", "replayed": replayed }),
+        Start::Gap { reason, replayed } => {
             serde_json::json!({ "kind": "gap", "reason": reason.as_str(), "replayed": replayed })
         }
         _ => serde_json::json!({ "kind": "fresh" }),
@@ -396,7 +398,7 @@ async fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoB
             .data(welcome.to_string())
             .encode()
     });
-    let marker = ticks.lag_marker();
+    let signal = ticks.end_signal();
     // However the stream ends, its ender goes with it.
     let forget = Forget {
         demo: demo.clone(),
@@ -409,9 +411,9 @@ async fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoB
             let _ = &forget;
         });
     let mut response = EventStream::new(events)
-        .into_response()
+        .into_http_response()
         .map(|body| body.boxed_unsync());
-    marker.mark(&mut response);
+    signal.mark(&mut response);
     response
 }
 

@@ -61,7 +61,7 @@ async fn handle(
         Some((event, n + 1))
     });
     Ok(EventStream::new(counts)
-        .into_response()
+        .into_http_response()
         .map(|body| body.boxed_unsync()))
 }
 

@@ -151,7 +151,7 @@ pub async fn serve(
                 });
                 // The handle is there for gRPC calls too; here it only logs.
                 tokio::spawn(async move { println!("/events closed: {}", handle.closed().await) });
-                EventStream::new(ticks).into_response()
+                EventStream::new(ticks).into_http_response()
             },
         ),
     );

@@ -13,7 +13,7 @@
 //!     Event::new().data("one"),
 //!     Event::new().data("two"),
 //! ]);
-//! let response = EventStream::new(events).into_response();
+//! let response = EventStream::new(events).into_http_response();
 //! assert_eq!(response.headers()["content-type"], "text/event-stream");
 //!
 //! // Both events were ready at once, so they were written as one frame.
@@ -331,7 +331,7 @@ where
 
     /// A `200 OK` response with `Content-Type: text/event-stream` and this
     /// body.
-    pub fn into_response(self) -> Response<Self> {
+    pub fn into_http_response(self) -> Response<Self> {
         let mut response = Response::new(self);
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -655,7 +655,7 @@ pub enum EarlyEnd {
 /// use tower_sse::{EarlyEnd, EndSignal, Event, EventStream};
 ///
 /// let signal = EndSignal::new();
-/// let mut response = EventStream::new(stream::iter([Event::new().data("last")])).into_response();
+/// let mut response = EventStream::new(stream::iter([Event::new().data("last")])).into_http_response();
 /// signal.mark(&mut response);
 /// // In the producer, when its receiver reports that it lagged:
 /// signal.set(EarlyEnd::Lagged);

@@ -17,7 +17,7 @@
 //!     .sse()
 //!     .service(service_fn(|_request: Request<()>| async {
 //!         let events = stream::iter([Event::new().data("hello")]);
-//!         Ok::<_, Infallible>(EventStream::new(events).into_response())
+//!         Ok::<_, Infallible>(EventStream::new(events).into_http_response())
 //!     }));
 //! let response = service.oneshot(Request::new(())).await.unwrap();
 //! assert_eq!(response.headers()["x-accel-buffering"], "no");

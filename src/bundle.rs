@@ -44,7 +44,7 @@
 //!     .layer(layer)
 //!     .service(service_fn(|_request: Request<()>| async {
 //!         let events = stream::iter([Event::new().data("hello")]);
-//!         Ok::<_, Infallible>(EventStream::new(events).into_response())
+//!         Ok::<_, Infallible>(EventStream::new(events).into_http_response())
 //!     }));
 //!
 //! let request = Request::builder().version(Version::HTTP_11).body(())?;

@@ -100,22 +100,36 @@ impl IntoResponse for MissingCloseLayer {
     }
 }
 
+/// An event stream as a handler's result: `EventStream::into_http_response`,
+/// as axum's response.
+impl<S> IntoResponse for crate::EventStream<S>
+where
+    S: futures_core::Stream,
+    S::Item: crate::StreamItem,
+    crate::EventStream<S>: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <crate::EventStream<S> as http_body::Body>::Error: Into<axum_core::BoxError>,
+{
+    fn into_response(self) -> Response {
+        self.into_http_response().map(axum_core::body::Body::new)
+    }
+}
+
 /// A subscription as a handler's result: its event-stream response (marked
 /// for `CloseReason::Lagged`).
 #[cfg(feature = "hub")]
 impl IntoResponse for crate::hub::Subscription {
     fn into_response(self) -> Response {
-        self.response().map(axum_core::body::Body::new)
+        self.into_http_response().map(axum_core::body::Body::new)
     }
 }
 
-/// A failed subscribe as a handler's result: `HubError::response`, an event
+/// A failed subscribe as a handler's result: `HubError::into_http_response`, an event
 /// stream that tells the browser to come back later when the hub is full
 /// (a `503` would make it give up for good), `400 Bad Request` for a topic
 /// name that is too long.
 #[cfg(feature = "hub")]
 impl IntoResponse for crate::hub::HubError {
     fn into_response(self) -> Response {
-        self.response().map(axum_core::body::Body::new)
+        self.into_http_response().map(axum_core::body::Body::new)
     }
 }

@@ -109,7 +109,7 @@ async fn run(
                                 })
                                 .chain(stream::pending());
                             EventStream::new(events)
-                                .into_response()
+                                .into_http_response()
                                 .map(|body| body.boxed_unsync())
                         }
                         _ => text(StatusCode::NOT_FOUND, "not found"),
@@ -619,7 +619,7 @@ async fn fetch_a_post_stream(
                 Some((event, n + 1))
             }
         });
-        EventStream::new(Box::pin(events)).into_response()
+        EventStream::new(Box::pin(events)).into_http_response()
     }
 
     async fn settings(Json(_settings): Json<serde_json::Value>) -> Json<serde_json::Value> {

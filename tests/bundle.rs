@@ -122,7 +122,7 @@ async fn event_streams_get_every_layer() {
         .sse_with(layer.clone())
         .service(service_fn(|_request: Request<()>| async {
             let events = stream::iter([Event::new().data("hello")]).chain(stream::pending());
-            Ok::<_, Infallible>(EventStream::new(events).into_response())
+            Ok::<_, Infallible>(EventStream::new(events).into_http_response())
         }));
     let request = Request::builder()
         .version(Version::HTTP_11)
@@ -170,7 +170,7 @@ async fn shutdown_holds_whether_it_is_given_before_or_after_the_close_layer() {
                 .layer(layer)
                 .service(service_fn(|_request: Request<()>| async {
                     let quiet = stream::pending::<Event>();
-                    Ok::<_, Infallible>(EventStream::new(quiet).into_response())
+                    Ok::<_, Infallible>(EventStream::new(quiet).into_http_response())
                 }));
         let body = service.oneshot(Request::new(())).await.unwrap().into_body();
         let mut body = std::pin::pin!(body);

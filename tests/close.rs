@@ -64,7 +64,7 @@ fn handler(
             let reason = handle.closed().await;
             let _ = reasons.send((reason, Instant::now()));
         });
-        std::future::ready(Ok(EventStream::new(Channel(rx)).into_response()))
+        std::future::ready(Ok(EventStream::new(Channel(rx)).into_http_response()))
     }
 }
 
@@ -288,7 +288,7 @@ async fn axum_with_graceful_shutdown_completes_while_clients_are_connected() {
                     let _ = tx.send(Event::new().data("hello")).await;
                     handle.closed().await;
                 });
-                EventStream::new(Channel(rx)).into_response()
+                EventStream::new(Channel(rx)).into_http_response()
             }),
         )
         .layer(CloseLayer::builder().shutdown(&shutdown).build().unwrap());

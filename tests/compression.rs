@@ -38,7 +38,7 @@ fn handler(
     let mut rx = Some(rx);
     tower::service_fn(move |_request: Request<()>| {
         let rx = rx.take().expect("one request per handler");
-        async move { Ok::<_, Infallible>(EventStream::new(Channel(rx)).into_response()) }
+        async move { Ok::<_, Infallible>(EventStream::new(Channel(rx)).into_http_response()) }
     })
 }
 

@@ -87,7 +87,7 @@ async fn serve(seen: Seen) -> common::TestServer {
         .sse_with(SseLayer::new().close(close))
         .service(tower::service_fn(|request: Request<Incoming>| async move {
             let stream = failing_stream(request.uri().path());
-            Ok::<_, Infallible>(EventStream::new(stream).into_response())
+            Ok::<_, Infallible>(EventStream::new(stream).into_http_response())
         }));
     common::serve_service(service).await
 }
@@ -159,7 +159,7 @@ async fn every_event_before_an_error_or_panic_arrives_over_http2() {
 #[tokio::test]
 async fn a_bare_event_stream_writes_its_events_before_the_error_over_http1() {
     let server = common::serve(|request: Request<Incoming>| async move {
-        EventStream::new(failing_stream(request.uri().path())).into_response()
+        EventStream::new(failing_stream(request.uri().path())).into_http_response()
     })
     .await;
     let client = common::client();

@@ -29,7 +29,7 @@ async fn server() -> (common::TestServer, Arc<Mutex<Vec<HeaderMap>>>) {
         .layer(NoBufferingLayer::new())
         .service_fn(|_request: Request<Incoming>| async {
             let events = stream::iter(["one", "two"].map(|text| Event::new().data(text)));
-            Ok::<_, Infallible>(EventStream::new(events).into_response())
+            Ok::<_, Infallible>(EventStream::new(events).into_http_response())
         });
     (common::serve_service(service).await, recorded)
 }
@@ -87,7 +87,7 @@ async fn both_layers_give_the_same_headers_in_either_order() {
     use tower::ServiceExt;
     let handler = tower::service_fn(|_request: Request<()>| async {
         let events = stream::iter([Event::new().data("x")]);
-        Ok::<_, Infallible>(EventStream::new(events).into_response())
+        Ok::<_, Infallible>(EventStream::new(events).into_http_response())
     });
     let headers_outside = ServiceBuilder::new()
         .layer(SseHeadersLayer::new())
@@ -160,7 +160,7 @@ async fn a_server_that_closes_says_only_close() {
         .layer(SseHeadersLayer::new())
         .service_fn(|_request: Request<Incoming>| async {
             let events = stream::iter(["one"].map(|text| Event::new().data(text)));
-            Ok::<_, Infallible>(EventStream::new(events).into_response())
+            Ok::<_, Infallible>(EventStream::new(events).into_http_response())
         });
     let server = tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();

@@ -37,8 +37,8 @@ async fn events(State(hub): State<Hub>, Path(topic): Path<String>, headers: Head
         .subscribe(&topic, last.as_ref().map(LastEventId::as_str))
         .await
     {
-        Ok(subscription) => subscription.response().into_response(),
-        Err(error) => error.response().into_response(),
+        Ok(subscription) => subscription.into_http_response().into_response(),
+        Err(error) => error.into_http_response().into_response(),
     }
 }
 

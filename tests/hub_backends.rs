@@ -17,7 +17,7 @@ use std::{
 use common::redis_server::{Persistence, RedisServer};
 use futures_util::StreamExt;
 use tower_sse::{
-    hub::{EventId, GapReason, Hub, HubBuilder, HubErrorKind, Resume, Subscription},
+    hub::{EventId, GapReason, Hub, HubBuilder, HubErrorKind, Start, Subscription},
     Event,
 };
 
@@ -148,7 +148,7 @@ async fn an_id_in_the_history_resumes_exactly_then_goes_live(backend: Backend) {
     let hub = backend.hub(Hub::builder());
     let ids = publish_n(&hub, "t", 1..=5).await;
     let mut resumed = hub.subscribe("t", Some(&ids[1].to_string())).await.unwrap();
-    assert_eq!(resumed.resume(), Resume::Exact { replayed: 3 });
+    assert_eq!(resumed.how_it_started(), Start::Exact { replayed: 3 });
     for n in 3..=5 {
         let seen = next(&mut resumed).await.unwrap();
         assert_eq!(seen.data.as_deref(), Some(n.to_string().as_str()));
@@ -167,7 +167,7 @@ async fn without_an_id_a_subscriber_gets_its_position_then_live_events_only(back
     let hub = backend.hub(Hub::builder());
     let ids = publish_n(&hub, "t", 1..=3).await;
     let mut live = hub.subscribe("t", None).await.unwrap();
-    assert_eq!(live.resume(), Resume::Fresh);
+    assert_eq!(live.how_it_started(), Start::Fresh);
     let position = next(&mut live).await.unwrap();
     assert_eq!(position.event.as_deref(), Some("sse-position"));
     assert_eq!(position.id, Some(ids[2].to_string()));
@@ -176,7 +176,7 @@ async fn without_an_id_a_subscriber_gets_its_position_then_live_events_only(back
     assert_eq!(next(&mut live).await.unwrap().data.as_deref(), Some("4"));
     // The position resumes exactly.
     let mut again = hub.subscribe("t", position.id.as_deref()).await.unwrap();
-    assert_eq!(again.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(again.how_it_started(), Start::Exact { replayed: 1 });
     assert_eq!(next(&mut again).await.unwrap().data.as_deref(), Some("4"));
 }
 
@@ -185,8 +185,8 @@ async fn an_id_older_than_the_history_gets_a_gap_event_then_the_history(backend:
     let ids = publish_n(&hub, "t", 1..=6).await;
     let mut resumed = hub.subscribe("t", Some(&ids[0].to_string())).await.unwrap();
     assert_eq!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::HistoryTruncated,
             replayed: 3
         }
@@ -207,7 +207,7 @@ async fn an_id_older_than_the_history_gets_a_gap_event_then_the_history(backend:
         assert_eq!(next(&mut resumed).await.unwrap().data, Some(n.to_string()));
     }
     let again = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
-    assert_eq!(again.resume(), Resume::Exact { replayed: 3 });
+    assert_eq!(again.how_it_started(), Start::Exact { replayed: 3 });
 }
 
 async fn unknown_and_malformed_ids_get_a_gap_whose_id_resumes_exactly(backend: Backend) {
@@ -217,8 +217,8 @@ async fn unknown_and_malformed_ids_get_a_gap_whose_id_resumes_exactly(backend: B
     for asked in ["garbage", "1-2-3", "99999999999999999-0", &long] {
         let mut resumed = hub.subscribe("t", Some(asked)).await.unwrap();
         assert_eq!(
-            resumed.resume(),
-            Resume::Gap {
+            resumed.how_it_started(),
+            Start::Gap {
                 reason: GapReason::UnknownId,
                 replayed: 2
             },
@@ -226,7 +226,11 @@ async fn unknown_and_malformed_ids_get_a_gap_whose_id_resumes_exactly(backend: B
         );
         let gap = next(&mut resumed).await.unwrap();
         let again = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
-        assert_eq!(again.resume(), Resume::Exact { replayed: 2 }, "{asked}");
+        assert_eq!(
+            again.how_it_started(),
+            Start::Exact { replayed: 2 },
+            "{asked}"
+        );
     }
 }
 
@@ -237,8 +241,8 @@ async fn an_id_from_an_earlier_life_of_the_topic_gets_a_restarted_gap(backend: B
     publish_n(&hub, "t", 1..=1).await;
     let mut resumed = hub.subscribe("t", Some(&old[2].to_string())).await.unwrap();
     assert_eq!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::Restarted,
             replayed: 1
         }
@@ -254,8 +258,8 @@ async fn an_old_id_on_a_topic_emptied_since_gets_a_restarted_gap(backend: Backen
     let hub = backend.after_losing("t");
     let resumed = hub.subscribe("t", Some(&old[1].to_string())).await.unwrap();
     assert_eq!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::Restarted,
             replayed: 0
         }
@@ -266,7 +270,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends(backend: Backend)
     let hub = backend.hub(Hub::builder().history(3));
     publish_n(&hub, "t", 1..=1).await;
     let mut slow = hub.subscribe("t", None).await.unwrap();
-    let marker = slow.lag_marker();
+    let signal = slow.end_signal();
     next(&mut slow).await.unwrap();
     publish_n(&hub, "t", 2..=10).await;
     settled(&hub, "t", 10).await;
@@ -276,7 +280,8 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends(backend: Backend)
         "{retry:?}"
     );
     assert_eq!(next(&mut slow).await, None, "the stream ends");
-    assert!(slow.lagged() && marker.is_lagged());
+    assert_eq!(slow.early_end(), Some(tower_sse::EarlyEnd::Lagged));
+    assert_eq!(signal.get(), Some(tower_sse::EarlyEnd::Lagged));
     assert_eq!(hub.topic_stats("t").unwrap().lagged, 1);
 }
 
@@ -334,9 +339,9 @@ async fn subscribes_racing_publishes_lose_and_repeat_nothing(backend: Backend) {
     while last < EVENTS {
         let mut resumed = hub.subscribe("t", Some(&last_id)).await.unwrap();
         assert!(
-            matches!(resumed.resume(), Resume::Exact { .. }),
+            matches!(resumed.how_it_started(), Start::Exact { .. }),
             "{:?}",
-            resumed.resume()
+            resumed.how_it_started()
         );
         reconnects += 1;
         // A few events, then the connection breaks.
@@ -362,10 +367,10 @@ async fn ids_read_from_headers_are_bounded_and_need_not_be_utf8(backend: Backend
     let ids = publish_n(&hub, "t", 1..=2).await;
     let mut headers = http::HeaderMap::new();
     let fresh = hub.subscribe_from_headers("t", &headers).await.unwrap();
-    assert_eq!(fresh.resume(), Resume::Fresh);
+    assert_eq!(fresh.how_it_started(), Start::Fresh);
     headers.insert("last-event-id", ids[0].to_string().parse().unwrap());
     let exact = hub.subscribe_from_headers("t", &headers).await.unwrap();
-    assert_eq!(exact.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(exact.how_it_started(), Start::Exact { replayed: 1 });
     for bytes in [&b"\xff\xfe"[..], &[b'7'; 65][..]] {
         headers.insert(
             "last-event-id",
@@ -373,8 +378,8 @@ async fn ids_read_from_headers_are_bounded_and_need_not_be_utf8(backend: Backend
         );
         let mut unknown = hub.subscribe_from_headers("t", &headers).await.unwrap();
         assert_eq!(
-            unknown.resume(),
-            Resume::Gap {
+            unknown.how_it_started(),
+            Start::Gap {
                 reason: GapReason::UnknownId,
                 replayed: 2
             }
@@ -394,14 +399,14 @@ async fn subscribing_is_bounded_in_topics_and_name_length(backend: Backend) {
     let full = hub.subscribe("c", None).await.unwrap_err();
     assert_eq!(full.kind(), HubErrorKind::TooManyTopics);
     assert_eq!(
-        full.response().status(),
+        full.into_http_response().status(),
         200,
         "a retry, not a status that stops EventSource"
     );
     let long = "x".repeat(tower_sse::hub::MAX_TOPIC_LEN + 1);
     let error = hub.subscribe(&long, None).await.unwrap_err();
     assert_eq!(error.kind(), HubErrorKind::TopicTooLong);
-    assert_eq!(error.response().status(), 400);
+    assert_eq!(error.into_http_response().status(), 400);
     let error = hub
         .publish(&long, Event::new().data("kept"))
         .await
@@ -429,11 +434,11 @@ async fn a_topic_dropped_while_idle_resumes_as_its_backend_allows(backend: Backe
         .await
         .unwrap();
     if backend.is_redis() {
-        assert_eq!(resumed.resume(), Resume::Exact { replayed: 1 });
+        assert_eq!(resumed.how_it_started(), Start::Exact { replayed: 1 });
     } else {
         assert!(matches!(
-            resumed.resume(),
-            Resume::Gap {
+            resumed.how_it_started(),
+            Start::Gap {
                 reason: GapReason::Restarted,
                 ..
             }
@@ -553,13 +558,17 @@ async fn a_browser_resumes_on_another_instance_even_right_after_the_event() {
     let ids = publish_n(&a, "t", 1..=5).await;
     // B has never seen the topic: it loads it from Redis.
     let mut resumed = b.subscribe("t", Some(&ids[1].to_string())).await.unwrap();
-    assert_eq!(resumed.resume(), Resume::Exact { replayed: 3 });
+    assert_eq!(resumed.how_it_started(), Start::Exact { replayed: 3 });
     assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("3"));
     // An id B's reader may not have read yet: fetched, never a gap.
     for n in 6..=105 {
         let id = publish_n(&a, "t", n..=n).await[0].to_string();
         let resumed = b.subscribe("t", Some(&id)).await.unwrap();
-        assert_eq!(resumed.resume(), Resume::Exact { replayed: 0 }, "event {n}");
+        assert_eq!(
+            resumed.how_it_started(),
+            Start::Exact { replayed: 0 },
+            "event {n}"
+        );
     }
 }
 
@@ -589,7 +598,7 @@ async fn redis_down_at_start_gives_typed_errors_in_time_then_recovers() {
         "each fails within its timeout: {:?}",
         started.elapsed()
     );
-    let response = error.response();
+    let response = error.into_http_response();
     assert_eq!(
         response.status(),
         200,
@@ -732,8 +741,8 @@ async fn redis_restarted_without_persistence_shows_as_a_restarted_gap() {
     }
     let mut resumed = hub.subscribe("t", Some(&ids[2].to_string())).await.unwrap();
     assert_eq!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::Restarted,
             replayed: 1
         }
@@ -774,7 +783,7 @@ async fn an_outage_past_the_grace_ends_streams_as_unavailable_and_recovers() {
         let hub = hub.clone();
         async move {
             let subscription = hub.subscribe("t", None).await.unwrap();
-            Ok::<_, std::convert::Infallible>(subscription.response())
+            Ok::<_, std::convert::Infallible>(subscription.into_http_response())
         }
     }));
     let response = service.oneshot(http::Request::new(())).await.unwrap();
@@ -814,8 +823,8 @@ async fn events_lost_in_a_restart_end_streams_even_with_nothing_published_since(
     assert_eq!(next(&mut live).await, None);
     let resumed = hub.subscribe("t", Some(&ids[2].to_string())).await.unwrap();
     assert_eq!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::Restarted,
             replayed: 0
         }
@@ -902,8 +911,8 @@ async fn redis_settings_out_of_range_are_refused_when_built() {
     // Extremes that are in range build, and a long grace never overflows.
     Hub::builder()
         .redis(url)
-        .redis_timeout(tower_sse::hub::MAX_REDIS_TIMEOUT)
-        .redis_key_ttl(Some(tower_sse::hub::MAX_REDIS_KEY_TTL))
+        .redis_timeout(Duration::from_secs(60))
+        .redis_key_ttl(Some(Duration::from_secs(10 * 365 * 24 * 60 * 60)))
         .redis_outage_grace(Duration::MAX)
         .redis_key_ttl(None)
         .build()
@@ -959,9 +968,9 @@ async fn the_reader_blocks_between_events_and_reads_past_entries_it_did_not_writ
     let four = publish_n(&hub, "t", 4..=4).await;
     let mut resumed = hub.subscribe("t", Some(&ids[2].to_string())).await.unwrap();
     assert!(
-        matches!(resumed.resume(), Resume::Gap { .. }),
+        matches!(resumed.how_it_started(), Start::Gap { .. }),
         "{:?}",
-        resumed.resume()
+        resumed.how_it_started()
     );
     next(&mut resumed).await.unwrap();
     let seen = next(&mut resumed).await.unwrap();
@@ -988,8 +997,8 @@ async fn an_id_given_on_an_empty_topic_belongs_to_that_life_of_the_stream() {
     publish_n(&hub, "t", 3..=3).await;
     let mut resumed = hub.subscribe("t", Some(&position)).await.unwrap();
     assert_eq!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::Restarted,
             replayed: 1
         },
@@ -1000,14 +1009,14 @@ async fn an_id_given_on_an_empty_topic_belongs_to_that_life_of_the_stream() {
     assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("3"));
     // The gap event's id resumes exactly in this life...
     let again = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
-    assert_eq!(again.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(again.how_it_started(), Start::Exact { replayed: 1 });
     // ...and not in the next one.
     let hub = backend.after_losing("t");
     publish_n(&hub, "t", 4..=4).await;
     let later = hub.subscribe("t", gap.id.as_deref()).await.unwrap();
     assert!(matches!(
-        later.resume(),
-        Resume::Gap {
+        later.how_it_started(),
+        Start::Gap {
             reason: GapReason::Restarted,
             ..
         }
@@ -1145,14 +1154,14 @@ async fn a_stream_made_anew_at_once_never_reuses_an_earlier_life_s_ids() {
             .unwrap();
         assert!(
             matches!(
-                resumed.resume(),
-                Resume::Gap {
+                resumed.how_it_started(),
+                Start::Gap {
                     reason: GapReason::Restarted,
                     ..
                 }
             ),
             "round {n}: {:?}",
-            resumed.resume()
+            resumed.how_it_started()
         );
     }
 }

@@ -33,7 +33,7 @@ async fn an_idle_stream_gets_comments_at_the_interval_and_no_spurious_events() {
                 }
                 Event::new().id(n.to_string()).unwrap().data("x")
             });
-            Ok::<_, Infallible>(EventStream::new(events).into_response())
+            Ok::<_, Infallible>(EventStream::new(events).into_http_response())
         });
     let server = common::serve_service(service).await;
 

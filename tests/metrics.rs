@@ -138,10 +138,10 @@ async fn failing(uri: http::Uri) -> axum::response::Response {
     let first = stream::iter([Ok::<_, std::io::Error>(Event::new().data("before"))]);
     let response = if uri.path() == "/panics" {
         let panics = stream::poll_fn(|_| panic!("the producer panicked"));
-        EventStream::new(first.chain(panics).boxed()).into_response()
+        EventStream::new(first.chain(panics).boxed()).into_http_response()
     } else {
         let fails = stream::iter([Err(std::io::Error::other("the producer failed"))]);
-        EventStream::new(first.chain(fails).boxed()).into_response()
+        EventStream::new(first.chain(fails).boxed()).into_http_response()
     };
     response.map(axum::body::Body::new)
 }

@@ -41,7 +41,7 @@ fn ticking_handler(count: usize, period: Duration, sent: Sent) -> Handler {
                 }
             })
             .boxed();
-        std::future::ready(Ok(EventStream::new(events).into_response()))
+        std::future::ready(Ok(EventStream::new(events).into_http_response()))
     }))
 }
 
@@ -134,7 +134,7 @@ fn quiet_handler(quiet: Duration) -> Handler {
                 Event::new().id(n.to_string()).unwrap().data("x")
             })
             .boxed();
-        std::future::ready(Ok(EventStream::new(events).into_response()))
+        std::future::ready(Ok(EventStream::new(events).into_http_response()))
     }))
 }
 

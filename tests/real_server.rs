@@ -20,7 +20,7 @@ async fn events_reach_a_real_client_exactly() {
                 .unwrap()
                 .data(format!("line {n}\r\nsecond\rthird\n"))
         });
-        EventStream::new(events).into_response()
+        EventStream::new(events).into_http_response()
     })
     .await;
 
@@ -50,7 +50,7 @@ async fn a_burst_arrives_whole_and_in_order() {
                     Event::new().id(n.to_string()).unwrap().data("x").encode()
                 }
             });
-            EventStream::new(stream::iter(burst)).into_response()
+            EventStream::new(stream::iter(burst)).into_http_response()
         }
     })
     .await;

@@ -25,7 +25,7 @@ const EVIL: &str = "http://evil.example";
 fn router() -> Router {
     let events = || async {
         let events = stream::iter(["one", "two"]).map(|text| Event::new().data(text));
-        EventStream::new(events).into_response()
+        EventStream::new(events).into_http_response()
     };
     // The app's own CORS: JSON routes, no credentials.
     let app_cors = CorsLayer::new()

@@ -28,7 +28,11 @@ async fn open(
         move |_request: Request<()>| async move {
             let burst = stream::iter((0..events).map(|n| Event::new().data(n.to_string())));
             let events = burst.chain(stream::pending());
-            Ok::<_, Infallible>(EventStream::new(events).max_frame_size(cap).into_response())
+            Ok::<_, Infallible>(
+                EventStream::new(events)
+                    .max_frame_size(cap)
+                    .into_http_response(),
+            )
         },
     ));
     let response = service.oneshot(Request::new(())).await.unwrap();
@@ -174,7 +178,7 @@ async fn cors_max_age_at_its_extremes_is_written_as_seconds_up_to_a_day() {
         let service = ServiceBuilder::new()
             .layer(SseLayer::new().cors(cors))
             .service(service_fn(|_request: Request<()>| async {
-                Ok::<_, Infallible>(EventStream::new(stream::empty::<Event>()).into_response())
+                Ok::<_, Infallible>(EventStream::new(stream::empty::<Event>()).into_http_response())
             }));
         let preflight = Request::builder()
             .method(Method::OPTIONS)

@@ -46,12 +46,12 @@ fn respond(path: &str, produced: &Arc<AtomicU64>) -> http::Response<axum::body::
             produced.fetch_add(1, Ordering::Relaxed);
             Event::new().data("x".repeat(1000))
         });
-        let response = EventStream::new(flood).into_response();
+        let response = EventStream::new(flood).into_http_response();
         return response.map(axum::body::Body::new);
     }
     let hello = stream::iter([Event::new().data("hello")]).chain(stream::pending());
     EventStream::new(hello)
-        .into_response()
+        .into_http_response()
         .map(axum::body::Body::new)
 }
 

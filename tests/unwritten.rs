@@ -75,7 +75,7 @@ async fn bound_zero_over_a_real_server_delivers_every_event() {
         let server = common::serve(|_request| async {
             EventStream::new(stream::iter((0..10).map(big_event)))
                 .max_unwritten(0)
-                .into_response()
+                .into_http_response()
         })
         .await;
         let client = if http2 {
@@ -152,7 +152,7 @@ async fn serve_bounded(bound: usize, frame: usize) -> (common::TestServer, Arc<A
             EventStream::new(mixed_stream(m))
                 .max_frame_size(frame)
                 .max_unwritten(bound)
-                .into_response()
+                .into_http_response()
         }
     })
     .await;
@@ -209,7 +209,9 @@ async fn a_vanishing_client_lets_the_bounded_stream_go() {
                     let _ = &guard;
                     big_event(n)
                 });
-                EventStream::new(events).max_unwritten(8192).into_response()
+                EventStream::new(events)
+                    .max_unwritten(8192)
+                    .into_http_response()
             }
         })
         .await;
@@ -421,7 +423,7 @@ async fn sse_layer_around_a_bounded_body_over_real_sockets() {
                     Ok::<_, Infallible>(
                         EventStream::new(mixed_stream(Arc::default()))
                             .max_unwritten(8 * 1024)
-                            .into_response(),
+                            .into_http_response(),
                     )
                 },
             ));
@@ -452,7 +454,9 @@ async fn a_bounded_hub_subscription_over_real_sockets() {
             let h = h.clone();
             async move {
                 let subscription = h.subscribe("t", None).await.unwrap();
-                subscription.response().map(|b| b.max_unwritten(16 * 1024))
+                subscription
+                    .into_http_response()
+                    .map(|b| b.max_unwritten(16 * 1024))
             }
         })
         .await;
@@ -865,7 +869,7 @@ async fn live_then_stalled(http2: bool, bound: Option<usize>, first: usize) -> u
     let service = hyper::service::service_fn(move |_request| {
         let events = events.lock().unwrap().take().expect("one request");
         let body = EventStream::new(events).max_unwritten(bound.unwrap_or(usize::MAX));
-        std::future::ready(Ok::<_, Infallible>(body.into_response()))
+        std::future::ready(Ok::<_, Infallible>(body.into_http_response()))
     });
     let small = || {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();

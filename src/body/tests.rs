@@ -228,7 +228,7 @@ async fn encoded_events_and_results_of_them_are_accepted() {
 
 #[tokio::test]
 async fn into_response_is_200_with_the_event_stream_type() {
-    let response = EventStream::new(stream::iter([event("a")])).into_response();
+    let response = EventStream::new(stream::iter([event("a")])).into_http_response();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
@@ -659,7 +659,7 @@ async fn bytes_made_for_a_stalled_client(
         if let Some(max) = max_unwritten {
             body = body.max_unwritten(max);
         }
-        std::future::ready(Ok::<_, Infallible>(body.into_response()))
+        std::future::ready(Ok::<_, Infallible>(body.into_http_response()))
     });
     let mut tasks = tokio::task::JoinSet::new();
     if http2 {

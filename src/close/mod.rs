@@ -106,7 +106,7 @@
 //!             let _ = reasons.send(handle.closed().await);
 //!         });
 //!         let ticks = futures_util::stream::repeat_with(|| Event::new().data("tick"));
-//!         async move { Ok::<_, Infallible>(EventStream::new(ticks).into_response()) }
+//!         async move { Ok::<_, Infallible>(EventStream::new(ticks).into_http_response()) }
 //!     }));
 //!
 //! let body = service.oneshot(Request::new(())).await.unwrap().into_body();

@@ -14,13 +14,14 @@ use tower_service::Service;
 
 use super::config::Config;
 
-/// The service built by [`SseCorsLayer`].
+/// The service built by [`SseCorsLayer`](super::SseCorsLayer).
 pub struct SseCors<S> {
     pub(super) inner: S,
     pub(super) config: Option<Arc<Config>>,
 }
 
-/// Made by [`SseCorsLayer`] (from [`SseCorsLayer::builder`]): CORS has
+/// Made by [`SseCorsLayer`](super::SseCorsLayer) (from
+/// [`SseCorsLayer::builder`](super::SseCorsLayer::builder)): CORS has
 /// no default to offer, so there is no `SseCors::new` or `SseCors::layer`.
 impl<S> SseCors<S> {
     inner_service_accessors!();

@@ -81,7 +81,7 @@
 //!
 //! ```
 //! use futures_util::StreamExt;
-//! use tower_sse::{hub::{Hub, Resume}, Event};
+//! use tower_sse::{hub::{Hub, Start}, Event};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -92,12 +92,12 @@
 //! // A browser that saw the first event reconnects with its id.
 //! let id = first.to_string();
 //! let mut events = hub.subscribe("ticks", Some(&id)).await?;
-//! assert_eq!(events.resume(), Resume::Exact { replayed: 1 });
+//! assert_eq!(events.how_it_started(), Start::Exact { replayed: 1 });
 //! let replayed = events.next().await.unwrap();
 //! let text = String::from_utf8_lossy(replayed.as_bytes()).into_owned();
 //! assert!(text.starts_with("data: 2\nid: ") && text.ends_with("-2\n\n"));
 //!
-//! // In a handler: `return Ok(events.response())`.
+//! // In a handler: `return Ok(events.into_http_response())`.
 //! # Ok(())
 //! # }
 //! ```
@@ -109,13 +109,7 @@ mod subscription;
 mod topic;
 
 pub use id::{EventId, MAX_LAST_EVENT_ID_LEN};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_backend::{
-    DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_KEY_TTL, DEFAULT_REDIS_OUTAGE_GRACE,
-    DEFAULT_REDIS_TIMEOUT, MAX_REDIS_KEY_TTL, MAX_REDIS_TIMEOUT,
-};
-pub use subscription::{GapReason, LagMarker, Resume, Subscription};
+pub use subscription::{GapReason, Start, Subscription};
 
 use std::{
     collections::HashMap,
@@ -138,22 +132,22 @@ use crate::{
 pub const MAX_TOPIC_LEN: usize = 256;
 
 /// The default [`HubBuilder::history`]: 1,000 events per topic.
-pub const DEFAULT_HISTORY: usize = 1000;
+const DEFAULT_HISTORY: usize = 1000;
 
 /// The default [`HubBuilder::idle_timeout`]: 5 minutes.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The shortest [`HubBuilder::idle_timeout`]: 100 ms. Shorter, a topic
 /// would be dropped between two publishes, and every browser's id would be
 /// from a past life of its topic.
-pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(100);
+const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The default [`HubBuilder::max_topics`]: 10,000.
-pub const DEFAULT_MAX_TOPICS: usize = 10_000;
+const DEFAULT_MAX_TOPICS: usize = 10_000;
 
 /// The default [`HubBuilder::reconnect_delay`] a lagging subscriber is
 /// given: between 1 and 5 seconds.
-pub const DEFAULT_RECONNECT_DELAY: (Duration, Duration) =
+const DEFAULT_RECONNECT_DELAY: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(5));
 
 /// The default [`HubBuilder::gap_event`] type: `gap`.
@@ -331,7 +325,7 @@ impl Hub {
     /// gap event (browsers only send back ids they received, so this
     /// matters for other clients).
     ///
-    /// The subscription's [`resume`](Subscription::resume) tells how it
+    /// The subscription's [`how_it_started`](Subscription::how_it_started) tells how it
     /// starts: without an id (or with an empty one), live events only,
     /// after a [`POSITION_EVENT`] whose id is the topic's position (the
     /// browser remembers it, so that a reconnect before the first live
@@ -399,8 +393,8 @@ impl Hub {
         }
         let now = Instant::now();
         let (start, slot) = found.start(asked, self.shared.config.retention, now);
-        let first = start.first_id.map(|id| match start.resume {
-            Resume::Gap { reason, .. } => self.gap_event(id, reason, asked, start.missed),
+        let first = start.first_id.map(|id| match start.how {
+            Start::Gap { reason, .. } => self.gap_event(id, reason, asked, start.missed),
             _ => {
                 let mut text = [0; 48];
                 let event = match Event::new().event(POSITION_EVENT) {
@@ -414,7 +408,7 @@ impl Hub {
             self.shared.clone(),
             found,
             start.next,
-            start.resume,
+            start.how,
             first,
             slot,
         ))
@@ -602,7 +596,7 @@ pub struct HubBuilder {
 impl HubBuilder {
     /// How many events each topic keeps for resuming (at least 1). The
     /// history is also how far a subscriber may fall behind before it
-    /// lags. Default: 1,000 ([`DEFAULT_HISTORY`]).
+    /// lags. Default: 1,000.
     pub fn history(mut self, events: usize) -> Self {
         self.history = events;
         self
@@ -620,7 +614,7 @@ impl HubBuilder {
     /// Drops a topic, with its history, once nobody has subscribed to it
     /// and nothing was published to it for `idle` (checked on publishes and
     /// subscribes to any topic). A browser that reconnects later gets a gap
-    /// event (`restarted`). Default: 5 minutes ([`DEFAULT_IDLE_TIMEOUT`]).
+    /// event (`restarted`). Default: 5 minutes.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = idle;
         self
@@ -629,8 +623,7 @@ impl HubBuilder {
     /// The most topics the hub holds (at least 1); publishing or
     /// subscribing to one more is an error. Subscribing makes a topic, so
     /// when topic names come from requests, check them against the topics
-    /// the app has before subscribing. Default: 10,000
-    /// ([`DEFAULT_MAX_TOPICS`]).
+    /// the app has before subscribing. Default: 10,000.
     pub fn max_topics(mut self, topics: usize) -> Self {
         self.max_topics = topics;
         self
@@ -639,14 +632,15 @@ impl HubBuilder {
     /// The range the `retry:` given to a lagging subscriber is drawn from,
     /// so that clients do not all come back at once; `min` at most `max`,
     /// and `max` at most
-    /// [`MAX_RETRY`]. Default: 1 to 5 seconds
-    /// ([`DEFAULT_RECONNECT_DELAY`]).
+    /// [`MAX_RETRY`]. Default: 1 to 5 seconds.
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_delay = (min, max);
         self
     }
 
-    /// The type of the gap event (non-empty, no line break). Default: `gap`
+    /// The type of the gap event (non-empty, no line break, and not
+    /// `sse-position`, `sse-retry` or `message`, which mean something
+    /// else). Default: `gap`
     /// ([`DEFAULT_GAP_EVENT`]).
     pub fn gap_event(mut self, event_type: impl Into<String>) -> Self {
         self.gap_event = event_type.into();
@@ -693,7 +687,7 @@ impl HubBuilder {
 
     /// The prefix of the hub's Redis keys: topic `ticks` is the stream
     /// `tower-sse:ticks`. Hubs that share a prefix share topics. Default:
-    /// `tower-sse:` ([`DEFAULT_REDIS_KEY_PREFIX`]).
+    /// `tower-sse:`.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -704,7 +698,7 @@ impl HubBuilder {
     /// How long a publish, or the loading of a topic new to this instance,
     /// may wait for Redis (connecting included) before it fails with
     /// [`HubErrorKind::Unavailable`]. Longer than zero, at most
-    /// [`MAX_REDIS_TIMEOUT`]. Default: 2 seconds ([`DEFAULT_REDIS_TIMEOUT`]).
+    /// 60 seconds. Default: 2 seconds.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
@@ -719,8 +713,7 @@ impl HubBuilder {
     /// (`CloseReason::Unavailable`), and new subscribes are refused with
     /// [`HubErrorKind::Unavailable`] (answered with a `retry:`), until the
     /// reader reads again. Within the grace, subscribers wait and get
-    /// everything Redis still holds once it is back. Default: 5 seconds
-    /// ([`DEFAULT_REDIS_OUTAGE_GRACE`]).
+    /// everything Redis still holds once it is back. Default: 5 seconds.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_outage_grace(mut self, grace: Duration) -> Self {
@@ -732,8 +725,7 @@ impl HubBuilder {
     /// it for `ttl` (renewed on every publish), so that topics nobody uses
     /// any more do not stay in Redis forever; `None` keeps them. A browser
     /// that comes back later gets a gap event (`restarted`). Longer than
-    /// zero, at most [`MAX_REDIS_KEY_TTL`]. Default: 24 hours
-    /// ([`DEFAULT_REDIS_KEY_TTL`]).
+    /// zero, at most 10 years. Default: 24 hours.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_key_ttl(mut self, ttl: Option<Duration>) -> Self {
@@ -761,7 +753,9 @@ impl HubBuilder {
             Some(HubConfigErrorKind::DelayRange)
         } else if max > MAX_RETRY {
             Some(HubConfigErrorKind::DelayTooLong)
-        } else if self.gap_event.is_empty() || find_line_break(self.gap_event.as_bytes()).is_some()
+        } else if self.gap_event.is_empty()
+            || find_line_break(self.gap_event.as_bytes()).is_some()
+            || [POSITION_EVENT, crate::event::RETRY_EVENT, "message"].contains(&&*self.gap_event)
         {
             Some(HubConfigErrorKind::GapEventType)
         } else {
@@ -880,7 +874,7 @@ impl fmt::Display for HubErrorKind {
     }
 }
 
-/// [`Hub::subscribe`] failed. Answer it with [`response`](HubError::response):
+/// [`Hub::subscribe`] failed. Answer it with [`into_http_response`](HubError::into_http_response) (or, with axum, return it):
 /// not with a `503`, which makes `EventSource` give up for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubError {
@@ -892,7 +886,7 @@ pub struct HubError {
 
 /// The range the `retry:` of a full hub's answer is drawn from: a browser
 /// comes back after 10 to 30 seconds.
-pub const FULL_HUB_RETRY: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(30));
+const FULL_HUB_RETRY: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(30));
 
 impl HubError {
     fn new(kind: HubErrorKind) -> Self {
@@ -917,12 +911,17 @@ impl HubError {
     /// The answer to give the browser. Any status but `200` makes
     /// `EventSource` stop for good (the standard fails the connection), so
     /// a hub that is full, which it may stop being, answers with an event
-    /// stream that holds only a `retry:` (drawn from [`FULL_HUB_RETRY`])
-    /// and ends: the browser tries again later. A topic name that is too
-    /// long will never work: `400 Bad Request`, and the browser stops. A
-    /// hub whose Redis is unreachable answers like a full one, with a
-    /// `retry:` drawn from [`DEFAULT_RECONNECT_DELAY`].
-    pub fn response(&self) -> http::Response<String> {
+    /// stream that holds only a `retry:` event (a delay drawn between 10
+    /// and 30 seconds) and ends: the browser tries again later. A topic
+    /// name that is too long will never work: `400 Bad Request`, and the
+    /// browser stops. A hub whose Redis is unreachable answers like a full
+    /// one, with a delay drawn from the hub's
+    /// [`reconnect_delay`](HubBuilder::reconnect_delay) range.
+    ///
+    /// With the `axum` feature this inherent method is what
+    /// `error.into_http_response()` calls; the response it returns is an axum
+    /// response too.
+    pub fn into_http_response(self) -> http::Response<String> {
         let (status, content_type, body) = match self.kind {
             HubErrorKind::TooManyTopics | HubErrorKind::Unavailable => {
                 let ((min, max), comment) = match self.kind {
@@ -1025,14 +1024,17 @@ pub enum HubConfigErrorKind {
     ZeroMaxAge,
     /// `max_topics(0)`.
     ZeroMaxTopics,
-    /// `idle_timeout` shorter than [`MIN_IDLE_TIMEOUT`].
+    /// `idle_timeout` shorter than 100 ms.
     IdleTimeoutTooShort,
     /// `reconnect_delay` with `min` greater than `max`.
     DelayRange,
     /// `reconnect_delay` with `max` longer than
     /// [`MAX_RETRY`].
     DelayTooLong,
-    /// `gap_event` empty or with a line break.
+    /// `gap_event` empty, with a line break, or a type that means
+    /// something else: `sse-position`, `sse-retry` (a gap would look like
+    /// a fresh start or a reconnect delay) or `message` (every
+    /// `onmessage` handler would take it for data).
     GapEventType,
     /// `redis` with a URL the Redis client cannot read.
     RedisUrl,
@@ -1077,7 +1079,10 @@ impl fmt::Display for HubConfigError {
             HubConfigErrorKind::DelayTooLong => {
                 "reconnect_delay: max is longer than MAX_RETRY (2^31 - 1 ms)"
             }
-            HubConfigErrorKind::GapEventType => "gap_event: the type is empty or has a line break",
+            HubConfigErrorKind::GapEventType => {
+                "gap_event: the type is empty, has a line break, or is one that means something \
+                 else (sse-position, sse-retry, message)"
+            }
             HubConfigErrorKind::RedisUrl => "redis: the URL is not a Redis URL",
             HubConfigErrorKind::RedisOutOfRange => {
                 "redis_timeout must be within (0, 1 min], redis_key_ttl within (0, 10 years], \

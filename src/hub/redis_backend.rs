@@ -48,21 +48,21 @@ use crate::{jitter::random_between, Event};
 
 /// The default [`HubBuilder::redis_timeout`](super::HubBuilder::redis_timeout):
 /// 2 seconds.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The default
 /// [`HubBuilder::redis_outage_grace`](super::HubBuilder::redis_outage_grace):
 /// 5 seconds.
-pub const DEFAULT_REDIS_OUTAGE_GRACE: Duration = Duration::from_secs(5);
+pub(super) const DEFAULT_REDIS_OUTAGE_GRACE: Duration = Duration::from_secs(5);
 
 /// The default [`HubBuilder::redis_key_ttl`](super::HubBuilder::redis_key_ttl):
 /// 24 hours.
-pub const DEFAULT_REDIS_KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+pub(super) const DEFAULT_REDIS_KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The default
 /// [`HubBuilder::redis_key_prefix`](super::HubBuilder::redis_key_prefix):
 /// `tower-sse:`.
-pub const DEFAULT_REDIS_KEY_PREFIX: &str = "tower-sse:";
+pub(super) const DEFAULT_REDIS_KEY_PREFIX: &str = "tower-sse:";
 
 /// How long one blocking read waits before the reader looks again at which
 /// topics it reads (a new topic wakes it sooner).
@@ -73,11 +73,11 @@ const READ_COUNT: usize = 1000;
 
 /// The longest [`HubBuilder::redis_timeout`](super::HubBuilder::redis_timeout):
 /// one minute.
-pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The longest [`HubBuilder::redis_key_ttl`](super::HubBuilder::redis_key_ttl):
 /// 10 years.
-pub const MAX_REDIS_KEY_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+pub(super) const MAX_REDIS_KEY_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
 /// How long the wake stream of an instance outlives its last wake-up.
 const WAKE_TTL_MS: u64 = 10 * 60 * 1000;

@@ -24,7 +24,7 @@ use crate::{
 /// the hub do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Resume {
+pub enum Start {
     /// No id (or an empty one): live events only, after a
     /// [`POSITION_EVENT`](super::POSITION_EVENT) whose id is the topic's
     /// current position (the browser sends it back if it reconnects before
@@ -101,7 +101,7 @@ impl fmt::Display for GapReason {
 /// `retry:` (jittered) and ends, so the browser reconnects with its
 /// `Last-Event-ID` and gets a gap event; behind `CloseLayer` the reason is
 /// `CloseReason::Lagged` when the response came from
-/// [`response`](Subscription::response). It holds no events of
+/// [`into_http_response`](Subscription::into_http_response). It holds no events of
 /// its own: only its place in the topic.
 #[must_use = "a subscription does nothing unless its stream is read"]
 pub struct Subscription {
@@ -109,7 +109,7 @@ pub struct Subscription {
     topic: Arc<Topic>,
     /// The sequence number of the next event to write.
     next: u64,
-    resume: Resume,
+    resume: Start,
     /// The gap event or the position event, written first (boxed: the
     /// field stays for the subscription's life, the event only until it
     /// is written).
@@ -126,7 +126,7 @@ impl Subscription {
         shared: Arc<Shared>,
         topic: Arc<Topic>,
         next: u64,
-        resume: Resume,
+        resume: Start,
         first: Option<EncodedEvent>,
         slot: usize,
     ) -> Self {
@@ -143,65 +143,48 @@ impl Subscription {
     }
 
     /// How the subscription started.
-    pub fn resume(&self) -> Resume {
+    pub fn how_it_started(&self) -> Start {
         self.resume
     }
 
-    /// Whether the client fell behind the history (or, with the Redis
-    /// backend, Redis stayed unreachable past its grace): the stream wrote
-    /// its final `retry:` and ends. A subscription merged with other streams
-    /// into one response cannot end that response by itself; check
-    /// [`LagMarker::is_lagged`] there, or put the subscription last
-    /// (chained after other events, as the demo does), so that its end ends
-    /// the response.
-    pub fn lagged(&self) -> bool {
-        self.ended.is_some()
+    /// Why the stream ended early, if it did: [`EarlyEnd::Lagged`] when
+    /// the client fell behind the history, [`EarlyEnd::Unavailable`] when
+    /// (with the Redis backend) Redis stayed unreachable past its grace.
+    /// The stream has then written its final `retry:` and ends. A
+    /// subscription merged with other streams into one response cannot end
+    /// that response by itself; check [`EndSignal::get`] there (from
+    /// [`end_signal`](Subscription::end_signal)), or put the subscription
+    /// last (chained after other events, as the demo does), so that its end
+    /// ends the response.
+    pub fn early_end(&self) -> Option<EarlyEnd> {
+        self.ended
     }
 
-    /// The event-stream response for this subscription, marked so that
-    /// `CloseLayer` reports `CloseReason::Lagged` when the client fell
-    /// behind.
+    /// The event-stream response for this subscription, marked with its
+    /// [`EndSignal`] so that `CloseLayer` reports `CloseReason::Lagged` or
+    /// `CloseReason::Unavailable` when it ends early.
     ///
-    /// Named `response`, not `into_response`, so that with the `axum`
-    /// feature `subscription.into_response()` is axum's
-    /// `IntoResponse::into_response` (the same response, as axum's type).
-    pub fn response(mut self) -> Response<EventStream<Subscription>> {
-        let marker = self.lag_marker();
-        let mut response = EventStream::new(self).into_response();
-        marker.mark(&mut response);
+    /// With the `axum` feature this inherent method is what
+    /// `subscription.into_http_response()` calls; the response it returns is an
+    /// axum response too (axum's `IntoResponse::into_response` gives the
+    /// same, as axum's type).
+    pub fn into_http_response(mut self) -> Response<EventStream<Subscription>> {
+        let signal = self.end_signal();
+        let mut response = EventStream::new(self).into_http_response();
+        signal.mark(&mut response);
         response
     }
 
-    /// For a response built around this subscription by other means (the
-    /// subscription chained after a first event, say): mark that response
-    /// with [`LagMarker::mark`] so that `CloseLayer` reports
-    /// `CloseReason::Lagged` when the client fell behind.
-    pub fn lag_marker(&mut self) -> LagMarker {
-        let flag = self.lag.get_or_insert_with(EndSignal::default);
+    /// The subscription's [`EndSignal`], for a response built around it by
+    /// other means (the subscription chained after a first event, say):
+    /// [`mark`](EndSignal::mark) that response with it so that `CloseLayer`
+    /// reports why the stream ended early.
+    pub fn end_signal(&mut self) -> EndSignal {
+        let signal = self.lag.get_or_insert_with(EndSignal::default);
         if let Some(why) = self.ended {
-            flag.set(why);
+            signal.set(why);
         }
-        LagMarker(flag.clone())
-    }
-}
-
-/// Tells `CloseLayer` (feature `close`) that a response's stream ended
-/// because its subscription lagged. From [`Subscription::lag_marker`].
-#[derive(Clone, Debug)]
-pub struct LagMarker(EndSignal);
-
-impl LagMarker {
-    /// Marks `response`, the event-stream response that carries the
-    /// subscription.
-    pub fn mark<B>(&self, response: &mut Response<B>) {
-        response.extensions_mut().insert(self.0.clone());
-    }
-
-    /// Whether the subscription lagged (its stream wrote its final
-    /// `retry:` and ended), for a response that merges it with other
-    /// streams and must end itself then.
-    pub fn is_lagged(&self) -> bool {
-        self.0.get().is_some()
+        signal.clone()
     }
 }
 

@@ -118,7 +118,7 @@ fn without_an_id_a_subscriber_gets_live_events_only() {
     let hub = Hub::new();
     let ids = publish_n(&hub, "t", 1..=3);
     let mut live = hub.subscribe("t", None).now().unwrap();
-    assert_eq!(live.resume(), Resume::Fresh);
+    assert_eq!(live.how_it_started(), Start::Fresh);
     // First the topic's position, as the id of an event of its own type
     // with empty data.
     let position = ready(&mut live);
@@ -135,11 +135,11 @@ fn without_an_id_a_subscriber_gets_live_events_only() {
     assert_eq!(data(&ready(&mut live)), ["4", "5"]);
     // An empty header is no id.
     let mut empty = hub.subscribe("t", Some("")).now().unwrap();
-    assert_eq!(empty.resume(), Resume::Fresh);
+    assert_eq!(empty.how_it_started(), Start::Fresh);
     assert_eq!(ready(&mut empty).len(), 1);
     // A reconnect with the position before any live event loses nothing.
     let early = hub.subscribe("t", Some(&ids[2].to_string())).now().unwrap();
-    assert_eq!(early.resume(), Resume::Exact { replayed: 2 });
+    assert_eq!(early.how_it_started(), Start::Exact { replayed: 2 });
 }
 
 #[test]
@@ -147,12 +147,12 @@ fn an_id_in_the_history_resumes_exactly_then_goes_live() {
     let hub = Hub::new();
     let ids = publish_n(&hub, "t", 1..=5);
     let mut resumed = hub.subscribe("t", Some(&ids[1].to_string())).now().unwrap();
-    assert_eq!(resumed.resume(), Resume::Exact { replayed: 3 });
+    assert_eq!(resumed.how_it_started(), Start::Exact { replayed: 3 });
     publish_n(&hub, "t", 6..=6);
     assert_eq!(data(&ready(&mut resumed)), ["3", "4", "5", "6"]);
     // The last id: nothing to replay.
     let mut latest = hub.subscribe("t", Some(&ids[4].to_string())).now().unwrap();
-    assert_eq!(latest.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(latest.how_it_started(), Start::Exact { replayed: 1 });
     assert_eq!(data(&ready(&mut latest)), ["6"]);
     let stats = hub.topic_stats("t").unwrap();
     assert_eq!((stats.resumes, stats.replayed, stats.gaps), (2, 4, 0));
@@ -165,8 +165,8 @@ fn an_id_older_than_the_history_gets_a_gap_event_then_the_history() {
     // Kept: 4, 5, 6. The browser saw 1: 2 and 3 are lost.
     let mut resumed = hub.subscribe("t", Some(&ids[0].to_string())).now().unwrap();
     assert_eq!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::HistoryTruncated,
             replayed: 3
         }
@@ -185,7 +185,7 @@ fn an_id_older_than_the_history_gets_a_gap_event_then_the_history() {
     assert_eq!(seen[0].id.as_deref(), Some(&*ids[2].to_string()));
     assert_eq!(data(&seen[1..]), ["4", "5", "6"]);
     let again = hub.subscribe("t", seen[0].id.as_deref()).now().unwrap();
-    assert_eq!(again.resume(), Resume::Exact { replayed: 3 });
+    assert_eq!(again.how_it_started(), Start::Exact { replayed: 3 });
 }
 
 #[test]
@@ -202,8 +202,8 @@ fn unknown_malformed_and_overlong_ids_get_an_unknown_id_gap() {
     ] {
         let mut resumed = hub.subscribe("t", Some(asked)).now().unwrap();
         assert_eq!(
-            resumed.resume(),
-            Resume::Gap {
+            resumed.how_it_started(),
+            Start::Gap {
                 reason: GapReason::UnknownId,
                 replayed: 2
             },
@@ -233,8 +233,8 @@ fn an_id_from_an_earlier_hub_gets_a_restarted_gap() {
     publish_n(&hub, "t", 1..=1);
     let mut resumed = hub.subscribe("t", Some(&old[8].to_string())).now().unwrap();
     assert!(matches!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::Restarted,
             replayed: 1
         }
@@ -255,7 +255,7 @@ fn a_gap_on_an_empty_topic_still_moves_the_browser_s_id() {
     assert_eq!(data(&ready(&mut resumed)), ["1"]);
     // Reconnecting with the gap's id before any event: exact, nothing lost.
     let again = hub.subscribe("t", Some(&gap_id)).now().unwrap();
-    assert_eq!(again.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(again.how_it_started(), Start::Exact { replayed: 1 });
     assert_eq!(id.sequence(), 1);
 }
 
@@ -276,7 +276,7 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
         .build()
         .unwrap();
     let slow = live(&hub, "t");
-    let response = slow.response();
+    let response = slow.into_http_response();
     let lag = response.extensions().get::<EndSignal>().cloned().unwrap();
     let mut body = response.into_body();
     let ids = publish_n(&hub, "t", 1..=4);
@@ -302,8 +302,8 @@ async fn a_subscriber_beyond_the_history_gets_a_retry_and_ends_marked_lagged() {
         .now()
         .unwrap();
     assert!(matches!(
-        back.resume(),
-        Resume::Gap {
+        back.how_it_started(),
+        Start::Gap {
             reason: GapReason::HistoryTruncated,
             ..
         }
@@ -316,7 +316,7 @@ use crate::body::EndSignal;
 async fn a_bounded_subscription_takes_no_events_while_its_frames_are_held_then_lags() {
     let hub = Hub::builder().history(100).build().unwrap();
     let response = live(&hub, "t")
-        .response()
+        .into_http_response()
         .map(|body| body.max_unwritten(4096));
     let lag = response.extensions().get::<EndSignal>().cloned().unwrap();
     let mut body = response.into_body();
@@ -435,8 +435,8 @@ fn history_is_bounded_by_count_and_by_age() {
     std::thread::sleep(Duration::from_millis(80));
     let resumed = hub.subscribe("t", Some(&ids[0].to_string())).now().unwrap();
     assert!(matches!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::HistoryTruncated,
             replayed: 0
         }
@@ -447,12 +447,12 @@ fn history_is_bounded_by_count_and_by_age() {
 #[test]
 fn idle_topics_are_dropped_and_their_old_ids_say_restarted() {
     let hub = Hub::builder()
-        .idle_timeout(MIN_IDLE_TIMEOUT)
+        .idle_timeout(super::MIN_IDLE_TIMEOUT)
         .build()
         .unwrap();
     let old = publish_n(&hub, "quiet", 1..=2);
     let busy = hub.subscribe("busy", None).now().unwrap();
-    std::thread::sleep(MIN_IDLE_TIMEOUT * 3);
+    std::thread::sleep(super::MIN_IDLE_TIMEOUT * 3);
     // Any publish or subscribe sweeps.
     hub.publish("other", Event::new()).now().unwrap();
     assert_eq!(hub.topic_stats("quiet"), None);
@@ -462,8 +462,8 @@ fn idle_topics_are_dropped_and_their_old_ids_say_restarted() {
         .now()
         .unwrap();
     assert!(matches!(
-        resumed.resume(),
-        Resume::Gap {
+        resumed.how_it_started(),
+        Start::Gap {
             reason: GapReason::Restarted,
             ..
         }
@@ -512,6 +512,15 @@ fn the_builder_refuses_what_cannot_work_and_gives_itself_back() {
         ),
         (Hub::builder().gap_event(""), "empty"),
         (Hub::builder().gap_event("a\nb"), "line break"),
+        (
+            Hub::builder().gap_event("sse-position"),
+            "means something else",
+        ),
+        (
+            Hub::builder().gap_event("sse-retry"),
+            "means something else",
+        ),
+        (Hub::builder().gap_event("message"), "means something else"),
         (Hub::builder().max_age(Duration::ZERO), "max_age"),
     ] {
         let error = builder.build().unwrap_err();
@@ -573,7 +582,7 @@ async fn a_subscribe_racing_publishes_loses_and_repeats_nothing() {
         iterations += 1;
         let asked = EventId::parse(&last).unwrap().sequence();
         let mut resumed = hub.subscribe("t", Some(&last)).now().unwrap();
-        assert!(matches!(resumed.resume(), Resume::Exact { .. }));
+        assert!(matches!(resumed.how_it_started(), Start::Exact { .. }));
         let seen = ready(&mut resumed);
         for (k, event) in seen.iter().enumerate() {
             assert_eq!(seq(event), asked + 1 + k as u64, "iteration {iterations}");
@@ -696,13 +705,13 @@ mod property {
                         client.subscription = None;
                         client.expect_gap = false;
                         let subscription = hub.subscribe("t", client.last_id.as_deref()).now().unwrap();
-                        match subscription.resume() {
-                            Resume::Exact { .. } => {}
-                            Resume::Gap { reason, .. } => {
+                        match subscription.how_it_started() {
+                            Start::Exact { .. } => {}
+                            Start::Gap { reason, .. } => {
                                 prop_assert_eq!(reason, GapReason::HistoryTruncated);
                                 client.expect_gap = true;
                             }
-                            Resume::Fresh => {
+                            Start::Fresh => {
                                 prop_assert!(client.last_id.is_none());
                                 client.last_seq = Some(published);
                             }
@@ -726,10 +735,10 @@ fn ids_read_from_headers_are_bounded_and_need_not_be_utf8() {
     let ids = publish_n(&hub, "t", 1..=2);
     let mut headers = http::HeaderMap::new();
     let fresh = hub.subscribe_from_headers("t", &headers).now().unwrap();
-    assert_eq!(fresh.resume(), Resume::Fresh);
+    assert_eq!(fresh.how_it_started(), Start::Fresh);
     headers.insert("last-event-id", ids[0].to_string().parse().unwrap());
     let exact = hub.subscribe_from_headers("t", &headers).now().unwrap();
-    assert_eq!(exact.resume(), Resume::Exact { replayed: 1 });
+    assert_eq!(exact.how_it_started(), Start::Exact { replayed: 1 });
     for bytes in [&b"\xff\xfe"[..], &[b'7'; MAX_LAST_EVENT_ID_LEN + 1][..]] {
         headers.insert(
             "last-event-id",
@@ -737,8 +746,8 @@ fn ids_read_from_headers_are_bounded_and_need_not_be_utf8() {
         );
         let mut unknown = hub.subscribe_from_headers("t", &headers).now().unwrap();
         assert_eq!(
-            unknown.resume(),
-            Resume::Gap {
+            unknown.how_it_started(),
+            Start::Gap {
                 reason: GapReason::UnknownId,
                 replayed: 2
             }
@@ -781,7 +790,7 @@ fn extreme_durations_build_and_never_panic_later() {
         .unwrap();
     let ids = publish_n(&hub, "t", 1..=3);
     let resumed = hub.subscribe("t", Some(&ids[0].to_string())).now().unwrap();
-    assert_eq!(resumed.resume(), Resume::Exact { replayed: 2 });
+    assert_eq!(resumed.how_it_started(), Start::Exact { replayed: 2 });
     let error = Hub::builder()
         .idle_timeout(Duration::from_millis(99))
         .build()

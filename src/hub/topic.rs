@@ -31,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 use super::{id::StreamId, redis_backend::RawEntry};
 use super::{
     id::{EventId, MAX_LAST_EVENT_ID_LEN},
-    GapReason, Resume, TopicStats,
+    GapReason, Start, TopicStats,
 };
 use crate::{
     event::{recycle, Event},
@@ -141,9 +141,9 @@ pub(super) enum Read {
 }
 
 /// Where a new subscriber starts.
-pub(super) struct Start {
+pub(super) struct Opening {
     pub(super) next: u64,
-    pub(super) resume: Resume,
+    pub(super) how: Start,
     /// The id of the first event to write (the gap event, or the position
     /// event of a fresh subscriber): the one right before `next`. None for
     /// an exact resume (the browser has its id).
@@ -347,7 +347,7 @@ impl Topic {
         asked: Asked<'_>,
         retention: Retention,
         now: Instant,
-    ) -> (Start, usize) {
+    ) -> (Opening, usize) {
         self.metrics.subscribed();
         let mut state = self.state();
         let slot = match state.free.pop() {
@@ -361,7 +361,7 @@ impl Topic {
         (self.position(&state, asked), slot)
     }
 
-    fn position(&self, state: &State, asked: Asked<'_>) -> Start {
+    fn position(&self, state: &State, asked: Asked<'_>) -> Opening {
         #[cfg(feature = "redis")]
         if self.backed {
             return self.stream_position(state, asked);
@@ -397,15 +397,15 @@ impl Topic {
 
     /// A start after a gap: the gap event (with `id`, the one right before
     /// the history), then the whole history; counted.
-    fn gap(&self, state: &State, reason: GapReason, missed: Option<u64>, id: EventId) -> Start {
+    fn gap(&self, state: &State, reason: GapReason, missed: Option<u64>, id: EventId) -> Opening {
         let retained = state.history.len() as u64;
         self.gaps.fetch_add(1, Ordering::Relaxed);
         self.replayed.fetch_add(retained, Ordering::Relaxed);
         self.metrics.gap(reason.index());
         self.metrics.replayed(retained);
-        Start {
+        Opening {
             next: state.first,
-            resume: Resume::Gap {
+            how: Start::Gap {
                 reason,
                 replayed: retained,
             },
@@ -415,13 +415,13 @@ impl Topic {
     }
 
     /// An exact resume at `next`, replaying `replayed` events; counted.
-    fn exact(&self, next: u64, replayed: u64) -> Start {
+    fn exact(&self, next: u64, replayed: u64) -> Opening {
         self.resumes.fetch_add(1, Ordering::Relaxed);
         self.replayed.fetch_add(replayed, Ordering::Relaxed);
         self.metrics.replayed(replayed);
-        Start {
+        Opening {
             next,
-            resume: Resume::Exact { replayed },
+            how: Start::Exact { replayed },
             first_id: None,
             missed: None,
         }
@@ -430,7 +430,7 @@ impl Topic {
     /// `position` for a topic fed from Redis: ids are stream ids, looked up
     /// in the history; the entry before the history is `base`.
     #[cfg(feature = "redis")]
-    fn stream_position(&self, state: &State, asked: Asked<'_>) -> Start {
+    fn stream_position(&self, state: &State, asked: Asked<'_>) -> Opening {
         let retained = state.history.len() as u64;
         let next = state.first + retained;
         let base = state.base;
@@ -715,10 +715,10 @@ impl State {
 
 /// The start of a subscriber without an id: live events only, after the
 /// position event with `id`.
-fn fresh(next: u64, id: EventId) -> Start {
-    Start {
+fn fresh(next: u64, id: EventId) -> Opening {
+    Opening {
         next,
-        resume: Resume::Fresh,
+        how: Start::Fresh,
         first_id: Some(id),
         missed: None,
     }

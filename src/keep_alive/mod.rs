@@ -50,7 +50,7 @@
 //!     .layer(layer)
 //!     .service(service_fn(|_request: Request<()>| async {
 //!         let quiet = stream::pending::<Event>();
-//!         Ok::<_, Infallible>(EventStream::new(quiet).into_response())
+//!         Ok::<_, Infallible>(EventStream::new(quiet).into_http_response())
 //!     }));
 //!
 //! let body = service.oneshot(Request::new(())).await?.into_body();

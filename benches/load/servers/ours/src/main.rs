@@ -63,7 +63,7 @@ fn ours_hub() -> Option<tower_sse::hub::Hub> {
     let history = std::env::var("LOAD_HUB_HISTORY")
         .ok()
         .and_then(|history| history.parse().ok())
-        .unwrap_or(tower_sse::hub::DEFAULT_HISTORY);
+        .unwrap_or(1000); // the hub's default history
     let mut builder = tower_sse::hub::Hub::builder().history(history);
     if let Ok(url) = std::env::var("LOAD_HUB_REDIS") {
         builder = builder.redis(url);
@@ -112,7 +112,7 @@ fn burst(n: u64) -> Response<Body> {
     EventStream::new(events)
         .max_frame_size(frame_cap())
         .max_unwritten(max_unwritten())
-        .into_response()
+        .into_http_response()
         .map(|body| body.map_err(BoxError::from).boxed_unsync())
 }
 
@@ -151,7 +151,7 @@ fn env_bytes(name: &str, default: usize) -> usize {
 /// Every event published from now on; each is encoded once and shared.
 fn live(hub: &Hub<EncodedEvent>) -> Response<Body> {
     EventStream::new(hub.subscribe())
-        .into_response()
+        .into_http_response()
         .map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
 
@@ -176,7 +176,7 @@ async fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Res
         .await
     {
         Ok(subscription) => subscription
-            .response()
+            .into_http_response()
             .map(|body| body.map_err(|never| match never {}).boxed_unsync()),
         Err(error) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
     }
