@@ -21,6 +21,12 @@
 //! nginx, as docs/scaling-out.md shows). Responses carry
 //! `X-Instance`: which instance served them. Ctrl-C (or SIGTERM) ends open
 //! streams with a jittered `retry:` so clients move to the other instance.
+//!
+//! `GET /health` says the process answers (a liveness probe); `GET /ready`
+//! says whether the hub can serve (a readiness probe): `200` while it reads
+//! from Redis and Redis refuses none of its commands, else `503` with why,
+//! in Redis's words (`unhealthy: the hub's Redis refuses its commands until
+//! a setting changes: Redis refused the URL's credentials …`).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -123,6 +129,7 @@ pub async fn serve(
         .route("/events/{topic}", get(events))
         .route("/publish/{topic}", post(publish))
         .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
         .with_state(app)
         .layer(SseLayer::new().cors(cors).shutdown(&shutdown));
     println!("instance on http://{addr}/ with Redis at {}", options.redis);
@@ -161,8 +168,26 @@ async fn publish(State(app): State<App>, Path(topic): Path<String>, body: Bytes)
         Err(error) if error.kind() == HubErrorKind::Unavailable => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response()
         }
+        // Redis refuses the hub's commands (a wrong password, OOM): not an
+        // outage that passes, but the server's own fault until fixed.
+        Err(error) if error.kind() == HubErrorKind::Misconfigured => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response()
+        }
         Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
     }
+}
+
+/// The readiness probe: `200` while the hub reads from Redis and Redis
+/// refuses none of its commands, else `503`; the body says which, with what
+/// Redis said (`/health` only says the process answers).
+async fn ready(State(app): State<App>) -> Response {
+    let health = app.hub.health();
+    let status = if health.is_healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("{health}\n")).into_response()
 }
 
 async fn shutdown_signal() {

@@ -34,7 +34,6 @@
 use std::convert::Infallible;
 
 use axum_core::extract::OptionalFromRequestParts;
-#[cfg(any(feature = "layers", feature = "hub"))]
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 #[cfg(feature = "layers")]

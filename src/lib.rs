@@ -141,6 +141,7 @@
 //! | `layers` | every layer and `ServiceBuilderExt` | on |
 //! | `hub` | `hub::Hub` in memory | on |
 //! | `redis` | the hub on Redis Streams | off |
+//! | `redis-tls` | the hub's Redis over TLS (`rediss://`), with rustls | off |
 //! | `axum` | extractors and responses, on `axum-core` | off |
 //! | `metrics` | counters and gauges through the `metrics` facade | off |
 //! | `tracing` | logs of stream open, close and failure | off |
@@ -257,6 +258,10 @@ mod doc_files {
     #[cfg(all(feature = "layers", feature = "axum", feature = "hub"))]
     #[doc = include_str!("../docs/coming-from-axum.md")]
     mod coming_from_axum {}
+
+    #[cfg(all(feature = "layers", feature = "axum", feature = "hub"))]
+    #[doc = include_str!("../docs/runs.md")]
+    mod runs {}
 
     #[cfg(feature = "layers")]
     mod bundle {

@@ -2,15 +2,21 @@
 
 use std::task::Poll;
 
+#[cfg(feature = "layers")]
 use http::{Request, Response};
+#[cfg(feature = "layers")]
 use tower_layer::Layer;
+#[cfg(feature = "layers")]
 use tower_service::Service;
+#[cfg(feature = "layers")]
 use tower_test::mock::{self, Mock};
 
+#[cfg(feature = "layers")]
 type MockService = Mock<Request<()>, Response<String>>;
 
 /// Asserts that the service `layer` builds around a mock forwards the mock's
 /// readiness, and calls the mock exactly once per call.
+#[cfg(feature = "layers")]
 pub(crate) async fn assert_forwards_readiness<L, B>(layer: L)
 where
     L: Layer<MockService>,

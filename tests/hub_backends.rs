@@ -1119,11 +1119,11 @@ async fn errors_say_what_redis_said() {
         return;
     };
     // A password Redis does not expect: every call fails the same way,
-    // and the error says why, not only that Redis is unavailable.
+    // and the error says why, not that Redis is unavailable.
     let url = format!("redis://:not-the-password@127.0.0.1:{}", redis.port);
     let hub = Hub::builder().redis(url).build().unwrap();
     let error = hub.publish("t", Event::new().data("x")).await.unwrap_err();
-    assert_eq!(error.kind(), HubErrorKind::Unavailable);
+    assert_eq!(error.kind(), HubErrorKind::Misconfigured);
     let text = error.to_string().to_lowercase();
     assert!(text.contains("authentication"), "{text}");
     let error = hub.subscribe("t", None).await.unwrap_err();

@@ -281,6 +281,7 @@ fn an_event_built_on_a_recycled_encoding_starts_empty() {
     assert_eq!(bytes(cloned), "data: a\n\n");
 }
 
+#[cfg(feature = "layers")]
 #[test]
 fn boundary_after_a_frame_agrees_with_reading_it_byte_by_byte() {
     // Every string of up to 7 bytes over {x, CR, LF}, from every state:

@@ -64,8 +64,11 @@
 //! events, with the stream's ids as event ids, so a browser resumes on
 //! whichever instance its reconnect reaches. The API is the same; what
 //! changes is that `publish` and `subscribe` wait for Redis (within
-//! `redis_timeout`), and that Redis going
-//! away is [`HubErrorKind::Unavailable`]. See the README's "Scaling out".
+//! `redis_timeout`), that Redis going
+//! away is [`HubErrorKind::Unavailable`], that Redis refusing the hub's
+//! commands (a wrong password, `maxmemory` reached) is
+//! [`HubErrorKind::Misconfigured`], and that [`Hub::health`] tells a
+//! readiness probe which. See the README's "Scaling out".
 //!
 //! ```
 //! # #[cfg(feature = "redis")]
@@ -102,13 +105,17 @@
 //! # }
 //! ```
 
+mod health;
 mod id;
 #[cfg(feature = "redis")]
 mod redis_backend;
+mod run;
 mod subscription;
 mod topic;
 
+pub use health::Health;
 pub use id::{EventId, MAX_LAST_EVENT_ID_LEN};
+pub use run::{Run, RunEnd, RunOutcome, Stopped, RUN_END_EVENT};
 pub use subscription::{GapReason, Start, Subscription};
 
 use std::{
@@ -171,6 +178,9 @@ pub struct Hub {
 struct Shared {
     config: Config,
     topics: Mutex<Topics>,
+    runs: run::Runs,
+    /// When the hub was built (what a memory hub's health is healthy since).
+    born: Instant,
     /// The Redis backend; `None`: the memory backend.
     #[cfg(feature = "redis")]
     backend: Option<Arc<redis_backend::Backend>>,
@@ -255,6 +265,9 @@ impl Hub {
             reconnect_delay: DEFAULT_RECONNECT_DELAY,
             gap_event: DEFAULT_GAP_EVENT.into(),
             topic_labels: false,
+            run_history: 100_000,
+            run_retention: Duration::from_secs(10 * 60),
+            max_runs: 10_000,
             #[cfg(feature = "redis")]
             redis: redis_backend::RedisSettings::default(),
         }
@@ -284,7 +297,9 @@ impl Hub {
     /// `redis_timeout`, is
     /// [`HubErrorKind::Unavailable`]; the event may or may not have been
     /// appended then (the answer was lost), so publishing it again may
-    /// publish it twice. The memory backend never waits.
+    /// publish it twice. Redis refusing the publish (a wrong password,
+    /// `OOM`, a missing permission) is [`HubErrorKind::Misconfigured`],
+    /// and the event was not appended. The memory backend never waits.
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, PublishError> {
         if event.has_id() {
             return Err(PublishError::new(HubErrorKind::IdSet, event));
@@ -341,7 +356,8 @@ impl Hub {
     /// `redis_timeout` for a topic new to this
     /// instance, or has been unreachable for longer than
     /// `redis_outage_grace`
-    /// ([`HubErrorKind::Unavailable`]).
+    /// ([`HubErrorKind::Unavailable`]), and when Redis refuses the hub's
+    /// commands ([`HubErrorKind::Misconfigured`]).
     ///
     /// With the memory backend it never waits. With the Redis backend, a
     /// topic new to this instance is first loaded from Redis (one round
@@ -423,6 +439,17 @@ impl Hub {
     /// How many topics the hub holds now.
     pub fn topic_count(&self) -> usize {
         self.topics().map.len()
+    }
+
+    /// The state of the hub's backend, for a readiness probe: connected or
+    /// not and since when, the last read, the last error; see [`Health`].
+    /// A memory hub is always healthy. Cheap: no call to Redis.
+    pub fn health(&self) -> Health {
+        #[cfg(feature = "redis")]
+        if let Some(backend) = &self.shared.backend {
+            return backend.health();
+        }
+        Health::memory(self.shared.born)
     }
 
     fn topics(&self) -> MutexGuard<'_, Topics> {
@@ -589,6 +616,9 @@ pub struct HubBuilder {
     reconnect_delay: (Duration, Duration),
     gap_event: String,
     topic_labels: bool,
+    run_history: usize,
+    run_retention: Duration,
+    max_runs: usize,
     #[cfg(feature = "redis")]
     redis: redis_backend::RedisSettings,
 }
@@ -647,6 +677,30 @@ impl HubBuilder {
         self
     }
 
+    /// The most events a run keeps (at least 1): its whole output, for a
+    /// follower that comes from its start. A follower beyond it gets a gap
+    /// event. Default: 100,000.
+    pub fn run_history(mut self, events: usize) -> Self {
+        self.run_history = events;
+        self
+    }
+
+    /// How long a finished run stays resumable; then it is gone, and a
+    /// late reconnect gets `404` ([`HubErrorKind::NoSuchRun`]). Default:
+    /// 10 minutes.
+    pub fn run_retention(mut self, retention: Duration) -> Self {
+        self.run_retention = retention;
+        self
+    }
+
+    /// The most runs the hub holds at once, running and finished (at
+    /// least 1); one more is [`HubErrorKind::TooManyRuns`]. Default:
+    /// 10,000.
+    pub fn max_runs(mut self, runs: usize) -> Self {
+        self.max_runs = runs;
+        self
+    }
+
     /// Labels the hub's metrics (feature `metrics`) with the topic's name
     /// (`topic`). Every topic is then a time series of its own in the
     /// metrics backend: turn it on only when the topics are few and known
@@ -665,6 +719,20 @@ impl HubBuilder {
     /// the same events with the same ids: a browser resumes on whichever
     /// instance its reconnect reaches. See the README's "Scaling out".
     ///
+    /// The URL is `redis://[user[:password]@]host[:port][/db]` (port 6379
+    /// and database 0 unless given; a password alone, `redis://:secret@host`,
+    /// is Redis's `AUTH secret`, a user too is an ACL user). `rediss://`
+    /// is the same over TLS, with the `redis-tls` feature (built without
+    /// it, [`build`](HubBuilder::build) refuses the URL with
+    /// [`HubConfigErrorKind::RedisTlsFeatureOff`]): the server's
+    /// certificate must be valid for the URL's host and signed by a root
+    /// the system trusts, or by the CA given to `redis_tls_root_ca`. A
+    /// certificate that is not trusted fails every call with
+    /// [`HubErrorKind::Unavailable`], whose text says so. The redis crate's
+    /// `#insecure` (no check of the server's name) is refused
+    /// ([`HubConfigErrorKind::RedisTls`]). See the guide's "TLS" section
+    /// (`docs/scaling-out.md`).
+    ///
     /// Each topic is one stream, trimmed to about
     /// [`history`](HubBuilder::history) entries (Redis trims whole nodes of
     /// entries, so it keeps at least that many, up to about a hundred more);
@@ -682,6 +750,41 @@ impl HubBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.redis.url = Some(url.into());
+        self
+    }
+
+    /// Trusts the CA certificates in `pem` (one or more `-----BEGIN
+    /// CERTIFICATE-----` blocks; other blocks are skipped) for the
+    /// `rediss://` URL given to [`redis`](HubBuilder::redis), instead of
+    /// the system's roots: for a Redis whose certificate a private CA
+    /// signed (your own, or the one a managed Redis gives out). The
+    /// server's certificate must still be valid for the URL's host.
+    ///
+    /// [`build`](HubBuilder::build) refuses (with
+    /// [`HubConfigErrorKind::RedisTls`]) a `pem` that holds no
+    /// certificate, or one that does not parse, and a CA given with a URL
+    /// that is not `rediss://` (the app would believe it talks TLS).
+    /// Default: the system's roots (the files of the `ca-certificates`
+    /// package on Linux, read by rustls-native-certs at each connection;
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
+    ///
+    /// ```
+    /// # async fn build() -> Result<tower_sse::hub::Hub, Box<dyn std::error::Error>> {
+    /// use tower_sse::hub::Hub;
+    ///
+    /// // Inside the tokio runtime; nothing connects until the first use.
+    /// let pem = std::fs::read("/etc/redis/ca.pem")?;
+    /// let hub = Hub::builder()
+    ///     .redis("rediss://:secret@redis.internal:6380")
+    ///     .redis_tls_root_ca(pem)
+    ///     .build()?;
+    /// # Ok(hub)
+    /// # }
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn redis_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.redis.tls.root_ca = Some(pem.into());
         self
     }
 
@@ -753,6 +856,8 @@ impl HubBuilder {
             Some(HubConfigErrorKind::DelayRange)
         } else if max > MAX_RETRY {
             Some(HubConfigErrorKind::DelayTooLong)
+        } else if self.run_history == 0 || self.max_runs == 0 {
+            Some(HubConfigErrorKind::ZeroRuns)
         } else if self.gap_event.is_empty()
             || find_line_break(self.gap_event.as_bytes()).is_some()
             || [POSITION_EVENT, crate::event::RETRY_EVENT, "message"].contains(&&*self.gap_event)
@@ -792,6 +897,11 @@ impl HubBuilder {
                     gap_event: self.gap_event.into(),
                     topic_labels: self.topic_labels,
                 },
+                runs: run::Runs::new(run::RunConfig {
+                    history: self.run_history,
+                    retention: self.run_retention,
+                    max: self.max_runs,
+                }),
                 topics: Mutex::new(Topics {
                     map: HashMap::new(),
                     seed: random_u64(),
@@ -799,6 +909,7 @@ impl HubBuilder {
                     next_sweep: now.checked_add(self.idle_timeout / 2),
                     last_full_sweep: None,
                 }),
+                born: now,
                 #[cfg(feature = "redis")]
                 backend: backend.clone(),
             }),
@@ -856,9 +967,29 @@ pub enum HubErrorKind {
     TopicTooLong,
     /// The published event already has an id: the hub gives ids.
     IdSet,
-    /// Redis (feature `redis`) could not be reached or did not answer in
-    /// time, or the instance's reader has failed for longer than its grace.
+    /// Redis (feature `redis`) could not be reached, did not answer in
+    /// time, or cannot serve yet (loading its data, or failing over:
+    /// `LOADING`, `READONLY`, `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`,
+    /// `BUSY`), or the instance's reader has failed so for longer than its
+    /// grace: an outage, which passes by itself. Answered with a `retry:`
+    /// of a few seconds.
     Unavailable,
+    /// Redis (feature `redis`) answers, and refuses the hub's commands for
+    /// a reason that lasts until someone changes something: the URL's
+    /// password, user or database (`WRONGPASS`, `NOAUTH`, `DB index is out
+    /// of range`), an ACL (`NOPERM`), a renamed command (`unknown
+    /// command`), `maxmemory` with `noeviction` (`OOM`), a Redis Cluster
+    /// node (`MOVED`), a key of another type under the hub's prefix
+    /// (`WRONGTYPE`). Trying again soon will not help: the `Display` says
+    /// what Redis said, and it is logged at `error` (feature `tracing`) once
+    /// per cause. Answered with a `retry:` of 30 to 60 seconds.
+    Misconfigured,
+    /// No such run here: never started on this instance, finished longer
+    /// than its retention ago, or (for `Run::send`) already finished.
+    /// Answered `404`, so that `EventSource` stops.
+    NoSuchRun,
+    /// The hub holds [`max_runs`](HubBuilder::max_runs) runs.
+    TooManyRuns,
 }
 
 impl fmt::Display for HubErrorKind {
@@ -869,7 +1000,16 @@ impl fmt::Display for HubErrorKind {
             HubErrorKind::IdSet => {
                 "the event already has an id; the hub gives ids, publish it without one"
             }
-            HubErrorKind::Unavailable => "the hub's Redis is unreachable or did not answer in time",
+            HubErrorKind::Unavailable => {
+                "the hub's Redis is unreachable, did not answer in time, or cannot serve yet"
+            }
+            HubErrorKind::Misconfigured => {
+                "the hub's Redis refuses its commands until a setting changes"
+            }
+            HubErrorKind::NoSuchRun => {
+                "no such run here: never started on this instance, or finished and gone"
+            }
+            HubErrorKind::TooManyRuns => "the hub holds its maximum number of runs",
         })
     }
 }
@@ -888,19 +1028,15 @@ pub struct HubError {
 /// comes back after 10 to 30 seconds.
 const FULL_HUB_RETRY: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(30));
 
+/// The range the `retry:` of a hub whose Redis refuses its commands is drawn
+/// from: a browser comes back after 30 to 60 seconds, not every few seconds
+/// until someone fixes a setting, and soon enough once it is fixed.
+const MISCONFIGURED_RETRY: (Duration, Duration) =
+    (Duration::from_secs(30), Duration::from_secs(60));
+
 impl HubError {
     fn new(kind: HubErrorKind) -> Self {
         Self { kind, detail: None }
-    }
-
-    /// The backend cannot be reached; `detail` says what it (or its
-    /// client) said.
-    #[cfg(feature = "redis")]
-    fn unavailable(detail: impl fmt::Display) -> Self {
-        Self {
-            kind: HubErrorKind::Unavailable,
-            detail: Some(detail.to_string().into()),
-        }
     }
 
     /// What went wrong.
@@ -916,18 +1052,37 @@ impl HubError {
     /// name that is too long will never work: `400 Bad Request`, and the
     /// browser stops. A hub whose Redis is unreachable answers like a full
     /// one, with a delay drawn from the hub's
-    /// [`reconnect_delay`](HubBuilder::reconnect_delay) range.
+    /// [`reconnect_delay`](HubBuilder::reconnect_delay) range. A hub whose
+    /// Redis refuses its commands ([`HubErrorKind::Misconfigured`]) answers
+    /// the same way with a delay of 30 to 60 seconds: not a status that
+    /// stops the browser for good (it comes back once the setting is
+    /// fixed), nor a reconnect every few seconds until then.
     ///
-    /// With the `axum` feature this inherent method is what
-    /// `error.into_http_response()` calls; the response it returns is an axum
-    /// response too.
+    /// A run that is not here (`NoSuchRun`) answers `404 Not Found`: the
+    /// browser stops, and the page learns the run is gone. A hub holding
+    /// its maximum of runs answers like a full one.
+    ///
+    /// With the `axum` feature, `HubError` is also an `IntoResponse` that
+    /// gives this answer.
     pub fn into_http_response(self) -> http::Response<String> {
         let (status, content_type, body) = match self.kind {
-            HubErrorKind::TooManyTopics | HubErrorKind::Unavailable => {
+            HubErrorKind::NoSuchRun => (
+                http::StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                format!("{self}\n"),
+            ),
+            HubErrorKind::TooManyTopics
+            | HubErrorKind::TooManyRuns
+            | HubErrorKind::Unavailable
+            | HubErrorKind::Misconfigured => {
                 let ((min, max), comment) = match self.kind {
                     HubErrorKind::Unavailable => (
                         DEFAULT_RECONNECT_DELAY,
                         "the hub cannot reach its backend; try again later",
+                    ),
+                    HubErrorKind::Misconfigured => (
+                        MISCONFIGURED_RETRY,
+                        "the hub's backend refuses its commands; try again much later",
                     ),
                     _ => (FULL_HUB_RETRY, "the hub is full; try again later"),
                 };
@@ -1024,6 +1179,8 @@ pub enum HubConfigErrorKind {
     ZeroMaxAge,
     /// `max_topics(0)`.
     ZeroMaxTopics,
+    /// `run_history` or `max_runs` zero.
+    ZeroRuns,
     /// `idle_timeout` shorter than 100 ms.
     IdleTimeoutTooShort,
     /// `reconnect_delay` with `min` greater than `max`.
@@ -1038,6 +1195,14 @@ pub enum HubConfigErrorKind {
     GapEventType,
     /// `redis` with a URL the Redis client cannot read.
     RedisUrl,
+    /// `redis` with a `rediss://` (TLS) URL, and the crate built without
+    /// its `redis-tls` feature: turn it on.
+    RedisTlsFeatureOff,
+    /// The TLS settings of `redis` cannot work: `redis_tls_root_ca` holds
+    /// no certificate, or one that does not parse, or was given with a URL
+    /// that is not `rediss://`; or the URL ends in `#insecure` (no check of
+    /// the server's name), which this crate does not offer.
+    RedisTls,
     /// `redis_timeout` zero or longer than `MAX_REDIS_TIMEOUT`,
     /// `redis_key_ttl` zero or longer than `MAX_REDIS_KEY_TTL`, or a
     /// `history` too long for Redis (over `i64::MAX`).
@@ -1074,6 +1239,7 @@ impl fmt::Display for HubConfigError {
             HubConfigErrorKind::ZeroHistory => "history must keep at least 1 event",
             HubConfigErrorKind::ZeroMaxAge => "max_age must be longer than zero",
             HubConfigErrorKind::ZeroMaxTopics => "max_topics must be at least 1",
+            HubConfigErrorKind::ZeroRuns => "run_history and max_runs must be at least 1",
             HubConfigErrorKind::IdleTimeoutTooShort => "idle_timeout must be at least 100 ms",
             HubConfigErrorKind::DelayRange => "reconnect_delay: min is greater than max",
             HubConfigErrorKind::DelayTooLong => {
@@ -1084,6 +1250,13 @@ impl fmt::Display for HubConfigError {
                  else (sse-position, sse-retry, message)"
             }
             HubConfigErrorKind::RedisUrl => "redis: the URL is not a Redis URL",
+            HubConfigErrorKind::RedisTlsFeatureOff => {
+                "redis: rediss:// needs the `redis-tls` feature of tower-sse; turn it on"
+            }
+            HubConfigErrorKind::RedisTls => {
+                "redis: redis_tls_root_ca must hold PEM certificates that parse, and needs a \
+                 rediss:// URL; and #insecure (no check of the server's name) is not offered"
+            }
             HubConfigErrorKind::RedisOutOfRange => {
                 "redis_timeout must be within (0, 1 min], redis_key_ttl within (0, 10 years], \
                  and history at most i64::MAX"

@@ -27,6 +27,11 @@
 //!   reconnect gets a gap event.
 //! - Publishing and priming share a connection; the reader's is its own,
 //!   since a blocking read holds its connection.
+//! - A failure is an outage or a refusal (`failures`): only a failure that
+//!   may have broken a connection drops it, connects are spaced by a
+//!   capped, jittered backoff, and a refusal is the hub's
+//!   `HubErrorKind::Misconfigured`. The reader's outage grace counts from
+//!   its first failed read, on a timer of its own.
 
 use std::{
     collections::HashMap,
@@ -37,7 +42,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, Value};
+use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, RedisError, Value};
+
+use self::failures::{Call, Record, RECONNECT_FIRST, RECONNECT_MAX};
 
 use super::{
     id::StreamId,
@@ -45,6 +52,9 @@ use super::{
     EventId, HubError, Shared,
 };
 use crate::{jitter::random_between, Event};
+
+mod failures;
+mod tls;
 
 /// The default [`HubBuilder::redis_timeout`](super::HubBuilder::redis_timeout):
 /// 2 seconds.
@@ -184,6 +194,7 @@ pub(super) struct RedisSettings {
     pub(super) timeout: Duration,
     pub(super) grace: Duration,
     pub(super) key_ttl: Option<Duration>,
+    pub(super) tls: tls::TlsSettings,
 }
 
 impl Default for RedisSettings {
@@ -194,6 +205,7 @@ impl Default for RedisSettings {
             timeout: DEFAULT_REDIS_TIMEOUT,
             grace: DEFAULT_REDIS_OUTAGE_GRACE,
             key_ttl: Some(DEFAULT_REDIS_KEY_TTL),
+            tls: tls::TlsSettings::default(),
         }
     }
 }
@@ -221,16 +233,52 @@ pub(super) struct RawEntry {
     pub(super) start: bool,
 }
 
+/// The command connection and the spacing of connects.
+struct CommandSlot {
+    /// The connection, with its number (so that a failure drops only the
+    /// connection it happened on).
+    connection: Option<(u64, MultiplexedConnection)>,
+    /// Connects started; the last one's number.
+    connects: u64,
+    /// No connect before this.
+    next_connect: Option<tokio::time::Instant>,
+    /// What the next connect adds to `next_connect` (jittered).
+    backoff: Duration,
+    /// When the connection was made.
+    made_at: Option<tokio::time::Instant>,
+    /// Why there is no connection: the failure that dropped it, or the
+    /// last connect's.
+    why: Option<RedisError>,
+}
+
+impl CommandSlot {
+    /// The error to fail with at once, if there is no connection and none
+    /// may be made now: why there is none, when the next connect is not due
+    /// yet and either that is a refusal (waiting would not mend it) or the
+    /// next connect is due after `deadline`.
+    fn refusal(&self, deadline: tokio::time::Instant) -> Option<RedisError> {
+        let (at, why) = (self.next_connect?, self.why.as_ref()?);
+        let backing_off = tokio::time::Instant::now() < at;
+        (backing_off && (failures::is_refusal(why) || at > deadline)).then(|| why.clone())
+    }
+}
+
+/// The error of a call that did not end in time.
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
 pub(super) struct Backend {
     client: Client,
     /// The connection for publishing and priming, made on first use and
-    /// again after a failure, with its generation (so that a failure drops
-    /// only the connection it happened on).
-    command: std::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
-    generation: AtomicU64,
+    /// again after a failure that may have broken it, and how connects are
+    /// spaced.
+    command: std::sync::Mutex<CommandSlot>,
     /// Held while connecting: callers that find no connection wait for
     /// one attempt instead of each opening their own.
     connecting: tokio::sync::Mutex<()>,
+    /// What failed and what works, for `Hub::health`.
+    record: Record,
     /// When a command last succeeded (milliseconds since `born`).
     last_ok: AtomicU64,
     born: Instant,
@@ -273,7 +321,7 @@ impl Backend {
         let Some(url) = &settings.url else {
             return Ok(None);
         };
-        let client = Client::open(url.as_str()).map_err(|_| super::HubConfigErrorKind::RedisUrl)?;
+        let client = tls::client(url, &settings.tls)?;
         let out_of_range = settings.timeout.is_zero()
             || settings.timeout > MAX_REDIS_TIMEOUT
             || settings
@@ -285,9 +333,16 @@ impl Backend {
         }
         Ok(Some(Self {
             client,
-            command: std::sync::Mutex::new(None),
-            generation: AtomicU64::new(0),
+            command: std::sync::Mutex::new(CommandSlot {
+                connection: None,
+                connects: 0,
+                next_connect: None,
+                backoff: RECONNECT_FIRST,
+                made_at: None,
+                why: None,
+            }),
             connecting: tokio::sync::Mutex::new(()),
+            record: Record::new(&settings.prefix),
             last_ok: AtomicU64::new(0),
             born: Instant::now(),
             wake_key: format!(
@@ -324,42 +379,102 @@ impl Backend {
             .set_response_timeout(Some(response))
     }
 
-    /// The command connection, made if there is none.
-    async fn connection(&self) -> Result<(u64, MultiplexedConnection), redis::RedisError> {
-        if let Some((generation, connection)) = &*self.slot() {
-            return Ok((*generation, connection.clone()));
-        }
+    /// The command connection, made if there is none. Connects that reach
+    /// Redis (all but refused ones, which cost it nothing and find it back
+    /// at once) are spaced by a jittered backoff that doubles from
+    /// `RECONNECT_FIRST` to `RECONNECT_MAX`, and starts again once a command
+    /// works on a connection that has lasted `RECONNECT_MAX` (so that a
+    /// connection that works for one command and breaks on the next, as
+    /// one to a demoted primary does, is not made anew at once each time).
+    /// Within it, a caller fails at once with why there is no connection
+    /// (the last connect's failure, or the one that dropped the connection)
+    /// when that is a refusal (waiting would not mend it) or when the next
+    /// connect is due after `deadline`; otherwise it waits for the next
+    /// connect, so that a call made just before Redis is back succeeds.
+    /// Callers that arrive while a connect is under way get its outcome, so
+    /// that any number of them costs one connect.
+    async fn connection(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(u64, MultiplexedConnection), RedisError> {
+        let seen = {
+            let slot = self.slot();
+            if let Some((generation, connection)) = &slot.connection {
+                return Ok((*generation, connection.clone()));
+            }
+            if let Some(why) = slot.refusal(deadline) {
+                return Err(why);
+            }
+            slot.connects
+        };
         let _connecting = self.connecting.lock().await;
-        if let Some((generation, connection)) = &*self.slot() {
-            // Made while this caller waited.
-            return Ok((*generation, connection.clone()));
+        let wait = {
+            let slot = self.slot();
+            if let Some((generation, connection)) = &slot.connection {
+                // Made while this caller waited.
+                return Ok((*generation, connection.clone()));
+            }
+            if let (true, Some(why)) = (slot.connects != seen, &slot.why) {
+                // Tried and failed while this caller waited.
+                return Err(why.clone());
+            }
+            if let Some(why) = slot.refusal(deadline) {
+                return Err(why);
+            }
+            slot.next_connect
+        };
+        if let Some(at) = wait {
+            // Others wait on `connecting` meanwhile, for this connect.
+            tokio::time::sleep_until(at).await;
         }
+        let generation = {
+            let mut slot = self.slot();
+            slot.connects += 1;
+            slot.connects
+        };
+        let started = tokio::time::Instant::now();
         let config = self.connection_config(self.timeout);
-        let made = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let made = tokio::time::timeout_at(
+            deadline,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
         let mut slot = self.slot();
-        if let Some((generation, connection)) = &*slot {
-            // Another task connected meanwhile: use its connection.
-            return Ok((*generation, connection.clone()));
+        // A refused connect reached no Redis: the next may come at once (it
+        // is the one that finds Redis back).
+        if !made.as_ref().is_err_and(RedisError::is_connection_refusal) {
+            let backoff = slot.backoff;
+            slot.next_connect = Some(started + random_between(backoff / 2, backoff));
+            slot.backoff = (backoff * 2).min(RECONNECT_MAX);
         }
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        *slot = Some((generation, made.clone()));
-        Ok((generation, made))
+        match made {
+            Ok(made) => {
+                slot.connection = Some((generation, made.clone()));
+                slot.made_at = Some(tokio::time::Instant::now());
+                slot.why = None;
+                Ok((generation, made))
+            }
+            Err(error) => {
+                slot.why = Some(error.clone());
+                Err(error)
+            }
+        }
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, MultiplexedConnection)>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, CommandSlot> {
         self.command
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs `cmd` on the command connection, before `deadline` (connecting
-    /// included). A connection a command failed on is dropped (unless the
-    /// failure is only a script missing from Redis's cache), so that the
-    /// next command connects again: after a restart or a failover
-    /// (`READONLY`, `LOADING`, `MASTERDOWN`) the old one may never work.
+    /// included). A connection is dropped when a failure may have broken it
+    /// or shows it leads to the wrong server (see `failures`): an I/O error,
+    /// a timeout, or a failover's `READONLY` or `MASTERDOWN`; the next
+    /// command connects again (within the backoff). An error reply leaves
+    /// it in use: Redis answered, so the connection works.
     /// A command that changes nothing (`Retry::Safe`) is tried once more
     /// on a new connection when it failed on an old one: after a Redis
     /// restart, the first command on the old connection always fails. A
@@ -370,13 +485,13 @@ impl Backend {
         cmd: &Cmd,
         deadline: tokio::time::Instant,
         retry: Retry,
-    ) -> Result<Value, redis::RedisError> {
+    ) -> Result<Value, RedisError> {
         let mut tries = match retry {
             Retry::Safe => 2,
             Retry::Never => 1,
         };
         loop {
-            let reused = self.slot().is_some();
+            let reused = self.slot().connection.is_some();
             let result = self.query_once(cmd, deadline).await;
             tries -= 1;
             match &result {
@@ -394,28 +509,39 @@ impl Backend {
         &self,
         cmd: &Cmd,
         deadline: tokio::time::Instant,
-    ) -> Result<Value, redis::RedisError> {
+    ) -> Result<Value, RedisError> {
         let used = AtomicU64::new(0);
         let attempt = async {
-            let (generation, mut connection) = self.connection().await?;
+            let (generation, mut connection) = self.connection(deadline).await?;
             used.store(generation, Ordering::Relaxed);
             cmd.query_async::<Value>(&mut connection).await
         };
-        let result = match tokio::time::timeout_at(deadline, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(redis::RedisError::from(std::io::Error::from(
-                std::io::ErrorKind::TimedOut,
-            ))),
-        };
-        if result.is_ok() {
-            self.last_ok.store(self.millis(), Ordering::Relaxed);
-        }
-        if let Err(error) = &result {
-            let generation = used.load(Ordering::Relaxed);
-            if error.code() != Some("NOSCRIPT") && generation != 0 {
+        let result = tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
+        match &result {
+            Ok(_) => {
+                self.last_ok.store(self.millis(), Ordering::Relaxed);
                 let mut slot = self.slot();
-                if slot.as_ref().is_some_and(|(held, _)| *held == generation) {
-                    *slot = None;
+                if slot
+                    .made_at
+                    .is_some_and(|made| made.elapsed() >= RECONNECT_MAX)
+                {
+                    slot.backoff = RECONNECT_FIRST;
+                }
+            }
+            Err(error) => {
+                let generation = used.load(Ordering::Relaxed);
+                if generation != 0 && failures::drops_connection(error) {
+                    let mut slot = self.slot();
+                    if slot
+                        .connection
+                        .as_ref()
+                        .is_some_and(|(held, _)| *held == generation)
+                    {
+                        slot.connection = None;
+                        slot.why = Some(error.clone());
+                    }
                 }
             }
         }
@@ -457,6 +583,29 @@ impl Backend {
         tokio::time::Instant::now() + self.timeout
     }
 
+    /// The backend's state for `Hub::health`.
+    pub(super) fn health(&self) -> super::Health {
+        self.record.health()
+    }
+
+    /// The end of the grace of the reader's outage `outage`: if it still
+    /// goes on, caught-up subscribers end and new ones are refused until
+    /// the reader reads again.
+    fn give_up(&self, shared: &Shared, outage: u64) {
+        self.record.in_outage(outage, || {
+            if self.unavailable.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                prefix = %self.prefix,
+                "hub: Redis unreadable for longer than the outage grace; \
+                 ending caught-up streams and refusing new ones until it is back"
+            );
+            shared.each_topic(|topic| topic.set_unavailable(true));
+        });
+    }
+
     /// How often the reader watches its streams (see `WATCH`): every
     /// blocking read's time, and at least three times within a start
     /// entry's time to live, so that it is renewed in time.
@@ -482,7 +631,7 @@ impl Backend {
             .millis()
             .saturating_sub(self.last_ok.load(Ordering::Relaxed))
             > 1000
-            && self.slot().is_some()
+            && self.slot().connection.is_some()
         {
             let _ = self.query(&redis::cmd("PING"), deadline, Retry::Safe).await;
         }
@@ -501,13 +650,21 @@ impl Backend {
         };
         match result {
             Ok(value) => match as_bytes(&value).and_then(StreamId::parse) {
-                Some(id) => Ok(id.event_id()),
-                None => Err((
-                    HubError::unavailable(format!("unexpected reply {value:?}")),
-                    event,
-                )),
+                Some(id) => {
+                    self.record.worked(Call::Publish);
+                    Ok(id.event_id())
+                }
+                None => {
+                    // Not the script's answer: not a Redis the hub can use.
+                    let error = HubError {
+                        kind: super::HubErrorKind::Misconfigured,
+                        detail: Some(format!("unexpected reply {value:?}").into()),
+                    };
+                    self.record.failed_with(Call::Publish, &error);
+                    Err((error, event))
+                }
             },
-            Err(error) => Err((HubError::unavailable(error), event)),
+            Err(error) => Err((self.record.failed(Call::Publish, &error), event)),
         }
     }
 
@@ -524,9 +681,7 @@ impl Backend {
         asked: Asked<'_>,
     ) -> Result<(), HubError> {
         if self.unavailable.load(Ordering::Acquire) {
-            return Err(HubError::unavailable(
-                "this instance has not read from Redis for longer than redis_outage_grace",
-            ));
+            return Err(self.record.outage_error());
         }
         let deadline = self.deadline();
         let work = async {
@@ -535,12 +690,11 @@ impl Backend {
             topic
                 .primed
                 .get_or_try_init(|| async {
-                    self.load_latest(&key, topic, true, deadline)
-                        .await
-                        .map_err(HubError::unavailable)?;
+                    self.load_latest(&key, topic, true, deadline).await?;
                     // Loaded now: nothing to catch up.
                     topic.stale.store(false, Ordering::Release);
-                    Ok::<(), HubError>(())
+                    self.record.worked(Call::Load);
+                    Ok::<(), RedisError>(())
                 })
                 .await?;
             if new {
@@ -570,7 +724,8 @@ impl Backend {
         // One deadline for all of it, waits for other subscribers included.
         tokio::time::timeout_at(deadline, work)
             .await
-            .unwrap_or_else(|_| Err(HubError::unavailable("no answer within redis_timeout")))
+            .unwrap_or_else(|_| Err(timed_out()))
+            .map_err(|error| self.record.failed(Call::Load, &error))
     }
 
     /// Appends what the stream holds after the topic's last entry (a few
@@ -585,7 +740,18 @@ impl Backend {
         key: &str,
         topic: &Topic,
         deadline: tokio::time::Instant,
-    ) -> Result<(), HubError> {
+    ) -> Result<(), RedisError> {
+        self.catch_up_once(key, topic, deadline).await?;
+        self.record.worked(Call::Load);
+        Ok(())
+    }
+
+    async fn catch_up_once(
+        &self,
+        key: &str,
+        topic: &Topic,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), RedisError> {
         for _ in 0..4 {
             let Some(last) = topic.last_stream_id() else {
                 return Ok(());
@@ -596,16 +762,10 @@ impl Backend {
                 .arg("+")
                 .arg("COUNT")
                 .arg(self.history.saturating_add(1));
-            let value = self
-                .query(&cmd, deadline, Retry::Safe)
-                .await
-                .map_err(HubError::unavailable)?;
+            let value = self.query(&cmd, deadline, Retry::Safe).await?;
             let entries = parse_entries(&value);
             if entries.is_empty() {
-                let stream_last = self
-                    .stream_last(key, deadline)
-                    .await
-                    .map_err(HubError::unavailable)?;
+                let stream_last = self.stream_last(key, deadline).await?;
                 if stream_last < last || stream_last == StreamId::ZERO {
                     self.stream_lost(key, topic, stream_last, deadline).await;
                     return Ok(());
@@ -797,115 +957,163 @@ pub(super) fn spawn_reader(shared: Weak<Shared>, backend: Arc<Backend>) {
 struct Reader {
     shared: Weak<Shared>,
     backend: Arc<Backend>,
-    /// Since when reading has failed.
+    /// Since when reading has failed: the first failed read of this outage
+    /// (for a read Redis did not answer, when its answer was due).
     down_since: Option<Instant>,
+    /// The task that ends this outage's grace.
+    grace: Option<tokio::task::JoinHandle<()>>,
     /// The last entry of the wake stream seen.
     wake_last: StreamId,
     /// When the streams read here were last watched (see `WATCH`).
     watched: Option<Instant>,
 }
 
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(grace) = self.grace.take() {
+            grace.abort();
+        }
+    }
+}
+
+/// Reads until the hub is dropped, connecting again after a failure that
+/// may have broken the connection, with a jittered backoff that doubles
+/// from `RECONNECT_FIRST` to `RECONNECT_MAX` (back to the first after a
+/// connection that read and lasted `RECONNECT_MAX`; not doubled by a
+/// refused connect, which reached no Redis).
 async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
     let mut reader = Reader {
         shared,
         backend,
         down_since: None,
+        grace: None,
         wake_last: StreamId::ZERO,
         watched: None,
     };
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = RECONNECT_FIRST;
     loop {
         if reader.shared.strong_count() == 0 {
             return;
         }
-        let why = match reader.connected().await {
+        match reader.connected().await {
             Ended::HubDropped => return,
-            Ended::ReadFailed(why) => {
-                backoff = Duration::from_millis(50);
-                why
+            Ended::Failed { error, at, lasted } => {
+                if lasted {
+                    backoff = RECONNECT_FIRST;
+                }
+                reader.failed(&error, at);
+                tokio::time::sleep(random_between(backoff / 2, backoff)).await;
+                // A refused connect reached no Redis: the reader tries
+                // again as soon, to find Redis back at once.
+                if !error.is_connection_refusal() {
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
+                }
             }
-            Ended::ConnectFailed(why) => why,
-        };
-        reader.failed(&why);
-        tokio::time::sleep(random_between(backoff / 2, backoff)).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 }
 
 enum Ended {
     HubDropped,
-    /// Connected and read, then failed (why): try again soon.
-    ReadFailed(String),
-    ConnectFailed(String),
-}
-
-/// Why a command on the reader's connection failed.
-fn why(
-    result: Result<Result<Value, redis::RedisError>, tokio::time::error::Elapsed>,
-) -> Result<Value, String> {
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer in time".into()),
-    }
+    /// The connection failed (or could not be made) with `error`, which
+    /// counts from `at`; `lasted`: it read, and lasted `RECONNECT_MAX`.
+    Failed {
+        error: RedisError,
+        at: Instant,
+        lasted: bool,
+    },
 }
 
 impl Reader {
-    /// Reading failed: once it has for longer than the grace, caught-up
-    /// subscribers end and new ones are refused.
+    /// Reading failed with `error`, counting from `at`. The first failure
+    /// of an outage starts its grace: once it ends (however the reader is
+    /// doing then: waiting for a connect, or between tries), caught-up
+    /// subscribers end and new ones are refused, until a read works.
     /// The first failure of an outage, and the end of its grace, are
-    /// logged (feature `tracing`), with what the Redis client said.
-    fn failed(&mut self, why: &str) {
-        let now = Instant::now();
+    /// logged at `warn` (feature `tracing`), with what Redis or its client
+    /// said; a refusal is logged at `error`, once per cause (see
+    /// `failures`).
+    fn failed(&mut self, error: &RedisError, at: Instant) {
+        let since = *self.down_since.get_or_insert(at);
+        let Some(outage) = self.backend.record.read_failed(error, since) else {
+            return;
+        };
         #[cfg(feature = "tracing")]
-        if self.down_since.is_none() {
-            tracing::warn!(error = why, "hub: reading from Redis failed; trying again");
-        }
-        let since = *self.down_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= self.backend.grace
-            && !self.backend.unavailable.swap(true, Ordering::AcqRel)
-        {
-            #[cfg(feature = "tracing")]
+        if !failures::is_refusal(error) {
             tracing::warn!(
-                error = why,
-                "hub: Redis unreadable for longer than the outage grace; \
-                 ending caught-up streams and refusing new ones until it is back"
+                prefix = %self.backend.prefix,
+                error = %failures::describe(error),
+                "hub: reading from Redis failed; trying again"
             );
-            if let Some(shared) = self.shared.upgrade() {
-                shared.each_topic(|topic| topic.set_unavailable(true));
-            }
         }
-        let _ = why;
+        if let Some(grace) = self.grace.take() {
+            grace.abort();
+        }
+        let Some(end) = since.checked_add(self.backend.grace) else {
+            // A grace too long to ever end.
+            return;
+        };
+        let (shared, backend) = (self.shared.clone(), Arc::downgrade(&self.backend));
+        self.grace = Some(tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
+            if let (Some(shared), Some(backend)) = (shared.upgrade(), backend.upgrade()) {
+                backend.give_up(&shared, outage);
+            }
+        }));
     }
 
-    /// A read succeeded.
+    /// A read succeeded: an outage, if there was one, is over.
     fn succeeded(&mut self, shared: &Shared) {
-        if self.down_since.take().is_none() {
+        let backend = &self.backend;
+        let recovered = backend.record.read(|| {
+            if backend.unavailable.swap(false, Ordering::AcqRel) {
+                shared.each_topic(|topic| topic.set_unavailable(false));
+            }
+        });
+        if self.down_since.take().is_none() || !recovered {
             return;
         }
-        #[cfg(feature = "tracing")]
-        tracing::info!("hub: reading from Redis again");
-        if self.backend.unavailable.swap(false, Ordering::AcqRel) {
-            shared.each_topic(|topic| topic.set_unavailable(false));
+        if let Some(grace) = self.grace.take() {
+            grace.abort();
         }
+        #[cfg(feature = "tracing")]
+        tracing::info!(prefix = %backend.prefix, "hub: reading from Redis again");
     }
 
-    /// Connects and reads until a failure.
+    /// Connects and reads until a failure that may have broken the
+    /// connection. An error reply leaves it in use (Redis answered): the
+    /// reader waits, longer each time up to `RECONNECT_MAX`, and reads
+    /// again on it.
     async fn connected(&mut self) -> Ended {
         let backend = self.backend.clone();
         let config = backend.connection_config(BLOCK.saturating_add(backend.timeout));
         let connect = backend
             .client
             .get_multiplexed_async_connection_with_config(&config);
+        let attempt = Instant::now();
         let mut connection = match tokio::time::timeout(backend.timeout, connect).await {
             Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => return Ended::ConnectFailed(error.to_string()),
-            Err(_) => return Ended::ConnectFailed("no connection in time".into()),
+            Ok(Err(error)) => {
+                return Ended::Failed {
+                    error,
+                    at: attempt,
+                    lasted: false,
+                }
+            }
+            Err(_) => {
+                return Ended::Failed {
+                    error: timed_out(),
+                    at: attempt,
+                    lasted: false,
+                }
+            }
         };
         let mut reconnected = self.down_since.is_some();
         // The first read after connecting does not block, so that a
         // recovery is known at once.
         let mut block = false;
+        let mut read = false;
+        let mut backoff = RECONNECT_FIRST;
         loop {
             let Some(hub) = self.shared.upgrade() else {
                 return Ended::HubDropped;
@@ -921,17 +1129,29 @@ impl Reader {
                         topics = hub.backed_topics();
                     }
                 }
-                Err(why) if reconnected => return Ended::ReadFailed(why),
+                Err(error) if reconnected => {
+                    // Not read before the streams are known to hold what
+                    // was read (the watch runs on the command connection:
+                    // this one is not at fault).
+                    drop((hub, topics));
+                    self.failed(&error, Instant::now());
+                    tokio::time::sleep(random_between(backoff / 2, backoff)).await;
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
+                    continue;
+                }
                 // Tried again on the next round.
                 Err(_) => {}
             }
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT").arg(READ_COUNT);
-            if block {
+            let blocks_for = if block {
                 // Short enough for `watch_streams` to run in time.
-                cmd.arg("BLOCK")
-                    .arg((backend.watch_every().as_millis() as u64).max(1));
-            }
+                let every = backend.watch_every();
+                cmd.arg("BLOCK").arg((every.as_millis() as u64).max(1));
+                every
+            } else {
+                Duration::ZERO
+            };
             block = true;
             cmd.arg("STREAMS");
             for (name, _, _) in &topics {
@@ -942,15 +1162,37 @@ impl Reader {
                 cmd.arg(last.to_string());
             }
             cmd.arg(self.wake_last.to_string());
+            let sent = Instant::now();
             let reply = tokio::time::timeout(
                 BLOCK.saturating_add(backend.timeout),
                 cmd.query_async::<Value>(&mut connection),
             )
-            .await;
-            let reply = match why(reply) {
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
+            let reply = match reply {
                 Ok(reply) => reply,
-                Err(why) => return Ended::ReadFailed(why),
+                Err(error) if !failures::drops_connection(&error) => {
+                    drop((hub, topics));
+                    self.failed(&error, Instant::now());
+                    tokio::time::sleep(random_between(backoff / 2, backoff)).await;
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
+                    // Without blocking: a recovery is known at once.
+                    block = false;
+                    continue;
+                }
+                Err(error) => {
+                    // A read Redis did not answer failed when its answer
+                    // was due, not a timeout later.
+                    let due = sent + blocks_for;
+                    return Ended::Failed {
+                        error,
+                        at: due.min(Instant::now()),
+                        lasted: read && attempt.elapsed() >= RECONNECT_MAX,
+                    };
+                }
             };
+            read = true;
+            backoff = RECONNECT_FIRST;
             self.succeeded(&hub);
             let now = Instant::now();
             let streams = parse_read(&reply);
@@ -992,7 +1234,7 @@ impl Reader {
         &mut self,
         topics: &[(Box<str>, Arc<Topic>, StreamId)],
         now: bool,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RedisError> {
         let started = Instant::now();
         let backend = &self.backend;
         let due = now
@@ -1020,8 +1262,7 @@ impl Reader {
                 backend.deadline(),
                 Retry::Safe,
             )
-            .await
-            .map_err(|error| error.to_string())?;
+            .await?;
         let lost = items(&reply);
         for pair in lost.chunks_exact(2) {
             let index = match &pair[0] {

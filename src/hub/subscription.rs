@@ -31,7 +31,8 @@ pub enum Start {
     /// the first live event).
     Fresh,
     /// The id was in the history: the events after it are replayed, then
-    /// live ones follow, none lost and none twice.
+    /// live ones follow, none lost and none twice. A run followed without
+    /// an id starts here too, from its first event.
     Exact {
         /// How many events the replay sends.
         replayed: u64,
@@ -44,6 +45,10 @@ pub enum Start {
         /// How many events the replay sends after the gap event.
         replayed: u64,
     },
+    /// A finished run (`Hub::follow_run`) whose every event the client
+    /// has seen: nothing to send. The response is `204 No Content`, so
+    /// `EventSource` stops reconnecting.
+    Finished,
 }
 
 /// Why a subscription could not resume exactly.
@@ -164,13 +169,19 @@ impl Subscription {
     /// [`EndSignal`] so that `CloseLayer` reports `CloseReason::Lagged` or
     /// `CloseReason::Unavailable` when it ends early.
     ///
-    /// With the `axum` feature this inherent method is what
-    /// `subscription.into_http_response()` calls; the response it returns is an
-    /// axum response too (axum's `IntoResponse::into_response` gives the
-    /// same, as axum's type).
+    /// With the `axum` feature, `Subscription` is also an `IntoResponse`
+    /// that gives this response, as axum's type.
+    ///
+    /// A finished run with nothing left to send ([`Start::Finished`])
+    /// answers `204 No Content` instead, so that `EventSource` stops.
     pub fn into_http_response(mut self) -> Response<EventStream<Subscription>> {
+        let finished = self.resume == Start::Finished;
         let signal = self.end_signal();
         let mut response = EventStream::new(self).into_http_response();
+        if finished {
+            *response.status_mut() = http::StatusCode::NO_CONTENT;
+            response.headers_mut().remove(http::header::CONTENT_TYPE);
+        }
         signal.mark(&mut response);
         response
     }
@@ -204,6 +215,11 @@ impl Stream for Subscription {
                 this.next += 1;
                 Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
             }
+            Poll::Ready(Read::Last(bytes)) => {
+                this.next += 1;
+                Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
+            }
+            Poll::Ready(Read::Finished) => Poll::Ready(None),
             Poll::Ready(Read::Lagged) => {
                 this.topic.lagged();
                 Poll::Ready(Some(this.end(EarlyEnd::Lagged)))

@@ -715,6 +715,7 @@ mod property {
                                 prop_assert!(client.last_id.is_none());
                                 client.last_seq = Some(published);
                             }
+                            Start::Finished => prop_assert!(false, "a topic never finishes"),
                         }
                         client.subscription = Some(subscription);
                     }
@@ -796,4 +797,182 @@ fn extreme_durations_build_and_never_panic_later() {
         .build()
         .unwrap_err();
     assert!(error.to_string().contains("idle_timeout"), "{error}");
+}
+
+mod runs {
+    use super::*;
+
+    fn follow(hub: &Hub, run: &str, last: Option<&str>) -> Result<Subscription, HubError> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(last) = last {
+            headers.insert("last-event-id", last.parse().unwrap());
+        }
+        hub.follow_run(run, &headers, &http::Uri::from_static("/runs/x"))
+    }
+
+    /// Everything ready, and whether the stream has ended.
+    fn drain(subscription: &mut Subscription) -> (Vec<Seen>, bool) {
+        let mut out = Vec::new();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        loop {
+            match Pin::new(&mut *subscription).poll_next(&mut cx) {
+                Poll::Ready(Some(event)) => out.push(read(&event)),
+                Poll::Ready(None) => return (out, true),
+                Poll::Pending => return (out, false),
+            }
+        }
+    }
+
+    #[test]
+    fn a_follower_gets_every_event_from_the_first_then_the_end_and_its_stream_ends() {
+        let hub = Hub::new();
+        let run = hub.start_run().unwrap();
+        let id = run.id().to_owned();
+        run.send(Event::new().data("a")).unwrap();
+        let mut early = follow(&hub, &id, None).unwrap();
+        assert_eq!(early.how_it_started(), Start::Exact { replayed: 1 });
+        run.send(Event::new().data("b")).unwrap();
+        let (seen, ended) = drain(&mut early);
+        assert_eq!(data(&seen), ["a", "b"]);
+        assert!(!ended, "the run goes on");
+        let last = run.finish(RunEnd::completed()).unwrap();
+        let (seen, ended) = drain(&mut early);
+        assert_eq!(seen[0].kind.as_deref(), Some(RUN_END_EVENT));
+        assert_eq!(seen[0].data.as_deref(), Some("{\"outcome\":\"completed\"}"));
+        assert_eq!(seen[0].id, Some(last.to_string()));
+        assert!(ended, "the stream ends after the run's last event");
+        // A late follower without an id gets it all, then the end.
+        let mut late = follow(&hub, &id, None).unwrap();
+        let (seen, ended) = drain(&mut late);
+        assert_eq!(data(&seen)[..2], ["a", "b"]);
+        assert!(ended && seen.len() == 3);
+    }
+
+    #[test]
+    fn a_reconnect_resumes_after_its_id_and_one_that_saw_the_end_gets_204() {
+        let hub = Hub::new();
+        let run = hub.start_run().unwrap();
+        let id = run.id().to_owned();
+        let first = run.send(Event::new().data("a")).unwrap();
+        run.send(Event::new().data("b")).unwrap();
+        let end = run
+            .finish(RunEnd::stopped().event(Event::new().data("[DONE]")))
+            .unwrap();
+        let mut resumed = follow(&hub, &id, Some(&first.to_string())).unwrap();
+        assert_eq!(resumed.how_it_started(), Start::Exact { replayed: 2 });
+        let (seen, ended) = drain(&mut resumed);
+        assert_eq!(data(&seen), ["b", "[DONE]"]);
+        assert!(ended);
+        let done = follow(&hub, &id, Some(&end.to_string())).unwrap();
+        assert_eq!(done.how_it_started(), Start::Finished);
+        let response = done.into_http_response();
+        assert_eq!(response.status(), http::StatusCode::NO_CONTENT);
+        assert!(!response.headers().contains_key(http::header::CONTENT_TYPE));
+        // An id that is not this run's: a gap, then everything.
+        let mut other = follow(&hub, &id, Some("not-an-id")).unwrap();
+        assert!(matches!(other.how_it_started(), Start::Gap { .. }));
+        let (seen, ended) = drain(&mut other);
+        assert_eq!(seen[0].kind.as_deref(), Some(DEFAULT_GAP_EVENT));
+        assert_eq!(data(&seen)[1..], ["a", "b", "[DONE]"]);
+        assert!(ended);
+    }
+
+    #[test]
+    fn a_fetch_client_resumes_with_the_query_parameter_read_like_the_header() {
+        let hub = Hub::new();
+        let run = hub.start_run().unwrap();
+        let id = run.id().to_owned();
+        let first = run.send(Event::new().data("a")).unwrap();
+        run.send(Event::new().data("b")).unwrap();
+        let uri: http::Uri = format!("/runs/{id}?x=1&last_event_id={first}")
+            .parse()
+            .unwrap();
+        let mut resumed = hub.follow_run(&id, &http::HeaderMap::new(), &uri).unwrap();
+        assert_eq!(data(&drain(&mut resumed).0), ["b"]);
+        // Too long, or not decodable: a gap, never an error.
+        for query in [
+            format!("last_event_id={}", "1".repeat(MAX_LAST_EVENT_ID_LEN + 1)),
+            "last_event_id=%ff%fe".to_owned(),
+            "last_event_id=%zz".to_owned(),
+        ] {
+            let uri: http::Uri = format!("/runs/{id}?{query}").parse().unwrap();
+            let gap = hub.follow_run(&id, &http::HeaderMap::new(), &uri).unwrap();
+            assert!(matches!(gap.how_it_started(), Start::Gap { .. }), "{query}");
+        }
+        // The header wins over the query.
+        let mut headers = http::HeaderMap::new();
+        headers.insert("last-event-id", first.to_string().parse().unwrap());
+        let uri: http::Uri = format!("/runs/{id}?last_event_id=nonsense")
+            .parse()
+            .unwrap();
+        let mut by_header = hub.follow_run(&id, &headers, &uri).unwrap();
+        assert_eq!(data(&drain(&mut by_header).0), ["b"]);
+    }
+
+    #[test]
+    fn stop_reaches_the_producer_at_once_and_a_dropped_run_ends_as_failed() {
+        let hub = Hub::new();
+        let run = hub.start_run().unwrap();
+        let id = run.id().to_owned();
+        use std::future::Future as _;
+        let mut stopped = Box::pin(run.stopped());
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(stopped.as_mut().poll(&mut cx).is_pending());
+        assert!(hub.stop_run(&id));
+        assert!(run.is_stop_requested());
+        assert!(stopped.as_mut().poll(&mut cx).is_ready());
+        assert!(!hub.stop_run("no-such-run"));
+        let mut follower = follow(&hub, &id, None).unwrap();
+        drop(run);
+        let (seen, ended) = drain(&mut follower);
+        assert_eq!(
+            seen.last().unwrap().data.as_deref(),
+            Some("{\"outcome\":\"failed\",\"reason\":\"the producer dropped the run unfinished\"}")
+        );
+        assert!(ended);
+        assert!(!hub.stop_run(&id), "a finished run cannot be stopped");
+    }
+
+    #[test]
+    fn a_finished_run_is_gone_after_its_retention_and_runs_are_bounded() {
+        let hub = Hub::builder()
+            .run_retention(Duration::from_millis(50))
+            .max_runs(2)
+            .build()
+            .unwrap();
+        let a = hub.start_run().unwrap();
+        let a_id = a.id().to_owned();
+        let _b = hub.start_run().unwrap();
+        let full = hub.start_run().unwrap_err();
+        assert_eq!(full.kind(), HubErrorKind::TooManyRuns);
+        assert_eq!(full.into_http_response().status(), http::StatusCode::OK);
+        a.finish(RunEnd::completed()).unwrap();
+        assert!(follow(&hub, &a_id, None).is_ok(), "resumable for a while");
+        std::thread::sleep(Duration::from_millis(80));
+        let gone = follow(&hub, &a_id, None).unwrap_err();
+        assert_eq!(gone.kind(), HubErrorKind::NoSuchRun);
+        assert_eq!(
+            gone.into_http_response().status(),
+            http::StatusCode::NOT_FOUND
+        );
+        assert_eq!(hub.run_count(), 1);
+        assert!(hub.start_run().is_ok(), "the finished run's place is free");
+    }
+
+    #[test]
+    fn an_end_event_with_an_id_is_refused_and_the_run_still_ends() {
+        let hub = Hub::new();
+        let run = hub.start_run().unwrap();
+        let id = run.id().to_owned();
+        let error = run
+            .finish(RunEnd::completed().event(Event::new().id("7").unwrap().data("x")))
+            .unwrap_err();
+        assert_eq!(error.kind(), HubErrorKind::IdSet);
+        let mut follower = follow(&hub, &id, None).unwrap();
+        let (seen, ended) = drain(&mut follower);
+        assert_eq!(seen[0].kind.as_deref(), Some(RUN_END_EVENT));
+        assert!(ended);
+    }
 }

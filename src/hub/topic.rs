@@ -61,6 +61,10 @@ pub(super) struct Topic {
     replayed: AtomicU64,
     gaps: AtomicU64,
     lagged: AtomicU64,
+    /// A run's topic (`Hub::start_run`): a subscriber without an id starts
+    /// at the first event, not live, and the run's last event ends every
+    /// subscription.
+    pub(super) run: bool,
     /// Fed from a Redis stream (feature `redis`): entries come from the
     /// backend's reader, with their stream ids, not from `publish`.
     #[cfg(feature = "redis")]
@@ -102,6 +106,9 @@ struct State {
     waiting: usize,
     /// Room for the wakers a publish takes out, kept between publishes.
     woken: Vec<Waker>,
+    /// A run's topic: the sequence number of its last event, once it
+    /// finished.
+    end: Option<u64>,
     /// The stream id of each entry of `history` (Redis backend only).
     #[cfg(feature = "redis")]
     ids: VecDeque<StreamId>,
@@ -133,6 +140,10 @@ struct Entry {
 /// What a subscriber at a position finds.
 pub(super) enum Read {
     Event(Bytes),
+    /// A finished run's last event: the subscription ends after it.
+    Last(Bytes),
+    /// A finished run that the subscriber has read to its end.
+    Finished,
     /// The entry it needs left the history.
     Lagged,
     /// Nothing more to read, and the backend is unreachable.
@@ -200,6 +211,7 @@ impl Topic {
                 free: Vec::new(),
                 waiting: 0,
                 woken: Vec::new(),
+                end: None,
                 #[cfg(feature = "redis")]
                 ids: VecDeque::new(),
                 #[cfg(feature = "redis")]
@@ -216,6 +228,7 @@ impl Topic {
             replayed: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
+            run: false,
             #[cfg(feature = "redis")]
             backed,
             #[cfg(feature = "redis")]
@@ -224,6 +237,14 @@ impl Topic {
             stale: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "redis")]
             catching_up: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A run's topic: followed from its first event, ended by its last.
+    pub(super) fn new_run(epoch: u64, now: Instant, label: Option<&str>) -> Self {
+        Self {
+            run: true,
+            ..Self::new(epoch, now, label, false)
         }
     }
 
@@ -245,11 +266,41 @@ impl Topic {
         retention: Retention,
         now: Instant,
     ) -> Result<EventId, Event> {
+        self.push(event, retention, now, false)
+    }
+
+    /// Appends a run's last event, which ends every subscription after it;
+    /// gives it back if the run already finished.
+    pub(super) fn finish(
+        &self,
+        event: Event,
+        retention: Retention,
+        now: Instant,
+    ) -> Result<EventId, Event> {
+        self.push(event, retention, now, true)
+    }
+
+    /// Whether a run's last event was appended.
+    pub(super) fn is_finished(&self) -> bool {
+        self.state().end.is_some()
+    }
+
+    fn push(
+        &self,
+        event: Event,
+        retention: Retention,
+        now: Instant,
+        last: bool,
+    ) -> Result<EventId, Event> {
         let mut state = self.state();
-        if state.evicted {
+        if state.evicted || state.end.is_some() {
             return Err(event);
         }
-        let id = EventId::memory(self.epoch, state.first + state.history.len() as u64);
+        let seq = state.first + state.history.len() as u64;
+        if last {
+            state.end = Some(seq);
+        }
+        let id = EventId::memory(self.epoch, seq);
         let mut text = [0; 48];
         let encoding = event.trusted_id(id.write(&mut text)).finish();
         let bytes = state.store(&encoding.buf);
@@ -318,7 +369,13 @@ impl Topic {
             return Poll::Ready(Read::Lagged);
         }
         if let Some(entry) = guard.history.get((seq - guard.first) as usize) {
+            if guard.end == Some(seq) {
+                return Poll::Ready(Read::Last(entry.bytes.clone()));
+            }
             return Poll::Ready(Read::Event(entry.bytes.clone()));
+        }
+        if guard.end.is_some() {
+            return Poll::Ready(Read::Finished);
         }
         #[cfg(feature = "redis")]
         if guard.unavailable {
@@ -370,6 +427,17 @@ impl Topic {
         let next = state.first + retained;
         let before_first = EventId::memory(self.epoch, state.first - 1);
         let asked = match asked {
+            // A run is followed from its first event.
+            Asked::Nothing if self.run && state.first == 1 => return self.exact(1, retained),
+            Asked::Nothing if self.run => {
+                let missed = state.first - 1;
+                return self.gap(
+                    state,
+                    GapReason::HistoryTruncated,
+                    Some(missed),
+                    before_first,
+                );
+            }
             Asked::Nothing => return fresh(next, EventId::memory(self.epoch, next - 1)),
             Asked::Unreadable => {
                 return self.gap(state, GapReason::UnknownId, None, before_first);
@@ -380,6 +448,13 @@ impl Topic {
             Some(id) if id.epoch != self.epoch => {
                 self.gap(state, GapReason::Restarted, None, before_first)
             }
+            // A finished run read to its end: nothing left.
+            Some(id) if state.end == Some(id.seq) => Opening {
+                next,
+                how: Start::Finished,
+                first_id: None,
+                missed: None,
+            },
             Some(id) if id.seq >= next => self.gap(state, GapReason::UnknownId, None, before_first),
             Some(id) if id.seq + 1 >= state.first => self.exact(id.seq + 1, next - 1 - id.seq),
             Some(id) => {

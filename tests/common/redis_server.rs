@@ -1,6 +1,7 @@
 //! A real `redis-server` (Debian's package) on a free loopback port, started
 //! by the test, without persistence unless the test asks for it, and killed
-//! by its PID when dropped.
+//! by its PID when dropped. [`RedisServer::start_tls`] starts one that
+//! speaks TLS only, with a certificate signed by a CA made for the test.
 
 use std::{
     io::{Read, Write},
@@ -29,6 +30,57 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     persistence: Persistence,
+    /// TLS only (`--port 0 --tls-port`), with these certificates.
+    tls: Option<Certificates>,
+}
+
+/// A CA made at test time, and a certificate it signed for a server at
+/// `127.0.0.1` and `localhost`: PEM text.
+pub struct Certificates {
+    /// The CA's certificate: what a client trusts.
+    pub ca: String,
+    /// The server's certificate and its key.
+    pub cert: String,
+    pub key: String,
+}
+
+impl Certificates {
+    /// A new CA (named `name`) and a server certificate signed by it, for
+    /// `127.0.0.1` and `localhost`.
+    pub fn generate(name: &str) -> Self {
+        Self::generate_for(name, &["127.0.0.1", "localhost"])
+    }
+
+    /// A new CA (named `name`) and a server certificate signed by it, for
+    /// `hosts` (IP addresses or DNS names).
+    pub fn generate_for(name: &str, hosts: &[&str]) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let mut ca = CertificateParams::new(Vec::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, name);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let hosts: Vec<String> = hosts.iter().map(|host| (*host).to_owned()).collect();
+        let mut server = CertificateParams::new(hosts).unwrap();
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "redis-server");
+        server.use_authority_key_identifier_extension = true;
+        server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_key = KeyPair::generate().unwrap();
+        let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+        Self {
+            ca: ca_cert.pem(),
+            cert: server_cert.pem(),
+            key: server_key.serialize_pem(),
+        }
+    }
 }
 
 fn find() -> Option<PathBuf> {
@@ -42,6 +94,22 @@ impl RedisServer {
     /// A running server, or `None` (said loudly, or a failure when
     /// [`REQUIRE`] is set) when `redis-server` is not installed.
     pub fn start(persistence: Persistence) -> Option<Self> {
+        Self::start_with(persistence, None)
+    }
+
+    /// A running server that speaks TLS only, with a certificate for
+    /// `127.0.0.1` and `localhost` signed by a CA made here
+    /// ([`ca`](RedisServer::ca)); `None` as [`start`](RedisServer::start).
+    pub fn start_tls(persistence: Persistence) -> Option<Self> {
+        Self::start_tls_with(persistence, Certificates::generate("tower-sse test CA"))
+    }
+
+    /// A running server that speaks TLS only, with `certificates`.
+    pub fn start_tls_with(persistence: Persistence, certificates: Certificates) -> Option<Self> {
+        Self::start_with(persistence, Some(certificates))
+    }
+
+    fn start_with(persistence: Persistence, tls: Option<Certificates>) -> Option<Self> {
         let binary = find();
         if !super::tool_available("redis-server", binary.as_deref(), REQUIRE) {
             return None;
@@ -52,6 +120,12 @@ impl RedisServer {
             super::random_tag()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        if let Some(tls) = &tls {
+            std::fs::write(dir.join("ca.pem"), &tls.ca).unwrap();
+            std::fs::write(dir.join("server.pem"), &tls.cert).unwrap();
+            std::fs::write(dir.join("server.key"), &tls.key).unwrap();
+        }
+        let mut tls = tls;
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -64,23 +138,56 @@ impl RedisServer {
                 port,
                 dir: dir.clone(),
                 persistence,
+                tls: tls.take(),
             };
             if server.launch() {
                 return Some(server);
             }
+            tls = server.tls.take();
         }
         panic!("redis-server did not start on a free port in 5 tries");
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM of the CA that signed a TLS server's certificate.
+    pub fn ca(&self) -> &str {
+        &self.tls.as_ref().expect("a TLS server").ca
     }
 
     fn launch(&mut self) -> bool {
+        if self.tls.is_some() {
+            // Its readiness is read from the log: not an earlier run's.
+            let _ = std::fs::remove_file(self.dir.join("redis.log"));
+        }
         let mut command = Command::new(&self.binary);
+        match &self.tls {
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+            Some(_) => {
+                // Clients need no certificate of their own.
+                command
+                    .args(["--port", "0"])
+                    .args(["--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(self.dir.join("server.pem"))
+                    .arg("--tls-key-file")
+                    .arg(self.dir.join("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(self.dir.join("ca.pem"))
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
         command
-            .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--daemonize", "no"])
@@ -109,7 +216,7 @@ impl RedisServer {
                 // meanwhile.
                 return false;
             }
-            if ping(self.port) {
+            if self.answers() {
                 self.child = Some(child);
                 return true;
             }
@@ -141,8 +248,22 @@ impl RedisServer {
         }
     }
 
-    /// Runs one command (inline form) and returns the raw reply.
+    /// Whether the server is up: a `PING` answered, or for a TLS server
+    /// (no plain port), its log saying that it is ready and its port
+    /// taking connections.
+    fn answers(&self) -> bool {
+        if self.tls.is_none() {
+            return ping(self.port);
+        }
+        let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+        log.contains("Ready to accept connections")
+            && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    /// Runs one command (inline form) and returns the raw reply (a plain
+    /// server only).
     pub fn command(&self, line: &str) -> String {
+        assert!(self.tls.is_none(), "command() speaks plain text");
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))

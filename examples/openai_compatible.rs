@@ -1,0 +1,315 @@
+//! An OpenAI-compatible chat completions endpoint whose answers are
+//! resumable runs: `POST /v1/chat/completions` with `"stream": true` starts
+//! a run and streams it (`data: {json chunk}` events, `data: [DONE]` at the
+//! end), through the whole `SseLayer`; the job outlives the connection, a
+//! reload resumes it exactly, and it can be stopped from anywhere.
+//!
+//! The tokens come from a fake model: a fixed text, one word every few
+//! milliseconds.
+//!
+//! ```text
+//! cargo run --example openai_compatible --all-features -- --addr 127.0.0.1:3000
+//! ```
+//!
+//! - `POST /v1/chat/completions`: `{"model": "..", "messages": [..],
+//!   "stream": true}` answers with the run's stream, its id in the
+//!   `X-Run-Id` header and in every chunk's `id`; without `"stream": true`,
+//!   the whole completion as JSON (after the run finished).
+//! - `GET /v1/runs/{id}`: resumes the run after `Last-Event-ID` (or the
+//!   `last_event_id` query parameter, for `fetch`); `204` once everything
+//!   was seen, `404` once the run is gone.
+//! - `POST /v1/runs/{id}/stop`: stops it; the stream ends with `[DONE]`.
+//!
+//! Options: `--addr HOST:PORT` (port 0 picks one; the address is printed),
+//! `--token-ms N` (default 20), `--text TEXT` (the fake model's answer),
+//! `--origin URL` (a page origin allowed to call it with `fetch` and
+//! cookies), `--redis URL` (the hub on Redis: runs still live on the
+//! instance that started them, see the hub's docs).
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_sse::{
+    close::CloseInfo,
+    hub::{Hub, Run, RunEnd},
+    CloseLayer, Event, Shutdown, SseCorsLayer, SseLayer,
+};
+
+/// The fake model's answer unless `--text` says otherwise.
+const TEXT: &str = "Server-Sent Events carry a language model's answer token by token; \
+                    a run keeps it resumable after a reload and stoppable from anywhere.";
+
+/// How the server is started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub addr: SocketAddr,
+    pub token: Duration,
+    pub text: String,
+    pub origin: Option<String>,
+    pub redis: Option<String>,
+}
+
+impl Options {
+    /// Reads the options above.
+    pub fn from_args(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut options = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            token: Duration::from_millis(20),
+            text: TEXT.to_owned(),
+            origin: None,
+            redis: None,
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--addr" => options.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
+                "--token-ms" => {
+                    let ms: u64 = value()?.parse().map_err(|e| format!("--token-ms: {e}"))?;
+                    options.token = Duration::from_millis(ms);
+                }
+                "--text" => options.text = value()?,
+                "--origin" => options.origin = Some(value()?),
+                "--redis" => options.redis = Some(value()?),
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let options = match Options::from_args(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!(
+                "{error}\nusage: openai_compatible [--addr HOST:PORT] [--token-ms N] [--text TEXT] \
+                 [--origin URL] [--redis URL]"
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Err(error) = serve(options).await {
+        eprintln!("{error}");
+        std::process::exit(1);
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    hub: Hub,
+    token: Duration,
+    text: Arc<str>,
+}
+
+/// Milliseconds since the Unix epoch, for the log lines tests read.
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
+}
+
+/// Serves until Ctrl-C or SIGTERM, then ends open streams and returns
+/// within 5 seconds.
+pub async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let mut hub = Hub::builder();
+    if let Some(redis) = &options.redis {
+        hub = hub.redis(redis);
+    }
+    let app = App {
+        hub: hub.build()?,
+        token: options.token,
+        text: options.text.into(),
+    };
+    let shutdown = Shutdown::new();
+    // Every stream's end is logged with when it was seen, so that a test
+    // can tell how soon a client that left was noticed.
+    let close = CloseLayer::builder()
+        .shutdown(&shutdown)
+        .on_close(|info: &CloseInfo| {
+            println!(
+                "closed {} {} reason={} at_ms={}",
+                info.method,
+                info.uri.path(),
+                info.reason,
+                unix_ms()
+            );
+        })
+        .build()?;
+    let mut sse = SseLayer::new().close(close);
+    if let Some(origin) = &options.origin {
+        let cors = SseCorsLayer::builder()
+            .allow_origin(origin)
+            .allow_header(axum::http::header::CONTENT_TYPE)
+            .allow_header(axum::http::header::AUTHORIZATION)
+            .stream_route("/v1/chat/completions", Method::POST)
+            .build()?;
+        sse = sse.cors(cors);
+    }
+    let router = Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .route("/v1/runs/{id}", get(resume))
+        .route("/v1/runs/{id}/stop", post(stop))
+        .with_state(app)
+        .layer(sse);
+    let listener = TcpListener::bind(options.addr).await?;
+    println!("listening on http://{}/v1", listener.local_addr()?);
+    let trigger = shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        trigger.trigger();
+    });
+    tokio::select! {
+        result = server => result?,
+        () = shutdown.deadline(Duration::from_secs(5)) => {}
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Request {
+    model: Option<String>,
+    #[serde(default)]
+    stream: bool,
+}
+
+/// Starts a run and answers with its stream (or, without `stream`, the
+/// whole completion once the run finished).
+async fn completions(State(app): State<App>, uri: Uri, Json(request): Json<Request>) -> Response {
+    let run = match app.hub.start_run() {
+        Ok(run) => run,
+        Err(error) => return error.into_response(),
+    };
+    let id = run.id().to_owned();
+    let model = request.model.unwrap_or_else(|| "fake-model".into());
+    println!("run {id} started at_ms={}", unix_ms());
+    if !request.stream {
+        let text = app.text.clone();
+        produce(run, model.clone(), app.text.clone(), app.token).await;
+        return Json(json!({
+            "id": format!("chatcmpl-{id}"),
+            "object": "chat.completion",
+            "created": created(),
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": &*text},
+                "finish_reason": "stop",
+            }],
+        }))
+        .into_response();
+    }
+    // Followed before the producer starts: the stream gets every event.
+    // The request's own `Last-Event-ID` means nothing for a new run.
+    let follow = app.hub.follow_run(&id, &HeaderMap::new(), &uri);
+    tokio::spawn(produce(run, model, app.text.clone(), app.token));
+    with_run_id(follow, &id)
+}
+
+/// Resumes a run after the client's last event id.
+async fn resume(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    with_run_id(app.hub.follow_run(&id, &headers, &uri), &id)
+}
+
+/// Stops a run from any request.
+async fn stop(State(app): State<App>, Path(id): Path<String>) -> StatusCode {
+    if app.hub.stop_run(&id) {
+        println!("run {id} stop requested at_ms={}", unix_ms());
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+fn with_run_id(
+    follow: Result<tower_sse::hub::Subscription, tower_sse::hub::HubError>,
+    id: &str,
+) -> Response {
+    let mut response = match follow {
+        Ok(subscription) => subscription.into_response(),
+        Err(error) => error.into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-run-id", value);
+    }
+    response
+}
+
+fn created() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// The fake model: one chunk per word of `text`, every `token`, then the
+/// last chunk and `[DONE]`; a stop ends it early, with `[DONE]` too.
+async fn produce(run: Run, model: String, text: Arc<str>, token: Duration) {
+    let id = format!("chatcmpl-{}", run.id());
+    let created = created();
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        })
+        .to_string()
+    };
+    let send = |data: String| {
+        // An event without an id: the hub gives ids, so this cannot fail.
+        let _ = run.send(Event::new().data(data));
+    };
+    send(chunk(json!({"role": "assistant", "content": ""}), None));
+    let stopped = run.stopped();
+    tokio::pin!(stopped);
+    let mut words = text.split_inclusive(' ');
+    let outcome = loop {
+        tokio::select! {
+            () = &mut stopped => break RunEnd::stopped(),
+            () = tokio::time::sleep(token) => {}
+        }
+        match words.next() {
+            Some(word) => send(chunk(json!({"content": word}), None)),
+            None => {
+                send(chunk(json!({}), Some("stop")));
+                break RunEnd::completed();
+            }
+        }
+    };
+    let stopped = matches!(outcome.outcome(), tower_sse::hub::RunOutcome::Stopped);
+    let id = run.id().to_owned();
+    let _ = run.finish(outcome.event(Event::new().data("[DONE]")));
+    println!(
+        "run {id} {} at_ms={}",
+        if stopped { "stopped" } else { "completed" },
+        unix_ms()
+    );
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
