@@ -101,7 +101,9 @@
 //! event once to every subscriber of a topic and resumes a reconnecting
 //! browser from its `Last-Event-ID` without losing an event, or tells it
 //! with a gap event when that cannot be done; on one instance or, with
-//! feature `redis`, many.
+//! feature `redis`, many. Its runs (`Hub::start_run`) are topics with an
+//! end, for a long job (a language model's answer) that outlives a reload
+//! and stops on demand.
 //!
 //! The wire format, always there:
 //!

@@ -57,6 +57,14 @@
 //! The history is also each subscriber's buffer: a subscriber can fall
 //! `history` events behind before it lags.
 //!
+//! # Runs
+//!
+//! [`Hub::start_run`] starts a topic with an end, for a long job whose
+//! output is streamed (a language model's answer, an export): followers
+//! ([`Hub::follow_run`]) get every event from the first, then the end, and a
+//! reload resumes exactly; [`Hub::stop_run`] stops it from any request. See
+//! `docs/runs.md`.
+//!
 //! # Many instances: Redis Streams
 //!
 //! With the `redis` feature, `HubBuilder::redis` keeps each topic in a
