@@ -156,6 +156,7 @@ pub async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             .allow_header(axum::http::header::CONTENT_TYPE)
             .allow_header(axum::http::header::AUTHORIZATION)
             .stream_route("/v1/chat/completions", Method::POST)
+            .expose_header(axum::http::HeaderName::from_static("x-run-id"))
             .build()?;
         sse = sse.cors(cors);
     }
@@ -182,23 +183,42 @@ pub async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
 #[derive(Deserialize)]
 struct Request {
     model: Option<String>,
-    #[serde(default)]
-    stream: bool,
+    /// `null` and missing are `false`, as the OpenAI API reads them.
+    stream: Option<bool>,
 }
+
+/// The longest model name echoed back: the name comes from the client and
+/// is copied into every chunk a run keeps.
+const MAX_MODEL_LEN: usize = 64;
 
 /// Starts a run and answers with its stream (or, without `stream`, the
 /// whole completion once the run finished).
-async fn completions(State(app): State<App>, uri: Uri, Json(request): Json<Request>) -> Response {
+async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Response {
     let run = match app.hub.start_run() {
         Ok(run) => run,
         Err(error) => return error.into_response(),
     };
     let id = run.id().to_owned();
-    let model = request.model.unwrap_or_else(|| "fake-model".into());
+    let mut model = request.model.unwrap_or_else(|| "fake-model".into());
+    if model.len() > MAX_MODEL_LEN {
+        let mut end = MAX_MODEL_LEN;
+        while !model.is_char_boundary(end) {
+            end -= 1;
+        }
+        model.truncate(end);
+    }
     println!("run {id} started at_ms={}", unix_ms());
-    if !request.stream {
-        let text = app.text.clone();
-        produce(run, model.clone(), app.text.clone(), app.token).await;
+    // Followed before the producer starts, from the first event (a new
+    // run: the request's `Last-Event-ID` or query means nothing here).
+    let follow = app.hub.follow_run(&id, &HeaderMap::new(), &Uri::default());
+    tokio::spawn(produce(run, model.clone(), app.text.clone(), app.token));
+    if request.stream != Some(true) {
+        // The whole completion: read from the run, so that the job goes on
+        // if this client leaves, and a stop gives what was made so far.
+        let text = match follow {
+            Ok(subscription) => collect(subscription).await,
+            Err(error) => return error.into_response(),
+        };
         return Json(json!({
             "id": format!("chatcmpl-{id}"),
             "object": "chat.completion",
@@ -206,17 +226,33 @@ async fn completions(State(app): State<App>, uri: Uri, Json(request): Json<Reque
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": &*text},
+                "message": {"role": "assistant", "content": text},
                 "finish_reason": "stop",
             }],
         }))
         .into_response();
     }
-    // Followed before the producer starts: the stream gets every event.
-    // The request's own `Last-Event-ID` means nothing for a new run.
-    let follow = app.hub.follow_run(&id, &HeaderMap::new(), &uri);
-    tokio::spawn(produce(run, model, app.text.clone(), app.token));
     with_run_id(follow, &id)
+}
+
+/// The text of a run's chunks, read to its end.
+async fn collect(mut subscription: tower_sse::hub::Subscription) -> String {
+    use futures_util::StreamExt as _;
+    let mut text = String::new();
+    while let Some(event) = subscription.next().await {
+        let event = String::from_utf8_lossy(event.as_bytes()).into_owned();
+        for line in event.lines() {
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            if let Ok(chunk) = serde_json::from_str::<serde_json::Value>(data) {
+                if let Some(content) = chunk["choices"][0]["delta"]["content"].as_str() {
+                    text.push_str(content);
+                }
+            }
+        }
+    }
+    text
 }
 
 /// Resumes a run after the client's last event id.
@@ -284,7 +320,10 @@ async fn produce(run: Run, model: String, text: Arc<str>, token: Duration) {
     let mut words = text.split_inclusive(' ');
     let outcome = loop {
         tokio::select! {
-            () = &mut stopped => break RunEnd::stopped(),
+            () = &mut stopped => {
+                send(chunk(json!({}), Some("stop")));
+                break RunEnd::stopped();
+            }
             () = tokio::time::sleep(token) => {}
         }
         match words.next() {

@@ -36,6 +36,8 @@ pub(super) struct Config {
     /// The same names, to judge `Access-Control-Request-Headers`.
     allow_header_names: Vec<HeaderName>,
     pub(super) max_age: Option<HeaderValue>,
+    /// `Access-Control-Expose-Headers` for streams, when any was given.
+    pub(super) expose_headers: Option<HeaderValue>,
     /// Routes read by `fetch` with another method than `GET`: a path and
     /// a method.
     stream_routes: Vec<(String, Method)>,
@@ -117,6 +119,7 @@ impl SseCorsLayer {
             allow_headers: vec![LAST_EVENT_ID.clone()],
             max_age: None,
             stream_routes: Vec::new(),
+            expose_headers: Vec::new(),
             error: None,
         }
     }
@@ -162,6 +165,7 @@ pub struct SseCorsBuilder {
     allow_headers: Vec<HeaderName>,
     max_age: Option<Duration>,
     stream_routes: Vec<(String, Method)>,
+    expose_headers: Vec<HeaderName>,
     /// The first mistake a setter refused, reported by `build`.
     error: Option<Mistake>,
 }
@@ -260,6 +264,19 @@ impl SseCorsBuilder {
         self
     }
 
+    /// Lets a page read a response header of the stream with `fetch`
+    /// (`Access-Control-Expose-Headers`): the id of a run in `X-Run-Id`,
+    /// say. Browsers hide every other header but a few from a cross-origin
+    /// page.
+    ///
+    /// Default: none.
+    pub fn expose_header(mut self, header: HeaderName) -> Self {
+        if !self.expose_headers.contains(&header) {
+            self.expose_headers.push(header);
+        }
+        self
+    }
+
     /// Declares a route that a page reads with `fetch` and another method
     /// than `GET`: `POST /runs` that starts a job and answers with its event
     /// stream, say. Its preflights from allowed origins are answered here,
@@ -318,6 +335,11 @@ impl SseCorsBuilder {
         let names: Vec<&str> = self.allow_headers.iter().map(HeaderName::as_str).collect();
         let allow_headers = HeaderValue::from_str(&names.join(", "))
             .expect("header names joined by commas are a valid header value");
+        let exposed: Vec<&str> = self.expose_headers.iter().map(HeaderName::as_str).collect();
+        let expose_headers = (!exposed.is_empty()).then(|| {
+            HeaderValue::from_str(&exposed.join(", "))
+                .expect("header names joined by commas are a valid header value")
+        });
         let max_age = self
             .max_age
             .map(|max_age| HeaderValue::from(max_age.as_secs().min(MAX_AGE_CAP_SECS)));
@@ -328,6 +350,7 @@ impl SseCorsBuilder {
                 allow_headers,
                 allow_header_names: self.allow_headers,
                 stream_routes: self.stream_routes,
+                expose_headers,
                 max_age,
             })),
         })

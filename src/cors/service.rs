@@ -95,6 +95,7 @@ where
             origin: origin.clone(),
             credentials: config.credentials,
             stream_request,
+            expose: config.expose_headers.clone(),
         });
         ResponseFuture::call(self.inner.call(request), allow)
     }
@@ -153,6 +154,8 @@ struct Allow {
     credentials: bool,
     /// The request asked for an event stream (`Accept`).
     stream_request: bool,
+    /// `Access-Control-Expose-Headers`, when configured.
+    expose: Option<HeaderValue>,
 }
 
 impl Allow {
@@ -164,8 +167,12 @@ impl Allow {
     /// unlock credentialed reads of a JSON route, its errors included, nor
     /// override the app's own CORS there.
     fn apply(self, status: StatusCode, headers: &mut HeaderMap) {
-        let answers_stream_request =
-            self.stream_request && (status == StatusCode::NO_CONTENT || status.is_redirection());
+        // A stream that is gone (`404`: a finished run past its retention)
+        // is news the page must be able to read, as a `204` is.
+        let answers_stream_request = self.stream_request
+            && (status == StatusCode::NO_CONTENT
+                || status == StatusCode::NOT_FOUND
+                || status.is_redirection());
         if !answers_stream_request && !crate::media::is_event_stream(headers) {
             return;
         }
@@ -178,6 +185,9 @@ impl Allow {
             );
         } else {
             headers.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+        }
+        if let Some(expose) = self.expose {
+            headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose);
         }
         vary_origin(headers);
     }

@@ -799,3 +799,35 @@ fn stream_routes_that_cannot_be_are_build_errors() {
         assert!(error.to_string().contains("stream route"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn a_stream_that_is_gone_is_news_the_page_can_read_and_exposed_headers_are_named() {
+    let exposing = SseCorsLayer::builder()
+        .allow_origin(APP)
+        .expose_header(http::HeaderName::from_static("x-run-id"))
+        .build()
+        .unwrap();
+    // `from` asks for a stream: a 404 (a run past its retention) is read.
+    let (gone, _) = call_answering(&exposing, from(APP), StatusCode::NOT_FOUND, "text/plain").await;
+    assert_eq!(gone.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    // A 404 for a request that did not ask for a stream gets nothing.
+    let plain = Request::get("/api/items")
+        .header(header::ORIGIN, APP)
+        .body(())
+        .unwrap();
+    let (response, _) = call_answering(&exposing, plain, StatusCode::NOT_FOUND, JSON).await;
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    // A stream names the headers the page may read.
+    let (stream, _) = call(&exposing, from(APP)).await;
+    assert_eq!(
+        stream.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS],
+        "x-run-id"
+    );
+    // Without `expose_header`, none.
+    let (stream, _) = call(&layer(), from(APP)).await;
+    assert!(!stream
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS));
+}

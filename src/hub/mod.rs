@@ -996,7 +996,8 @@ pub enum HubErrorKind {
     /// than its retention ago, or (for `Run::send`) already finished.
     /// Answered `404`, so that `EventSource` stops.
     NoSuchRun,
-    /// The hub holds [`max_runs`](HubBuilder::max_runs) runs.
+    /// The hub holds [`max_runs`](HubBuilder::max_runs) runs, all still
+    /// running (a finished one makes room for a new one).
     TooManyRuns,
 }
 
@@ -1068,7 +1069,10 @@ impl HubError {
     ///
     /// A run that is not here (`NoSuchRun`) answers `404 Not Found`: the
     /// browser stops, and the page learns the run is gone. A hub holding
-    /// its maximum of runs answers like a full one.
+    /// its maximum of running runs (`TooManyRuns`, for the `POST` that
+    /// starts one) answers `429 Too Many Requests` with `Retry-After: 30`,
+    /// which `fetch`-based clients (the OpenAI libraries among them) retry
+    /// on.
     ///
     /// With the `axum` feature, `HubError` is also an `IntoResponse` that
     /// gives this answer.
@@ -1079,8 +1083,23 @@ impl HubError {
                 "text/plain; charset=utf-8",
                 format!("{self}\n"),
             ),
+            // Runs are started with a `fetch` POST, not `EventSource`: a
+            // `429` with `Retry-After` is what such clients retry on.
+            HubErrorKind::TooManyRuns => {
+                let mut response = http::Response::new(format!("{self}\n"));
+                *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+                let headers = response.headers_mut();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                headers.insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("30"),
+                );
+                return response;
+            }
             HubErrorKind::TooManyTopics
-            | HubErrorKind::TooManyRuns
             | HubErrorKind::Unavailable
             | HubErrorKind::Misconfigured => {
                 let ((min, max), comment) = match self.kind {

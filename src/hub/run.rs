@@ -29,8 +29,15 @@ pub const RUN_END_EVENT: &str = "run-end";
 
 /// The runs a hub holds, finished ones until their retention ends.
 pub(super) struct Runs {
-    map: Mutex<HashMap<Box<str>, Arc<RunEntry>>>,
+    map: Mutex<RunMap>,
     pub(super) config: RunConfig,
+}
+
+struct RunMap {
+    runs: HashMap<Box<str>, Arc<RunEntry>>,
+    /// When finished runs are next looked at: sweeping on every call would
+    /// scan every run under the lock.
+    next_sweep: Instant,
 }
 
 /// How runs are kept.
@@ -51,34 +58,50 @@ struct RunEntry {
     finished: Mutex<Option<Instant>>,
 }
 
+impl RunEntry {
+    fn finished_at(&self) -> Option<Instant> {
+        *self.finished.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Runs {
     pub(super) fn new(config: RunConfig) -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(RunMap {
+                runs: HashMap::new(),
+                next_sweep: Instant::now(),
+            }),
             config,
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<Box<str>, Arc<RunEntry>>> {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The runs, the finished ones past their retention dropped first
+    /// when a sweep is due (at most every `retention / 4`, and at least
+    /// every second).
+    fn map(&self, now: Instant) -> MutexGuard<'_, RunMap> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if now >= map.next_sweep {
+            let retention = self.config.retention;
+            map.runs.retain(|_, entry| {
+                entry
+                    .finished_at()
+                    .map_or(true, |at| now.saturating_duration_since(at) < retention)
+            });
+            let every = (retention / 4).min(Duration::from_secs(1));
+            map.next_sweep = now.checked_add(every).unwrap_or(now);
+        }
+        map
     }
 
-    /// Drops the finished runs whose retention is over.
-    fn sweep(&self, map: &mut HashMap<Box<str>, Arc<RunEntry>>, now: Instant) {
-        let retention = self.config.retention;
-        map.retain(|_, entry| {
-            let finished = *entry
-                .finished
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            finished.map_or(true, |at| now.saturating_duration_since(at) < retention)
-        });
-    }
-
+    /// The run, unless it finished longer than its retention ago.
     fn get(&self, id: &str) -> Option<Arc<RunEntry>> {
-        let mut map = self.map();
-        self.sweep(&mut map, Instant::now());
-        map.get(id).cloned()
+        let now = Instant::now();
+        let entry = self.map(now).runs.get(id).cloned()?;
+        let retention = self.config.retention;
+        let gone = entry
+            .finished_at()
+            .is_some_and(|at| now.saturating_duration_since(at) >= retention);
+        (!gone).then_some(entry)
     }
 
     fn retention(&self) -> Retention {
@@ -114,10 +137,21 @@ impl Hub {
     pub fn start_run(&self) -> Result<Run, HubError> {
         let runs = &self.shared.runs;
         let now = Instant::now();
-        let mut map = runs.map();
-        runs.sweep(&mut map, now);
-        if map.len() >= runs.config.max {
-            return Err(HubError::new(HubErrorKind::TooManyRuns));
+        let mut map = runs.map(now);
+        if map.runs.len() >= runs.config.max {
+            // Full: the run that finished first makes room (it is only
+            // kept for late reconnects); running runs are never dropped.
+            let oldest = map
+                .runs
+                .iter()
+                .filter_map(|(id, entry)| Some((entry.finished_at()?, id.clone())))
+                .min();
+            match oldest {
+                Some((_, id)) => {
+                    map.runs.remove(&id);
+                }
+                None => return Err(HubError::new(HubErrorKind::TooManyRuns)),
+            }
         }
         let id = format!("{:016x}{:016x}", random_u64(), random_u64());
         let epoch = random_u64() & id::EPOCH_MASK;
@@ -127,7 +161,7 @@ impl Hub {
             stop: StopFlag::default(),
             finished: Mutex::new(None),
         });
-        map.insert(id.as_str().into(), entry.clone());
+        map.runs.insert(id.as_str().into(), entry.clone());
         drop(map);
         Ok(Run {
             hub: self.clone(),
@@ -163,7 +197,11 @@ impl Hub {
             return Err(HubError::new(HubErrorKind::NoSuchRun));
         };
         let from_query;
-        let asked = match headers.get(&crate::LAST_EVENT_ID) {
+        // An empty header (or one of spaces) says nothing: the query may.
+        let header = headers
+            .get(&crate::LAST_EVENT_ID)
+            .filter(|value| value.as_bytes().iter().any(|&byte| byte != b' '));
+        let asked = match header {
             Some(value) => Asked::from_bytes(Some(value.as_bytes())),
             None => {
                 from_query = query_value(uri.query().unwrap_or(""), "last_event_id");
@@ -203,10 +241,7 @@ impl Hub {
 
     /// How many runs the hub holds now, running and finished.
     pub fn run_count(&self) -> usize {
-        let runs = &self.shared.runs;
-        let mut map = runs.map();
-        runs.sweep(&mut map, Instant::now());
-        map.len()
+        self.shared.runs.map(Instant::now()).runs.len()
     }
 }
 

@@ -944,10 +944,14 @@ mod runs {
             .unwrap();
         let a = hub.start_run().unwrap();
         let a_id = a.id().to_owned();
-        let _b = hub.start_run().unwrap();
+        let b = hub.start_run().unwrap();
+        let b_id = b.id().to_owned();
+        // Two running runs: a third is refused with a status fetch retries.
         let full = hub.start_run().unwrap_err();
         assert_eq!(full.kind(), HubErrorKind::TooManyRuns);
-        assert_eq!(full.into_http_response().status(), http::StatusCode::OK);
+        let response = full.into_http_response();
+        assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "30");
         a.finish(RunEnd::completed()).unwrap();
         assert!(follow(&hub, &a_id, None).is_ok(), "resumable for a while");
         std::thread::sleep(Duration::from_millis(80));
@@ -958,7 +962,32 @@ mod runs {
             http::StatusCode::NOT_FOUND
         );
         assert_eq!(hub.run_count(), 1);
-        assert!(hub.start_run().is_ok(), "the finished run's place is free");
+        // A finished run makes room for a new one before its retention ends.
+        let c = hub.start_run().unwrap();
+        b.finish(RunEnd::completed()).unwrap();
+        let d = hub.start_run().unwrap();
+        assert_eq!(
+            follow(&hub, &b_id, None).unwrap_err().kind(),
+            HubErrorKind::NoSuchRun,
+            "the finished run made room"
+        );
+        assert!(follow(&hub, c.id(), None).is_ok() && follow(&hub, d.id(), None).is_ok());
+    }
+
+    #[test]
+    fn an_empty_header_leaves_the_query_to_say_where_to_resume() {
+        let hub = Hub::new();
+        let run = hub.start_run().unwrap();
+        let id = run.id().to_owned();
+        let first = run.send(Event::new().data("a")).unwrap();
+        run.send(Event::new().data("b")).unwrap();
+        let uri: http::Uri = format!("/runs/{id}?last_event_id={first}").parse().unwrap();
+        for empty in ["", " ", "  "] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("last-event-id", empty.parse().unwrap());
+            let mut resumed = hub.follow_run(&id, &headers, &uri).unwrap();
+            assert_eq!(data(&drain(&mut resumed).0), ["b"], "{empty:?}");
+        }
     }
 
     #[test]
