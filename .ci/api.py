@@ -8,11 +8,12 @@ of them in backticks. Methods are not listed by rustdoc's index; API.md
 lists them in its tables by hand.
 """
 
+import os
 import re
 import sys
 from pathlib import Path
 
-index = Path("target/doc/tower_sse/all.html")
+index = Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "doc/tower_sse/all.html"
 api = Path("API.md").read_text(encoding="utf-8")
 if not index.is_file():
     sys.exit(f"error: {index} is missing: run `cargo doc --all-features --no-deps` first")
