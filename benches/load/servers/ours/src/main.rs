@@ -129,7 +129,8 @@ fn max_buf_size() -> Option<usize> {
 /// harness sets it, else the library's default.
 fn frame_cap() -> usize {
     static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CAP.get_or_init(|| env_bytes("LOAD_FRAME_CAP", 16 * 1024 /* EventStream's default frame cap */))
+    // 16 KiB: EventStream's default frame cap.
+    *CAP.get_or_init(|| env_bytes("LOAD_FRAME_CAP", 16 * 1024))
 }
 
 /// How many bytes of a burst stream's frames the server may hold unwritten
