@@ -21,6 +21,13 @@
 //! closed. Ctrl-C or SIGTERM ends every
 //! open stream (each gets a final `retry:` frame) and stops the server.
 //!
+//! "Generate" starts a resumable run (feature `hub`): `POST /generate` on
+//! the stream's origin writes a fixed text word by word and answers with
+//! the run's stream, which the page reads with `fetch`. Reload the page
+//! mid-run: it resumes with `GET /generate/{id}?last_event_id=...` and the
+//! text goes on exactly where it was, no word twice, none missing. "Stop"
+//! (`POST /generate/{id}/stop`) makes the server end the run as stopped.
+//!
 //! `/events` also answers on the page's own address, for `curl -N -i`.
 //! Behind nginx no extra configuration is needed: every stream carries
 //! `X-Accel-Buffering: no`, which turns nginx's proxy buffering off for it.
@@ -41,7 +48,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::{stream, StreamExt as _};
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -57,12 +64,23 @@ use tokio::{
 use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::cors::CorsLayer;
 use tower_sse::{
-    hub::{Hub, Start},
-    CloseLayer, Event, EventStream, LastEventId, Shutdown, SseCorsLayer, SseLayer,
+    hub::{Hub, HubError, Run, RunEnd, Start, Subscription},
+    CloseLayer, Event, EventStream, EventType, LastEventId, Shutdown, SseCorsLayer, SseLayer,
 };
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 const COOKIE: &str = "demo_session";
+
+/// What "Generate" writes, word by word.
+const TEXT: &str = "This answer is a run on the server, streamed into the page word by \
+word with fetch. Reload the page while it is being written: the page asks for the \
+run again with the id of the last word it kept, and the server sends exactly the \
+words that came after it, none twice and none missing. Press Stop instead, and the \
+server ends the run; every page that follows it sees the end.";
+
+/// The first event of a run: JSON, `{"run": id}`. The page reads the id
+/// from it, as `X-Run-Id` is not exposed to other origins.
+const RUN_STARTED: EventType = EventType::from_static("run");
 
 type DemoBody = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -86,6 +104,8 @@ fn main() -> ExitCode {
         let options = Options {
             period: Duration::from_secs(1),
             history,
+            text: TEXT.to_owned(),
+            word_period: Duration::from_millis(50),
             checks: None,
             script: None,
         };
@@ -145,6 +165,11 @@ pub struct Options {
     pub period: Duration,
     /// Events the hub keeps per topic.
     pub history: usize,
+    /// What "Generate" writes, one event per word (the space after a word
+    /// goes with it, so the events joined are the text).
+    pub text: String,
+    /// Time between the words of a run.
+    pub word_period: Duration,
     /// Where the page's self-checks (`/?check=...`) are sent, besides the
     /// log.
     pub checks: Option<mpsc::UnboundedSender<String>>,
@@ -158,6 +183,8 @@ struct Demo {
     page_port: u16,
     stream_port: u16,
     hub: Hub,
+    text: Arc<str>,
+    word_period: Duration,
     checks: Option<mpsc::UnboundedSender<String>>,
     script: Option<String>,
     next_stream: AtomicU64,
@@ -185,6 +212,8 @@ pub async fn serve(
         page_port: page_addr.port(),
         stream_port: stream.local_addr()?.port(),
         hub,
+        text: options.text.into(),
+        word_period: options.word_period,
         checks: options.checks,
         script: options.script,
         next_stream: AtomicU64::new(1),
@@ -198,13 +227,23 @@ pub async fn serve(
         format!("http://{page_addr}"),
         format!("http://localhost:{}", page_addr.port()),
     ];
+    // `POST /generate` answers with an event stream read by `fetch`. This
+    // page's request needs no preflight (no body, and `Accept` is a
+    // safelisted header); a page that sends its prompt as JSON does, and
+    // these two lines answer it.
     let cors = SseCorsLayer::builder()
         .allow_origins(page_origins.iter().map(String::as_str))
+        .stream_route("/generate", Method::POST)
+        .allow_header(header::CONTENT_TYPE)
         .build()
         .map_err(std::io::Error::other)?;
     // The app's own CORS for the page's other calls to this origin: its
-    // buttons POST to /break and /end, with the cookie. `SseCorsLayer`
-    // leaves every request that is not for an event stream to it.
+    // buttons POST to /break, /end and /generate/{id}/stop, with the
+    // cookie. `SseCorsLayer` leaves every request that is not for an event
+    // stream to it. The run routes go through it too: `SseCorsLayer`
+    // marks their event streams (and `204`) for the page, and this layer
+    // lets the page read their other answers (`404` for a run that is
+    // gone), which `SseCorsLayer` leaves alone.
     let app_cors = CorsLayer::new()
         .allow_origin(
             page_origins
@@ -246,9 +285,10 @@ pub async fn serve(
                 let demo = demo.clone();
                 let controls = controls.clone();
                 async move {
-                    match request.uri().path() {
-                        "/break" | "/end" => controls.oneshot(request).await,
-                        _ => Ok(route(&demo, request).await),
+                    if is_control(request.uri().path()) {
+                        controls.oneshot(request).await
+                    } else {
+                        Ok(route(&demo, request).await)
                     }
                 }
             });
@@ -335,7 +375,7 @@ async fn route(demo: &Arc<Demo>, request: Request<Incoming>) -> Response<DemoBod
         (&Method::GET, "/") => page(demo),
         (&Method::GET, "/events") => events(demo, &request).await,
         (&Method::GET, "/login") => login(demo, &request),
-        (&Method::POST, "/check") => check(demo, request),
+        (&Method::POST, "/check") => check(demo, request).await,
         _ => text(StatusCode::NOT_FOUND, "not found: try / or /events\n"),
     }
 }
@@ -455,19 +495,123 @@ fn login(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
     response
 }
 
+/// Whether `path` is one of the page's calls to the stream origin that
+/// have the app's own CORS: the buttons' and the run routes.
+fn is_control(path: &str) -> bool {
+    matches!(path, "/break" | "/end" | "/generate") || path.starts_with("/generate/")
+}
+
 /// The page's calls to the stream origin, behind the app's own CORS.
 fn control(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
-    match (request.method(), request.uri().path()) {
-        (&Method::POST, "/end") => end(demo, request, true),
-        (&Method::POST, "/break") => end(demo, request, false),
-        _ => {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            response
+    let method = request.method();
+    match request.uri().path() {
+        "/end" if method == Method::POST => end(demo, request, true),
+        "/break" if method == Method::POST => end(demo, request, false),
+        "/generate" if method == Method::POST => generate(demo),
+        "/break" | "/end" | "/generate" => method_not_allowed("POST"),
+        path => {
+            let rest = path.strip_prefix("/generate/").unwrap_or_default();
+            match rest.split_once('/') {
+                None if method == Method::GET => resume(demo, request, rest),
+                None => method_not_allowed("GET"),
+                Some((id, "stop")) if method == Method::POST => stop(demo, id),
+                Some((_, "stop")) => method_not_allowed("POST"),
+                Some(_) => text(StatusCode::NOT_FOUND, "no such route\n"),
+            }
         }
     }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<DemoBody> {
+    let body = match allow {
+        "GET" => "GET only\n",
+        _ => "POST only\n",
+    };
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, body);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// `POST /generate`: starts a run that writes the demo's text word by word
+/// and answers with its stream: a `run` event (its id), one event per
+/// word, then `run-end`. The run's id is also in `X-Run-Id`, for clients
+/// that can read it (curl, the page's own origin).
+fn generate(demo: &Demo) -> Response<DemoBody> {
+    let run = match demo.hub.start_run() {
+        Ok(run) => run,
+        Err(error) => return hub_error(error),
+    };
+    let id = run.id().to_owned();
+    // A new run is followed from its first event: nothing in the request
+    // (a `Last-Event-ID`, a query) says otherwise.
+    let follow = demo.hub.follow_run(&id, &HeaderMap::new(), &Uri::default());
+    let started = serde_json::json!({ "run": id });
+    // No id of its own: the hub gives ids, so this cannot fail.
+    let _ = run.send(
+        Event::new()
+            .event_type(RUN_STARTED)
+            .data(started.to_string()),
+    );
+    println!("run {id} started");
+    tokio::spawn(write_words(run, demo.text.clone(), demo.word_period));
+    let mut response = follow_response(follow);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-run-id", value);
+    }
+    response
+}
+
+/// The run's producer: one event per word of `text` (with the space after
+/// it), one every `period`, then the end: completed, or stopped as soon as
+/// someone asks. It goes on when the page that started it is reloaded.
+async fn write_words(run: Run, text: Arc<str>, period: Duration) {
+    let mut stopped = pin!(run.stopped());
+    let mut end = RunEnd::completed();
+    for word in text.split_inclusive(' ') {
+        tokio::select! {
+            () = &mut stopped => {
+                end = RunEnd::stopped();
+                break;
+            }
+            () = tokio::time::sleep(period) => {}
+        }
+        let _ = run.send(Event::new().data(word));
+    }
+    println!("run {} ended: {:?}", run.id(), end.outcome());
+    let _ = run.finish(end);
+}
+
+/// `GET /generate/{id}`: the run's events after the page's last one
+/// (`Last-Event-ID`, or `?last_event_id=` from `fetch`), then its end;
+/// `204` when the page saw the end already, `404` when the run is gone.
+fn resume(demo: &Demo, request: &Request<Incoming>, id: &str) -> Response<DemoBody> {
+    follow_response(demo.hub.follow_run(id, request.headers(), request.uri()))
+}
+
+/// `POST /generate/{id}/stop`: asks the run to stop (from any page).
+fn stop(demo: &Demo, id: &str) -> Response<DemoBody> {
+    if demo.hub.stop_run(id) {
+        text(StatusCode::ACCEPTED, "stopping\n")
+    } else {
+        text(StatusCode::NOT_FOUND, "no such run running here\n")
+    }
+}
+
+fn follow_response(follow: Result<Subscription, HubError>) -> Response<DemoBody> {
+    match follow {
+        Ok(subscription) => subscription
+            .into_http_response()
+            .map(|body| body.boxed_unsync()),
+        Err(error) => hub_error(error),
+    }
+}
+
+fn hub_error(error: HubError) -> Response<DemoBody> {
+    error
+        .into_http_response()
+        .map(|body| Full::from(body).boxed_unsync())
 }
 
 /// Ends stream `?stream=N`. For good (`/end`): its session's reconnect
@@ -490,18 +634,19 @@ fn end(demo: &Demo, request: &Request<Incoming>, for_good: bool) -> Response<Dem
 }
 
 /// A page's self-check result (`/?check=resume` or `/?check=gap`): logged,
-/// and handed to whoever runs the demo (its test).
-fn check(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
-    let checks = demo.checks.clone();
-    tokio::spawn(async move {
-        if let Ok(body) = request.into_body().collect().await {
-            let result = String::from_utf8_lossy(&body.to_bytes()).into_owned();
-            println!("page check: {result}");
-            if let Some(checks) = checks {
-                let _ = checks.send(result);
-            }
-        }
-    });
+/// and handed to whoever runs the demo (its test). Read before the answer:
+/// read after it (on a task of its own), the body was lost now and then
+/// (in about one run in five of the reload test in Chromium).
+async fn check(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
+    let body = http_body_util::Limited::new(request.into_body(), 1 << 20);
+    let Ok(body) = body.collect().await else {
+        return text(StatusCode::BAD_REQUEST, "unreadable check\n");
+    };
+    let result = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    println!("page check: {result}");
+    if let Some(checks) = &demo.checks {
+        let _ = checks.send(result);
+    }
     text(StatusCode::NO_CONTENT, "")
 }
 
@@ -562,6 +707,7 @@ const PAGE: &str = r##"<!doctype html>
   #state { font-weight: bold; }
   button { margin-right: .5rem; }
   .gap { background: #fff3cd; }
+  #output { white-space: pre-wrap; border: 1px solid #ddd; padding: .5rem; min-height: 3em; }
 </style>
 <h1>tower-sse demo</h1>
 <p>This page comes from <code id="page-origin"></code>; the stream comes from
@@ -579,6 +725,19 @@ watch it travel with the stream (<code>EventSource</code> with
   <button id="reopen">Open again</button>
 </p>
 <p id="closed"></p>
+<h2>A resumable run</h2>
+<p>"Generate" starts a run on the server, which writes a text word by word;
+the page reads it with <code>fetch</code> (<code>POST /generate</code>).
+Reload the page while it is being written: the page resumes the run with the
+id of the last word it kept (<code>GET /generate/{id}?last_event_id=...</code>)
+and the text goes on exactly where it was. "Stop" asks the server to end
+it.</p>
+<p>
+  <button id="generate">Generate</button>
+  <button id="stop" disabled>Stop</button>
+  <span id="run-state">no run yet</span>
+</p>
+<div id="output"></div>
 <table>
   <thead><tr><th>type</th><th>id</th><th>data</th></tr></thead>
   <tbody id="events"></tbody>
@@ -723,5 +882,158 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
   };
   document.getElementById("reopen").onclick = () => { if (source) source.close(); open(); };
   open();
+
+  // The resumable run. The page keeps the run's id, the id of the last
+  // event it kept and the text so far in sessionStorage, written together
+  // after each event (one synchronous step: a reload cannot come between
+  // them), so a reload resumes after exactly the words it shows.
+  const RUN = "generation";
+  let generation = JSON.parse(sessionStorage.getItem(RUN) ?? "null");
+  const saveRun = () => sessionStorage.setItem(RUN, JSON.stringify(generation));
+  let runNote = "";
+  let stopAsked = false;
+
+  function showRun() {
+    const g = generation;
+    document.getElementById("output").textContent = g ? g.text : "";
+    const running = g !== null && g.outcome === null;
+    document.getElementById("generate").disabled = running;
+    document.getElementById("stop").disabled = !running || g.run === null || stopAsked;
+    const resumed = g && g.resumes > 0 ? `, resumed ${g.resumes} time${g.resumes > 1 ? "s" : ""}` : "";
+    show("run-state", g === null ? "no run yet"
+      : running ? `running: ${g.words} words${resumed}${runNote}`
+      : `${g.outcome}: ${g.words} words${resumed}${runNote}`);
+  }
+
+  // One event of the run (`data` null: an id alone): its id and what it
+  // adds, stored at once.
+  function runEvent(type, id, data) {
+    const g = generation;
+    if (data !== null) {
+      if (type === "run") g.run = JSON.parse(data).run;
+      else if (type === "message") { g.text += data; g.words += 1; }
+      else if (type === "run-end") g.outcome = JSON.parse(data).outcome;
+      else if (type === "gap") runNote = ` (gap: ${data})`;
+    }
+    if (id !== null) g.last = id;
+    saveRun();
+    showRun();
+  }
+
+  // Reads an event stream as EventSource does (lines end in LF here):
+  // each event's type, id and data (null when it has none: EventSource
+  // dispatches no event, but keeps its id), in order; comments are
+  // skipped.
+  async function readEvents(response, onEvent) {
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let type = "message", id = null;
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let value = colon < 0 ? "" : line.slice(colon + 1);
+          if (value.startsWith(" ")) value = value.slice(1);
+          if (field === "data") data.push(value);
+          else if (field === "event") type = value;
+          else if (field === "id") id = value;
+        }
+        if (data.length > 0) onEvent(type, id, data.join("\n"));
+        else if (id !== null) onEvent(type, id, null);
+      }
+    }
+  }
+
+  // Follows the run until its end: the first request (the POST, or a
+  // resume after a reload), then, when the stream breaks before the end,
+  // a resume after the last event kept, a second later (five failures in
+  // a row and the page gives up).
+  async function followRun(first) {
+    let failures = 0;
+    for (let request = first; failures < 5; request = resumeRun) {
+      try {
+        const response = await request();
+        if (response.status === 204) {
+          // The server says the page saw the end already.
+          if (generation.outcome === null) generation.outcome = "ended";
+        } else if (response.status === 404) {
+          generation.outcome = "gone";
+          runNote = " (the server no longer has this run)";
+        } else if (response.ok) {
+          await readEvents(response, runEvent);
+          failures = 0;
+        } else {
+          runNote = ` (${response.status} ${await response.text()})`;
+          failures += 1;
+        }
+      } catch (error) {
+        runNote = ` (${error.message})`;
+        failures += 1;
+      }
+      if (generation.outcome !== null || generation.run === null) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    if (generation.outcome === null) {
+      generation.outcome = "lost";
+      if (generation.run === null && runNote === "") runNote = " (no run started)";
+    }
+    saveRun();
+    showRun();
+  }
+
+  const resumeRun = () => {
+    generation.resumes += 1;
+    saveRun();
+    runNote = "";
+    const last = encodeURIComponent(generation.last ?? "");
+    return fetch(`${streamOrigin}/generate/${encodeURIComponent(generation.run)}?last_event_id=${last}`,
+      { credentials: "include", headers: { Accept: "text/event-stream" } });
+  };
+
+  document.getElementById("generate").onclick = () => {
+    generation = { run: null, last: null, text: "", words: 0, outcome: null, resumes: 0 };
+    runNote = "";
+    stopAsked = false;
+    saveRun();
+    showRun();
+    // `Accept: text/event-stream` tells SseCorsLayer this is a stream.
+    followRun(() => fetch(`${streamOrigin}/generate`,
+      { method: "POST", credentials: "include", headers: { Accept: "text/event-stream" } }));
+  };
+  document.getElementById("stop").onclick = async () => {
+    stopAsked = true;
+    showRun();
+    try {
+      const response = await fetch(`${streamOrigin}/generate/${encodeURIComponent(generation.run)}/stop`,
+        { method: "POST", credentials: "include" });
+      // The run's end comes on its stream; this only says it was asked.
+      if (!response.ok) runNote = ` (stop: ${response.status} ${await response.text()})`;
+    } catch (error) {
+      runNote = ` (stop failed: ${error.message})`;
+    }
+    showRun();
+  };
+
+  // After a reload: the text kept so far, and the rest of the run.
+  showRun();
+  if (generation !== null && generation.outcome === null) {
+    if (generation.run === null) {
+      generation.outcome = "lost";
+      runNote = " (the page was reloaded before the run's id arrived)";
+      saveRun();
+      showRun();
+    } else {
+      followRun(resumeRun);
+    }
+  }
 </script>
 "##;

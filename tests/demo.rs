@@ -13,6 +13,25 @@ use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
+/// What "Generate" writes in these tests: the demo is given it, and the
+/// tests check against it. Non-ASCII characters (split across reads by the
+/// browser's decoder), a word with a line break in it (one event, two
+/// `data:` lines), 67 words.
+const TEXT: &str = "Tokens arrive one by one \u{2014} \u{ab}like these\u{bb} \u{2014} and each \
+one is kept exactly once. The page was reloaded somewhere in the middle of this \
+sentence, or the next one: it asked for the run again with the \
+id of the last token it kept.\nNothing is missing and nothing came twice; \u{65e5}\u{672c}\u{8a9e} \
+and \u{1f680} made the trip as well. That is the end of this text.";
+
+/// Time between the words of a run in these tests: a run lasts 2.7 s.
+const WORD_PERIOD: Duration = Duration::from_millis(40);
+
+/// The events a run writes for `text`: one per word, with the space after
+/// it.
+fn words(text: &str) -> Vec<&str> {
+    text.split_inclusive(' ').collect()
+}
+
 struct Demo {
     page: SocketAddr,
     stream: SocketAddr,
@@ -48,6 +67,8 @@ async fn start_with_script(
         demo::Options {
             period: Duration::from_millis(20),
             history,
+            text: TEXT.to_owned(),
+            word_period: WORD_PERIOD,
             checks,
             script: script.map(str::to_owned),
         },
@@ -266,6 +287,199 @@ async fn demo_resumes_after_last_event_id_from_the_hub() {
     assert!(events[1].data.contains("unknown-id"), "{}", events[1].data);
 }
 
+fn post(addr: SocketAddr, path: &str) -> http::request::Builder {
+    Request::post(format!("http://{addr}{path}"))
+}
+
+/// `POST /generate` as the page sends it.
+async fn generate(demo: &Demo) -> http::Response<hyper::body::Incoming> {
+    send(post(demo.stream, "/generate").header(header::ACCEPT, "text/event-stream")).await
+}
+
+/// `POST /generate` streams the run from its first event: a `run` event
+/// with the run's id (also in `X-Run-Id`), one event per word, the end.
+/// `GET /generate/{id}?last_event_id=` after any of them sends exactly the
+/// events after it; after the end, `204`; a run the demo never had, `404`.
+#[tokio::test]
+async fn generate_streams_the_text_and_a_resume_after_any_event_sends_exactly_the_rest() {
+    let demo = start().await;
+    let response = generate(&demo).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+    let (events, broke) = common::events_until_end(response).await;
+    assert!(!broke);
+    assert_eq!(events[0].event, "run");
+    let started: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+    assert_eq!(started["run"], id.as_str());
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "run-end");
+    assert_eq!(last.data, r#"{"outcome":"completed"}"#);
+    let written: Vec<&str> = events[1..events.len() - 1]
+        .iter()
+        .map(|event| event.data.as_str())
+        .collect();
+    assert_eq!(written, words(TEXT), "one event per word, in order");
+    assert_eq!(written.concat(), TEXT);
+
+    let ids_and_data = |events: &[eventsource_stream::Event]| -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|event| (event.id.clone(), event.data.clone()))
+            .collect()
+    };
+    let total = events.len();
+    for after in [0, 1, total / 2, total - 2] {
+        let path = format!("/generate/{id}?last_event_id={}", events[after].id);
+        let response = send(get(demo.stream, &path)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let (rest, broke) = common::events_until_end(response).await;
+        assert!(!broke);
+        assert_eq!(
+            ids_and_data(&rest),
+            ids_and_data(&events[after + 1..]),
+            "after event {after}"
+        );
+    }
+    let path = format!("/generate/{id}?last_event_id={}", last.id);
+    let response = send(get(demo.stream, &path)).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::NO_CONTENT,
+        "the end was seen"
+    );
+    let response = send(get(demo.stream, "/generate/0123456789abcdef")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+/// "Stop" from anywhere: the run ends as stopped, for the stream that
+/// started it and for another that follows it, with the words written until
+/// then; the run is no longer running, so a second stop finds nothing.
+#[tokio::test]
+async fn stop_ends_the_run_as_stopped_for_every_follower() {
+    let demo = start().await;
+    let response = generate(&demo).await;
+    let id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+    let mut started = common::parse_events(response);
+    let first: Vec<_> = (&mut started).take(3).collect().await;
+    let follower = send(get(demo.stream, &format!("/generate/{id}"))).await;
+    assert_eq!(follower.status(), StatusCode::OK);
+
+    let stop = send(post(demo.stream, &format!("/generate/{id}/stop"))).await;
+    assert_eq!(stop.status(), StatusCode::ACCEPTED);
+    let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(2), started.collect::<Vec<_>>())
+        .await
+        .expect("the run ended at once");
+    let started: Vec<_> = first.into_iter().chain(rest).collect();
+    let (followed, broke) = common::events_until_end(follower).await;
+    assert!(!broke);
+    for events in [&started, &followed] {
+        let end = events.last().unwrap();
+        assert_eq!(end.event, "run-end");
+        assert_eq!(end.data, r#"{"outcome":"stopped"}"#);
+        let written: Vec<&str> = events[1..events.len() - 1]
+            .iter()
+            .map(|event| event.data.as_str())
+            .collect();
+        assert!(written.len() >= 2 && written.len() < words(TEXT).len());
+        assert_eq!(written, words(TEXT)[..written.len()]);
+    }
+    assert_eq!(
+        started.iter().map(|event| &event.id).collect::<Vec<_>>(),
+        followed.iter().map(|event| &event.id).collect::<Vec<_>>(),
+        "both streams saw the same events"
+    );
+    let again = send(post(demo.stream, &format!("/generate/{id}/stop"))).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+}
+
+/// The run routes answer the page's origin, across origins, with the
+/// cookie: `SseCorsLayer` marks the streams and answers the POST stream's
+/// preflight (declared with `stream_route`, for a page that would send
+/// JSON: this one sends none); the app's CORS makes the other
+/// answers readable (a run that is gone: `404`, and the stop). Another
+/// origin's stream request is refused before a run starts.
+#[tokio::test]
+async fn the_run_routes_answer_the_page_s_origin_only() {
+    let demo = start().await;
+    let page = format!("http://localhost:{}", demo.page.port());
+    let readable = |response: &http::Response<hyper::body::Incoming>| {
+        let headers = response.headers();
+        headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN) == Some(&page.parse().unwrap())
+            && headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS] == "true"
+    };
+    let response = send(
+        post(demo.stream, "/generate")
+            .header(header::ORIGIN, &page)
+            .header(header::ACCEPT, "text/event-stream"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(readable(&response), "{:?}", response.headers());
+    let id = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+    drop(response);
+
+    let preflight = send(
+        Request::options(format!("http://{}/generate", demo.stream))
+            .header(header::ORIGIN, &page)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type"),
+    )
+    .await;
+    // Answered by `SseCorsLayer` (the app's CORS answers `200`).
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.headers()[header::ACCESS_CONTROL_ALLOW_METHODS],
+        "POST"
+    );
+    let allowed = preflight.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("content-type"), "{allowed}");
+
+    let gone = send(
+        get(demo.stream, "/generate/0123456789abcdef?last_event_id=x")
+            .header(header::ORIGIN, &page)
+            .header(header::ACCEPT, "text/event-stream"),
+    )
+    .await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert!(
+        readable(&gone),
+        "the page can read the 404: {:?}",
+        gone.headers()
+    );
+
+    let stop =
+        send(post(demo.stream, &format!("/generate/{id}/stop")).header(header::ORIGIN, &page))
+            .await;
+    assert_eq!(stop.status(), StatusCode::ACCEPTED);
+    assert!(readable(&stop), "{:?}", stop.headers());
+
+    let refused = send(
+        post(demo.stream, "/generate")
+            .header(header::ORIGIN, "http://localhost:1")
+            .header(header::ACCEPT, "text/event-stream"),
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // Other methods: told which one to use.
+    for (request, allow) in [
+        (get(demo.stream, "/generate"), "POST"),
+        (post(demo.stream, &format!("/generate/{id}")), "GET"),
+        (get(demo.stream, &format!("/generate/{id}/stop")), "POST"),
+    ] {
+        let response = send(request).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], allow);
+    }
+}
+
 /// Drives the demo page in a headless browser with a self-check: after 3
 /// ticks the server breaks the stream (no 204), the browser reconnects by
 /// itself, and the page reports every tick number it got.
@@ -336,17 +550,20 @@ async fn the_gap_event_arrives_when_the_history_is_too_short(browser: common::Br
     assert_eq!(jumps, 1, "{ticks:?}");
 }
 
-/// Opens the demo's page in `browser` with `TOUR`, which presses every
-/// button in turn, and returns the tour's report and the errors and
-/// warnings of the browser's own console: Chromium's through the DevTools
-/// protocol (every source: CORS refusals, failed loads and 404s, uncaught
-/// errors, `console.*`). Firefox's console is out of reach without its
-/// remote protocol (`None`): there the page's hooks in `TOUR` are the
-/// witness.
-async fn tour(browser: common::Browser) -> Option<(serde_json::Value, Option<Vec<String>>)> {
+/// Opens the demo's page in `browser` with `script` (built by
+/// [`script`]), which drives the page and reports to `/check`, and returns
+/// the report and the errors and warnings of the browser's own console:
+/// Chromium's through the DevTools protocol (every source: CORS refusals,
+/// failed loads and 404s, uncaught errors, `console.*`). Firefox's console
+/// is out of reach without its remote protocol (`None`): there the page's
+/// hooks in the script are the witness.
+async fn drive(
+    browser: common::Browser,
+    script: &str,
+) -> Option<(serde_json::Value, Option<Vec<String>>)> {
     let binary = browser.available()?;
     let (checks, mut reported) = tokio::sync::mpsc::unbounded_channel();
-    let demo = start_with_script(1000, Some(checks), Some(TOUR)).await;
+    let demo = start_with_script(1000, Some(checks), Some(script)).await;
     let port = demo.page.port();
     // `localhost` for both origins: same site, so the cookie travels.
     let url = format!("http://localhost:{port}/");
@@ -370,10 +587,21 @@ async fn tour(browser: common::Browser) -> Option<(serde_json::Value, Option<Vec
                     Some(event) = devtools.next_event() => {
                         console.extend(common::devtools::console_problem(&event));
                     }
-                    () = &mut deadline => panic!("the page reported within {within:?}"),
+                    () = &mut deadline => {
+                        let page = devtools
+                            .call("Runtime.evaluate", serde_json::json!({
+                                "expression": PAGE_STATE,
+                                "returnByValue": true,
+                            }))
+                            .await;
+                        panic!(
+                            "no report from the page within {within:?}; the page: {}; console: {console:#?}",
+                            page["result"]["value"]
+                        );
+                    }
                 }
             };
-            // Whatever the console shows right after the last press.
+            // Whatever the console shows right after the last step.
             let settle = tokio::time::sleep(Duration::from_millis(500));
             tokio::pin!(settle);
             loop {
@@ -405,15 +633,19 @@ async fn tour(browser: common::Browser) -> Option<(serde_json::Value, Option<Vec
 /// CORS refusal for the page's calls to the stream origin, no 404, no
 /// uncaught error. A newcomer reads any of them as a bug in the crate.
 async fn every_button_of_the_demo_leaves_the_console_clean(browser: common::Browser) {
-    let Some((report, console)) = tour(browser).await else {
+    let Some((report, console)) = drive(browser, &script(TOUR)).await else {
         return;
     };
     assert_eq!(report["error"], serde_json::Value::Null, "{report}");
     assert_eq!(
         report["steps"],
-        serde_json::json!(["login", "break", "close", "break", "end", "reopen", "end", "reopen"]),
+        serde_json::json!([
+            "login", "break", "close", "break", "end", "reopen", "end", "reopen", "generate",
+            "stop"
+        ]),
         "{report}"
     );
+    assert_eq!(report["run"]["outcome"], "stopped", "{report}");
     // The cookie set by "Log in" travelled with the stream.
     assert!(
         report["session"].as_str().unwrap().starts_with('s'),
@@ -425,18 +657,36 @@ async fn every_button_of_the_demo_leaves_the_console_clean(browser: common::Brow
     }
 }
 
-/// Run by the demo's page before its own script: hooks that record what a
-/// developer would see in the console (`console.error` and `warn`, uncaught
-/// errors and rejections, a failed load, a `fetch` that failed, CORS
-/// included, or got an error status), then a tour that presses every
-/// button and waits for what each one does. Logging in is a navigation:
-/// the tour and its record go on in the next page (sessionStorage).
-/// Reports `{error, steps, problems, session}` to `/check`.
-const TOUR: &str = r#"(() => {
-  const load = () => JSON.parse(sessionStorage.getItem("tour"))
-    ?? { phase: "start", steps: [], problems: [] };
-  const save = (tour) => sessionStorage.setItem("tour", JSON.stringify(tour));
-  const record = (key, text) => { const tour = load(); tour[key].push(text); save(tour); };
+/// What the page holds, for a test that waited in vain for its report.
+const PAGE_STATE: &str = r#"JSON.stringify({
+  url: location.href,
+  readyState: document.readyState,
+  drive: sessionStorage.getItem("drive"),
+  generation: sessionStorage.getItem("generation"),
+  runState: document.getElementById("run-state")?.textContent,
+})"#;
+
+/// A script for the demo's page, run before the page's own: `HOOKS`, then
+/// `steps`, which define `async function drive()`: it returns
+/// `"navigating"` when it leaves the page (the script goes on in the next
+/// one, from sessionStorage), or what to add to the report. The report,
+/// `{error, steps, problems, ...}`, goes to `/check`.
+fn script(steps: &str) -> String {
+    format!("(() => {{\n{HOOKS}\n{steps}\n{REPORT}\n}})();")
+}
+
+/// Hooks that record what a developer would see in the console
+/// (`console.error` and `warn`, uncaught errors and rejections, a failed
+/// load, a `fetch` that failed, CORS included, or got an error status),
+/// and the helpers the steps use. What they record is kept in
+/// sessionStorage, across navigations, with a trace of the script's own
+/// progress (loaded, drove, reported) that `PAGE_STATE` shows when the
+/// report never comes.
+const HOOKS: &str = r#"
+  const load = () => JSON.parse(sessionStorage.getItem("drive"))
+    ?? { phase: "start", steps: [], problems: [], trace: [] };
+  const save = (state) => sessionStorage.setItem("drive", JSON.stringify(state));
+  const record = (key, text) => { const state = load(); state[key].push(text); save(state); };
   const problem = (text) => record("problems", `${location.pathname}: ${text}`);
   for (const level of ["error", "warn"]) {
     const original = console[level];
@@ -445,6 +695,7 @@ const TOUR: &str = r#"(() => {
       original.apply(console, args);
     };
   }
+  record("trace", `script ${document.readyState} ${Date.now()}`);
   addEventListener("error", (event) => problem(event.message
     ? `uncaught: ${event.message}`
     : `failed to load: ${event.target.currentSrc || event.target.href || event.target.tagName}`), true);
@@ -465,24 +716,53 @@ const TOUR: &str = r#"(() => {
 
   const $ = (id) => document.getElementById(id);
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-  async function until(what, condition) {
+  async function until(what, condition, ms = 15000) {
     for (const start = Date.now(); !condition(); await sleep(50)) {
-      if (Date.now() - start > 15000) throw new Error(`no ${what} within 15 s`);
+      if (Date.now() - start > ms) throw new Error(`no ${what} within ${ms} ms`);
     }
   }
-  const open = () => $("state").textContent === "open" && $("stream").textContent !== "?";
   async function press(id, then = async () => {}) {
     record("steps", id);
     $(id).click();
     await then();
   }
+  // The page's run as it keeps it: {run, last, text, words, outcome, resumes}.
+  const run = () => JSON.parse(sessionStorage.getItem("generation"));
+  const words = () => run()?.words ?? 0;
+"#;
+
+/// Runs `drive()` once the page's own script has run, and reports.
+const REPORT: &str = r#"
+  addEventListener("DOMContentLoaded", async () => {
+    let error = null;
+    let found = {};
+    record("trace", `drive ${load().phase} ${Date.now()}`);
+    try {
+      found = await drive();
+      record("trace", `drove ${Date.now()}`);
+      if (found === "navigating") return;
+    } catch (failure) {
+      error = String(failure);
+    }
+    const { steps, problems } = load();
+    const report = { error, steps, problems, ...found };
+    pageFetch("/check", { method: "POST", body: JSON.stringify(report) })
+      .then((response) => record("trace", `reported ${response.status} ${Date.now()}`),
+        (error) => record("trace", `report failed ${error} ${Date.now()}`));
+  });
+"#;
+
+/// Presses every button and waits for what each one does. Logging in is
+/// a navigation: the tour goes on in the next page.
+const TOUR: &str = r#"
+  const open = () => $("state").textContent === "open" && $("stream").textContent !== "?";
   async function newStream(id) {
     const before = $("stream").textContent;
     await press(id, () => until(`new stream after ${id}`,
       () => open() && $("stream").textContent !== before));
   }
 
-  async function tour() {
+  async function drive() {
     if (load().phase === "start") {
       await until("stream", open);
       save({ ...load(), phase: "logged in" });
@@ -500,20 +780,128 @@ const TOUR: &str = r#"(() => {
       () => $("closed").textContent.startsWith("Closed by the server")));
     await newStream("reopen");
     await sleep(1000);
+    await press("generate", () => until("3 words", () => words() >= 3));
+    await press("stop", () => until("the run's end", () => run().outcome !== null));
+    return { session: $("session").textContent, run: run() };
   }
+"#;
 
-  addEventListener("DOMContentLoaded", async () => {
-    let error = null;
-    try {
-      if (await tour() === "navigating") return;
-    } catch (failure) {
-      error = String(failure);
+/// Presses "Generate", reloads the page `RELOAD_AFTER` ms after the run's
+/// id arrived, and reports the page once the run has ended: what it kept
+/// before the reload, its run, and what it shows.
+const RELOAD: &str = r#"
+  async function drive() {
+    if (load().phase === "start") {
+      await press("generate", () => until("the run's id", () => run()?.run));
+      await sleep(RELOAD_AFTER);
+      save({ ...load(), phase: "reloaded", atReload: run() });
+      record("steps", "reload");
+      location.reload();
+      return "navigating";
     }
-    const { steps, problems } = load();
-    const report = { error, steps, problems, session: $("session").textContent };
-    pageFetch("/check", { method: "POST", body: JSON.stringify(report) });
-  });
-})();"#;
+    await until("the run's end", () => run()?.outcome, 30000);
+    return { atReload: load().atReload, run: run(), output: $("output").textContent,
+      state: $("run-state").textContent };
+  }
+"#;
+
+/// Presses "Generate", then "Stop" after 3 words, and reports the page once
+/// the run has ended (and a moment later, to catch a word after the end).
+const STOP: &str = r#"
+  async function drive() {
+    await press("generate", () => until("3 words", () => words() >= 3));
+    await press("stop", () => until("the run's end", () => run().outcome !== null));
+    await sleep(300);
+    return { run: run(), output: $("output").textContent, state: $("run-state").textContent };
+  }
+"#;
+
+/// "Generate", then a reload of the page at a random point of the run:
+/// the page resumes the same run after the last word it kept, and ends
+/// with the whole text, exactly (no word twice, none missing), and the
+/// console stays clean.
+async fn a_reload_mid_run_resumes_it_and_the_text_is_exact(browser: common::Browser) {
+    let total = words(TEXT).len();
+    // From the run's id to 12 words before its end: the page has not seen
+    // the end when it reloads.
+    let latest = WORD_PERIOD.as_millis() as u64 * (total as u64 - 12);
+    let reload_after = common::random_tag() % latest;
+    eprintln!("{browser:?}: reloading {reload_after} ms after the run's id arrived");
+    let steps = RELOAD.replace("RELOAD_AFTER", &reload_after.to_string());
+    let Some((report, console)) = drive(browser, &script(&steps)).await else {
+        return;
+    };
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+    assert_eq!(
+        report["steps"],
+        serde_json::json!(["generate", "reload"]),
+        "{report}"
+    );
+    let before = &report["atReload"];
+    assert_eq!(
+        before["outcome"],
+        serde_json::Value::Null,
+        "mid-run: {report}"
+    );
+    let kept = before["text"].as_str().unwrap();
+    assert!(TEXT.starts_with(kept), "{report}");
+    assert_eq!(
+        kept,
+        words(TEXT)[..before["words"].as_u64().unwrap() as usize].concat(),
+        "{report}"
+    );
+    let run = &report["run"];
+    assert_eq!(run["run"], before["run"], "the same run: {report}");
+    assert_eq!(
+        run["resumes"], 1,
+        "resumed once, after the reload: {report}"
+    );
+    assert_eq!(run["outcome"], "completed", "{report}");
+    assert_eq!(run["words"], total, "every word once: {report}");
+    assert_eq!(report["output"], TEXT, "the page shows the text, exactly");
+    assert_eq!(run["text"], TEXT);
+    assert!(
+        report["state"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("completed: {total} words, resumed 1 time")),
+        "{report}"
+    );
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    if let Some(console) = console {
+        assert!(console.is_empty(), "{console:#?}");
+    }
+}
+
+/// "Generate", then "Stop": the server ends the run as stopped, and the
+/// page shows it, with the words written until then and nothing after.
+async fn stop_ends_the_run_and_the_page_shows_it(browser: common::Browser) {
+    let Some((report, console)) = drive(browser, &script(STOP)).await else {
+        return;
+    };
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+    let run = &report["run"];
+    assert_eq!(run["outcome"], "stopped", "{report}");
+    let written = run["words"].as_u64().unwrap() as usize;
+    let total = words(TEXT).len();
+    assert!((3..total).contains(&written), "{report}");
+    assert_eq!(
+        report["output"],
+        words(TEXT)[..written].concat(),
+        "{report}"
+    );
+    assert!(
+        report["state"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("stopped: {written} words")),
+        "{report}"
+    );
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    if let Some(console) = console {
+        assert!(console.is_empty(), "{console:#?}");
+    }
+}
 
 #[tokio::test]
 async fn demo_shutdown_ends_open_streams_and_returns() {
@@ -554,6 +942,17 @@ mod chromium {
     }
 
     #[tokio::test]
+    async fn a_reload_mid_run_resumes_it_and_the_text_is_exact() {
+        super::a_reload_mid_run_resumes_it_and_the_text_is_exact(super::common::Browser::Chromium)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_run_and_the_page_shows_it() {
+        super::stop_ends_the_run_and_the_page_shows_it(super::common::Browser::Chromium).await;
+    }
+
+    #[tokio::test]
     async fn the_gap_event_arrives_when_the_history_is_too_short() {
         super::the_gap_event_arrives_when_the_history_is_too_short(
             super::common::Browser::Chromium,
@@ -575,6 +974,17 @@ mod firefox {
             super::common::Browser::Firefox,
         )
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_reload_mid_run_resumes_it_and_the_text_is_exact() {
+        super::a_reload_mid_run_resumes_it_and_the_text_is_exact(super::common::Browser::Firefox)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_run_and_the_page_shows_it() {
+        super::stop_ends_the_run_and_the_page_shows_it(super::common::Browser::Firefox).await;
     }
 
     #[tokio::test]
