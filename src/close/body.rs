@@ -77,8 +77,9 @@ pub(super) struct Tracker {
     inner_ended: AtomicBool,
     /// Set by a stream that ends because its client fell behind.
     lag: Option<EndSignal>,
-    /// What failed, for a stream closed with `Error` by its body.
-    failure: Option<Failure>,
+    /// What failed, for a stream closed with `Error` by its body (boxed:
+    /// every idle stream carries the field, few ever fill it).
+    failure: Option<Box<Failure>>,
 }
 
 impl Tracker {
@@ -139,7 +140,7 @@ impl Tracker {
     /// nothing else keeps it).
     fn fail(&mut self, failure: impl FnOnce() -> Failure) {
         if self.stream && !self.closed {
-            self.failure = Some(failure());
+            self.failure = Some(Box::new(failure()));
         }
         self.close(CloseReason::Error);
     }
@@ -165,7 +166,7 @@ impl Tracker {
             duration: self.start.elapsed(),
             frames: self.frames,
             bytes: self.bytes,
-            failure: self.failure.take(),
+            failure: self.failure.take().map(|failure| *failure),
         };
         if let Some(failure) = &info.failure {
             crate::metrics::stream_failed(failure.kind());
