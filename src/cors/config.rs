@@ -287,6 +287,11 @@ impl SseCorsBuilder {
     /// The request itself is judged as every stream request is, by its
     /// `Accept: text/event-stream`, so send that header from the page.
     ///
+    /// A browser sends a preflight only for a request that is not
+    /// "simple": a JSON `Content-Type` or an `Authorization` header, say.
+    /// Allow those headers with [`allow_header`](Self::allow_header), or the
+    /// preflight is not this layer's to answer.
+    ///
     /// Without it, such preflights go on to the inner service (the app's
     /// own CORS): a JSON `POST` elsewhere is never answered by this layer.
     ///
