@@ -485,7 +485,40 @@ on_both_backends!(
     ids_read_from_headers_are_bounded_and_need_not_be_utf8,
     subscribing_is_bounded_in_topics_and_name_length,
     a_topic_dropped_while_idle_resumes_as_its_backend_allows,
+    a_run_is_followed_resumed_stopped_and_ended_on_the_instance_that_started_it,
 );
+
+/// Runs live on the instance that started them, whatever the backend: on
+/// a hub on Redis they behave as on the memory hub.
+async fn a_run_is_followed_resumed_stopped_and_ended_on_the_instance_that_started_it(
+    backend: Backend,
+) {
+    let hub = backend.hub(Hub::builder());
+    let run = hub.start_run().unwrap();
+    let id = run.id().to_owned();
+    let none = http::HeaderMap::new();
+    let uri = http::Uri::from_static("/runs/x");
+    let mut follower = hub.follow_run(&id, &none, &uri).unwrap();
+    let first = run.send(Event::new().data("1")).unwrap();
+    run.send(Event::new().data("2")).unwrap();
+    assert_eq!(next(&mut follower).await.unwrap().data.as_deref(), Some("1"));
+    assert_eq!(next(&mut follower).await.unwrap().data.as_deref(), Some("2"));
+    assert!(hub.stop_run(&id));
+    tokio::time::timeout(Duration::from_secs(5), run.stopped())
+        .await
+        .expect("the producer learns of the stop at once");
+    run.finish(tower_sse::hub::RunEnd::stopped()).unwrap();
+    let end = next(&mut follower).await.unwrap();
+    assert_eq!(end.event.as_deref(), Some(tower_sse::hub::RUN_END_EVENT));
+    assert_eq!(end.data.as_deref(), Some("{\"outcome\":\"stopped\"}"));
+    assert_eq!(next(&mut follower).await, None, "the stream ends");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("last-event-id", first.to_string().parse().unwrap());
+    let mut resumed = hub.follow_run(&id, &headers, &uri).unwrap();
+    assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("2"));
+    assert!(next(&mut resumed).await.unwrap().event.is_some());
+    assert_eq!(next(&mut resumed).await, None);
+}
 
 // Redis only: many instances, and Redis going away.
 
