@@ -501,8 +501,14 @@ async fn a_run_is_followed_resumed_stopped_and_ended_on_the_instance_that_starte
     let mut follower = hub.follow_run(&id, &none, &uri).unwrap();
     let first = run.send(Event::new().data("1")).unwrap();
     run.send(Event::new().data("2")).unwrap();
-    assert_eq!(next(&mut follower).await.unwrap().data.as_deref(), Some("1"));
-    assert_eq!(next(&mut follower).await.unwrap().data.as_deref(), Some("2"));
+    assert_eq!(
+        next(&mut follower).await.unwrap().data.as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        next(&mut follower).await.unwrap().data.as_deref(),
+        Some("2")
+    );
     assert!(hub.stop_run(&id));
     tokio::time::timeout(Duration::from_secs(5), run.stopped())
         .await
