@@ -187,7 +187,9 @@ return redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
 );
 
 /// The settings of the Redis backend, as the builder records them.
-#[derive(Clone, Debug)]
+/// `Debug` shows the URL without its password: a builder or a build error
+/// printed in a log must not leak it.
+#[derive(Clone)]
 pub(super) struct RedisSettings {
     pub(super) url: Option<String>,
     pub(super) prefix: String,
@@ -195,6 +197,39 @@ pub(super) struct RedisSettings {
     pub(super) grace: Duration,
     pub(super) key_ttl: Option<Duration>,
     pub(super) tls: tls::TlsSettings,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.url.as_deref().map(redacted))
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("grace", &self.grace)
+            .field("key_ttl", &self.key_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with the password of its user information replaced by `***`
+/// (`redis://user:***@host:6379/0`); a URL without one, unchanged.
+pub(super) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = rest[..at]
+        .split_once(':')
+        .map_or(&rest[..at], |(user, _)| user);
+    let had_password = rest[..at].contains(':') || !user.is_empty();
+    if !had_password {
+        return url.to_owned();
+    }
+    let user = if rest[..at].contains(':') { user } else { "" };
+    format!("{scheme}://{user}:***{}", &rest[at..])
 }
 
 impl Default for RedisSettings {
