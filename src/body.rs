@@ -68,7 +68,7 @@ const MAX_RESERVE: usize = 256 * 1024;
 /// frames a reset clears), so the body waits one turn of the connection
 /// before an error or panic that comes right behind events, which is
 /// enough for HTTP/1.1 when the socket takes what hyper holds. Behind
-/// `CloseLayer` (or `SseLayer`, feature `close`) nothing is lost on any
+/// `CloseLayer` (or `SseLayer`, feature `layers`) nothing is lost on any
 /// version: the layer ends a failed event stream cleanly after everything
 /// it wrote, and reports `CloseReason::Error`.
 ///

@@ -1,5 +1,5 @@
 //! axum integration (feature `axum`, on `axum-core` only): [`LastEventId`]
-//! and `CloseHandle` (feature `close`) as handler arguments, and the hub's
+//! and `CloseHandle` (feature `layers`) as handler arguments, and the hub's
 //! `Subscription` and `HubError` (feature `hub`) as handler results.
 //!
 //! ```

@@ -7,7 +7,7 @@
 //!   events arrive late and in batches);
 //! - the `no-transform` directive of `Cache-Control`, added to the
 //!   directives the handler set (or to `no-cache`, the same default as
-//!   `SseHeadersLayer` (feature `headers`), when it set none), so that
+//!   `SseHeadersLayer` (feature `layers`), when it set none), so that
 //!   transforming proxies and CDNs do not compress or rewrite the stream.
 //!
 //! Every other response passes through exactly as it was.

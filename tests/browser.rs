@@ -425,7 +425,7 @@ async fn a_204_on_reconnect_stops_the_browser(browser: Browser) {
     );
 }
 
-/// What a full hub answers (`HubError::response`): a `200` stream with a
+/// What a full hub answers (`HubError::into_http_response`): a `200` stream with a
 /// comment and a `retry:` only, then its end. The browser must come back
 /// (a `503` would stop it for good).
 async fn a_stream_with_only_a_retry_brings_the_browser_back(browser: Browser) {

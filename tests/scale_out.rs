@@ -68,7 +68,7 @@ fn example_binary() -> PathBuf {
     assert!(
         binary.is_file(),
         "{} is missing: `cargo test --all-features` builds it (or `cargo build --example \
-         scale_out --features redis,axum,util`)",
+         scale_out --features redis,axum`)",
         binary.display()
     );
     binary
