@@ -217,19 +217,11 @@ impl Event {
     /// counts itself.
     #[inline]
     pub fn id_number(mut self, id: u64) -> Self {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = id;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
+        // Written as `retry` writes its number: digits only, never empty.
+        use std::io::Write as _;
         let encoding = self.encoding();
-        write_field(&mut encoding.buf, b"id: ", &digits[at..]);
+        // Writing to a Vec cannot fail.
+        let _ = writeln!(encoding.buf, "id: {id}");
         encoding.has_id = true;
         self
     }

@@ -417,17 +417,7 @@ impl Hub {
         }
         let now = Instant::now();
         let (start, slot) = found.start(asked, self.shared.config.retention, now);
-        let first = start.first_id.map(|id| match start.how {
-            Start::Gap { reason, .. } => self.gap_event(id, reason, asked, start.missed),
-            _ => {
-                let mut text = [0; 48];
-                let event = match Event::new().event(POSITION_EVENT) {
-                    Ok(event) => event,
-                    Err(error) => error.into_event(),
-                };
-                event.trusted_id(id.write(&mut text)).data("").encode()
-            }
-        });
+        let first = self.first_event(&start, asked);
         Ok(Subscription::new(
             self.shared.clone(),
             found,
@@ -524,6 +514,23 @@ impl Hub {
         return self.shared.backend.is_some();
         #[cfg(not(feature = "redis"))]
         false
+    }
+
+    /// The event an opening starts with: the gap event, or a fresh
+    /// subscriber's position event; none for an exact resume.
+    fn first_event(&self, opening: &topic::Opening, asked: Asked<'_>) -> Option<EncodedEvent> {
+        let id = opening.first_id?;
+        Some(match opening.how {
+            Start::Gap { reason, .. } => self.gap_event(id, reason, asked, opening.missed),
+            _ => {
+                let mut text = [0; 48];
+                Event::new()
+                    .event_type(crate::event::EventType::from_static(POSITION_EVENT))
+                    .trusted_id(id.write(&mut text))
+                    .data("")
+                    .encode()
+            }
+        })
     }
 
     fn gap_event(

@@ -212,9 +212,7 @@ impl Hub {
         topic.subscribers.fetch_add(1, Ordering::AcqRel);
         let retention = self.shared.runs.retention();
         let (opening, slot) = topic.start(asked, retention, Instant::now());
-        let first = opening
-            .first_id
-            .map(|id| self.gap_event(id, gap_reason(opening.how), asked, opening.missed));
+        let first = self.first_event(&opening, asked);
         Ok(Subscription::new(
             self.shared.clone(),
             topic,
@@ -242,14 +240,6 @@ impl Hub {
     /// How many runs the hub holds now, running and finished.
     pub fn run_count(&self) -> usize {
         self.shared.runs.map(Instant::now()).runs.len()
-    }
-}
-
-/// The gap reason of an opening that is a gap.
-fn gap_reason(how: super::Start) -> super::GapReason {
-    match how {
-        super::Start::Gap { reason, .. } => reason,
-        _ => super::GapReason::UnknownId,
     }
 }
 

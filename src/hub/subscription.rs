@@ -215,10 +215,6 @@ impl Stream for Subscription {
                 this.next += 1;
                 Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
             }
-            Poll::Ready(Read::Last(bytes)) => {
-                this.next += 1;
-                Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
-            }
             Poll::Ready(Read::Finished) => Poll::Ready(None),
             Poll::Ready(Read::Lagged) => {
                 this.topic.lagged();

@@ -140,9 +140,8 @@ struct Entry {
 /// What a subscriber at a position finds.
 pub(super) enum Read {
     Event(Bytes),
-    /// A finished run's last event: the subscription ends after it.
-    Last(Bytes),
-    /// A finished run that the subscriber has read to its end.
+    /// A finished run that the subscriber has read to its end (its last
+    /// event included).
     Finished,
     /// The entry it needs left the history.
     Lagged,
@@ -369,9 +368,6 @@ impl Topic {
             return Poll::Ready(Read::Lagged);
         }
         if let Some(entry) = guard.history.get((seq - guard.first) as usize) {
-            if guard.end == Some(seq) {
-                return Poll::Ready(Read::Last(entry.bytes.clone()));
-            }
             return Poll::Ready(Read::Event(entry.bytes.clone()));
         }
         if guard.end.is_some() {
