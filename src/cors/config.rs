@@ -337,14 +337,9 @@ impl SseCorsBuilder {
             });
         }
         let origins = self.origins.take().unwrap_or(Origins::List(Vec::new()));
-        let names: Vec<&str> = self.allow_headers.iter().map(HeaderName::as_str).collect();
-        let allow_headers = HeaderValue::from_str(&names.join(", "))
-            .expect("header names joined by commas are a valid header value");
-        let exposed: Vec<&str> = self.expose_headers.iter().map(HeaderName::as_str).collect();
-        let expose_headers = (!exposed.is_empty()).then(|| {
-            HeaderValue::from_str(&exposed.join(", "))
-                .expect("header names joined by commas are a valid header value")
-        });
+        let allow_headers = joined(&self.allow_headers);
+        let expose_headers =
+            (!self.expose_headers.is_empty()).then(|| joined(&self.expose_headers));
         let max_age = self
             .max_age
             .map(|max_age| HeaderValue::from(max_age.as_secs().min(MAX_AGE_CAP_SECS)));
@@ -373,6 +368,13 @@ impl fmt::Debug for SseCorsBuilder {
             .field("error", &self.error)
             .finish_non_exhaustive()
     }
+}
+
+/// Header names as one list value (`last-event-id, content-type`).
+fn joined(names: &[HeaderName]) -> HeaderValue {
+    let names: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
+    HeaderValue::from_str(&names.join(", "))
+        .expect("header names joined by commas are a valid header value")
 }
 
 /// The browser's serialization of `origin`, or why it is not one.
