@@ -65,6 +65,13 @@ impl Config {
     /// A route given with [`SseCorsBuilder::stream_route`] also owns the
     /// preflights for its path and method whose request headers are all
     /// allowed ones (none at all included).
+    /// Whether `method` on `path` is a declared stream route.
+    pub(super) fn is_stream_route(&self, method: &Method, path: &str) -> bool {
+        self.stream_routes
+            .iter()
+            .any(|(route, allowed)| route == path && allowed == method)
+    }
+
     pub(super) fn owns_preflight(&self, headers: &HeaderMap, path: &str) -> bool {
         let Some(method) = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) else {
             return false;

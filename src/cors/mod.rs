@@ -21,7 +21,9 @@
 //!   that starts a job and streams it) sends `Accept: text/event-stream`
 //!   too; its route is declared with
 //!   [`stream_route`](SseCorsBuilder::stream_route), so that its preflights
-//!   are answered here as well.
+//!   are answered here as well, and so that a request to it from another
+//!   origin is refused whatever its `Accept` says (a form POST would
+//!   otherwise start the job with the user's cookies).
 //! - Such a request from any other origin gets `403 Forbidden` with a short
 //!   plain-text reason, and the inner service is never called: no stream is
 //!   opened for a page that could not read it. (A browser that gets a stream

@@ -84,7 +84,11 @@ where
             }
             return ResponseFuture::call(self.inner.call(request), None);
         }
-        let stream_request = crate::media::accepts_event_stream(headers);
+        // A declared stream route is judged whatever its `Accept` says: a
+        // form or a `no-cors` fetch from another site would otherwise start
+        // the job with the user's cookies.
+        let stream_request = crate::media::accepts_event_stream(headers)
+            || config.is_stream_route(request.method(), request.uri().path());
         // The app's own page (a streaming `fetch` POST sends `Origin`) is
         // not a cross-origin request: never refused.
         if stream_request && !allowed && !is_same_origin(&request, origin) {
@@ -122,6 +126,10 @@ where
 ///   ends TLS, the server sees plain HTTP for an `https` page, and one host
 ///   and port serve one scheme, so a browser cannot send a request to
 ///   `host:port` from a page of the other scheme on that same `host:port`.
+///   Where `Host` carries no port, that holds only partly: an `http` page
+///   calling the `https` server of the same name matches too. This reaches
+///   only browsers that send no `Sec-Fetch-Site`, and such a response gets
+///   no CORS headers, so the page cannot read it.
 fn is_same_origin<B>(request: &Request<B>, origin: &HeaderValue) -> bool {
     let headers = request.headers();
     if let Some(site) = headers.get("sec-fetch-site") {
@@ -167,12 +175,8 @@ impl Allow {
     /// unlock credentialed reads of a JSON route, its errors included, nor
     /// override the app's own CORS there.
     fn apply(self, status: StatusCode, headers: &mut HeaderMap) {
-        // A stream that is gone (`404`: a finished run past its retention)
-        // is news the page must be able to read, as a `204` is.
-        let answers_stream_request = self.stream_request
-            && (status == StatusCode::NO_CONTENT
-                || status == StatusCode::NOT_FOUND
-                || status.is_redirection());
+        let answers_stream_request =
+            self.stream_request && (status == StatusCode::NO_CONTENT || status.is_redirection());
         if !answers_stream_request && !crate::media::is_event_stream(headers) {
             return;
         }

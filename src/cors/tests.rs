@@ -801,22 +801,16 @@ fn stream_routes_that_cannot_be_are_build_errors() {
 }
 
 #[tokio::test]
-async fn a_stream_that_is_gone_is_news_the_page_can_read_and_exposed_headers_are_named() {
+async fn exposed_headers_are_named_on_streams_and_a_404_unlocks_nothing() {
     let exposing = SseCorsLayer::builder()
         .allow_origin(APP)
         .expose_header(http::HeaderName::from_static("x-run-id"))
         .build()
         .unwrap();
-    // `from` asks for a stream: a 404 (a run past its retention) is read.
-    let (gone, _) = call_answering(&exposing, from(APP), StatusCode::NOT_FOUND, "text/plain").await;
-    assert_eq!(gone.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
-    // A 404 for a request that did not ask for a stream gets nothing.
-    let plain = Request::get("/api/items")
-        .header(header::ORIGIN, APP)
-        .body(())
-        .unwrap();
-    let (response, _) = call_answering(&exposing, plain, StatusCode::NOT_FOUND, JSON).await;
-    assert!(!response
+    // Asking for a stream must not unlock a JSON route's 404 (its body can
+    // say which records exist for the user).
+    let (gone, _) = call_answering(&exposing, from(APP), StatusCode::NOT_FOUND, JSON).await;
+    assert!(!gone
         .headers()
         .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
     // A stream names the headers the page may read.
@@ -830,4 +824,41 @@ async fn a_stream_that_is_gone_is_news_the_page_can_read_and_exposed_headers_are
     assert!(!stream
         .headers()
         .contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS));
+}
+
+#[tokio::test]
+async fn a_declared_stream_route_is_judged_whatever_its_accept_says() {
+    let layer = layer_with_a_post_stream();
+    // A form POST or a no-cors fetch from another site: no stream `Accept`,
+    // yet it would start the job with the user's cookies.
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("text/html"),
+        Some("text/event-stream;q=0"),
+    ] {
+        let mut request = Request::post("/runs").header(header::ORIGIN, "https://evil.example");
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        let (response, calls) = call(&layer, request.body(()).unwrap()).await;
+        assert_eq!(
+            (response.status(), calls),
+            (StatusCode::FORBIDDEN, 0),
+            "{accept:?}"
+        );
+    }
+    // The same from the allowed origin reaches the handler.
+    let request = Request::post("/runs")
+        .header(header::ORIGIN, APP)
+        .body(())
+        .unwrap();
+    let (response, calls) = call(&layer, request).await;
+    assert_eq!((response.status(), calls), (StatusCode::OK, 1));
+    // Another method or path is not the route's.
+    let other = Request::post("/api/items")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(())
+        .unwrap();
+    assert_eq!(call(&layer, other).await.1, 1);
 }
