@@ -286,7 +286,7 @@ impl Event {
     /// (without the blank line, to which the reader adds the `id:` line):
     /// an event with a type and no data gets its empty `data:` line here,
     /// in a copy, so that the event stays as it was.
-    #[cfg(feature = "redis")]
+    #[cfg(hub_log)]
     pub(crate) fn stored_fields(&self) -> std::borrow::Cow<'_, [u8]> {
         let Some(encoding) = &self.inner else {
             return std::borrow::Cow::Borrowed(&[]);

@@ -67,7 +67,7 @@ impl Health {
         }
     }
 
-    #[cfg(feature = "redis")]
+    #[cfg(hub_log)]
     pub(super) fn new(
         connected: bool,
         since: Instant,

@@ -91,14 +91,14 @@ impl EventId {
 
 /// A Redis stream id, `<milliseconds>-<sequence>`, ordered as Redis orders
 /// them.
-#[cfg(feature = "redis")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg(hub_log)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct StreamId {
     pub(super) ms: u64,
     pub(super) seq: u64,
 }
 
-#[cfg(feature = "redis")]
+#[cfg(hub_log)]
 impl StreamId {
     /// `0-0`: before every entry (what an entry without a predecessor
     /// records as its previous id).
@@ -136,7 +136,7 @@ impl StreamId {
     }
 }
 
-#[cfg(feature = "redis")]
+#[cfg(hub_log)]
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.ms, self.seq)
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(EventId::parse(&long), None);
     }
 
-    #[cfg(feature = "redis")]
+    #[cfg(hub_log)]
     #[test]
     fn stream_ids_read_only_redis_s_own_form() {
         for (text, id) in [

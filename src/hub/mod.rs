@@ -113,10 +113,11 @@
 //! # }
 //! ```
 
+mod backend;
 mod health;
 mod id;
 #[cfg(feature = "redis")]
-mod redis_backend;
+mod redis;
 mod run;
 mod subscription;
 mod topic;
@@ -134,6 +135,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use backend::Backend;
 use topic::{Asked, Retention, Topic};
 
 use crate::{
@@ -189,43 +191,13 @@ struct Shared {
     runs: run::Runs,
     /// When the hub was built (what a memory hub's health is healthy since).
     born: Instant,
-    /// The Redis backend; `None`: the memory backend.
-    #[cfg(feature = "redis")]
-    backend: Option<Arc<redis_backend::Backend>>,
+    /// The backend (Redis); `None`: the memory hub.
+    backend: Option<Arc<dyn Backend>>,
 }
 
 impl Shared {
     fn topics(&self) -> MutexGuard<'_, Topics> {
         self.topics.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Calls `f` on every topic the hub holds.
-    #[cfg(feature = "redis")]
-    fn each_topic(&self, mut f: impl FnMut(&Topic)) {
-        let topics: Vec<Arc<Topic>> = self.topics().map.values().cloned().collect();
-        for topic in &topics {
-            f(topic);
-        }
-    }
-
-    /// The topics fed from Redis that have subscribers here, with the id
-    /// each read up to: what the reader reads.
-    #[cfg(feature = "redis")]
-    fn backed_topics(&self) -> Vec<(Box<str>, Arc<Topic>, id::StreamId)> {
-        let topics: Vec<(Box<str>, Arc<Topic>)> = self
-            .topics()
-            .map
-            .iter()
-            .map(|(name, topic)| (name.clone(), topic.clone()))
-            .collect();
-        topics
-            .into_iter()
-            .filter(|(_, topic)| topic.subscribers.load(Ordering::Acquire) > 0)
-            .filter_map(|(name, topic)| {
-                let last = topic.last_stream_id()?;
-                Some((name, topic, last))
-            })
-            .collect()
     }
 }
 
@@ -277,7 +249,7 @@ impl Hub {
             run_retention: Duration::from_secs(10 * 60),
             max_runs: 10_000,
             #[cfg(feature = "redis")]
-            redis: redis_backend::RedisSettings::default(),
+            redis: redis::RedisSettings::default(),
         }
     }
 
@@ -312,16 +284,12 @@ impl Hub {
         if event.has_id() {
             return Err(PublishError::new(HubErrorKind::IdSet, event));
         }
-        #[cfg(feature = "redis")]
         if let Some(backend) = &self.shared.backend {
             if topic.len() > MAX_TOPIC_LEN {
                 return Err(PublishError::new(HubErrorKind::TopicTooLong, event));
             }
-            // Boxed: the Redis round trips make a future of a few KiB,
-            // which would otherwise be inline in every future that awaits
-            // `publish`, memory hub or not (and hyper keeps a handler's
-            // future allocated for its connection's life).
-            return Box::pin(backend.publish(topic, event))
+            return backend
+                .publish(topic, event)
                 .await
                 .map_err(|(error, event)| PublishError { error, event });
         }
@@ -405,14 +373,13 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         let now = Instant::now();
         let found = self.topic(topic, now, true).map_err(HubError::new)?;
-        #[cfg(feature = "redis")]
         if let Some(backend) = &self.shared.backend {
             // Counted as a subscriber by `topic`: uncounted if this fails,
-            // or if the caller drops the future while Redis answers.
+            // or if the caller drops the future while the backend answers.
             let mut counted = Counted(Some(&found));
-            // Boxed, as in `publish`: measured, the inline future made
-            // every idle connection 3.3 KB larger with the feature on.
-            Box::pin(backend.prepare(topic, &found, asked)).await?;
+            // Boxed (see `Backend`): measured with Redis, an inline future
+            // made every idle connection 3.3 KB larger.
+            backend.clone().prepare(topic, &found, asked).await?;
             counted.0 = None;
         }
         let now = Instant::now();
@@ -443,7 +410,6 @@ impl Hub {
     /// not and since when, the last read, the last error; see [`Health`].
     /// A memory hub is always healthy. Cheap: no call to Redis.
     pub fn health(&self) -> Health {
-        #[cfg(feature = "redis")]
         if let Some(backend) = &self.shared.backend {
             return backend.health();
         }
@@ -494,15 +460,11 @@ impl Hub {
             }
         };
         if subscribe {
-            let before = found.subscribers.fetch_add(1, Ordering::AcqRel);
-            // With Redis: the reader did not read a topic without
-            // subscribers; the first one back catches it up.
-            #[cfg(feature = "redis")]
-            if before == 0 && found.backed {
-                found.stale.store(true, Ordering::Release);
+            // A backend's reader did not read a topic without subscribers;
+            // the first one back catches it up.
+            if found.subscribers.fetch_add(1, Ordering::AcqRel) == 0 {
+                found.resubscribed();
             }
-            #[cfg(not(feature = "redis"))]
-            let _ = before;
         }
         Ok(found)
     }
@@ -510,10 +472,7 @@ impl Hub {
     /// Whether topics are fed from a backend (Redis) rather than by
     /// `publish`.
     fn is_backed(&self) -> bool {
-        #[cfg(feature = "redis")]
-        return self.shared.backend.is_some();
-        #[cfg(not(feature = "redis"))]
-        false
+        self.shared.backend.is_some()
     }
 
     /// The event an opening starts with: the gap event, or a fresh
@@ -564,11 +523,9 @@ impl Hub {
 }
 
 /// Uncounts a subscriber on drop (a subscribe that failed or was dropped
-/// while waiting for Redis).
-#[cfg(feature = "redis")]
+/// while waiting for the backend).
 struct Counted<'a>(Option<&'a Topic>);
 
-#[cfg(feature = "redis")]
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         if let Some(topic) = self.0.take() {
@@ -635,7 +592,7 @@ pub struct HubBuilder {
     run_retention: Duration,
     max_runs: usize,
     #[cfg(feature = "redis")]
-    redis: redis_backend::RedisSettings,
+    redis: redis::RedisSettings,
 }
 
 impl HubBuilder {
@@ -729,128 +686,6 @@ impl HubBuilder {
         self
     }
 
-    /// Keeps topics in Redis Streams at `url` (`redis://host:port/db`),
-    /// so that every instance of the app that uses the same Redis serves
-    /// the same events with the same ids: a browser resumes on whichever
-    /// instance its reconnect reaches. See the README's "Scaling out".
-    ///
-    /// The URL is `redis://[user[:password]@]host[:port][/db]` (port 6379
-    /// and database 0 unless given; a password alone, `redis://:secret@host`,
-    /// is Redis's `AUTH secret`, a user too is an ACL user). `rediss://`
-    /// is the same over TLS, with the `redis-tls` feature (built without
-    /// it, [`build`](HubBuilder::build) refuses the URL with
-    /// [`HubConfigErrorKind::RedisTlsFeatureOff`]): the server's
-    /// certificate must be valid for the URL's host and signed by a root
-    /// the system trusts, or by the CA given to `redis_tls_root_ca`. A
-    /// certificate that is not trusted fails every call with
-    /// [`HubErrorKind::Unavailable`], whose text says so. The redis crate's
-    /// `#insecure` (no check of the server's name) is refused
-    /// ([`HubConfigErrorKind::RedisTls`]). See the guide's "TLS" section
-    /// (`docs/scaling-out.md`).
-    ///
-    /// Each topic is one stream, trimmed to about
-    /// [`history`](HubBuilder::history) entries (Redis trims whole nodes of
-    /// entries, so it keeps at least that many, up to about a hundred more);
-    /// each instance keeps the latest `history` in memory, and resumes from
-    /// those. [`max_age`](HubBuilder::max_age) applies to what each instance
-    /// keeps in memory, not to the stream. The hub owns the keys under its
-    /// [prefix](HubBuilder::redis_key_prefix): entries written by others are
-    /// skipped and show as a gap.
-    ///
-    /// [`build`](HubBuilder::build) must then run inside a tokio runtime (it
-    /// starts the instance's reader task); it does not connect, so an app
-    /// starts while Redis is down and catches up when it comes. Default: no
-    /// Redis (the memory backend).
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis.url = Some(url.into());
-        self
-    }
-
-    /// Trusts the CA certificates in `pem` (one or more `-----BEGIN
-    /// CERTIFICATE-----` blocks; other blocks are skipped) for the
-    /// `rediss://` URL given to [`redis`](HubBuilder::redis), instead of
-    /// the system's roots: for a Redis whose certificate a private CA
-    /// signed (your own, or the one a managed Redis gives out). The
-    /// server's certificate must still be valid for the URL's host.
-    ///
-    /// [`build`](HubBuilder::build) refuses (with
-    /// [`HubConfigErrorKind::RedisTls`]) a `pem` that holds no
-    /// certificate, or one that does not parse, and a CA given with a URL
-    /// that is not `rediss://` (the app would believe it talks TLS).
-    /// Default: the system's roots (the files of the `ca-certificates`
-    /// package on Linux, read by rustls-native-certs at each connection;
-    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
-    ///
-    /// ```
-    /// # async fn build() -> Result<tower_sse::hub::Hub, Box<dyn std::error::Error>> {
-    /// use tower_sse::hub::Hub;
-    ///
-    /// // Inside the tokio runtime; nothing connects until the first use.
-    /// let pem = std::fs::read("/etc/redis/ca.pem")?;
-    /// let hub = Hub::builder()
-    ///     .redis("rediss://:secret@redis.internal:6380")
-    ///     .redis_tls_root_ca(pem)
-    ///     .build()?;
-    /// # Ok(hub)
-    /// # }
-    /// ```
-    #[cfg(feature = "redis-tls")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
-    pub fn redis_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.redis.tls.root_ca = Some(pem.into());
-        self
-    }
-
-    /// The prefix of the hub's Redis keys: topic `ticks` is the stream
-    /// `tower-sse:ticks`. Hubs that share a prefix share topics. Default:
-    /// `tower-sse:`.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.redis.prefix = prefix.into();
-        self
-    }
-
-    /// How long a publish, or the loading of a topic new to this instance,
-    /// may wait for Redis (connecting included) before it fails with
-    /// [`HubErrorKind::Unavailable`]. Longer than zero, at most
-    /// 60 seconds. Default: 2 seconds.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
-        self.redis.timeout = timeout;
-        self
-    }
-
-    /// How long the instance's reader may fail to read from Redis before
-    /// the hub gives up on it for now: subscribers that have read
-    /// everything get a jittered `retry:` (from
-    /// [`reconnect_delay`](HubBuilder::reconnect_delay)) and end
-    /// (`CloseReason::Unavailable`), and new subscribes are refused with
-    /// [`HubErrorKind::Unavailable`] (answered with a `retry:`), until the
-    /// reader reads again. Within the grace, subscribers wait and get
-    /// everything Redis still holds once it is back. Default: 5 seconds.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_outage_grace(mut self, grace: Duration) -> Self {
-        self.redis.grace = grace;
-        self
-    }
-
-    /// A topic's stream is deleted by Redis once nothing was published to
-    /// it for `ttl` (renewed on every publish), so that topics nobody uses
-    /// any more do not stay in Redis forever; `None` keeps them. A browser
-    /// that comes back later gets a gap event (`restarted`). Longer than
-    /// zero, at most 10 years. Default: 24 hours.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis_key_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.redis.key_ttl = ttl;
-        self
-    }
-
     /// The hub.
     ///
     /// # Errors
@@ -879,7 +714,7 @@ impl HubBuilder {
         {
             Some(HubConfigErrorKind::GapEventType)
         } else {
-            self.redis_error()
+            None
         };
         if let Some(kind) = kind {
             return Err(HubConfigError {
@@ -891,9 +726,8 @@ impl HubBuilder {
             len: self.history,
             age: self.max_age,
         };
-        #[cfg(feature = "redis")]
-        let backend = match redis_backend::Backend::new(&self.redis, retention, self.idle_timeout) {
-            Ok(backend) => backend.map(Arc::new),
+        let backend = match self.backend(retention) {
+            Ok(backend) => backend,
             Err(kind) => {
                 return Err(HubConfigError {
                     kind,
@@ -925,24 +759,27 @@ impl HubBuilder {
                     last_full_sweep: None,
                 }),
                 born: now,
-                #[cfg(feature = "redis")]
                 backend: backend.clone(),
             }),
         };
-        #[cfg(feature = "redis")]
         if let Some(backend) = backend {
-            redis_backend::spawn_reader(Arc::downgrade(&hub.shared), backend);
+            backend.start(Arc::downgrade(&hub.shared));
         }
         Ok(hub)
     }
 
-    /// The first Redis setting out of range.
-    fn redis_error(&self) -> Option<HubConfigErrorKind> {
+    /// The backend the settings ask for (`None`: the memory hub), or the
+    /// first of its settings out of range. The one place that chooses.
+    fn backend(
+        &self,
+        retention: Retention,
+    ) -> Result<Option<Arc<dyn Backend>>, HubConfigErrorKind> {
         #[cfg(feature = "redis")]
-        if self.redis.url.is_some() && tokio::runtime::Handle::try_current().is_err() {
-            return Some(HubConfigErrorKind::NoRuntime);
+        if let Some(backend) = redis::Backend::new(&self.redis, retention, self.idle_timeout)? {
+            return Ok(Some(Arc::new(backend)));
         }
-        None
+        let _ = retention;
+        Ok(None)
     }
 }
 

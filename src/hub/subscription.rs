@@ -220,7 +220,7 @@ impl Stream for Subscription {
                 this.topic.lagged();
                 Poll::Ready(Some(this.end(EarlyEnd::Lagged)))
             }
-            #[cfg(feature = "redis")]
+            #[cfg(hub_log)]
             Poll::Ready(Read::Unavailable) => Poll::Ready(Some(this.end(EarlyEnd::Unavailable))),
             Poll::Pending => Poll::Pending,
         }

@@ -46,13 +46,17 @@ use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, Redi
 
 use self::failures::{Call, Record, RECONNECT_FIRST, RECONNECT_MAX};
 
+use futures_core::future::BoxFuture;
+
 use super::{
+    backend::Backend as HubBackend,
     id::StreamId,
-    topic::{Asked, Retention, Topic},
+    topic::{Asked, LogEntry, Retention, Topic},
     EventId, HubError, Shared,
 };
 use crate::{jitter::random_between, Event};
 
+mod builder;
 mod failures;
 mod tls;
 
@@ -254,20 +258,6 @@ enum Retry {
     Never,
 }
 
-/// One stream entry as the hub wrote it.
-pub(super) struct RawEntry {
-    pub(super) id: StreamId,
-    /// The id of the entry before it when it was added (`0-0`: none).
-    pub(super) prev: StreamId,
-    /// The event's encoded fields, each line ending with LF, without the
-    /// `id:` line and the blank line; `None` for an entry the hub did not
-    /// write (it has no previous id or no event), which the topic takes as
-    /// a break, and for a start entry.
-    pub(super) fields: Option<Vec<u8>>,
-    /// The start entry of a life of the stream (no event).
-    pub(super) start: bool,
-}
-
 /// The command connection and the spacing of connects.
 struct CommandSlot {
     /// The connection, with its number (so that a failure drops only the
@@ -356,6 +346,9 @@ impl Backend {
         let Some(url) = &settings.url else {
             return Ok(None);
         };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(super::HubConfigErrorKind::NoRuntime);
+        }
         let client = tls::client(url, &settings.tls)?;
         let out_of_range = settings.timeout.is_zero()
             || settings.timeout > MAX_REDIS_TIMEOUT
@@ -381,7 +374,7 @@ impl Backend {
             last_ok: AtomicU64::new(0),
             born: Instant::now(),
             wake_key: format!(
-                "{}\u{0}wake-{:016x}",
+                "{}wake:{:016x}",
                 settings.prefix,
                 crate::jitter::random_u64()
             ),
@@ -618,11 +611,6 @@ impl Backend {
         tokio::time::Instant::now() + self.timeout
     }
 
-    /// The backend's state for `Hub::health`.
-    pub(super) fn health(&self) -> super::Health {
-        self.record.health()
-    }
-
     /// The end of the grace of the reader's outage `outage`: if it still
     /// goes on, caught-up subscribers end and new ones are refused until
     /// the reader reads again.
@@ -637,7 +625,7 @@ impl Backend {
                 "hub: Redis unreadable for longer than the outage grace; \
                  ending caught-up streams and refusing new ones until it is back"
             );
-            shared.each_topic(|topic| topic.set_unavailable(true));
+            each_topic(shared, |topic| topic.set_unavailable(true));
         });
     }
 
@@ -651,11 +639,7 @@ impl Backend {
     /// Appends the event to the topic's stream, within the timeout; gives
     /// the event back if Redis cannot be reached or does not answer in
     /// time.
-    pub(super) async fn publish(
-        &self,
-        topic: &str,
-        event: Event,
-    ) -> Result<EventId, (HubError, Event)> {
+    async fn publish_event(&self, topic: &str, event: Event) -> Result<EventId, (HubError, Event)> {
         let deadline = self.deadline();
         let key = self.key(topic);
         // A connection idle for a while may have been closed by Redis (a
@@ -709,7 +693,7 @@ impl Backend {
     /// subscriber here left; others arriving meanwhile wait for that catch
     /// up) or if the subscriber asks for an id newer than what the topic
     /// read so far (the browser saw it on another instance a moment ago).
-    pub(super) async fn prepare(
+    async fn prepare_topic(
         self: &Arc<Self>,
         name: &str,
         topic: &Topic,
@@ -718,16 +702,18 @@ impl Backend {
         if self.unavailable.load(Ordering::Acquire) {
             return Err(self.record.outage_error());
         }
+        let Some(feed) = topic.feed.as_deref() else {
+            return Ok(());
+        };
         let deadline = self.deadline();
         let work = async {
             let key = self.key(name);
-            let new = !topic.primed.initialized();
-            topic
-                .primed
+            let new = !feed.primed.initialized();
+            feed.primed
                 .get_or_try_init(|| async {
                     self.load_latest(&key, topic, true, deadline).await?;
                     // Loaded now: nothing to catch up.
-                    topic.stale.store(false, Ordering::Release);
+                    feed.stale.store(false, Ordering::Release);
                     self.record.worked(Call::Load);
                     Ok::<(), RedisError>(())
                 })
@@ -735,11 +721,11 @@ impl Backend {
             if new {
                 self.wake_reader();
             }
-            if topic.stale.load(Ordering::Acquire) {
-                let _catching_up = topic.catching_up.lock().await;
-                if topic.stale.load(Ordering::Acquire) {
+            if feed.stale.load(Ordering::Acquire) {
+                let _catching_up = feed.catching_up.lock().await;
+                if feed.stale.load(Ordering::Acquire) {
                     self.catch_up(&key, topic, deadline).await?;
-                    topic.stale.store(false, Ordering::Release);
+                    feed.stale.store(false, Ordering::Release);
                     // The reader reads the topic again from now on.
                     self.wake_reader();
                 }
@@ -923,7 +909,7 @@ fn items(value: &Value) -> &[Value] {
 /// Entries of an `XRANGE`/`XREVRANGE` reply (or one stream of an `XREAD`
 /// reply), each with its id, so that the reader reads past every entry,
 /// even one the hub did not write.
-fn parse_entries(value: &Value) -> Vec<RawEntry> {
+fn parse_entries(value: &Value) -> Vec<LogEntry> {
     items(value)
         .iter()
         .filter_map(|entry| {
@@ -932,7 +918,7 @@ fn parse_entries(value: &Value) -> Vec<RawEntry> {
             };
             let id = StreamId::parse(as_bytes(id)?)?;
             let (mut prev, mut data, mut start) = (None, None, false);
-            let mut foreign = RawEntry {
+            let mut foreign = LogEntry {
                 id,
                 prev: StreamId::ZERO,
                 fields: None,
@@ -984,8 +970,58 @@ fn parse_read(value: &Value) -> Vec<(&[u8], &Value)> {
 
 /// Starts the instance's reader on the current runtime; it ends when the
 /// hub is dropped.
-pub(super) fn spawn_reader(shared: Weak<Shared>, backend: Arc<Backend>) {
-    tokio::spawn(read(shared, backend));
+impl HubBackend for Backend {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        event: Event,
+    ) -> BoxFuture<'a, Result<EventId, (HubError, Event)>> {
+        Box::pin(self.publish_event(topic, event))
+    }
+
+    fn prepare<'a>(
+        self: Arc<Self>,
+        name: &'a str,
+        found: &'a Topic,
+        asked: Asked<'a>,
+    ) -> BoxFuture<'a, Result<(), HubError>> {
+        Box::pin(async move { self.prepare_topic(name, found, asked).await })
+    }
+
+    fn health(&self) -> super::Health {
+        self.record.health()
+    }
+
+    fn start(self: Arc<Self>, shared: Weak<Shared>) {
+        tokio::spawn(read(shared, self));
+    }
+}
+
+/// Calls `f` on every topic the hub holds.
+fn each_topic(shared: &Shared, mut f: impl FnMut(&Topic)) {
+    let topics: Vec<Arc<Topic>> = shared.topics().map.values().cloned().collect();
+    for topic in &topics {
+        f(topic);
+    }
+}
+
+/// The topics that have subscribers on this instance, with the id each
+/// read up to: what the reader reads.
+fn read_topics(shared: &Shared) -> Vec<(Box<str>, Arc<Topic>, StreamId)> {
+    let topics: Vec<(Box<str>, Arc<Topic>)> = shared
+        .topics()
+        .map
+        .iter()
+        .map(|(name, topic)| (name.clone(), topic.clone()))
+        .collect();
+    topics
+        .into_iter()
+        .filter(|(_, topic)| topic.subscribers.load(Ordering::Acquire) > 0)
+        .filter_map(|(name, topic)| {
+            let last = topic.last_stream_id()?;
+            Some((name, topic, last))
+        })
+        .collect()
 }
 
 /// The reader's own state across connections.
@@ -1102,7 +1138,7 @@ impl Reader {
         let backend = &self.backend;
         let recovered = backend.record.read(|| {
             if backend.unavailable.swap(false, Ordering::AcqRel) {
-                shared.each_topic(|topic| topic.set_unavailable(false));
+                each_topic(shared, |topic| topic.set_unavailable(false));
             }
         });
         if self.down_since.take().is_none() || !recovered {
@@ -1153,7 +1189,7 @@ impl Reader {
             let Some(hub) = self.shared.upgrade() else {
                 return Ended::HubDropped;
             };
-            let mut topics = hub.backed_topics();
+            let mut topics = read_topics(&hub);
             // After a reconnect at once: Redis may have lost what the
             // topics read (a restart without persistence).
             match self.watch_streams(&topics, reconnected).await {
@@ -1161,7 +1197,7 @@ impl Reader {
                     reconnected = false;
                     if lost {
                         // Read those topics from where they start again.
-                        topics = hub.backed_topics();
+                        topics = read_topics(&hub);
                     }
                 }
                 Err(error) if reconnected => {
@@ -1316,5 +1352,35 @@ impl Reader {
                 .await;
         }
         Ok(!lost.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::redacted;
+    use crate::hub::Hub;
+
+    #[test]
+    fn a_redis_password_never_shows_in_debug_output() {
+        assert_eq!(
+            redacted("redis://:s3cret@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted("redis://app:s3cret@host/0"),
+            "redis://app:***@host/0"
+        );
+        assert_eq!(redacted("rediss://s3cret@host"), "rediss://:***@host");
+        assert_eq!(redacted("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redacted("redis://host/a@b"), "redis://host/a@b");
+        // A builder, and the error that gives it back, are printed in logs.
+        let builder = Hub::builder()
+            .redis("redis://app:s3cret@127.0.0.1:6379/0")
+            .redis_timeout(Duration::ZERO);
+        assert!(!format!("{builder:?}").contains("s3cret"), "{builder:?}");
+        let error = builder.build().unwrap_err();
+        assert!(!format!("{error:?}").contains("s3cret"), "{error:?}");
     }
 }

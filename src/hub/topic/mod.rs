@@ -9,11 +9,10 @@
 //! lagged. Replay and live are the same read, so there is no seam between
 //! them where an event could be lost or repeated.
 //!
-//! With the Redis backend (feature `redis`) the same history is fed by
-//! `append` with the entries read from the topic's stream, each with its
-//! stream id and the id of the entry before it; anything that does not
-//! follow what was read before is a break, which every subscriber learns
-//! of (see `append`).
+//! With a backend (`log`), the same history is fed by `append` with the
+//! entries read from the topic's log, each with its id there and the id of
+//! the entry before it; anything that does not follow what was read before
+//! is a break, which every subscriber learns of (see `append`).
 
 use std::{
     collections::VecDeque,
@@ -27,8 +26,8 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 
-#[cfg(feature = "redis")]
-use super::{id::StreamId, redis_backend::RawEntry};
+#[cfg(hub_log)]
+mod log;
 use super::{
     id::{EventId, MAX_LAST_EVENT_ID_LEN},
     GapReason, Start, TopicStats,
@@ -37,6 +36,8 @@ use crate::{
     event::{recycle, Event},
     metrics::TopicMetrics,
 };
+#[cfg(hub_log)]
+pub(super) use log::{Feed, LogEntry};
 
 /// The first chunk a topic stores its events in; each new chunk doubles,
 /// up to `MAX_CHUNK`. Events are copied into shared chunks so that a
@@ -65,22 +66,10 @@ pub(super) struct Topic {
     /// at the first event, not live, and the run's last event ends every
     /// subscription.
     pub(super) run: bool,
-    /// Fed from a Redis stream (feature `redis`): entries come from the
-    /// backend's reader, with their stream ids, not from `publish`.
-    #[cfg(feature = "redis")]
-    pub(super) backed: bool,
-    /// Set once the history was loaded from Redis.
-    #[cfg(feature = "redis")]
-    pub(super) primed: tokio::sync::OnceCell<()>,
-    /// The reader stopped reading the topic (it had no subscriber here):
-    /// set by the subscriber that makes the count 1 again, under the hub's
-    /// topic map lock, before any other can be counted; that subscriber, or
-    /// the first to take `catching_up`, catches the topic up, the others
-    /// wait for it.
-    #[cfg(feature = "redis")]
-    pub(super) stale: std::sync::atomic::AtomicBool,
-    #[cfg(feature = "redis")]
-    pub(super) catching_up: tokio::sync::Mutex<()>,
+    /// Fed from a backend's log: entries come from the backend's reader,
+    /// with their ids there, not from `publish`.
+    #[cfg(hub_log)]
+    pub(super) feed: Option<Box<Feed>>,
 }
 
 struct State {
@@ -109,26 +98,9 @@ struct State {
     /// A run's topic: the sequence number of its last event, once it
     /// finished.
     end: Option<u64>,
-    /// The stream id of each entry of `history` (Redis backend only).
-    #[cfg(feature = "redis")]
-    ids: VecDeque<StreamId>,
-    /// The stream id right before `history[0]` (the last entry dropped, or
-    /// the previous id the first entry recorded).
-    #[cfg(feature = "redis")]
-    base: StreamId,
-    /// The stream id of the last entry read from Redis; `None` until the
-    /// topic is primed.
-    #[cfg(feature = "redis")]
-    last: Option<StreamId>,
-    /// The id of the start entry of the stream's current life (written
-    /// before its first event, or by its first subscriber), once read: an
-    /// older id is from an earlier life of the stream.
-    #[cfg(feature = "redis")]
-    stream_start: Option<StreamId>,
-    /// The backend's reader has been failing for longer than its grace:
-    /// caught-up subscribers end, new ones are refused.
-    #[cfg(feature = "redis")]
-    unavailable: bool,
+    /// Where the history stands in a backend's log.
+    #[cfg(hub_log)]
+    log: log::LogState,
 }
 
 struct Entry {
@@ -146,7 +118,7 @@ pub(super) enum Read {
     /// The entry it needs left the history.
     Lagged,
     /// Nothing more to read, and the backend is unreachable.
-    #[cfg(feature = "redis")]
+    #[cfg(hub_log)]
     Unavailable,
 }
 
@@ -191,7 +163,7 @@ pub(super) struct Retention {
 
 impl Topic {
     /// `label`: the topic's name, when the hub labels its metrics by topic.
-    /// `backed`: fed from Redis (always false without the `redis` feature).
+    /// `backed`: fed from a backend's log (always false without one).
     pub(super) fn new(epoch: u64, now: Instant, label: Option<&str>, backed: bool) -> Self {
         let _ = backed;
         Self {
@@ -211,16 +183,8 @@ impl Topic {
                 waiting: 0,
                 woken: Vec::new(),
                 end: None,
-                #[cfg(feature = "redis")]
-                ids: VecDeque::new(),
-                #[cfg(feature = "redis")]
-                base: StreamId::ZERO,
-                #[cfg(feature = "redis")]
-                last: None,
-                #[cfg(feature = "redis")]
-                stream_start: None,
-                #[cfg(feature = "redis")]
-                unavailable: false,
+                #[cfg(hub_log)]
+                log: log::LogState::default(),
             }),
             born: now,
             resumes: AtomicU64::new(0),
@@ -228,14 +192,8 @@ impl Topic {
             gaps: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
             run: false,
-            #[cfg(feature = "redis")]
-            backed,
-            #[cfg(feature = "redis")]
-            primed: tokio::sync::OnceCell::new(),
-            #[cfg(feature = "redis")]
-            stale: std::sync::atomic::AtomicBool::new(false),
-            #[cfg(feature = "redis")]
-            catching_up: tokio::sync::Mutex::new(()),
+            #[cfg(hub_log)]
+            feed: backed.then(Box::default),
         }
     }
 
@@ -352,10 +310,8 @@ impl Topic {
             state.bytes -= entry.bytes.len();
             state.history.pop_front();
             state.first += 1;
-            #[cfg(feature = "redis")]
-            if let Some(id) = state.ids.pop_front() {
-                state.base = id;
-            }
+            #[cfg(hub_log)]
+            state.log.dropped_first();
         }
     }
 
@@ -373,8 +329,8 @@ impl Topic {
         if guard.end.is_some() {
             return Poll::Ready(Read::Finished);
         }
-        #[cfg(feature = "redis")]
-        if guard.unavailable {
+        #[cfg(hub_log)]
+        if guard.log.unavailable {
             return Poll::Ready(Read::Unavailable);
         }
         let state = &mut *guard;
@@ -415,9 +371,9 @@ impl Topic {
     }
 
     fn position(&self, state: &State, asked: Asked<'_>) -> Opening {
-        #[cfg(feature = "redis")]
-        if self.backed {
-            return self.stream_position(state, asked);
+        #[cfg(hub_log)]
+        if self.feed.is_some() {
+            return self.log_position(state, asked);
         }
         let retained = state.history.len() as u64;
         let next = state.first + retained;
@@ -498,177 +454,19 @@ impl Topic {
         }
     }
 
-    /// `position` for a topic fed from Redis: ids are stream ids, looked up
-    /// in the history; the entry before the history is `base`.
-    #[cfg(feature = "redis")]
-    fn stream_position(&self, state: &State, asked: Asked<'_>) -> Opening {
-        let retained = state.history.len() as u64;
-        let next = state.first + retained;
-        let base = state.base;
-        let last = state.ids.back().copied().unwrap_or(base);
-        let before_first = base.event_id();
-        let asked = match asked {
-            Asked::Nothing => return fresh(next, last.event_id()),
-            Asked::Unreadable => {
-                return self.gap(state, GapReason::UnknownId, None, before_first);
-            }
-            Asked::Id(asked) => asked,
-        };
-        let Some(id) = StreamId::parse(asked.as_bytes()) else {
-            return self.gap(state, GapReason::UnknownId, None, before_first);
-        };
-        if id == base {
-            return self.exact(state.first, retained);
-        }
-        // From before the stream's first entry, or the stream is empty (it
-        // expired, or Redis lost it): an earlier life of the stream.
-        let earlier = state.stream_start.is_some_and(|start| id < start) || last == StreamId::ZERO;
-        if earlier {
-            return self.gap(state, GapReason::Restarted, None, before_first);
-        }
-        if id > last {
-            return self.gap(state, GapReason::UnknownId, None, before_first);
-        }
-        if id < base {
-            return self.gap(state, GapReason::HistoryTruncated, None, before_first);
-        }
-        match state.ids.binary_search(&id) {
-            Ok(index) => self.exact(state.first + index as u64 + 1, retained - index as u64 - 1),
-            // Before the stream's very first entry: from an earlier life of
-            // the stream.
-            Err(0) if base == StreamId::ZERO => {
-                self.gap(state, GapReason::Restarted, None, before_first)
-            }
-            // Between two entries: never an id of this stream.
-            Err(_) => self.gap(state, GapReason::UnknownId, None, before_first),
-        }
-    }
-
-    /// The id of the last entry read from Redis, once primed.
-    #[cfg(feature = "redis")]
-    pub(super) fn last_stream_id(&self) -> Option<StreamId> {
-        self.state().last
-    }
-
-    /// Appends entries read from Redis, in stream order, skipping those
-    /// already held. With `prime`, they are the stream's latest entries and
-    /// the topic had none (ignored if it was primed meanwhile).
-    ///
-    /// An entry whose previous id is not the last one held follows a break:
-    /// Redis dropped entries this topic never read (trimmed before the
-    /// reader got to them, or lost in a restart without persistence). The
-    /// history then starts anew at that entry, one sequence number further,
-    /// so that every subscriber, even one that had read everything, lags:
-    /// its stream ends with a `retry:`, and the reconnect gets a gap event.
-    #[cfg(feature = "redis")]
-    pub(super) fn append(
-        &self,
-        entries: &[RawEntry],
-        prime: bool,
-        retention: Retention,
-        now: Instant,
-    ) {
-        let mut state = self.state();
-        if state.evicted {
-            return;
-        }
-        if prime {
-            if state.last.is_some() {
-                return;
-            }
-            let first = entries.first().map_or(StreamId::ZERO, |entry| entry.prev);
-            state.base = first;
-            state.last = Some(first);
-        }
-        let Some(mut last) = state.last else {
-            return;
-        };
-        let mut added = 0u64;
-        let mut broke = false;
-        for entry in entries {
-            if entry.id <= last {
-                continue;
-            }
-            if entry.start {
-                // The first entry of a new life of the stream: a break if
-                // anything came before it.
-                if last != StreamId::ZERO || !state.history.is_empty() {
-                    state.restart_at(entry.id);
-                    broke = true;
-                }
-                state.base = entry.id;
-                state.stream_start = Some(entry.id);
-                last = entry.id;
-                continue;
-            }
-            let Some(fields) = &entry.fields else {
-                // Not the hub's: read past it, as a break.
-                state.restart_at(entry.id);
-                state.stream_start = None;
-                last = entry.id;
-                broke = true;
-                continue;
-            };
-            if entry.prev != last {
-                state.restart_at(entry.prev);
-                broke = true;
-            }
-            let mut text = [0; 48];
-            let id = entry.id.event_id();
-            let bytes = state.store_parts(&[fields, b"id: ", id.write(&mut text), b"\n\n"]);
-            state.bytes += bytes.len();
-            let at = self.millis(now);
-            state.history.push_back(Entry { bytes, at });
-            state.ids.push_back(entry.id);
-            last = entry.id;
-            added += 1;
-        }
-        state.last = Some(last);
-        if added == 0 && !broke {
-            return;
-        }
-        state.last_active = now;
-        self.trim(&mut state, retention, now);
-        for _ in 0..added {
-            self.metrics.published();
-        }
-        self.wake(state);
-    }
-
-    /// Redis holds less than this topic read (its stream's last entry is
-    /// `stream_last`, older than the last one read; `0-0`: the stream is
-    /// gone): entries were lost, in a restart without persistence, or with
-    /// the key (`DEL`, its expiry, an eviction), maybe with entries this
-    /// instance never read. The history starts anew, and every subscriber
-    /// lags (see `append`).
-    #[cfg(feature = "redis")]
-    pub(super) fn lost_entries(&self, stream_last: StreamId) {
-        let mut state = self.state();
-        if state.last.map_or(true, |last| stream_last >= last) {
-            return;
-        }
-        state.restart_at(stream_last);
-        state.last = Some(stream_last);
-        state.stream_start = None;
-        self.wake(state);
-    }
-
-    /// Marks the topic's backend reachable or not; when it is not,
-    /// subscribers that read everything end.
-    #[cfg(feature = "redis")]
-    pub(super) fn set_unavailable(&self, unavailable: bool) {
-        let mut state = self.state();
-        state.unavailable = unavailable;
-        if unavailable {
-            self.wake(state);
-        }
-    }
-
     /// A subscriber counted by the hub that will not subscribe after all.
-    #[cfg(feature = "redis")]
     pub(super) fn abandon(&self, now: Instant) {
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.state().last_active = now;
+        }
+    }
+
+    /// One more subscriber after none: a topic fed from a log was not read
+    /// meanwhile, and is caught up before the subscriber starts.
+    pub(super) fn resubscribed(&self) {
+        #[cfg(hub_log)]
+        if let Some(feed) = &self.feed {
+            feed.stale.store(true, Ordering::Release);
         }
     }
 
@@ -749,20 +547,6 @@ impl State {
     /// does not fit) and returns it, sharing the chunk.
     fn store(&mut self, encoded: &[u8]) -> Bytes {
         self.store_parts(&[encoded])
-    }
-
-    /// Starts the history anew after a break in the stream, at the entry
-    /// after `base`, one sequence number further, so that every
-    /// subscriber's next event has left the history: each lags, ending with
-    /// a `retry:`, and its reconnect gets a gap event.
-    #[cfg(feature = "redis")]
-    fn restart_at(&mut self, base: StreamId) {
-        let held = self.history.len() as u64;
-        self.first += held + 1;
-        self.history.clear();
-        self.ids.clear();
-        self.bytes = 0;
-        self.base = base;
     }
 
     /// `store` for an event in parts, copied one after the other.
