@@ -108,6 +108,11 @@ mod hub {
             self.lagged.increment(1);
         }
     }
+
+    /// A set subscription refused by its client's bound.
+    pub(crate) fn client_refused() {
+        counter!("tower_sse_hub_client_refusals_total").increment(1);
+    }
 }
 
 #[cfg(all(feature = "hub", not(feature = "metrics")))]
@@ -133,9 +138,12 @@ mod hub {
         #[inline(always)]
         pub(crate) fn lagged(&self) {}
     }
+
+    #[inline(always)]
+    pub(crate) fn client_refused() {}
 }
 
 #[cfg(feature = "hub")]
-pub(crate) use hub::TopicMetrics;
+pub(crate) use hub::{client_refused, TopicMetrics};
 #[cfg(feature = "layers")]
 pub(crate) use layers::*;

@@ -17,7 +17,7 @@ use std::{
 use common::redis_server::{Persistence, RedisServer};
 use futures_util::StreamExt;
 use tower_sse::{
-    hub::{EventId, GapReason, Hub, HubBuilder, HubErrorKind, Start, Subscription},
+    hub::{EventId, GapReason, Hub, HubBuilder, HubErrorKind, Start, Subscription, TopicSet},
     Event,
 };
 
@@ -446,6 +446,382 @@ async fn a_topic_dropped_while_idle_resumes_as_its_backend_allows(backend: Backe
     }
 }
 
+// ---- Many topics over one stream (`Hub::subscribe_set`) ----
+
+/// The request headers of a reconnect with `id`.
+fn with_id(id: Option<&str>) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if let Some(id) = id {
+        headers.insert("last-event-id", id.parse().unwrap());
+    }
+    headers
+}
+
+fn set(topics: &[&str]) -> TopicSet {
+    TopicSet::new(topics).unwrap()
+}
+
+/// A set's next data event as (topic, data, id), skipping the hub's
+/// position events; `None` at the end.
+async fn next_in_set(subscription: &mut Subscription) -> Option<(String, String, String)> {
+    loop {
+        let seen = next(subscription).await?;
+        if seen.event.as_deref() == Some("sse-position") {
+            continue;
+        }
+        return Some((seen.event?, seen.data.unwrap_or_default(), seen.id?));
+    }
+}
+
+/// A page on one stream of four topics, broken at random points while a
+/// publisher writes to every topic in a random interleaving: each topic's
+/// events arrive once each, in order, across every reconnect.
+async fn a_set_resumes_every_topic_exactly_after_breaks_at_random_points(backend: Backend) {
+    const EVENTS: u32 = 400;
+    let topics = ["alpha", "beta", "gamma", "delta"];
+    let hub = backend.hub(Hub::builder().history(5_000));
+    let mut seed = common::random_tag() | 1;
+    eprintln!("seed {seed}");
+    let mut random = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let order: Vec<usize> = (0..EVENTS).map(|_| (random() % 4) as usize).collect();
+    let mut first = hub
+        .subscribe_set(&set(&topics), None, &with_id(None))
+        .await
+        .unwrap();
+    assert_eq!(first.how_it_started(), Start::Fresh);
+    let position = next(&mut first).await.unwrap();
+    assert_eq!(position.event.as_deref(), Some("sse-position"));
+    let mut last_id = position.id.unwrap();
+    drop(first);
+    let publisher = {
+        let hub = hub.clone();
+        let order = order.clone();
+        tokio::spawn(async move {
+            let mut counts = [0u32; 4];
+            for (n, &topic) in order.iter().enumerate() {
+                counts[topic] += 1;
+                hub.publish(topics[topic], Event::new().data(counts[topic].to_string()))
+                    .await
+                    .unwrap();
+                if n % 16 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            counts
+        })
+    };
+    let mut seen = [0u32; 4];
+    let mut reconnects = 0;
+    while seen.iter().sum::<u32>() < EVENTS {
+        let mut resumed = hub
+            .subscribe_set(&set(&topics), None, &with_id(Some(&last_id)))
+            .await
+            .unwrap();
+        assert!(
+            matches!(resumed.how_it_started(), Start::Exact { .. }),
+            "{:?}",
+            resumed.how_it_started()
+        );
+        reconnects += 1;
+        for _ in 0..(random() % 9) + 1 {
+            let Some((topic, data, id)) = next_in_set(&mut resumed).await else {
+                panic!("the stream ended");
+            };
+            let index = topics
+                .iter()
+                .position(|t| *t == topic)
+                .expect("a topic of the set");
+            let n: u32 = data.parse().unwrap();
+            assert_eq!(n, seen[index] + 1, "{topic}: every event once, in order");
+            seen[index] = n;
+            last_id = id;
+            if seen.iter().sum::<u32>() == EVENTS {
+                break;
+            }
+        }
+    }
+    assert_eq!(publisher.await.unwrap(), seen);
+    assert!(reconnects > 40, "{reconnects} reconnects");
+}
+
+/// Events are typed by their topic; a publisher's own type follows it.
+async fn a_set_s_events_name_their_topic_and_keep_their_own_type(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let mut stream = hub
+        .subscribe_set(&set(&["b", "a"]), None, &with_id(None))
+        .await
+        .unwrap();
+    let position = next(&mut stream).await.unwrap();
+    assert_eq!(position.event.as_deref(), Some("sse-position"));
+    hub.publish("a", Event::new().data("plain")).await.unwrap();
+    hub.publish("b", Event::new().event("added").unwrap().data("typed"))
+        .await
+        .unwrap();
+    let plain = next(&mut stream).await.unwrap();
+    assert_eq!(
+        (plain.event.as_deref(), plain.data.as_deref()),
+        (Some("a"), Some("plain"))
+    );
+    let typed = next(&mut stream).await.unwrap();
+    assert_eq!(
+        (typed.event.as_deref(), typed.data.as_deref()),
+        (Some("b:added"), Some("typed"))
+    );
+    assert!(typed.id.unwrap().len() <= 128);
+}
+
+/// Publish order across topics, for publishes one after another: the memory
+/// hub keeps it; on Redis the instance reads the topics in one read, so the
+/// order holds for publishes that were read apart (settled here).
+async fn a_set_writes_its_topics_in_publish_order(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let mut stream = hub
+        .subscribe_set(&set(&["x", "y", "z"]), None, &with_id(None))
+        .await
+        .unwrap();
+    next(&mut stream).await.unwrap();
+    let mut expected = Vec::new();
+    let mut counts = std::collections::HashMap::new();
+    for (n, topic) in ["y", "x", "z", "x", "y", "y", "z", "x"]
+        .into_iter()
+        .enumerate()
+    {
+        hub.publish(topic, Event::new().data(n.to_string()))
+            .await
+            .unwrap();
+        *counts.entry(topic).or_insert(0u64) += 1;
+        settled(&hub, topic, counts[topic]).await;
+        expected.push((topic.to_string(), n.to_string()));
+    }
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        let (topic, data, _) = next_in_set(&mut stream).await.unwrap();
+        got.push((topic, data));
+    }
+    assert_eq!(got, expected);
+}
+
+/// One topic whose events left its history gets a gap event naming it;
+/// the other topics resume exactly, with no gap.
+async fn one_topic_past_its_history_gets_its_own_gap_and_the_others_resume_exactly(
+    backend: Backend,
+) {
+    let hub = backend.hub(Hub::builder().history(3));
+    let topics = set(&["busy", "calm"]);
+    let mut stream = hub
+        .subscribe_set(&topics, None, &with_id(None))
+        .await
+        .unwrap();
+    next(&mut stream).await.unwrap();
+    publish_n(&hub, "busy", 1..=1).await;
+    publish_n(&hub, "calm", 1..=1).await;
+    next_in_set(&mut stream).await.unwrap();
+    let (_, _, id) = next_in_set(&mut stream).await.unwrap();
+    drop(stream);
+    publish_n(&hub, "busy", 2..=9).await;
+    publish_n(&hub, "calm", 2..=3).await;
+    let mut resumed = hub
+        .subscribe_set(&topics, None, &with_id(Some(&id)))
+        .await
+        .unwrap();
+    let starts: Vec<(String, Start)> = resumed
+        .how_each_started()
+        .map(|(topic, start)| (topic.to_string(), start))
+        .collect();
+    assert!(
+        matches!(
+            starts[0].1,
+            Start::Gap {
+                reason: GapReason::HistoryTruncated,
+                ..
+            }
+        ),
+        "{starts:?}"
+    );
+    assert_eq!(starts[1], ("calm".into(), Start::Exact { replayed: 2 }));
+    let gap = next(&mut resumed).await.unwrap();
+    assert_eq!(gap.event.as_deref(), Some("gap"));
+    let data = gap.data.unwrap();
+    assert!(data.contains("\"topic\":\"busy\""), "{data}");
+    assert!(data.contains("history-truncated"), "{data}");
+    let mut got = Vec::new();
+    while let Some(seen) = tokio::time::timeout(Duration::from_millis(300), resumed.next())
+        .await
+        .ok()
+        .flatten()
+    {
+        let seen = parse(seen.as_bytes());
+        if seen.event.as_deref() == Some("sse-position") {
+            continue;
+        }
+        got.push((seen.event.unwrap(), seen.data.unwrap()));
+    }
+    got.sort();
+    let mut expected: Vec<(String, String)> = (7..=9)
+        .map(|n| ("busy".to_string(), n.to_string()))
+        .chain((2..=3).map(|n| ("calm".to_string(), n.to_string())))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "busy's history, calm's missed events, nothing twice"
+    );
+}
+
+/// A reconnect whose URL names another set: the topics in both resume, the
+/// new one starts fresh, the one left out is not sent.
+async fn a_changed_set_resumes_the_topics_in_both_and_starts_new_ones_fresh(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let mut stream = hub
+        .subscribe_set(&set(&["a", "b"]), None, &with_id(None))
+        .await
+        .unwrap();
+    next(&mut stream).await.unwrap();
+    publish_n(&hub, "a", 1..=1).await;
+    let (_, _, id) = next_in_set(&mut stream).await.unwrap();
+    drop(stream);
+    publish_n(&hub, "a", 2..=2).await;
+    publish_n(&hub, "b", 1..=1).await;
+    publish_n(&hub, "c", 1..=1).await;
+    let mut resumed = hub
+        .subscribe_set(&set(&["a", "c"]), None, &with_id(Some(&id)))
+        .await
+        .unwrap();
+    let starts: Vec<(&str, Start)> = resumed.how_each_started().collect();
+    assert_eq!(
+        starts,
+        [("a", Start::Exact { replayed: 1 }), ("c", Start::Fresh)]
+    );
+    let (topic, data, _) = next_in_set(&mut resumed).await.unwrap();
+    assert_eq!((topic.as_str(), data.as_str()), ("a", "2"));
+    publish_n(&hub, "b", 2..=2).await;
+    publish_n(&hub, "c", 2..=2).await;
+    let (topic, data, _) = next_in_set(&mut resumed).await.unwrap();
+    assert_eq!(
+        (topic.as_str(), data.as_str()),
+        ("c", "2"),
+        "b is not in the set any more"
+    );
+}
+
+/// An id from a stream that had a topic this request may not have does
+/// not add it, and an id edited to point anywhere only moves where the
+/// allowed topics resume.
+async fn an_id_never_widens_the_set(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let mut admin = hub
+        .subscribe_set(&set(&["public", "secret"]), None, &with_id(None))
+        .await
+        .unwrap();
+    next(&mut admin).await.unwrap();
+    publish_n(&hub, "secret", 1..=3).await;
+    let (_, _, admin_id) = next_in_set(&mut admin).await.unwrap();
+    let mut user = hub
+        .subscribe_set(&set(&["public"]), None, &with_id(Some(&admin_id)))
+        .await
+        .unwrap();
+    publish_n(&hub, "secret", 4..=4).await;
+    publish_n(&hub, "public", 1..=1).await;
+    let (topic, data, _) = next_in_set(&mut user).await.unwrap();
+    assert_eq!((topic.as_str(), data.as_str()), ("public", "1"));
+    assert!(quiet(&mut user).await, "nothing of secret");
+    // Garbage and truncated ids: a gap per topic, never another topic.
+    for bad in ["t", "tAAAA", &admin_id[..admin_id.len() - 2], "tX_-9"] {
+        let mut user = hub
+            .subscribe_set(&set(&["public"]), None, &with_id(Some(bad)))
+            .await
+            .unwrap();
+        let first = next(&mut user).await.unwrap();
+        assert_eq!(first.event.as_deref(), Some("gap"), "{bad}");
+        while let Ok(Some(seen)) =
+            tokio::time::timeout(Duration::from_millis(200), user.next()).await
+        {
+            let seen = parse(seen.as_bytes());
+            let kind = seen.event.unwrap_or_default();
+            assert!(
+                ["public", "gap", "sse-position"].contains(&kind.as_str()),
+                "{bad}: {kind}"
+            );
+        }
+    }
+}
+
+/// The client bound: the stream past it is refused (answered with a
+/// `retry:`, not a status that stops `EventSource`), and a closed stream
+/// gives its share back at once.
+async fn a_client_past_its_bound_is_refused_until_a_stream_closes(backend: Backend) {
+    let hub = backend.hub(Hub::builder().client_limit(2, 5));
+    let one = hub
+        .subscribe_set(&set(&["a", "b"]), Some("ann"), &with_id(None))
+        .await
+        .unwrap();
+    let two = hub
+        .subscribe_set(&set(&["c"]), Some("ann"), &with_id(None))
+        .await
+        .unwrap();
+    assert_eq!(hub.client_count("ann"), (2, 3));
+    let error = hub
+        .subscribe_set(&set(&["d"]), Some("ann"), &with_id(None))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::ClientLimit);
+    let response = error.into_http_response();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert!(response.body().contains("retry: "), "{}", response.body());
+    // Another client is not affected.
+    let _bob = hub
+        .subscribe_set(&set(&["a"]), Some("bob"), &with_id(None))
+        .await
+        .unwrap();
+    drop(two);
+    assert_eq!(hub.client_count("ann"), (1, 2));
+    // Topics are bounded too: 2 + 4 > 5.
+    let error = hub
+        .subscribe_set(&set(&["c", "d", "e", "f"]), Some("ann"), &with_id(None))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::ClientLimit);
+    let _three = hub
+        .subscribe_set(&set(&["c", "d", "e"]), Some("ann"), &with_id(None))
+        .await
+        .unwrap();
+    assert_eq!(hub.client_refusals(), 2);
+    drop(one);
+    assert_eq!(hub.client_count("ann"), (1, 3));
+}
+
+/// Sets are bounded in size, and every topic of a refused set is given
+/// back (a full hub refuses the whole set).
+async fn a_set_is_bounded_and_a_refused_set_holds_nothing(backend: Backend) {
+    let hub = backend.hub(Hub::builder().max_topics_per_subscription(3).max_topics(4));
+    let error = hub
+        .subscribe_set(&set(&["a", "b", "c", "d"]), None, &with_id(None))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::BadTopicSet);
+    assert_eq!(
+        error.into_http_response().status(),
+        http::StatusCode::BAD_REQUEST
+    );
+    let held = hub
+        .subscribe_set(&set(&["a", "b", "c"]), None, &with_id(None))
+        .await
+        .unwrap();
+    let error = hub
+        .subscribe_set(&set(&["a", "x", "y"]), None, &with_id(None))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), HubErrorKind::TooManyTopics);
+    assert_eq!(hub.topic_stats("a").unwrap().subscribers, 1, "a given back");
+    drop(held);
+    assert_eq!(hub.topic_stats("a").unwrap().subscribers, 0);
+}
+
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -486,6 +862,14 @@ on_both_backends!(
     subscribing_is_bounded_in_topics_and_name_length,
     a_topic_dropped_while_idle_resumes_as_its_backend_allows,
     a_run_is_followed_resumed_stopped_and_ended_on_the_instance_that_started_it,
+    a_set_resumes_every_topic_exactly_after_breaks_at_random_points,
+    a_set_s_events_name_their_topic_and_keep_their_own_type,
+    a_set_writes_its_topics_in_publish_order,
+    one_topic_past_its_history_gets_its_own_gap_and_the_others_resume_exactly,
+    a_changed_set_resumes_the_topics_in_both_and_starts_new_ones_fresh,
+    an_id_never_widens_the_set,
+    a_client_past_its_bound_is_refused_until_a_stream_closes,
+    a_set_is_bounded_and_a_refused_set_holds_nothing,
 );
 
 /// Runs live on the instance that started them, whatever the backend: on
@@ -609,6 +993,91 @@ async fn a_browser_resumes_on_another_instance_even_right_after_the_event() {
             "event {n}"
         );
     }
+}
+
+/// A set's id resumes on another instance: Redis stream ids are the same
+/// everywhere, and the set's id is made of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_resumes_exactly_on_another_instance() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let a = backend.hub(Hub::builder());
+    let b = backend.hub(Hub::builder());
+    let topics = set(&["feed", "notes", "user:1"]);
+    let mut on_a = a
+        .subscribe_set(&topics, None, &with_id(None))
+        .await
+        .unwrap();
+    next(&mut on_a).await.unwrap();
+    publish_n(&a, "feed", 1..=2).await;
+    publish_n(&b, "notes", 1..=1).await;
+    let mut id = String::new();
+    for _ in 0..3 {
+        id = next_in_set(&mut on_a).await.unwrap().2;
+    }
+    drop(on_a);
+    publish_n(&a, "feed", 3..=3).await;
+    publish_n(&a, "user:1", 1..=2).await;
+    let mut on_b = b
+        .subscribe_set(&topics, None, &with_id(Some(&id)))
+        .await
+        .unwrap();
+    assert_eq!(on_b.how_it_started(), Start::Exact { replayed: 3 });
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let (topic, data, _) = next_in_set(&mut on_b).await.unwrap();
+        got.push(format!("{topic}={data}"));
+    }
+    got.sort();
+    assert_eq!(got, ["feed=3", "user:1=1", "user:1=2"]);
+    assert!(quiet(&mut on_b).await, "nothing twice");
+}
+
+/// One topic's stream lost (deleted, expired, evicted) while the page was
+/// away: that topic alone gets a `restarted` gap, the others resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_topic_whose_stream_was_lost_gets_its_own_restarted_gap() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let hub = backend.hub(Hub::builder());
+    let topics = set(&["kept", "lost"]);
+    let mut stream = hub
+        .subscribe_set(&topics, None, &with_id(None))
+        .await
+        .unwrap();
+    next(&mut stream).await.unwrap();
+    publish_n(&hub, "kept", 1..=1).await;
+    publish_n(&hub, "lost", 1..=1).await;
+    next_in_set(&mut stream).await.unwrap();
+    let (_, _, id) = next_in_set(&mut stream).await.unwrap();
+    drop(stream);
+    publish_n(&hub, "kept", 2..=2).await;
+    let later = backend.after_losing("lost");
+    publish_n(&later, "lost", 1..=1).await;
+    let mut resumed = later
+        .subscribe_set(&topics, None, &with_id(Some(&id)))
+        .await
+        .unwrap();
+    let starts: Vec<(&str, Start)> = resumed.how_each_started().collect();
+    assert_eq!(starts[0], ("kept", Start::Exact { replayed: 1 }));
+    assert!(
+        matches!(
+            starts[1],
+            (
+                "lost",
+                Start::Gap {
+                    reason: GapReason::Restarted,
+                    ..
+                }
+            )
+        ),
+        "{starts:?}"
+    );
+    let gap = next(&mut resumed).await.unwrap();
+    assert_eq!(gap.event.as_deref(), Some("gap"));
+    assert!(gap.data.unwrap().contains("\"topic\":\"lost\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

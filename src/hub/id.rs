@@ -43,6 +43,30 @@ impl EventId {
         }
     }
 
+    /// Reads a log's id, `<ms>-<seq>` in decimal without leading zeros.
+    pub(super) fn parse_log(text: &str) -> Option<Self> {
+        let (ms, seq) = text.split_once('-')?;
+        let canonical = |digits: &str| {
+            !digits.is_empty()
+                && digits.len() <= 20
+                && (digits.len() == 1 || !digits.starts_with('0'))
+                && digits.bytes().all(|b| b.is_ascii_digit())
+        };
+        if !canonical(ms) || !canonical(seq) {
+            return None;
+        }
+        Some(Self::from_log(ms.parse().ok()?, seq.parse().ok()?))
+    }
+
+    /// An id of a backend's log: its milliseconds and sequence.
+    pub(super) fn from_log(ms: u64, seq: u64) -> Self {
+        Self {
+            epoch: ms,
+            seq,
+            stream: true,
+        }
+    }
+
     /// The event's place in its topic with the memory backend: 1 for the
     /// first event published to the topic since it was made, then 2, 3, ...
     /// With the Redis backend, the sequence part of the stream id (its place

@@ -114,17 +114,20 @@
 //! ```
 
 mod backend;
+mod client;
 mod health;
 mod id;
 #[cfg(feature = "redis")]
 mod redis;
 mod run;
+mod set;
 mod subscription;
 mod topic;
 
 pub use health::Health;
 pub use id::{EventId, MAX_LAST_EVENT_ID_LEN};
 pub use run::{Run, RunEnd, RunOutcome, Stopped, RUN_END_EVENT};
+pub use set::{TopicSet, MAX_TOPICS_PER_SUBSCRIPTION};
 pub use subscription::{GapReason, Start, Subscription};
 
 use std::{
@@ -189,6 +192,8 @@ struct Shared {
     config: Config,
     topics: Mutex<Topics>,
     runs: run::Runs,
+    /// What each client holds (`subscribe_set` with a client key).
+    clients: Arc<client::Clients>,
     /// When the hub was built (what a memory hub's health is healthy since).
     born: Instant,
     /// The backend (Redis); `None`: the memory hub.
@@ -210,6 +215,8 @@ struct Config {
     gap_event: Box<str>,
     /// Label the hub's metrics with the topic name.
     topic_labels: bool,
+    /// The most topics one set subscription may have.
+    max_set: usize,
 }
 
 struct Topics {
@@ -248,6 +255,8 @@ impl Hub {
             run_history: 100_000,
             run_retention: Duration::from_secs(10 * 60),
             max_runs: 10_000,
+            max_set: 64,
+            client_limit: (16, 256),
             #[cfg(feature = "redis")]
             redis: redis::RedisSettings::default(),
         }
@@ -395,6 +404,126 @@ impl Hub {
         ))
     }
 
+    /// Subscribes to every topic of `topics` over one stream, resuming each
+    /// from the request's `Last-Event-ID`: what a page that needs several
+    /// topics opens instead of one `EventSource` per topic (a browser gives
+    /// an origin six HTTP/1.1 connections, and each `EventSource` holds one
+    /// for its whole life). See `docs/many-topics.md`.
+    ///
+    /// Check `topics` against what the user may read first
+    /// ([`TopicSet::check`]): the set is all the stream ever carries, and
+    /// no `Last-Event-ID` adds to it.
+    ///
+    /// Each event's type names its topic: `notes` for an event published
+    /// to `notes` without a type, `notes:added` for one published with the
+    /// type `added`; route them with `addEventListener("notes", ..)`. Each
+    /// event's id holds every topic's position (at most 128 bytes for ten
+    /// topics), and the hub's gap and position events keep their types (a
+    /// gap's data names its topic). A reconnect resumes every topic exactly;
+    /// one that cannot be resumed gets its own gap event, the others do not;
+    /// a topic new to the set starts fresh. Events of one topic arrive in
+    /// publish order; across topics, in the order this instance took them
+    /// in (for the memory hub, publish order; with Redis, the order the
+    /// instance read them, which follows publish order except within one
+    /// read of several topics).
+    ///
+    /// With `client` (the user's id, else the address), the stream counts
+    /// against that client's bound
+    /// ([`client_limit`](HubBuilder::client_limit)) until it ends: a tab
+    /// that closes gives its share back at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Hub::subscribe), for any of the topics; also
+    /// [`HubErrorKind::BadTopicSet`] for a set larger than
+    /// [`max_topics_per_subscription`](HubBuilder::max_topics_per_subscription),
+    /// and [`HubErrorKind::ClientLimit`] when `client` already holds its
+    /// bound.
+    pub async fn subscribe_set(
+        &self,
+        topics: &TopicSet,
+        client: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> Result<Subscription, HubError> {
+        if topics.len() > self.shared.config.max_set {
+            return Err(HubError {
+                kind: HubErrorKind::BadTopicSet,
+                detail: Some("more topics than max_topics_per_subscription".into()),
+            });
+        }
+        let held = match client {
+            Some(key) => Some(self.shared.clients.hold(key, topics.len())?),
+            None => None,
+        };
+        let header = headers
+            .get(&crate::LAST_EVENT_ID)
+            .map(|value| value.as_bytes());
+        let asked = set::AskedSet::from_bytes(header);
+        let log = self.is_backed();
+        let now = Instant::now();
+        // Each topic counted as subscribed; uncounted if anything fails, or
+        // if the caller drops the future while the backend answers.
+        let mut counted = CountedSet(Vec::with_capacity(topics.len()));
+        for name in topics.iter() {
+            counted
+                .0
+                .push(self.topic(name, now, true).map_err(HubError::new)?);
+        }
+        if let Some(backend) = &self.shared.backend {
+            for (name, found) in topics.iter().zip(&counted.0) {
+                let mut buf = [0; 48];
+                let asked = asked.asked(name, topics, log, &mut buf);
+                backend.clone().prepare(name, found, asked).await?;
+            }
+        }
+        let found = std::mem::take(&mut counted.0);
+        let now = Instant::now();
+        let opened = topics
+            .iter()
+            .zip(found)
+            .map(|(name, topic)| {
+                let mut buf = [0; 48];
+                let asked_id = asked.asked(name, topics, log, &mut buf);
+                let (opening, slot) = topic.start(asked_id, self.shared.config.retention, now);
+                let position = match (opening.first_id, asked_id) {
+                    (Some(id), _) => Some(id),
+                    (None, Asked::Id(text)) if log => id::EventId::parse_log(text),
+                    (None, Asked::Id(text)) => id::EventId::parse(text),
+                    (None, _) => None,
+                }
+                .unwrap_or_else(|| id::EventId::memory(0, 0));
+                let gap = match opening.how {
+                    Start::Gap { reason, .. } => Some((reason, opening.missed)),
+                    _ => None,
+                };
+                set::Opened {
+                    name: name.into(),
+                    topic,
+                    next: opening.next,
+                    slot,
+                    start: opening.how,
+                    position,
+                    gap,
+                }
+            })
+            .collect();
+        let asked_text = header.and_then(|header| std::str::from_utf8(header).ok());
+        let stream = set::SetStream::new(&self.shared, opened, asked_text, held);
+        Ok(Subscription::set(self.shared.clone(), stream))
+    }
+
+    /// How many set subscriptions `client` holds open, and how many topics
+    /// they hold together (see [`client_limit`](HubBuilder::client_limit)).
+    pub fn client_count(&self, client: &str) -> (usize, usize) {
+        self.shared.clients.count(client)
+    }
+
+    /// How many set subscriptions were refused because their client held
+    /// its bound, since the hub was built.
+    pub fn client_refusals(&self) -> u64 {
+        self.shared.clients.refused()
+    }
+
     /// The topic's counters, or `None` if the hub holds no such topic.
     pub fn topic_stats(&self, topic: &str) -> Option<TopicStats> {
         let found = self.topics().map.get(topic).cloned()?;
@@ -534,6 +663,19 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// Uncounts the subscribers of a set on drop (a subscribe that failed or
+/// was dropped while waiting for the backend).
+struct CountedSet(Vec<Arc<Topic>>);
+
+impl Drop for CountedSet {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        for topic in self.0.drain(..) {
+            topic.abandon(now);
+        }
+    }
+}
+
 impl Default for Hub {
     fn default() -> Self {
         Self::new()
@@ -591,6 +733,8 @@ pub struct HubBuilder {
     run_history: usize,
     run_retention: Duration,
     max_runs: usize,
+    max_set: usize,
+    client_limit: (usize, usize),
     #[cfg(feature = "redis")]
     redis: redis::RedisSettings,
 }
@@ -686,6 +830,29 @@ impl HubBuilder {
         self
     }
 
+    /// The most topics one [`subscribe_set`](Hub::subscribe_set) may ask
+    /// for, from 1 to [`MAX_TOPICS_PER_SUBSCRIPTION`]: a larger set is
+    /// refused with [`HubErrorKind::BadTopicSet`] (`400`). Default: 64.
+    pub fn max_topics_per_subscription(mut self, topics: usize) -> Self {
+        self.max_set = topics;
+        self
+    }
+
+    /// The bound on what one client holds (the key given to
+    /// [`subscribe_set`](Hub::subscribe_set)): at most `streams` open set
+    /// subscriptions, holding at most `topics` topics together, so that
+    /// one client cannot fill the hub by opening streams or by naming new
+    /// topics. A stream past the bound is refused with
+    /// [`HubErrorKind::ClientLimit`], answered like a full hub: an event
+    /// stream with a `retry:` of 10 to 30 seconds, so the browser comes
+    /// back once a tab has closed (a status other than `200` would stop its
+    /// `EventSource` for good). Each at least 1. Default: 16 streams, 256
+    /// topics.
+    pub fn client_limit(mut self, streams: usize, topics: usize) -> Self {
+        self.client_limit = (streams, topics);
+        self
+    }
+
     /// The hub.
     ///
     /// # Errors
@@ -708,6 +875,10 @@ impl HubBuilder {
             Some(HubConfigErrorKind::DelayTooLong)
         } else if self.run_history == 0 || self.max_runs == 0 {
             Some(HubConfigErrorKind::ZeroRuns)
+        } else if self.max_set == 0 || self.max_set > MAX_TOPICS_PER_SUBSCRIPTION {
+            Some(HubConfigErrorKind::TopicsPerSubscription)
+        } else if self.client_limit.0 == 0 || self.client_limit.1 == 0 {
+            Some(HubConfigErrorKind::ZeroClientLimit)
         } else if self.gap_event.is_empty()
             || find_line_break(self.gap_event.as_bytes()).is_some()
             || [POSITION_EVENT, crate::event::RETRY_EVENT, "message"].contains(&&*self.gap_event)
@@ -745,7 +916,12 @@ impl HubBuilder {
                     reconnect_delay: self.reconnect_delay,
                     gap_event: self.gap_event.into(),
                     topic_labels: self.topic_labels,
+                    max_set: self.max_set,
                 },
+                clients: Arc::new(client::Clients::new(
+                    self.client_limit.0,
+                    self.client_limit.1,
+                )),
                 runs: run::Runs::new(run::RunConfig {
                     history: self.run_history,
                     retention: self.run_retention,
@@ -843,6 +1019,18 @@ pub enum HubErrorKind {
     /// The hub holds [`max_runs`](HubBuilder::max_runs) runs, all still
     /// running (a finished one makes room for a new one).
     TooManyRuns,
+    /// A [`TopicSet`] that cannot be: no topic, a name empty or with a CR,
+    /// LF or NUL, a query string that does not decode, or more topics than
+    /// [`max_topics_per_subscription`](HubBuilder::max_topics_per_subscription).
+    /// Answered `400`: asking again will not help.
+    BadTopicSet,
+    /// The app refused a topic of the set ([`TopicSet::check`]). Answered
+    /// `403`, so that `EventSource` stops.
+    NotAllowed,
+    /// The client already holds its bound
+    /// ([`client_limit`](HubBuilder::client_limit)). Answered like a full
+    /// hub, with a `retry:` of 10 to 30 seconds.
+    ClientLimit,
 }
 
 impl fmt::Display for HubErrorKind {
@@ -863,6 +1051,9 @@ impl fmt::Display for HubErrorKind {
                 "no such run here: never started on this instance, or finished and gone"
             }
             HubErrorKind::TooManyRuns => "the hub holds its maximum number of runs",
+            HubErrorKind::BadTopicSet => "the topic set cannot be subscribed to",
+            HubErrorKind::NotAllowed => "the request asks for a topic it may not read",
+            HubErrorKind::ClientLimit => "the client holds its maximum of streams or topics",
         })
     }
 }
@@ -927,6 +1118,11 @@ impl HubError {
                 "text/plain; charset=utf-8",
                 format!("{self}\n"),
             ),
+            HubErrorKind::NotAllowed => (
+                http::StatusCode::FORBIDDEN,
+                "text/plain; charset=utf-8",
+                format!("{self}\n"),
+            ),
             // Runs are started with a `fetch` POST, not `EventSource`: a
             // `429` with `Retry-After` is what such clients retry on.
             HubErrorKind::TooManyRuns => {
@@ -944,6 +1140,7 @@ impl HubError {
                 return response;
             }
             HubErrorKind::TooManyTopics
+            | HubErrorKind::ClientLimit
             | HubErrorKind::Unavailable
             | HubErrorKind::Misconfigured => {
                 let ((min, max), comment) = match self.kind {
@@ -954,6 +1151,10 @@ impl HubError {
                     HubErrorKind::Misconfigured => (
                         MISCONFIGURED_RETRY,
                         "the hub's backend refuses its commands; try again much later",
+                    ),
+                    HubErrorKind::ClientLimit => (
+                        FULL_HUB_RETRY,
+                        "this client holds its maximum of streams; try again later",
                     ),
                     _ => (FULL_HUB_RETRY, "the hub is full; try again later"),
                 };
@@ -1052,6 +1253,11 @@ pub enum HubConfigErrorKind {
     ZeroMaxTopics,
     /// `run_history` or `max_runs` zero.
     ZeroRuns,
+    /// `max_topics_per_subscription` zero or above
+    /// [`MAX_TOPICS_PER_SUBSCRIPTION`].
+    TopicsPerSubscription,
+    /// `client_limit` with zero streams or zero topics.
+    ZeroClientLimit,
     /// `idle_timeout` shorter than 100 ms.
     IdleTimeoutTooShort,
     /// `reconnect_delay` with `min` greater than `max`.
@@ -1111,6 +1317,10 @@ impl fmt::Display for HubConfigError {
             HubConfigErrorKind::ZeroMaxAge => "max_age must be longer than zero",
             HubConfigErrorKind::ZeroMaxTopics => "max_topics must be at least 1",
             HubConfigErrorKind::ZeroRuns => "run_history and max_runs must be at least 1",
+            HubConfigErrorKind::TopicsPerSubscription => {
+                "max_topics_per_subscription must be within 1..=MAX_TOPICS_PER_SUBSCRIPTION (256)"
+            }
+            HubConfigErrorKind::ZeroClientLimit => "client_limit must allow at least 1 of each",
             HubConfigErrorKind::IdleTimeoutTooShort => "idle_timeout must be at least 100 ms",
             HubConfigErrorKind::DelayRange => "reconnect_delay: min is greater than max",
             HubConfigErrorKind::DelayTooLong => {

@@ -10,6 +10,7 @@ use futures_core::Stream;
 use http::Response;
 
 use super::{
+    set::{Next, SetStream},
     topic::{Read, Topic},
     Shared,
 };
@@ -111,19 +112,29 @@ impl fmt::Display for GapReason {
 #[must_use = "a subscription does nothing unless its stream is read"]
 pub struct Subscription {
     shared: Arc<Shared>,
-    topic: Arc<Topic>,
-    /// The sequence number of the next event to write.
-    next: u64,
+    feed: Feed,
     resume: Start,
-    /// The gap event or the position event, written first (boxed: the
-    /// field stays for the subscription's life, the event only until it
-    /// is written).
-    first: Option<Box<EncodedEvent>>,
-    /// Its waiter slot in the topic.
-    slot: usize,
     /// Set once the stream wrote its final `retry:`.
     ended: Option<EarlyEnd>,
     lag: Option<EndSignal>,
+}
+
+/// What a subscription reads.
+enum Feed {
+    /// One topic (`Hub::subscribe`).
+    One {
+        topic: Arc<Topic>,
+        /// The sequence number of the next event to write.
+        next: u64,
+        /// The gap event or the position event, written first (boxed: the
+        /// field stays for the subscription's life, the event only until
+        /// it is written).
+        first: Option<Box<EncodedEvent>>,
+        /// Its waiter slot in the topic.
+        slot: usize,
+    },
+    /// A set of topics (`Hub::subscribe_set`).
+    Set(Box<SetStream>),
 }
 
 impl Subscription {
@@ -137,19 +148,48 @@ impl Subscription {
     ) -> Self {
         Self {
             shared,
-            topic,
-            next,
+            feed: Feed::One {
+                topic,
+                next,
+                first: first.map(Box::new),
+                slot,
+            },
             resume,
-            first: first.map(Box::new),
-            slot,
             ended: None,
             lag: None,
         }
     }
 
-    /// How the subscription started.
+    pub(super) fn set(shared: Arc<Shared>, set: SetStream) -> Self {
+        let starts: Vec<Start> = set.members().iter().map(|m| m.start).collect();
+        Self {
+            shared,
+            feed: Feed::Set(Box::new(set)),
+            resume: overall(&starts),
+            ended: None,
+            lag: None,
+        }
+    }
+
+    /// How the subscription started. For a set of topics
+    /// ([`Hub::subscribe_set`](super::Hub::subscribe_set)), all of them
+    /// together: [`Start::Gap`] (with the first gap's reason) if any topic
+    /// has a gap, [`Start::Fresh`] if every topic starts fresh, otherwise
+    /// [`Start::Exact`]; `replayed` counts every topic's replay. Each
+    /// topic's own start is in [`how_each_started`](Subscription::how_each_started).
     pub fn how_it_started(&self) -> Start {
         self.resume
+    }
+
+    /// How each topic of a set started, in the set's order; empty for a
+    /// subscription to one topic ([`Hub::subscribe`](super::Hub::subscribe)),
+    /// whose start is [`how_it_started`](Subscription::how_it_started).
+    pub fn how_each_started(&self) -> impl ExactSizeIterator<Item = (&str, Start)> + '_ {
+        let members = match &self.feed {
+            Feed::Set(set) => set.members(),
+            Feed::One { .. } => &[],
+        };
+        members.iter().map(|member| (&*member.name, member.start))
     }
 
     /// Why the stream ended early, if it did: [`EarlyEnd::Lagged`] when
@@ -204,20 +244,41 @@ impl Stream for Subscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EncodedEvent>> {
         let this = self.get_mut();
-        if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(*first));
-        }
         if this.ended.is_some() {
             return Poll::Ready(None);
         }
-        match this.topic.poll_read(this.next, this.slot, cx) {
-            Poll::Ready(Read::Event(bytes)) => {
-                this.next += 1;
+        let (topic, next, slot) = match &mut this.feed {
+            Feed::One {
+                topic,
+                next,
+                first,
+                slot,
+            } => {
+                if let Some(first) = first.take() {
+                    return Poll::Ready(Some(*first));
+                }
+                (topic, next, *slot)
+            }
+            Feed::Set(set) => {
+                return match set.poll_next(cx) {
+                    Poll::Ready(Next::Event(event)) => Poll::Ready(Some(event)),
+                    Poll::Ready(Next::Lagged) => Poll::Ready(Some(this.end(EarlyEnd::Lagged))),
+                    #[cfg(hub_log)]
+                    Poll::Ready(Next::Unavailable) => {
+                        Poll::Ready(Some(this.end(EarlyEnd::Unavailable)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+        };
+        match topic.poll_read(*next, slot, cx) {
+            Poll::Ready(Read::Event(bytes, _)) => {
+                *next += 1;
                 Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
             }
             Poll::Ready(Read::Finished) => Poll::Ready(None),
             Poll::Ready(Read::Lagged) => {
-                this.topic.lagged();
+                topic.lagged();
                 Poll::Ready(Some(this.end(EarlyEnd::Lagged)))
             }
             #[cfg(hub_log)]
@@ -241,14 +302,41 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.topic.leave(self.slot, Instant::now());
+        match &mut self.feed {
+            Feed::One { topic, slot, .. } => topic.leave(*slot, Instant::now()),
+            Feed::Set(set) => set.leave(Instant::now()),
+        }
+    }
+}
+
+/// A set's start, all topics together (see `how_it_started`).
+fn overall(starts: &[Start]) -> Start {
+    let replayed = starts
+        .iter()
+        .map(|start| match start {
+            Start::Exact { replayed } | Start::Gap { replayed, .. } => *replayed,
+            Start::Fresh | Start::Finished => 0,
+        })
+        .sum();
+    let gap = starts.iter().find_map(|start| match start {
+        Start::Gap { reason, .. } => Some(*reason),
+        _ => None,
+    });
+    match gap {
+        Some(reason) => Start::Gap { reason, replayed },
+        None if starts.iter().all(|start| *start == Start::Fresh) => Start::Fresh,
+        None => Start::Exact { replayed },
     }
 }
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topics = match &self.feed {
+            Feed::One { .. } => 1,
+            Feed::Set(set) => set.members().len(),
+        };
         f.debug_struct("Subscription")
-            .field("next", &self.next)
+            .field("topics", &topics)
             .field("resume", &self.resume)
             .field("ended", &self.ended.is_some())
             .finish_non_exhaustive()

@@ -186,7 +186,11 @@ impl Topic {
             let bytes = state.store_parts(&[fields, b"id: ", id.write(&mut text), b"\n\n"]);
             state.bytes += bytes.len();
             let at = self.millis(now);
-            state.history.push_back(Entry { bytes, at });
+            state.history.push_back(Entry {
+                bytes,
+                at,
+                order: super::next_order(),
+            });
             state.log.ids.push_back(entry.id);
             last = entry.id;
             added += 1;

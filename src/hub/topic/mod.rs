@@ -107,11 +107,24 @@ struct Entry {
     bytes: Bytes,
     /// Milliseconds from the topic's birth to its publish.
     at: u64,
+    /// Its place among every event appended in this process, for a set's
+    /// subscription to write its topics' events in that order.
+    order: u64,
+}
+
+/// The order stamp of the next entry appended, whatever its topic. Taken
+/// under the topic's lock, so a topic's entries are in stamp order, and an
+/// entry appended after another one was (on any topic) has a later stamp.
+static ORDER: AtomicU64 = AtomicU64::new(0);
+
+fn next_order() -> u64 {
+    ORDER.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What a subscriber at a position finds.
 pub(super) enum Read {
-    Event(Bytes),
+    /// The event, and its order stamp.
+    Event(Bytes, u64),
     /// A finished run that the subscriber has read to its end (its last
     /// event included).
     Finished,
@@ -264,7 +277,11 @@ impl Topic {
         recycle(encoding);
         state.bytes += bytes.len();
         let at = self.millis(now);
-        state.history.push_back(Entry { bytes, at });
+        state.history.push_back(Entry {
+            bytes,
+            at,
+            order: next_order(),
+        });
         state.last_active = now;
         self.trim(&mut state, retention, now);
         self.metrics.published();
@@ -324,7 +341,7 @@ impl Topic {
             return Poll::Ready(Read::Lagged);
         }
         if let Some(entry) = guard.history.get((seq - guard.first) as usize) {
-            return Poll::Ready(Read::Event(entry.bytes.clone()));
+            return Poll::Ready(Read::Event(entry.bytes.clone(), entry.order));
         }
         if guard.end.is_some() {
             return Poll::Ready(Read::Finished);
@@ -459,6 +476,15 @@ impl Topic {
         if self.subscribers.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.state().last_active = now;
         }
+    }
+
+    /// Whether the topic is fed from a backend's log (its ids are the
+    /// log's).
+    pub(super) fn is_fed(&self) -> bool {
+        #[cfg(hub_log)]
+        return self.feed.is_some();
+        #[cfg(not(hub_log))]
+        false
     }
 
     /// One more subscriber after none: a topic fed from a log was not read

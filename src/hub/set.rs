@@ -1,0 +1,693 @@
+//! Many topics over one stream: the set a request asks for ([`TopicSet`]),
+//! the id that holds the position of every topic of the set, and the
+//! subscription that merges the topics' histories.
+//!
+//! Each topic of the set is subscribed as on its own (the same positions,
+//! gaps and lag), and the subscription writes the next event of whichever
+//! topic published first (each entry carries a hub-wide order stamp taken
+//! when it was appended). Every event is written anew for the set: its type
+//! names its topic, and its id is the position of every topic of the set,
+//! so that one `Last-Event-ID` resumes all of them.
+//!
+//! The id: `t` then, in base64url without padding, a varint `base` (the
+//! largest first number of the positions), then per topic a 16-bit hash of
+//! its name, `base - first` and `second` as varints. For the memory hub a
+//! position is the topic's epoch and sequence number; for a backend, the
+//! log's id (milliseconds and sequence). A topic of the set that is not in
+//! the id starts fresh; one whose hash two topics share, or that the id
+//! holds twice, starts with a gap (`unknown-id`). Positions name no topic
+//! outside the set the app allowed, so an edited id can move where a topic
+//! of the set resumes, never add one.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{
+    id::EventId,
+    topic::{Asked, Read, Topic},
+    GapReason, HubError, HubErrorKind, Shared, Start, MAX_TOPIC_LEN,
+};
+use crate::event::{EncodedEvent, Event, EventType};
+
+/// The most topics one subscription may have, whatever
+/// [`max_topics_per_subscription`](super::HubBuilder::max_topics_per_subscription)
+/// says.
+pub const MAX_TOPICS_PER_SUBSCRIPTION: usize = 256;
+
+/// The longest `Last-Event-ID` a set's subscription reads: room for every
+/// topic's position at its largest (22 bytes each), in base64.
+const MAX_SET_ID_LEN: usize = 1 + (10 + MAX_TOPICS_PER_SUBSCRIPTION * 22) * 4 / 3 + 4;
+
+/// The topics one stream asks for: names checked and without repeats,
+/// before the app checks which of them the user may read
+/// ([`check`](TopicSet::check)) and subscribes with
+/// [`Hub::subscribe_set`](super::Hub::subscribe_set).
+///
+/// A name must be usable as an event type (the set's events are typed by
+/// their topic): not empty, no CR, LF or NUL, at most
+/// [`MAX_TOPIC_LEN`] bytes. Order and repeats do not matter.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TopicSet {
+    /// Sorted, without repeats.
+    names: Vec<Box<str>>,
+}
+
+impl TopicSet {
+    /// The set of `topics`.
+    ///
+    /// # Errors
+    ///
+    /// [`HubErrorKind::BadTopicSet`] (answered `400`) when there is no
+    /// topic, a name is empty or has a CR, LF or NUL, or there are more
+    /// than [`MAX_TOPICS_PER_SUBSCRIPTION`]; [`HubErrorKind::TopicTooLong`]
+    /// when a name is longer than [`MAX_TOPIC_LEN`].
+    pub fn new<I, T>(topics: I) -> Result<Self, HubError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let mut names = Vec::new();
+        for topic in topics {
+            if names.len() == MAX_TOPICS_PER_SUBSCRIPTION {
+                return Err(bad_set("more topics than MAX_TOPICS_PER_SUBSCRIPTION"));
+            }
+            names.push(checked(topic.as_ref())?);
+        }
+        Self::from_names(names)
+    }
+
+    /// The set named by the query string's `param` parameters
+    /// (`?topic=ticks&topic=notes`, percent-decoded, `+` a space): what an
+    /// `EventSource` URL usually carries.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](TopicSet::new); also [`HubErrorKind::BadTopicSet`] for a
+    /// value that is not valid percent-encoded UTF-8.
+    pub fn from_query(query: Option<&str>, param: &str) -> Result<Self, HubError> {
+        let mut names = Vec::new();
+        for pair in query.unwrap_or("").split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if decode(key).as_deref() != Some(param) {
+                continue;
+            }
+            if names.len() == MAX_TOPICS_PER_SUBSCRIPTION {
+                return Err(bad_set("more topics than MAX_TOPICS_PER_SUBSCRIPTION"));
+            }
+            let value =
+                decode(value).ok_or_else(|| bad_set("a topic is not percent-encoded UTF-8"))?;
+            names.push(checked(&value)?);
+        }
+        Self::from_names(names)
+    }
+
+    fn from_names(mut names: Vec<Box<str>>) -> Result<Self, HubError> {
+        if names.is_empty() {
+            return Err(bad_set("no topic"));
+        }
+        names.sort_unstable();
+        names.dedup();
+        Ok(Self { names })
+    }
+
+    /// The set, if `may_read` allows each of its topics; otherwise
+    /// [`HubErrorKind::NotAllowed`] naming the first topic it refused,
+    /// answered `403 Forbidden` before any stream opens (so `EventSource`
+    /// stops: asking again will not help). `may_read` is where the app
+    /// maps its user (from the session cookie) to the topics they may have.
+    ///
+    /// # Errors
+    ///
+    /// [`HubErrorKind::NotAllowed`].
+    pub fn check(self, mut may_read: impl FnMut(&str) -> bool) -> Result<Self, HubError> {
+        match self.names.iter().find(|name| !may_read(name)) {
+            Some(refused) => Err(HubError {
+                kind: HubErrorKind::NotAllowed,
+                detail: Some(format!("topic {refused:?}").into()),
+            }),
+            None => Ok(self),
+        }
+    }
+
+    /// The topics, in byte order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.names.iter().map(|name| &**name)
+    }
+
+    /// How many topics.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Always false: a set has at least one topic.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+impl fmt::Debug for TopicSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+fn bad_set(why: &'static str) -> HubError {
+    HubError {
+        kind: HubErrorKind::BadTopicSet,
+        detail: Some(why.into()),
+    }
+}
+
+fn checked(name: &str) -> Result<Box<str>, HubError> {
+    if name.len() > MAX_TOPIC_LEN {
+        return Err(HubError::new(HubErrorKind::TopicTooLong));
+    }
+    if name.is_empty() || name.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(bad_set("a topic is empty or has a CR, LF or NUL"));
+    }
+    Ok(name.into())
+}
+
+/// Percent-decodes a query string's key or value (`+` is a space); `None`
+/// for a bad escape or bytes that are not UTF-8.
+fn decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A topic's position in a set's id: the memory hub's epoch and sequence
+/// number, or a log's milliseconds and sequence.
+type Position = (u64, u64);
+
+/// The 16-bit hash by which a set's id names a topic (FNV-1a, folded).
+fn name_hash(name: &str) -> u16 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash ^ (hash >> 16)) as u16
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn base64_encode(bytes: &[u8], out: &mut Vec<u8>) {
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(BASE64URL[(n >> (18 - 6 * i) & 63) as usize]);
+        }
+    }
+}
+
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            let v = BASE64URL.iter().position(|&a| a == c)? as u32;
+            n |= v << (18 - 6 * i);
+        }
+        for i in 0..chunk.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+        // Canonical: the unused low bits are zero.
+        let used = 8 * (chunk.len() - 1);
+        if n & ((1 << (24 - used)) - 1) != 0 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// Writes the id of `positions` (each with its topic's hash).
+fn write_id(positions: impl Iterator<Item = (u16, Position)> + Clone, out: &mut Vec<u8>) {
+    let base = positions.clone().map(|(_, (a, _))| a).max().unwrap_or(0);
+    let mut raw = Vec::with_capacity(64);
+    put_varint(&mut raw, base);
+    for (hash, (a, b)) in positions {
+        raw.extend_from_slice(&hash.to_be_bytes());
+        put_varint(&mut raw, base - a);
+        put_varint(&mut raw, b);
+    }
+    out.push(b't');
+    base64_encode(&raw, out);
+}
+
+/// Reads a set's id: each topic's hash and position; `None` for anything
+/// that is not one.
+fn read_id(text: &[u8]) -> Option<Vec<(u16, Position)>> {
+    let text = text.strip_prefix(b"t")?;
+    if text.len() > MAX_SET_ID_LEN {
+        return None;
+    }
+    let raw = base64_decode(text)?;
+    let mut rest = &raw[..];
+    let base = get_varint(&mut rest)?;
+    let mut positions = Vec::new();
+    while !rest.is_empty() {
+        if positions.len() == MAX_TOPICS_PER_SUBSCRIPTION {
+            return None;
+        }
+        let hash = [*rest.first()?, *rest.get(1)?];
+        rest = &rest[2..];
+        let a = base.checked_sub(get_varint(&mut rest)?)?;
+        let b = get_varint(&mut rest)?;
+        positions.push((u16::from_be_bytes(hash), (a, b)));
+    }
+    Some(positions)
+}
+
+/// One topic of a set's subscription.
+pub(super) struct Member {
+    pub(super) name: Box<str>,
+    hash: u16,
+    pub(super) topic: Arc<Topic>,
+    /// The sequence number of its next event.
+    next: u64,
+    slot: usize,
+    /// Where the stream is in this topic: the id of the last event it
+    /// wrote of it (or of the position it started at).
+    position: Position,
+    pub(super) start: Start,
+    /// Its next event, read but not written yet (another topic's came
+    /// first), with its order stamp.
+    peeked: Option<(Bytes, u64)>,
+}
+
+/// What a member starts with, for `SetStream::new`.
+pub(super) struct Opened {
+    pub(super) name: Box<str>,
+    pub(super) topic: Arc<Topic>,
+    pub(super) next: u64,
+    pub(super) slot: usize,
+    pub(super) start: Start,
+    /// The position the stream starts at in this topic.
+    pub(super) position: EventId,
+    /// A gap's reason and, for a truncated history, how many were missed.
+    pub(super) gap: Option<(GapReason, Option<u64>)>,
+}
+
+/// The asked positions of a set, read from a `Last-Event-ID`.
+pub(super) enum AskedSet {
+    Nothing,
+    Unreadable,
+    Positions(Vec<(u16, Position)>),
+}
+
+impl AskedSet {
+    pub(super) fn from_bytes(bytes: Option<&[u8]>) -> Self {
+        match bytes {
+            None | Some(b"") => AskedSet::Nothing,
+            Some(bytes) => read_id(bytes).map_or(AskedSet::Unreadable, AskedSet::Positions),
+        }
+    }
+
+    /// What `name` asks for, written as the topic's own id into `buf`
+    /// (`log`: the topic's ids are a log's); `names` is the whole set, to
+    /// find hashes that two topics share.
+    pub(super) fn asked<'a>(
+        &self,
+        name: &str,
+        names: &TopicSet,
+        log: bool,
+        buf: &'a mut [u8; 48],
+    ) -> Asked<'a> {
+        let positions = match self {
+            AskedSet::Nothing => return Asked::Nothing,
+            AskedSet::Unreadable => return Asked::Unreadable,
+            AskedSet::Positions(positions) => positions,
+        };
+        let hash = name_hash(name);
+        if names
+            .iter()
+            .filter(|other| name_hash(other) == hash)
+            .count()
+            > 1
+        {
+            return Asked::Unreadable;
+        }
+        let mut found = positions.iter().filter(|(h, _)| *h == hash);
+        match (found.next(), found.next()) {
+            (None, _) => Asked::Nothing,
+            (Some(&(_, (a, b))), None) => {
+                let id = if log {
+                    EventId::from_log(a, b)
+                } else {
+                    EventId::memory(a, b)
+                };
+                let text = id.write(buf);
+                // Our own digits: always UTF-8.
+                std::str::from_utf8(text).map_or(Asked::Unreadable, Asked::Id)
+            }
+            (Some(_), Some(_)) => Asked::Unreadable,
+        }
+    }
+}
+
+/// The stream of a set's subscription (see the module documentation).
+pub(super) struct SetStream {
+    members: Vec<Member>,
+    /// Gap events and the position event, written first.
+    first: VecDeque<EncodedEvent>,
+    /// Counted against the client's bound while it lives (given back on
+    /// drop).
+    _held: Option<super::client::Held>,
+    /// Where the next event is written.
+    buf: BytesMut,
+}
+
+impl SetStream {
+    /// `asked`: the `Last-Event-ID` as sent, for the gap events' data.
+    pub(super) fn new(
+        shared: &Shared,
+        opened: Vec<Opened>,
+        asked: Option<&str>,
+        client: Option<super::client::Held>,
+    ) -> Self {
+        let gaps: Vec<(usize, GapReason, Option<u64>)> = opened
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.gap.map(|(reason, missed)| (i, reason, missed)))
+            .collect();
+        let members: Vec<Member> = opened
+            .into_iter()
+            .map(|o| Member {
+                hash: name_hash(&o.name),
+                name: o.name,
+                topic: o.topic,
+                next: o.next,
+                slot: o.slot,
+                position: (o.position.epoch, o.position.seq),
+                start: o.start,
+                peeked: None,
+            })
+            .collect();
+        let mut first = VecDeque::new();
+        let mut id = Vec::with_capacity(128);
+        // Gap events first, with the positions to resume from: a gapped
+        // topic's is before its history, which is replayed next.
+        let fresh = members.iter().any(|m| m.start == Start::Fresh);
+        for &(i, reason, missed) in &gaps {
+            id.clear();
+            write_id(members.iter().map(|m| (m.hash, m.position)), &mut id);
+            first.push_back(gap_event(shared, &members[i], reason, missed, asked, &id));
+        }
+        if fresh || !gaps.is_empty() {
+            id.clear();
+            write_id(members.iter().map(|m| (m.hash, m.position)), &mut id);
+            first.push_back(
+                Event::new()
+                    .event_type(EventType::from_static(super::POSITION_EVENT))
+                    .trusted_id(&id)
+                    .data("")
+                    .encode(),
+            );
+        }
+        Self {
+            members,
+            first,
+            _held: client,
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub(super) fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The next event to write, or what ends the stream.
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        if let Some(first) = self.first.pop_front() {
+            return Poll::Ready(Next::Event(first));
+        }
+        let mut best: Option<(usize, u64)> = None;
+        for (i, member) in self.members.iter_mut().enumerate() {
+            if member.peeked.is_none() {
+                match member.topic.poll_read(member.next, member.slot, cx) {
+                    Poll::Ready(Read::Event(bytes, order)) => member.peeked = Some((bytes, order)),
+                    Poll::Ready(Read::Finished) | Poll::Pending => continue,
+                    Poll::Ready(Read::Lagged) => {
+                        member.topic.lagged();
+                        return Poll::Ready(Next::Lagged);
+                    }
+                    #[cfg(hub_log)]
+                    Poll::Ready(Read::Unavailable) => return Poll::Ready(Next::Unavailable),
+                }
+            }
+            if let Some((_, order)) = &member.peeked {
+                if best.map_or(true, |(_, best)| *order < best) {
+                    best = Some((i, *order));
+                }
+            }
+        }
+        let Some((i, _)) = best else {
+            return Poll::Pending;
+        };
+        let member = &mut self.members[i];
+        let Some((bytes, _)) = member.peeked.take() else {
+            return Poll::Pending;
+        };
+        member.next += 1;
+        let log = member.topic.is_fed();
+        // The event's own type and id, then its other lines as they are.
+        let mut own_type = None;
+        for line in bytes.split(|&b| b == b'\n') {
+            if let Some(value) = line.strip_prefix(b"event: ") {
+                own_type = Some(value);
+            } else if let Some(value) = line.strip_prefix(b"id: ") {
+                if let Some(position) = parse_position(value, log) {
+                    member.position = position;
+                }
+            }
+        }
+        self.buf.reserve(bytes.len() + member.name.len() + 160);
+        self.buf.put_slice(b"event: ");
+        self.buf.put_slice(member.name.as_bytes());
+        if let Some(own_type) = own_type {
+            self.buf.put_u8(b':');
+            self.buf.put_slice(own_type);
+        }
+        self.buf.put_u8(b'\n');
+        for line in bytes.split(|&b| b == b'\n') {
+            if !line.is_empty() && !line.starts_with(b"event: ") && !line.starts_with(b"id: ") {
+                self.buf.put_slice(line);
+                self.buf.put_u8(b'\n');
+            }
+        }
+        let mut id = Vec::with_capacity(128);
+        write_id(self.members.iter().map(|m| (m.hash, m.position)), &mut id);
+        self.buf.put_slice(b"id: ");
+        self.buf.put_slice(&id);
+        self.buf.put_slice(b"\n\n");
+        Poll::Ready(Next::Event(EncodedEvent::from_encoded(
+            self.buf.split().freeze(),
+        )))
+    }
+
+    /// The subscription ends: every member leaves its topic.
+    pub(super) fn leave(&mut self, now: Instant) {
+        for member in &self.members {
+            member.topic.leave(member.slot, now);
+        }
+    }
+}
+
+/// What a set's stream writes next.
+pub(super) enum Next {
+    Event(EncodedEvent),
+    Lagged,
+    #[cfg(hub_log)]
+    Unavailable,
+}
+
+/// Reads an id the hub wrote: the memory hub's `<hex epoch>-<seq>`, or a
+/// log's `<ms>-<seq>`.
+fn parse_position(text: &[u8], log: bool) -> Option<Position> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (a, b) = text.split_once('-')?;
+    let a = if log {
+        a.parse().ok()?
+    } else {
+        u64::from_str_radix(a, 16).ok()?
+    };
+    Some((a, b.parse().ok()?))
+}
+
+fn gap_event(
+    shared: &Shared,
+    member: &Member,
+    reason: GapReason,
+    missed: Option<u64>,
+    asked: Option<&str>,
+    id: &[u8],
+) -> EncodedEvent {
+    let mut data = String::with_capacity(128);
+    data.push_str("{\"reason\":\"");
+    data.push_str(reason.as_str());
+    data.push_str("\",\"topic\":");
+    super::json_string(&mut data, &member.name);
+    data.push_str(",\"last_event_id\":");
+    match asked {
+        Some(asked) => super::json_string(&mut data, asked),
+        None => data.push_str("null"),
+    }
+    if let Some(missed) = missed {
+        data.push_str(",\"missed\":");
+        data.push_str(&missed.to_string());
+    }
+    data.push('}');
+    let event = match Event::new().event(&*shared.config.gap_event) {
+        Ok(event) => event,
+        // Checked when the hub was built.
+        Err(error) => error.into_event(),
+    };
+    event.trusted_id(id).data(data).encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_ids_read_back_what_they_wrote() {
+        let positions = vec![
+            (name_hash("ticks"), (0x3fa9_c0d2_e1b7, 42)),
+            (name_hash("notes"), (0x3fa9_c0d2_e1b9, 0)),
+            (name_hash("user:7"), (0, u64::MAX)),
+        ];
+        let mut id = Vec::new();
+        write_id(positions.iter().copied(), &mut id);
+        assert_eq!(read_id(&id), Some(positions));
+        assert!(id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(b)));
+    }
+
+    #[test]
+    fn ten_topic_ids_fit_in_128_bytes() {
+        // Redis ids a day apart at most, sequences below 128.
+        let now = 1_796_000_000_000u64;
+        let positions: Vec<_> = (0..10)
+            .map(|i| (name_hash(&format!("topic-{i}")), (now - i * 8_640_000, i)))
+            .collect();
+        let mut id = Vec::new();
+        write_id(positions.into_iter(), &mut id);
+        assert!(id.len() <= 128, "{} bytes", id.len());
+        // The memory hub: epochs of one hub, sequences below 2^21.
+        let epoch = 0xfedc_ba98_7654u64;
+        let positions: Vec<_> = (0..10)
+            .map(|i| (name_hash(&format!("topic-{i}")), (epoch + i, 2_000_000 + i)))
+            .collect();
+        let mut id = Vec::new();
+        write_id(positions.into_iter(), &mut id);
+        assert!(id.len() <= 128, "{} bytes", id.len());
+    }
+
+    #[test]
+    fn malformed_set_ids_are_refused_not_misread() {
+        for bad in [
+            &b""[..],
+            b"t",
+            b"tA",
+            b"x0",
+            b"t!!!!",
+            b"tAB",
+            b"t_w",
+            b"3fa9-1",
+        ] {
+            assert_eq!(read_id(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        let long = [b't']
+            .into_iter()
+            .chain([b'A'; 2 * MAX_SET_ID_LEN])
+            .collect::<Vec<_>>();
+        assert_eq!(read_id(&long), None);
+    }
+
+    #[test]
+    fn query_strings_give_sets_of_decoded_names() {
+        let set = TopicSet::from_query(Some("topic=b&x=1&topic=a%3A1&topic=b&topic=c+d"), "topic")
+            .unwrap();
+        assert_eq!(set.iter().collect::<Vec<_>>(), ["a:1", "b", "c d"]);
+        for bad in [
+            None,
+            Some(""),
+            Some("x=1"),
+            Some("topic="),
+            Some("topic=%0A"),
+            Some("topic=%zz"),
+            Some("topic=%ff"),
+        ] {
+            let error = TopicSet::from_query(bad, "topic").unwrap_err();
+            assert_eq!(error.kind(), HubErrorKind::BadTopicSet, "{bad:?}");
+        }
+        let many = (0..=MAX_TOPICS_PER_SUBSCRIPTION)
+            .map(|i| format!("topic={i}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let error = TopicSet::from_query(Some(&many), "topic").unwrap_err();
+        assert_eq!(error.kind(), HubErrorKind::BadTopicSet);
+        let long = format!("topic={}", "a".repeat(MAX_TOPIC_LEN + 1));
+        let error = TopicSet::from_query(Some(&long), "topic").unwrap_err();
+        assert_eq!(error.kind(), HubErrorKind::TopicTooLong);
+    }
+
+    #[test]
+    fn a_check_names_the_first_topic_refused() {
+        let set = TopicSet::new(["ticks", "user:1", "user:2"]).unwrap();
+        let error = set.clone().check(|t| t != "user:2").unwrap_err();
+        assert_eq!(error.kind(), HubErrorKind::NotAllowed);
+        assert!(error.to_string().contains("user:2"), "{error}");
+        assert_eq!(set.clone().check(|_| true).unwrap(), set);
+    }
+}
