@@ -66,8 +66,11 @@ where
             // Off, or same-origin, curl, server to server: not ours to judge.
             return ResponseFuture::call(self.inner.call(request), None);
         };
-        let allowed = config.allows(origin);
         let headers = request.headers();
+        // Two `Origin` headers are no browser's (it sends one): the first
+        // one alone must not open a stream, whatever the second says.
+        let one_origin = headers.get_all(header::ORIGIN).iter().nth(1).is_none();
+        let allowed = one_origin && config.allows(origin);
         if request.method() == Method::OPTIONS
             && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
@@ -91,7 +94,7 @@ where
             || config.is_stream_route(request.method(), request.uri().path());
         // The app's own page (a streaming `fetch` POST sends `Origin`) is
         // not a cross-origin request: never refused.
-        if stream_request && !allowed && !is_same_origin(&request, origin) {
+        if stream_request && !allowed && !(one_origin && is_same_origin(&request, origin)) {
             crate::metrics::cors_refused();
             return ResponseFuture::answer(StatusCode::FORBIDDEN, forbidden_headers(), FORBIDDEN);
         }

@@ -325,6 +325,23 @@ async fn a_response_that_turns_out_to_be_an_event_stream_gets_its_headers() {
 }
 
 #[tokio::test]
+async fn a_stream_request_with_two_origins_is_refused_whatever_the_first_says() {
+    for origins in [
+        [APP, "https://evil.example"],
+        ["https://evil.example", APP],
+        [APP, APP],
+    ] {
+        let mut request = from(origins[0]);
+        request
+            .headers_mut()
+            .append(header::ORIGIN, origins[1].parse().unwrap());
+        let (response, calls) = call(&layer(), request).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origins:?}");
+        assert_eq!(calls, 0, "{origins:?}");
+    }
+}
+
+#[tokio::test]
 async fn other_options_requests_reach_the_service() {
     // OPTIONS with an Origin but no Access-Control-Request-Method.
     let request = Request::builder()
