@@ -822,6 +822,42 @@ async fn a_set_is_bounded_and_a_refused_set_holds_nothing(backend: Backend) {
     assert_eq!(hub.topic_stats("a").unwrap().subscribers, 0);
 }
 
+/// A set larger than 64 topics (its wake-up marks take several words):
+/// every topic wakes the stream, and publish order holds across them.
+async fn a_set_of_a_hundred_topics_is_woken_by_each_in_publish_order(backend: Backend) {
+    let hub = backend.hub(Hub::builder().max_topics_per_subscription(100));
+    let names: Vec<String> = (0..100).map(|n| format!("topic-{n:02}")).collect();
+    let topics = TopicSet::new(&names).unwrap();
+    let mut stream = hub
+        .subscribe_set(&topics, None, &with_id(None))
+        .await
+        .unwrap();
+    next(&mut stream).await.unwrap();
+    // Each topic alone, the stream waiting in between.
+    for n in [99, 0, 64, 63, 1, 65, 98] {
+        publish_n(&hub, &names[n], 1..=1).await;
+        let (topic, _, _) = next_in_set(&mut stream).await.unwrap();
+        assert_eq!(topic, names[n]);
+    }
+    // Several at once, across the words, in publish order.
+    let order = [70, 3, 27, 64, 0, 99, 31, 32, 63];
+    for &n in &order {
+        hub.publish(&names[n], Event::new().data(n.to_string()))
+            .await
+            .unwrap();
+        settled(
+            &hub,
+            &names[n],
+            if [99, 0, 64, 63].contains(&n) { 2 } else { 1 },
+        )
+        .await;
+    }
+    for &n in &order {
+        let (topic, data, _) = next_in_set(&mut stream).await.unwrap();
+        assert_eq!((topic, data), (names[n].clone(), n.to_string()));
+    }
+}
+
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -870,6 +906,7 @@ on_both_backends!(
     an_id_never_widens_the_set,
     a_client_past_its_bound_is_refused_until_a_stream_closes,
     a_set_is_bounded_and_a_refused_set_holds_nothing,
+    a_set_of_a_hundred_topics_is_woken_by_each_in_publish_order,
 );
 
 /// Runs live on the instance that started them, whatever the backend: on

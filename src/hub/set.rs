@@ -22,8 +22,11 @@
 use std::{
     collections::VecDeque,
     fmt,
-    sync::Arc,
-    task::{Context, Poll},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    task::{Context, Poll, Wake, Waker},
     time::Instant,
 };
 
@@ -322,6 +325,46 @@ pub(super) struct Member {
     /// Its next event, read but not written yet (another topic's came
     /// first), with its order stamp.
     peeked: Option<(Bytes, u64)>,
+    /// What its topic wakes: marks the member to be read, then wakes the
+    /// task. The same waker every time, so a topic keeps it in place.
+    waker: Waker,
+}
+
+/// Which members of a set may have an event: a wake-up marks the member
+/// whose topic published, so that a poll reads only those, not every
+/// topic of the set (a member not marked still has its waker in its
+/// topic, which takes it out only to wake it).
+struct Wakes {
+    /// One bit per member.
+    marked: Box<[AtomicU64]>,
+    /// The task reading the set.
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wakes {
+    fn task(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.task.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One member's waker.
+struct MemberWake {
+    wakes: Arc<Wakes>,
+    index: usize,
+}
+
+impl Wake for MemberWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.marked[self.index / 64].fetch_or(1 << (self.index % 64), Ordering::AcqRel);
+        let task = self.wakes.task().clone();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
 }
 
 /// What a member starts with, for `SetStream::new`.
@@ -399,6 +442,7 @@ pub(super) struct SetStream {
     members: Vec<Member>,
     /// Gap events and the position event, written first.
     first: VecDeque<EncodedEvent>,
+    wakes: Arc<Wakes>,
     /// Counted against the client's bound while it lives (given back on
     /// drop).
     _held: Option<super::client::Held>,
@@ -419,9 +463,28 @@ impl SetStream {
             .enumerate()
             .filter_map(|(i, o)| o.gap.map(|(reason, missed)| (i, reason, missed)))
             .collect();
+        let wakes = Arc::new(Wakes {
+            // Every member marked: the first poll reads them all.
+            marked: (0..opened.len().div_ceil(64))
+                .map(|word| {
+                    let bits = (opened.len() - word * 64).min(64);
+                    AtomicU64::new(if bits == 64 {
+                        u64::MAX
+                    } else {
+                        (1 << bits) - 1
+                    })
+                })
+                .collect(),
+            task: Mutex::new(None),
+        });
         let members: Vec<Member> = opened
             .into_iter()
-            .map(|o| Member {
+            .enumerate()
+            .map(|(index, o)| Member {
+                waker: Waker::from(Arc::new(MemberWake {
+                    wakes: wakes.clone(),
+                    index,
+                })),
                 hash: name_hash(&o.name),
                 name: o.name,
                 topic: o.topic,
@@ -456,6 +519,7 @@ impl SetStream {
         Self {
             members,
             first,
+            wakes,
             _held: client,
             buf: BytesMut::new(),
         }
@@ -470,20 +534,53 @@ impl SetStream {
         if let Some(first) = self.first.pop_front() {
             return Poll::Ready(Next::Event(first));
         }
+        {
+            let mut task = self.wakes.task();
+            if !task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
         let mut best: Option<(usize, u64)> = None;
-        for (i, member) in self.members.iter_mut().enumerate() {
-            if member.peeked.is_none() {
-                match member.topic.poll_read(member.next, member.slot, cx) {
-                    Poll::Ready(Read::Event(bytes, order)) => member.peeked = Some((bytes, order)),
-                    Poll::Ready(Read::Finished) | Poll::Pending => continue,
-                    Poll::Ready(Read::Lagged) => {
-                        member.topic.lagged();
-                        return Poll::Ready(Next::Lagged);
+        // Read the marked members until a pass finds none marked: with more
+        // than 64 members the words are taken one after another, and a
+        // publish seen in a later word may follow one marked in an earlier
+        // word after it was taken; the next pass sees that one, and the
+        // earliest event is written first.
+        for _ in 0..4 {
+            let mut any = false;
+            for (word, marked) in self.wakes.marked.iter().enumerate() {
+                let mut bits = marked.swap(0, Ordering::AcqRel);
+                any |= bits != 0;
+                while bits != 0 {
+                    let i = word * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let member = &mut self.members[i];
+                    if member.peeked.is_some() {
+                        continue;
                     }
-                    #[cfg(hub_log)]
-                    Poll::Ready(Read::Unavailable) => return Poll::Ready(Next::Unavailable),
+                    let mut member_cx = Context::from_waker(&member.waker);
+                    match member
+                        .topic
+                        .poll_read(member.next, member.slot, &mut member_cx)
+                    {
+                        Poll::Ready(Read::Event(bytes, order)) => {
+                            member.peeked = Some((bytes, order))
+                        }
+                        Poll::Ready(Read::Finished) | Poll::Pending => {}
+                        Poll::Ready(Read::Lagged) => {
+                            member.topic.lagged();
+                            return Poll::Ready(Next::Lagged);
+                        }
+                        #[cfg(hub_log)]
+                        Poll::Ready(Read::Unavailable) => return Poll::Ready(Next::Unavailable),
+                    }
                 }
             }
+            if !any {
+                break;
+            }
+        }
+        for (i, member) in self.members.iter().enumerate() {
             if let Some((_, order)) = &member.peeked {
                 if best.map_or(true, |(_, best)| *order < best) {
                     best = Some((i, *order));
@@ -498,6 +595,8 @@ impl SetStream {
             return Poll::Pending;
         };
         member.next += 1;
+        // Its next event may be there already: read it on the next poll.
+        self.wakes.marked[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
         let log = member.topic.is_fed();
         // The event's own type and id, then its other lines as they are.
         let mut own_type = None;
