@@ -265,6 +265,10 @@ mod doc_files {
     #[doc = include_str!("../docs/runs.md")]
     mod runs {}
 
+    #[cfg(all(feature = "layers", feature = "axum", feature = "hub"))]
+    #[doc = include_str!("../docs/many-topics.md")]
+    mod many_topics {}
+
     #[cfg(feature = "layers")]
     mod bundle {
         #[doc = include_str!("../docs/layers.md")]

@@ -721,6 +721,7 @@ mod tests {
             .collect();
         let mut id = Vec::new();
         write_id(positions.into_iter(), &mut id);
+        eprintln!("ten Redis positions up to a day apart: {} bytes", id.len());
         assert!(id.len() <= 128, "{} bytes", id.len());
         // The memory hub: epochs of one hub, sequences below 2^21.
         let epoch = 0xfedc_ba98_7654u64;
@@ -729,6 +730,7 @@ mod tests {
             .collect();
         let mut id = Vec::new();
         write_id(positions.into_iter(), &mut id);
+        eprintln!("ten memory positions, sequences near 2^21: {} bytes", id.len());
         assert!(id.len() <= 128, "{} bytes", id.len());
     }
 
