@@ -4,22 +4,31 @@
 //! Run it with `cargo run --example demo`, then open http://127.0.0.1:3000/
 //! (or http://localhost:3000/). The page serves from `--addr` (default
 //! 127.0.0.1:3000); the stream comes from `--stream-addr` (default: the same
-//! host, the next port), a second origin. Press "log in" to get a cookie on
-//! the stream's origin, then watch the stream carry it across origins
+//! host, the next port), a second origin. Press "Log in" (as a user name of
+//! your choice) to get a cookie on the stream's origin, then watch the stream carry it across origins
 //! (`EventSource` with `withCredentials`). "Close from the page" closes the
 //! stream from the browser; "Ask the server to end it" makes the server end
 //! the stream and answer the browser's reconnect with 204, which stops it.
 //! The buttons ask the stream's origin with `fetch` (`POST /break`, `POST
 //! /end`, with the cookie): those routes have the app's own CORS, tower-http's
 //! `CorsLayer`, beside `SseCorsLayer`, which answers for event streams only.
-//! The ticks come from a hub topic (feature `hub`): "Break the connection"
-//! makes the server end the stream without 204, the browser reconnects by
-//! itself with its `Last-Event-ID`, and the page shows the ticks it missed
-//! arriving, ids contiguous, and how the resume went. With `--history N`
-//! smaller than the ticks missed during the reconnect (`--history 2`), the
-//! page shows the gap event instead. The log here says why each stream
-//! closed. Ctrl-C or SIGTERM ends every
-//! open stream (each gets a final `retry:` frame) and stops the server.
+//! One `EventSource` carries several hub topics (feature `hub`,
+//! `Hub::subscribe_set`): `ticks`, `notes`, and, once logged in as NAME, the
+//! private topic `user:NAME`, asked for in its URL
+//! (`/events?topic=ticks&topic=notes&topic=user:NAME`). The server checks
+//! the set against the session (`TopicSet::check`): another user's topic is
+//! refused with 403 before any stream opens. Each event's type is its
+//! topic, and the page routes them with `addEventListener(topic, ..)`. The
+//! form "Send" (`POST /send`, `to` and `text`) publishes a message to
+//! `user:<to>`: only that user's pages get it. "Break the connection" makes
+//! the server end the stream without 204, the browser reconnects by itself
+//! with its `Last-Event-ID` (which holds every topic's position), and the
+//! page shows, per topic, how it resumed and how many events were
+//! replayed. With `--history N` smaller than the ticks missed during the
+//! reconnect (`--history 2`), the page shows each topic's gap event
+//! instead. The log here says why each stream closed. Ctrl-C or SIGTERM
+//! ends every open stream (each gets a final `retry:` frame) and stops the
+//! server.
 //!
 //! "Generate" starts a resumable run (feature `hub`): `POST /generate` on
 //! the stream's origin writes a fixed text word by word and answers with
@@ -64,12 +73,22 @@ use tokio::{
 use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::cors::CorsLayer;
 use tower_sse::{
-    hub::{Hub, HubError, Run, RunEnd, Start, Subscription},
+    hub::{Hub, HubError, Run, RunEnd, Start, Subscription, TopicSet},
     CloseLayer, Event, EventStream, EventType, LastEventId, Shutdown, SseCorsLayer, SseLayer,
 };
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 const COOKIE: &str = "demo_session";
+
+/// The public topics: every page may read them.
+const TICKS: &str = "ticks";
+const NOTES: &str = "notes";
+
+/// The most sessions the demo keeps (a login past it is refused).
+const MAX_SESSIONS: usize = 10_000;
+
+/// The longest message `POST /send` takes, in characters.
+const MAX_MESSAGE_CHARS: usize = 500;
 
 /// What "Generate" writes, word by word.
 const TEXT: &str = "This answer is a run on the server, streamed into the page word by \
@@ -192,7 +211,14 @@ struct Demo {
     enders: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     /// Sessions whose stream the server ended: their reconnect gets 204.
     finished: Mutex<HashSet<String>>,
+    /// Who each session cookie belongs to: session -> user name.
+    sessions: Mutex<HashMap<String, String>>,
 }
+
+/// The address a request came from (put in its extensions when the
+/// connection is accepted): the `client` key of a stream without a session.
+#[derive(Clone, Copy)]
+struct Peer(SocketAddr);
 
 /// Serves the page on `page` and the stream on `stream` until `shutdown`
 /// resolves, then ends every open stream and waits for the connections.
@@ -219,6 +245,7 @@ pub async fn serve(
         next_stream: AtomicU64::new(1),
         enders: Mutex::default(),
         finished: Mutex::default(),
+        sessions: Mutex::default(),
     });
     // The page's origin as given by --addr, and the same with `localhost`:
     // page and stream must share the host name, or the browser treats the
@@ -238,8 +265,8 @@ pub async fn serve(
         .build()
         .map_err(std::io::Error::other)?;
     // The app's own CORS for the page's other calls to this origin: its
-    // buttons POST to /break, /end and /generate/{id}/stop, with the
-    // cookie. `SseCorsLayer` leaves every request that is not for an event
+    // buttons POST to /break, /end, /send and /generate/{id}/stop, and it
+    // asks who is logged in (GET /session), with the cookie. `SseCorsLayer` leaves every request that is not for an event
     // stream to it. The run routes go through it too: `SseCorsLayer`
     // marks their event streams (and `204`) for the page, and this layer
     // lets the page read their other answers (`404` for a run that is
@@ -258,7 +285,7 @@ pub async fn serve(
         let demo = demo.clone();
         move |request| {
             let demo = demo.clone();
-            async move { Ok::<_, Infallible>(control(&demo, &request)) }
+            async move { Ok::<_, Infallible>(control(&demo, request).await) }
         }
     });
     let end_streams = Shutdown::new();
@@ -303,8 +330,8 @@ pub async fn serve(
             Some(_) = connections.join_next() => continue,
             () = &mut shutdown => break,
         };
-        let socket = match accepted {
-            Ok((socket, _)) => socket,
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors, say: keep serving the open
                 // connections, and try again in a moment instead of spinning.
@@ -316,7 +343,12 @@ pub async fn serve(
         let connection = auto::Builder::new(TokioExecutor::new())
             .serve_connection_with_upgrades(
                 TokioIo::new(socket),
-                TowerToHyperService::new(service.clone()),
+                TowerToHyperService::new(service.clone().map_request(
+                    move |mut request: Request<Incoming>| {
+                        request.extensions_mut().insert(Peer(peer));
+                        request
+                    },
+                )),
             )
             .into_owned();
         let connection = graceful.watch(connection);
@@ -341,28 +373,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// Publishes a `tick` (JSON) every period to the hub's `ticks` topic, and
-/// every fifth time a plain-text `note` of two lines instead.
+/// Publishes a tick every period: `{"n": N}` (JSON) to the hub's `ticks`
+/// topic, and every fifth time a plain-text note of two lines to `notes`
+/// instead. The numbers run across both topics, so a page can tell that
+/// the set's stream keeps publish order across topics.
 async fn tick(hub: Hub, period: Duration) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
     for n in 1u64.. {
         interval.tick().await;
-        let event = if n % 5 == 0 {
-            Event::new()
-                .event("note")
-                .map(|event| event.data(format!("tick {n}\nis a multiple of five")))
+        let (topic, event) = if n % 5 == 0 {
+            let note = format!("tick {n}\nis a multiple of five");
+            (NOTES, Event::new().data(note))
         } else {
             let tick = serde_json::json!({ "n": n });
-            Event::new()
-                .event("tick")
-                .map(|event| event.data(tick.to_string()))
+            (TICKS, Event::new().data(tick.to_string()))
         };
-        if let Ok(event) = event {
-            if let Err(error) = hub.publish("ticks", event).await {
-                eprintln!("publish failed: {error}");
-            }
+        if let Err(error) = hub.publish(topic, event).await {
+            eprintln!("publish failed: {error}");
         }
     }
 }
@@ -388,11 +417,43 @@ fn session_of(request: &Request<Incoming>) -> Option<String> {
     })
 }
 
+/// The user the request's session cookie belongs to, if any.
+fn user_of(demo: &Demo, request: &Request<Incoming>) -> Option<String> {
+    let session = session_of(request)?;
+    demo.sessions.lock().unwrap().get(&session).cloned()
+}
+
+/// A user name: 1 to 32 of `a-z`, `0-9`, `-` and `_`, so that `user:NAME`
+/// is a topic name and an event type that needs no escaping anywhere.
+fn is_user_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+const BAD_USER_NAME: &str = "a user name is 1 to 32 of a-z, 0-9, - and _\n";
+
+/// The private topic of `user`: only their pages may read it.
+fn user_topic(user: &str) -> String {
+    format!("user:{user}")
+}
+
+/// What `user` (`None`: nobody logged in) may read: the public topics, and
+/// their own topic.
+fn may_read(user: Option<&str>, topic: &str) -> bool {
+    topic == TICKS
+        || topic == NOTES
+        || user.is_some_and(|user| topic.strip_prefix("user:") == Some(user))
+}
+
 /// The stream: a `welcome` event (JSON: the stream's id, the session the
-/// cookie named, how the resume went; no id, so the browser's last event id
-/// stays the last tick's), then the hub's `ticks` topic: the ticks missed
-/// since `Last-Event-ID`, or a gap event, then live ticks. Ends when the
-/// server is asked to.
+/// cookie named and its user, how the resume went, in all and per topic;
+/// no id, so the browser's last event id stays the last event's), then the
+/// hub's topics over one stream: those of `?topic=..&topic=..`, or without
+/// a query `ticks`, `notes` and the user's own topic. Each topic either
+/// resumes after `Last-Event-ID` or gets a gap event, then live events.
+/// Ends when the server is asked to.
 async fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoBody> {
     let session = session_of(request);
     if let Some(session) = &session {
@@ -401,51 +462,72 @@ async fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoB
             return tower_sse::stop_reconnecting::<Full<Bytes>>().map(|body| body.boxed_unsync());
         }
     }
+    let user = user_of(demo, request);
+    let topics = match request.uri().query() {
+        Some(query) => TopicSet::from_query(Some(query), "topic"),
+        None => {
+            let own = user.as_deref().map(user_topic);
+            TopicSet::new([TICKS, NOTES].into_iter().chain(own.as_deref()))
+        }
+    };
+    // Checked before anything else: another user's topic is a 403, and no
+    // `Last-Event-ID` can add a topic to the set.
+    let topics = match topics.and_then(|topics| topics.check(|t| may_read(user.as_deref(), t))) {
+        Ok(topics) => topics,
+        Err(error) => {
+            eprintln!("stream refused: {error}");
+            return hub_error(error);
+        }
+    };
+    // The user's streams count against their bound, wherever they come
+    // from; without a session, the address's.
+    let client = match (&user, request.extensions().get::<Peer>()) {
+        (Some(user), _) => Some(format!("user {user}")),
+        (None, Some(Peer(peer))) => Some(format!("address {}", peer.ip())),
+        (None, None) => None,
+    };
     let last = LastEventId::from_request(request);
-    let mut ticks = match demo
+    let mut subscription = match demo
         .hub
-        .subscribe("ticks", last.as_ref().map(LastEventId::as_str))
+        .subscribe_set(&topics, client.as_deref(), request.headers())
         .await
     {
-        Ok(ticks) => ticks,
+        Ok(subscription) => subscription,
         Err(error) => {
             eprintln!("subscribe failed: {error}");
-            return error
-                .into_http_response()
-                .map(|body| Full::from(body).boxed_unsync());
+            return hub_error(error);
         }
     };
-    let resume = match ticks.how_it_started() {
-        Start::Exact { replayed } => serde_json::json!({ "kind": "exact", "replayed": replayed }),
-        Start::Gap { reason, replayed } => {
-            serde_json::json!({ "kind": "gap", "reason": reason.as_str(), "replayed": replayed })
-        }
-        _ => serde_json::json!({ "kind": "fresh" }),
-    };
+    let resume = start_json(subscription.how_it_started());
+    let each: serde_json::Map<String, serde_json::Value> = subscription
+        .how_each_started()
+        .map(|(topic, start)| (topic.to_owned(), start_json(start)))
+        .collect();
     let id = demo.next_stream.fetch_add(1, Ordering::Relaxed);
     let (ender, ended) = oneshot::channel::<()>();
     demo.enders.lock().unwrap().insert(id, ender);
     let welcome = serde_json::json!({
         "stream": id,
         "session": session,
+        "user": user,
         "last_event_id": last.as_ref().map(LastEventId::as_str),
         "resume": resume,
+        "topics": each,
     });
     // Reconnect after one second when the stream breaks.
-    let welcome = Event::new().event("welcome").map(|event| {
-        event
-            .retry(Duration::from_secs(1))
-            .data(welcome.to_string())
-            .encode()
-    });
-    let signal = ticks.end_signal();
+    let welcome = Event::new()
+        .event_type(WELCOME)
+        .retry(Duration::from_secs(1))
+        .data(welcome.to_string())
+        .encode();
+    let signal = subscription.end_signal();
     // However the stream ends, its ender goes with it.
     let forget = Forget {
         demo: demo.clone(),
         id,
     };
-    let events = stream::iter(welcome.ok())
-        .chain(ticks)
+    let events = stream::iter([welcome])
+        .chain(subscription)
         .take_until(ended)
         .inspect(move |_| {
             let _ = &forget;
@@ -455,6 +537,20 @@ async fn events(demo: &Arc<Demo>, request: &Request<Incoming>) -> Response<DemoB
         .map(|body| body.boxed_unsync());
     signal.mark(&mut response);
     response
+}
+
+/// The first event of every stream of `/events`.
+const WELCOME: EventType = EventType::from_static("welcome");
+
+/// How a subscription, or one topic of it, started, for the page.
+fn start_json(start: Start) -> serde_json::Value {
+    match start {
+        Start::Exact { replayed } => serde_json::json!({ "kind": "exact", "replayed": replayed }),
+        Start::Gap { reason, replayed } => {
+            serde_json::json!({ "kind": "gap", "reason": reason.as_str(), "replayed": replayed })
+        }
+        _ => serde_json::json!({ "kind": "fresh", "replayed": 0 }),
+    }
 }
 
 /// Removes a stream's ender when the stream is dropped.
@@ -471,9 +567,19 @@ impl Drop for Forget {
     }
 }
 
-/// Sets the session cookie on this (the stream's) origin, and sends the
-/// browser back to the page on the same host name.
+/// `GET /login?user=NAME` (or without `user`: a guest name): starts a
+/// session for the user, sets its cookie on this (the stream's) origin,
+/// and sends the browser back to the page on the same host name.
 fn login(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
+    let user = match form(request.uri().query().unwrap_or(""), &["user"]) {
+        Ok(mut fields) => fields.remove("user"),
+        Err(message) => return text_owned(StatusCode::BAD_REQUEST, message),
+    };
+    let user = match user {
+        Some(user) if is_user_name(&user) => user,
+        Some(_) => return text(StatusCode::BAD_REQUEST, BAD_USER_NAME),
+        None => format!("guest{}", demo.next_stream.fetch_add(1, Ordering::Relaxed)),
+    };
     let host = request
         .headers()
         .get(header::HOST)
@@ -481,7 +587,20 @@ fn login(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
         .and_then(|host| host.rsplit_once(':').map(|(name, _)| name))
         .filter(|name| matches!(*name, "localhost" | "127.0.0.1"))
         .unwrap_or("127.0.0.1");
-    let session = format!("s{}", demo.next_stream.fetch_add(1, Ordering::Relaxed));
+    // Not guessable by another user, as the session says who reads which
+    // private topic (a real app takes its session ids from its framework).
+    let session = format!("s{}", random_number());
+    {
+        let mut sessions = demo.sessions.lock().unwrap();
+        if sessions.len() >= MAX_SESSIONS {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sessions: restart the demo\n",
+            );
+        }
+        println!("session {session}: {user}");
+        sessions.insert(session.clone(), user);
+    }
     let mut response = text(StatusCode::FOUND, "");
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&format!("http://{host}:{}/", demo.page_port)) {
@@ -495,29 +614,187 @@ fn login(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
     response
 }
 
+/// A number nobody else can predict (std's hasher keys are random per
+/// process), for session ids.
+fn random_number() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
+
+/// The fields of a query string or a form body (`a=1&b=2`, percent-encoded,
+/// `+` a space), each at most once and each one of `names`; otherwise what
+/// is wrong.
+fn form(text: &str, names: &[&str]) -> Result<HashMap<String, String>, String> {
+    let mut fields = HashMap::new();
+    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(key), Some(value)) = (percent_decode(key), percent_decode(value)) else {
+            return Err("the form is not percent-encoded UTF-8\n".to_owned());
+        };
+        if !names.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown field {key:?}: expected {}\n",
+                names.join(", ")
+            ));
+        }
+        if fields.insert(key.clone(), value).is_some() {
+            return Err(format!("field {key:?} given twice\n"));
+        }
+    }
+    Ok(fields)
+}
+
+/// Percent-decodes a query or form value (`+` is a space); `None` for a
+/// bad escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Whether `path` is one of the page's calls to the stream origin that
-/// have the app's own CORS: the buttons' and the run routes.
+/// have the app's own CORS: the buttons', the session's and the run routes.
 fn is_control(path: &str) -> bool {
-    matches!(path, "/break" | "/end" | "/generate") || path.starts_with("/generate/")
+    matches!(path, "/break" | "/end" | "/generate" | "/session" | "/send")
+        || path.starts_with("/generate/")
 }
 
 /// The page's calls to the stream origin, behind the app's own CORS.
-fn control(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
-    let method = request.method();
+async fn control(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
+    let method = request.method().clone();
     match request.uri().path() {
-        "/end" if method == Method::POST => end(demo, request, true),
-        "/break" if method == Method::POST => end(demo, request, false),
+        "/end" if method == Method::POST => end(demo, &request, true),
+        "/break" if method == Method::POST => end(demo, &request, false),
         "/generate" if method == Method::POST => generate(demo),
-        "/break" | "/end" | "/generate" => method_not_allowed("POST"),
+        "/send" if method == Method::POST => send_message(demo, request).await,
+        "/session" if method == Method::GET => session(demo, &request),
+        "/session" => method_not_allowed("GET"),
+        "/break" | "/end" | "/generate" | "/send" => method_not_allowed("POST"),
         path => {
             let rest = path.strip_prefix("/generate/").unwrap_or_default();
             match rest.split_once('/') {
-                None if method == Method::GET => resume(demo, request, rest),
+                None if method == Method::GET => resume(demo, &request, rest),
                 None => method_not_allowed("GET"),
                 Some((id, "stop")) if method == Method::POST => stop(demo, id),
                 Some((_, "stop")) => method_not_allowed("POST"),
                 Some(_) => text(StatusCode::NOT_FOUND, "no such route\n"),
             }
+        }
+    }
+}
+
+/// `GET /session`: who the cookie says is logged in (JSON, `{"session":
+/// .., "user": ..}`, both `null` without a session), so that the page
+/// knows which private topic to ask for.
+fn session(demo: &Demo, request: &Request<Incoming>) -> Response<DemoBody> {
+    let user = user_of(demo, request);
+    let session = user.as_ref().and(session_of(request));
+    let body = serde_json::json!({ "session": session, "user": user }).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `POST /send` with a form body (`to=NAME&text=...`, which a page sends
+/// without a preflight): publishes `{"from": me, "text": ..}` to the
+/// topic `user:NAME`, which only NAME's pages may read. The sender must be
+/// logged in, and NAME must have logged in since the demo started; the
+/// text is 1 to 500 characters without control characters.
+async fn send_message(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> {
+    let Some(from) = user_of(demo, &request) else {
+        return text(StatusCode::UNAUTHORIZED, "log in to send messages\n");
+    };
+    let form_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|value| {
+            value
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send a form: Content-Type: application/x-www-form-urlencoded\n",
+        );
+    }
+    let body = http_body_util::Limited::new(request.into_body(), 4096);
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large\n"),
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return text(StatusCode::BAD_REQUEST, "the form is not UTF-8\n");
+    };
+    let mut fields = match form(body, &["to", "text"]) {
+        Ok(fields) => fields,
+        Err(message) => return text_owned(StatusCode::BAD_REQUEST, message),
+    };
+    let (Some(to), Some(message)) = (fields.remove("to"), fields.remove("text")) else {
+        return text(StatusCode::BAD_REQUEST, "the form needs `to` and `text`\n");
+    };
+    if !is_user_name(&to) {
+        return text(StatusCode::BAD_REQUEST, BAD_USER_NAME);
+    }
+    let chars = message.chars().count();
+    if message.trim().is_empty()
+        || chars > MAX_MESSAGE_CHARS
+        || message.chars().any(char::is_control)
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "a message is 1 to 500 characters, not only spaces, without control characters\n",
+        );
+    }
+    if !demo
+        .sessions
+        .lock()
+        .unwrap()
+        .values()
+        .any(|user| *user == to)
+    {
+        return text_owned(
+            StatusCode::NOT_FOUND,
+            format!("nobody called {to:?} has logged in\n"),
+        );
+    }
+    let data = serde_json::json!({ "from": from, "text": message }).to_string();
+    match demo
+        .hub
+        .publish(&user_topic(&to), Event::new().data(data))
+        .await
+    {
+        Ok(_) => text_owned(StatusCode::ACCEPTED, format!("sent to {to}\n")),
+        Err(error) => {
+            eprintln!("publish failed: {error}");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the hub did not take the message\n",
+            )
         }
     }
 }
@@ -664,7 +941,11 @@ fn page(demo: &Demo) -> Response<DemoBody> {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<DemoBody> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed_unsync());
+    text_owned(status, body.to_owned())
+}
+
+fn text_owned(status: StatusCode, body: String) -> Response<DemoBody> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -712,12 +993,21 @@ const PAGE: &str = r##"<!doctype html>
 <h1>tower-sse demo</h1>
 <p>This page comes from <code id="page-origin"></code>; the stream comes from
 <code id="stream-origin"></code>, another origin on the same host name.
+<label>Log in as <input id="user" value="alice" size="12"></label>
 <a id="login">Log in</a> on the stream's origin to get a cookie there, then
 watch it travel with the stream (<code>EventSource</code> with
-<code>withCredentials: true</code>, allowed by <code>SseCorsLayer</code>).</p>
+<code>withCredentials: true</code>, allowed by <code>SseCorsLayer</code>).
+The cookie belongs to the browser: to be two users at once, use a second
+browser profile or a private window.</p>
 <p>State: <span id="state">connecting</span> &middot; stream <span id="stream">?</span>
-&middot; session cookie seen by the server: <span id="session">?</span></p>
+&middot; session cookie seen by the server: <span id="session">?</span>
+&middot; user: <span id="me">?</span></p>
+<p>One <code>EventSource</code>, several topics: <code id="topics">?</code></p>
 <p>Resume: <span id="resume">?</span> &middot; ticks: <span id="ticks">none yet</span></p>
+<table>
+  <thead><tr><th>topic</th><th>how this stream started</th><th>replayed</th><th>received on this stream</th></tr></thead>
+  <tbody id="per-topic"></tbody>
+</table>
 <p>
   <button id="break">Break the connection</button>
   <button id="close">Close from the page</button>
@@ -725,6 +1015,17 @@ watch it travel with the stream (<code>EventSource</code> with
   <button id="reopen">Open again</button>
 </p>
 <p id="closed"></p>
+<h2>Messages</h2>
+<p>A message goes to the topic <code>user:NAME</code> of its recipient, which
+only NAME's pages may read: the server checks the topics a stream asks for
+against its session cookie, and refuses another user's with 403.</p>
+<form id="send-form">
+  <label>To <input id="to" size="12" required></label>
+  <label>Text <input id="text" size="30" maxlength="500" required></label>
+  <button id="send">Send</button>
+  <span id="send-state"></span>
+</form>
+<ul id="messages"></ul>
 <h2>A resumable run</h2>
 <p>"Generate" starts a run on the server, which writes a text word by word;
 the page reads it with <code>fetch</code> (<code>POST /generate</code>).
@@ -742,11 +1043,13 @@ it.</p>
   <thead><tr><th>type</th><th>id</th><th>data</th></tr></thead>
   <tbody id="events"></tbody>
 </table>
-<p><small>The ticks come from a hub topic. "Break the connection" ends the
-stream as a network failure would: the browser reconnects by itself with the
-id of the last tick it saw (<code>Last-Event-ID</code>) and the hub sends the
-ticks it missed, then live ones. When the hub no longer holds them (run the
-demo with <code>--history 2</code>), the stream starts with a <code>gap</code>
+<p><small>The ticks and the notes come from two hub topics, over one stream
+with the user's own topic. "Break the connection" ends the stream as a
+network failure would: the browser reconnects by itself with the id of the
+last event it saw (<code>Last-Event-ID</code>, which holds every topic's
+position) and the hub sends, for each topic, the events it missed, then
+live ones. When the hub no longer holds them (run the demo with
+<code>--history 2</code>), that topic starts with its own <code>gap</code>
 event instead. Behind nginx: every stream is sent with <code>X-Accel-Buffering: no</code>
 and <code>Cache-Control: no-cache, no-transform</code>, so nginx and other proxies
 pass each event at once, and a comment every 15 s keeps idle streams open.</small></p>
@@ -755,22 +1058,36 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
   const check = new URLSearchParams(location.search).get("check");
   document.getElementById("page-origin").textContent = location.origin;
   document.getElementById("stream-origin").textContent = streamOrigin;
-  document.getElementById("login").href = `${streamOrigin}/login`;
   const stateNames = ["connecting", "open", "closed"];
   const show = (id, text) => { document.getElementById(id).textContent = text; };
+  const userInput = document.getElementById("user");
+  const loginHref = () => {
+    document.getElementById("login").href =
+      `${streamOrigin}/login?user=${encodeURIComponent(userInput.value.trim())}`;
+  };
+  userInput.oninput = loginHref;
+  loginHref();
   let source = null;
   let streamId = null;
   let endedByServer = false;
+  // Who the session cookie says we are (`GET /session`), and so the topics
+  // this page asks for.
+  let me = null;
+  let topics = ["ticks", "notes"];
   // Break and end act on the open stream: without one they are off (a
   // stream that ended is not there to end).
   function openStream(id) {
     streamId = id;
     for (const button of ["break", "end"]) document.getElementById(button).disabled = id === null;
   }
-  // What the page saw: every tick number in order, each welcome's resume,
-  // each gap, and ticks that jumped without a gap event before them.
-  const seen = { ticks: [], resumes: [], gaps: [], holes: 0 };
-  let gapPending = false;
+  // What the page saw: every tick number in order (both topics), each
+  // topic's own numbers, each welcome's resume, each gap, the messages,
+  // and numbers that jumped without their topic's gap event before them.
+  const seen = { ticks: [], byTopic: { ticks: [], notes: [] }, resumes: [], gaps: [], holes: 0,
+    messages: [], others: [] };
+  const gapPending = {};
+  // Per topic, how this stream started (from the welcome) and what came.
+  let perTopic = {};
 
   function row(type, id, data, className) {
     const tr = document.createElement("tr");
@@ -783,48 +1100,103 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
     document.getElementById("events").prepend(tr);
   }
 
-  function tick(n) {
-    const last = seen.ticks[seen.ticks.length - 1];
-    if (last !== undefined && n !== last + 1 && !gapPending) seen.holes += 1;
-    gapPending = false;
+  function showPerTopic() {
+    const body = document.getElementById("per-topic");
+    body.replaceChildren();
+    for (const [topic, t] of Object.entries(perTopic)) {
+      const tr = document.createElement("tr");
+      const how = t.kind === "gap" ? `gap (${t.reason}${t.missed != null ? `, ${t.missed} missed` : ""})` : t.kind;
+      for (const cell of [topic, how, t.replayed, t.received]) {
+        const td = document.createElement("td");
+        td.textContent = cell;
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+  }
+
+  function arrived(topic) {
+    if (perTopic[topic]) perTopic[topic].received += 1;
+    showPerTopic();
+  }
+
+  // Tick numbers run across both topics: the notes have the multiples of
+  // five, the ticks the others.
+  const owner = (n) => (n % 5 === 0 ? "notes" : "ticks");
+  function nextOf(topic, n) {
+    do n += 1; while (owner(n) !== topic);
+    return n;
+  }
+
+  function tick(topic, n) {
+    const mine = seen.byTopic[topic];
+    const last = mine[mine.length - 1];
+    if (last !== undefined && n !== nextOf(topic, last) && !gapPending[topic]) seen.holes += 1;
+    gapPending[topic] = false;
+    mine.push(n);
     seen.ticks.push(n);
+    arrived(topic);
     show("ticks", `${seen.ticks.length} received, last ${n}, ` +
       (seen.holes === 0 ? "none missing" : `${seen.holes} unexplained jumps`));
     selfCheck();
+  }
+
+  function message(event) {
+    const { from, text } = JSON.parse(event.data);
+    seen.messages.push({ topic: event.type, from, text });
+    arrived(event.type);
+    const li = document.createElement("li");
+    li.textContent = `${from}: ${text}`;
+    document.getElementById("messages").prepend(li);
+    row(event.type, event.lastEventId, event.data);
   }
 
   function open() {
     endedByServer = false;
     openStream(null);
     show("closed", "");
-    source = new EventSource(`${streamOrigin}/events`, { withCredentials: true });
+    topics = ["ticks", "notes", ...(me?.user ? [`user:${me.user}`] : [])];
+    show("topics", topics.join(", "));
+    const query = topics.map((topic) => `topic=${encodeURIComponent(topic)}`).join("&");
+    source = new EventSource(`${streamOrigin}/events?${query}`, { withCredentials: true });
     source.onopen = () => show("state", "open");
     source.addEventListener("welcome", (event) => {
       const welcome = JSON.parse(event.data);
       openStream(welcome.stream);
-      seen.resumes.push(welcome.resume);
+      seen.resumes.push({ ...welcome.resume, topics: welcome.topics });
       show("stream", `#${welcome.stream}`);
       show("session", welcome.session ?? "none (log in first)");
+      show("me", welcome.user ?? "nobody");
+      perTopic = {};
+      for (const [topic, start] of Object.entries(welcome.topics)) {
+        perTopic[topic] = { ...start, received: 0 };
+      }
+      showPerTopic();
       const resume = welcome.resume;
-      show("resume", resume.kind === "fresh" ? "fresh (live ticks only)"
-        : resume.kind === "exact" ? `exact after ${welcome.last_event_id}: ${resume.replayed} missed ticks replayed`
-        : `gap (${resume.reason}), then ${resume.replayed} kept ticks`);
+      show("resume", resume.kind === "fresh" ? "fresh (live events only)"
+        : resume.kind === "exact" ? `exact after the last event seen: ${resume.replayed} missed events replayed`
+        : `gap (${resume.reason}), then ${resume.replayed} kept events`);
       row("welcome", event.lastEventId, event.data);
     });
+    // One gap event per topic that could not resume; its data names it.
     source.addEventListener("gap", (event) => {
       const gap = JSON.parse(event.data);
       seen.gaps.push(gap);
-      gapPending = true;
+      gapPending[gap.topic] = true;
+      if (perTopic[gap.topic]) perTopic[gap.topic].missed = gap.missed;
+      showPerTopic();
       row("gap", event.lastEventId, event.data, "gap");
     });
-    source.addEventListener("tick", (event) => {
-      tick(JSON.parse(event.data).n);
-      row("tick", event.lastEventId, event.data);
+    // Each event's type is its topic.
+    source.addEventListener("ticks", (event) => {
+      tick("ticks", JSON.parse(event.data).n);
+      row(event.type, event.lastEventId, event.data);
     });
-    source.addEventListener("note", (event) => {
-      tick(parseInt(event.data.split(/\s/)[1], 10));
-      row("note", event.lastEventId, event.data);
+    source.addEventListener("notes", (event) => {
+      tick("notes", parseInt(event.data.split(/\s/)[1], 10));
+      row(event.type, event.lastEventId, event.data);
     });
+    if (me?.user) source.addEventListener(`user:${me.user}`, message);
     source.onerror = () => {
       openStream(null);
       show("state", stateNames[source.readyState]);
@@ -832,11 +1204,48 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
         show("closed", endedByServer
           ? "Closed by the server: it ended the stream and answered the reconnect with 204 No Content, which tells EventSource to stop."
           : "Closed: the server refused the stream or stopped it.");
+        if (!endedByServer) explainRefusal();
       } else {
         show("closed", "The stream broke; EventSource is reconnecting (it sends Last-Event-ID).");
       }
     };
   }
+
+  // A stream refused for good: if the session now belongs to someone else
+  // (another tab logged in), that is why (403 for a topic not theirs).
+  async function explainRefusal() {
+    const now = await whoami();
+    if ((now?.user ?? null) !== (me?.user ?? null)) {
+      show("closed", `Closed: this page asked for ${topics.join(", ")}, but the session cookie now says ` +
+        `${now?.user ?? "nobody"} (another tab logged in): the server refused with 403. Reload the page.`);
+    }
+  }
+
+  async function whoami() {
+    try {
+      const response = await fetch(`${streamOrigin}/session`, { credentials: "include" });
+      return await response.json();
+    } catch (error) {
+      show("closed", `/session failed: ${error.message}`);
+      return null;
+    }
+  }
+
+  document.getElementById("send-form").onsubmit = async (event) => {
+    event.preventDefault();
+    const body = new URLSearchParams({
+      to: document.getElementById("to").value.trim(),
+      text: document.getElementById("text").value,
+    });
+    show("send-state", "sending");
+    try {
+      // A form body: no preflight.
+      const response = await fetch(`${streamOrigin}/send`, { method: "POST", credentials: "include", body });
+      show("send-state", `${response.status}: ${await response.text()}`);
+    } catch (error) {
+      show("send-state", `failed: ${error.message}`);
+    }
+  };
 
   // Asks the stream's origin to end the open stream (`/break` or `/end`):
   // a cross-origin POST with the cookie, which the app's CORS allows.
@@ -881,7 +1290,11 @@ pass each event at once, and a comment every 15 s keeps idle streams open.</smal
     return control("/end");
   };
   document.getElementById("reopen").onclick = () => { if (source) source.close(); open(); };
-  open();
+  for (const button of ["break", "end"]) document.getElementById(button).disabled = true;
+  whoami().then((who) => {
+    me = who;
+    open();
+  });
 
   // The resumable run. The page keeps the run's id, the id of the last
   // event it kept and the text so far in sessionStorage, written together

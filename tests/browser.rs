@@ -828,29 +828,8 @@ const FETCH_PAGE: &str = r##"<!doctype html>
 </script>
 "##;
 
-/// One test per engine for each check above.
-macro_rules! in_every_browser {
-    ($($check:ident),* $(,)?) => {
-        mod chromium {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    super::$check(super::Browser::Chromium).await;
-                }
-            )*
-        }
-        mod firefox {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    super::$check(super::Browser::Firefox).await;
-                }
-            )*
-        }
-    };
-}
-
-in_every_browser!(
+// One test per engine for each check above.
+common::in_every_browser!(
     an_allowed_page_receives_events_and_the_cookie_reaches_the_stream,
     a_page_not_allowed_gets_an_error_and_no_stream_is_opened,
     the_hub_s_position_event_sets_the_id_sent_back,

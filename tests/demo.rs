@@ -102,7 +102,8 @@ async fn the_page_points_at_the_stream_origin() {
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let html = std::str::from_utf8(&body).unwrap();
-    assert!(html.contains("new EventSource(`${streamOrigin}/events`, { withCredentials: true })"));
+    assert!(html
+        .contains("new EventSource(`${streamOrigin}/events?${query}`, { withCredentials: true })"));
     assert!(html.contains(&format!("location.hostname}}:{}", demo.stream.port())));
     // Not an event stream: the layers added nothing.
     let response = common::get(demo.page, "/nope").await;
@@ -125,12 +126,53 @@ async fn events_answer_on_both_origins_with_every_layer() {
         let welcome: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
         assert_eq!(welcome["session"], serde_json::Value::Null);
         assert_eq!(welcome["resume"]["kind"], "fresh");
-        // The topic's position, then live ticks from the hub, with its ids.
-        let seq = |id: &str| id.rsplit_once('-').unwrap().1.parse::<u64>().unwrap();
+        // Without a query and a session: the public topics, each fresh.
+        assert_eq!(
+            welcome["topics"],
+            serde_json::json!({
+                "notes": { "kind": "fresh", "replayed": 0 },
+                "ticks": { "kind": "fresh", "replayed": 0 },
+            })
+        );
+        // The topics' position, then live events from the hub, typed by
+        // their topic, with ids that hold every topic's position; the
+        // numbers run on across both topics.
         assert_eq!(events[1].event, "sse-position");
-        assert!(["tick", "note"].contains(&&*events[2].event));
-        assert_eq!(seq(&events[2].id), seq(&events[1].id) + 1);
-        assert_eq!(seq(&events[3].id), seq(&events[2].id) + 1);
+        for event in &events[1..] {
+            assert!(event.id.starts_with('t'), "a set's id: {event:?}");
+        }
+        assert_eq!(events[2].event, topic_of(number(&events[2])));
+        assert_eq!(events[3].event, topic_of(number(&events[3])));
+        assert_eq!(number(&events[3]), number(&events[2]) + 1);
+        assert_ne!(events[2].id, events[3].id);
+    }
+}
+
+/// The tick number of a `ticks` event (`{"n": N}`) or a `notes` event
+/// (`tick N\n...`).
+fn number(event: &eventsource_stream::Event) -> u64 {
+    match event.event.as_str() {
+        "ticks" => {
+            let tick: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+            tick["n"].as_u64().unwrap()
+        }
+        "notes" => event
+            .data
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap(),
+        other => panic!("not a tick: {other} {event:?}"),
+    }
+}
+
+/// The topic the demo publishes tick `n` to.
+fn topic_of(n: u64) -> &'static str {
+    if n % 5 == 0 {
+        "notes"
+    } else {
+        "ticks"
     }
 }
 
@@ -268,23 +310,257 @@ async fn login_sets_a_cookie_and_the_server_can_end_the_stream_for_good() {
 async fn demo_resumes_after_last_event_id_from_the_hub() {
     let demo = start().await;
     let response = common::get(demo.page, "/events").await;
-    let events: Vec<_> = common::parse_events(response).take(4).collect().await;
-    let seq = |id: &str| id.rsplit_once('-').unwrap().1.parse::<u64>().unwrap();
+    let events: Vec<_> = common::parse_events(response).take(3).collect().await;
+    // The position before the first live event.
     let last = events[1].id.clone();
+    let first = number(&events[2]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let response = send(get(demo.page, "/events").header("last-event-id", &last)).await;
-    let events: Vec<_> = common::parse_events(response).take(6).collect().await;
+    let events: Vec<_> = common::parse_events(response).take(8).collect().await;
     let welcome: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
     assert_eq!(welcome["resume"]["kind"], "exact");
     assert!(welcome["resume"]["replayed"].as_u64().unwrap() >= 5);
-    for (k, event) in events[1..].iter().enumerate() {
-        assert_eq!(seq(&event.id), seq(&last) + 1 + k as u64);
+    for topic in ["ticks", "notes"] {
+        assert_eq!(welcome["topics"][topic]["kind"], "exact", "{welcome}");
     }
-    // An id the hub never gave: the gap event, then the kept ticks.
+    assert!(welcome["topics"]["ticks"]["replayed"].as_u64().unwrap() >= 4);
+    // Every event after the position, once, in publish order across the
+    // two topics.
+    for (k, event) in events[1..].iter().enumerate() {
+        assert_eq!(number(event), first + k as u64, "{events:?}");
+        assert_eq!(event.event, topic_of(number(event)));
+    }
+    // An id the hub never gave: each topic's gap event, then the kept
+    // events.
     let response = send(get(demo.page, "/events").header("last-event-id", "41")).await;
-    let events: Vec<_> = common::parse_events(response).take(2).collect().await;
-    assert_eq!(events[1].event, "gap");
-    assert!(events[1].data.contains("unknown-id"), "{}", events[1].data);
+    let events: Vec<_> = common::parse_events(response).take(3).collect().await;
+    let mut gapped = Vec::new();
+    for gap in &events[1..] {
+        assert_eq!(gap.event, "gap");
+        let data: serde_json::Value = serde_json::from_str(&gap.data).unwrap();
+        assert_eq!(data["reason"], "unknown-id", "{data}");
+        gapped.push(data["topic"].as_str().unwrap().to_owned());
+    }
+    gapped.sort();
+    assert_eq!(gapped, ["notes", "ticks"]);
+}
+
+/// Logs in as `user` over HTTP; returns the `Cookie` header to send.
+async fn log_in(demo: &Demo, user: &str) -> String {
+    let login = send(get(demo.stream, &format!("/login?user={user}"))).await;
+    assert_eq!(login.status(), StatusCode::FOUND, "{user}");
+    let cookie = login.headers()[header::SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// `POST /send` with `form` as the body, as the page sends it.
+async fn send_form(demo: &Demo, cookie: Option<&str>, form: &str) -> (StatusCode, String) {
+    let mut request = post(demo.stream, "/send").header(
+        header::CONTENT_TYPE,
+        "application/x-www-form-urlencoded;charset=UTF-8",
+    );
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            form.to_owned(),
+        )))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A message goes to its recipient's topic only: the recipient's stream
+/// gets it, another user's stream does not, and a stream that asks for
+/// another user's topic is refused with 403 before it opens (a
+/// `Last-Event-ID` cannot add one either).
+#[tokio::test]
+async fn a_message_reaches_its_recipient_only_and_another_user_s_topic_is_403() {
+    let demo = start().await;
+    let ann = log_in(&demo, "ann").await;
+    let bob = log_in(&demo, "bob").await;
+    let open = |cookie: String, query: &'static str| {
+        let stream = demo.stream;
+        async move { send(get(stream, &format!("/events{query}")).header(header::COOKIE, cookie)).await }
+    };
+    // Without a query: the public topics and the user's own.
+    let ann_stream = open(ann.clone(), "").await;
+    assert_eq!(ann_stream.status(), StatusCode::OK);
+    let mut ann_events = common::parse_events(ann_stream);
+    let welcome = ann_events.next().await.unwrap();
+    let welcome: serde_json::Value = serde_json::from_str(&welcome.data).unwrap();
+    assert_eq!(welcome["user"], "ann");
+    let mut topics: Vec<_> = welcome["topics"].as_object().unwrap().keys().collect();
+    topics.sort();
+    assert_eq!(topics, ["notes", "ticks", "user:ann"]);
+    let bob_stream = open(bob.clone(), "?topic=user%3Abob").await;
+    assert_eq!(bob_stream.status(), StatusCode::OK);
+    let mut bob_events = common::parse_events(bob_stream);
+    assert_eq!(bob_events.next().await.unwrap().event, "welcome");
+    assert_eq!(bob_events.next().await.unwrap().event, "sse-position");
+
+    let (status, body) = send_form(&demo, Some(&ann), "to=bob&text=hi+bob%21").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = send_form(&demo, Some(&bob), "to=ann&text=hi+ann").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let got = bob_events.next().await.unwrap();
+    assert_eq!(got.event, "user:bob");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&got.data).unwrap(),
+        serde_json::json!({ "from": "ann", "text": "hi bob!" })
+    );
+    // Ann's stream: ticks and notes, then bob's message to her, and never
+    // hers to bob.
+    let mut to_ann = Vec::new();
+    while to_ann.is_empty() {
+        let event = ann_events.next().await.unwrap();
+        assert!(
+            ["ticks", "notes", "user:ann", "sse-position"].contains(&&*event.event),
+            "{event:?}"
+        );
+        if event.event == "user:ann" {
+            to_ann.push(event.data);
+        }
+    }
+    assert_eq!(to_ann, [r#"{"from":"bob","text":"hi ann"}"#]);
+
+    // Another user's topic, alone or with others, from any origin: 403,
+    // no stream.
+    for (cookie, query) in [
+        (Some(&ann), "?topic=user%3Abob"),
+        (Some(&ann), "?topic=ticks&topic=user:bob"),
+        (None, "?topic=user:ann"),
+    ] {
+        let mut request = get(demo.stream, &format!("/events{query}"))
+            .header(header::ACCEPT, "text/event-stream")
+            .header(
+                header::ORIGIN,
+                format!("http://localhost:{}", demo.page.port()),
+            );
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = send(request).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{query}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&body).contains("user:"),
+            "the answer names the topic: {body:?}"
+        );
+    }
+    // A bad set: 400.
+    for query in ["?", "?topic=", "?topic=%0A", "?other=1"] {
+        let response =
+            send(get(demo.stream, &format!("/events{query}")).header(header::COOKIE, &ann)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
+/// `POST /send` checks what it is given: a session, a form, a known
+/// recipient with a valid name, a text of 1 to 500 characters; anything
+/// else is a 4xx that says what is wrong.
+#[tokio::test]
+async fn sending_refuses_bad_input_with_a_4xx_that_says_why() {
+    let demo = start().await;
+    let ann = log_in(&demo, "ann").await;
+    let long = format!("to=ann&text={}", "x".repeat(501));
+    let cases: &[(Option<&str>, &str, StatusCode, &str)] = &[
+        (None, "to=ann&text=hi", StatusCode::UNAUTHORIZED, "log in"),
+        (Some(&ann), "to=zoe&text=hi", StatusCode::NOT_FOUND, "zoe"),
+        (
+            Some(&ann),
+            "to=Ann&text=hi",
+            StatusCode::BAD_REQUEST,
+            "user name",
+        ),
+        (
+            Some(&ann),
+            "to=&text=hi",
+            StatusCode::BAD_REQUEST,
+            "user name",
+        ),
+        (Some(&ann), "to=ann", StatusCode::BAD_REQUEST, "`text`"),
+        (
+            Some(&ann),
+            "to=ann&text=+++",
+            StatusCode::BAD_REQUEST,
+            "characters",
+        ),
+        (
+            Some(&ann),
+            "to=ann&text=a%0Ab",
+            StatusCode::BAD_REQUEST,
+            "control",
+        ),
+        (Some(&ann), &long, StatusCode::BAD_REQUEST, "500"),
+        (
+            Some(&ann),
+            "to=ann&text=%ff",
+            StatusCode::BAD_REQUEST,
+            "UTF-8",
+        ),
+        (
+            Some(&ann),
+            "to=ann&text=%zz",
+            StatusCode::BAD_REQUEST,
+            "percent",
+        ),
+        (
+            Some(&ann),
+            "to=ann&text=%+1",
+            StatusCode::BAD_REQUEST,
+            "percent",
+        ),
+        (
+            Some(&ann),
+            "to=ann&to=bob&text=hi",
+            StatusCode::BAD_REQUEST,
+            "twice",
+        ),
+        (
+            Some(&ann),
+            "to=ann&text=hi&x=1",
+            StatusCode::BAD_REQUEST,
+            "unknown",
+        ),
+    ];
+    for (cookie, form, status, says) in cases {
+        let (got, body) = send_form(&demo, *cookie, form).await;
+        assert_eq!(got, *status, "{form}: {body}");
+        assert!(body.contains(says), "{form}: {body}");
+    }
+    // Not a form.
+    let request = post(demo.stream, "/send")
+        .header(header::COOKIE, &ann)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Too large.
+    let (got, _) = send_form(&demo, Some(&ann), &"x".repeat(5000)).await;
+    assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE);
+    // Bad names at login.
+    for query in [
+        "?user=",
+        "?user=Ann",
+        "?user=a%3Ab",
+        "?user=a&user=b",
+        "?who=x",
+    ] {
+        let response = send(get(demo.stream, &format!("/login{query}"))).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    // And a good one still works.
+    let (got, body) = send_form(&demo, Some(&ann), "to=ann&text=%C2%ABhi%C2%BB").await;
+    assert_eq!(got, StatusCode::ACCEPTED, "{body}");
 }
 
 fn post(addr: SocketAddr, path: &str) -> http::request::Builder {
@@ -515,16 +791,37 @@ async fn every_tick_arrives_once_in_order_across_a_broken_connection(browser: co
     let Some(report) = browser_check(browser, 1000, "resume").await else {
         return;
     };
+    // Both topics together, in publish order: every number once.
     let ticks = numbers(&report, "ticks");
     assert!(ticks.len() >= 13, "{report}");
     for pair in ticks.windows(2) {
         assert_eq!(pair[1], pair[0] + 1, "every tick once, in order: {ticks:?}");
     }
+    // Each topic's own, on its events' types.
+    for topic in ["ticks", "notes"] {
+        let own = numbers(&report["byTopic"], topic);
+        assert!(
+            own.iter().all(|&n| topic_of(n) == topic),
+            "{topic}: {own:?}"
+        );
+    }
     let resumes = report["resumes"].as_array().unwrap();
     assert_eq!(resumes[0]["kind"], "fresh");
-    // The reconnect came after 1 s of 20 ms ticks: dozens were replayed.
+    // The reconnect came after 1 s of 20 ms ticks: dozens were replayed,
+    // of both topics.
     assert_eq!(resumes[1]["kind"], "exact", "{report}");
     assert!(resumes[1]["replayed"].as_u64().unwrap() >= 10, "{report}");
+    let topics = &resumes[1]["topics"];
+    assert_eq!(topics["ticks"]["kind"], "exact", "{report}");
+    assert_eq!(topics["notes"]["kind"], "exact", "{report}");
+    assert!(
+        topics["ticks"]["replayed"].as_u64().unwrap() >= 8,
+        "{report}"
+    );
+    assert!(
+        topics["notes"]["replayed"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
     assert_eq!(report["gaps"].as_array().unwrap().len(), 0);
     assert_eq!(report["holes"], 0);
 }
@@ -536,18 +833,52 @@ async fn the_gap_event_arrives_when_the_history_is_too_short(browser: common::Br
     let resumes = report["resumes"].as_array().unwrap();
     assert_eq!(resumes[1]["kind"], "gap", "{report}");
     assert_eq!(resumes[1]["reason"], "history-truncated");
+    // Each topic missed more than its history holds: each has its own gap
+    // event, naming it.
     let gaps = report["gaps"].as_array().unwrap();
-    assert_eq!(gaps.len(), 1, "{report}");
-    assert_eq!(gaps[0]["reason"], "history-truncated");
-    assert!(gaps[0]["missed"].as_u64().unwrap() >= 10, "{report}");
-    // Jumps only where the gap event said so.
+    let mut gapped: Vec<_> = gaps.iter().map(|gap| gap["topic"].as_str()).collect();
+    gapped.sort();
+    assert_eq!(gapped, [Some("notes"), Some("ticks")], "{report}");
+    for gap in gaps {
+        assert_eq!(gap["reason"], "history-truncated");
+        assert_eq!(
+            resumes[1]["topics"][gap["topic"].as_str().unwrap()]["kind"],
+            "gap",
+            "{report}"
+        );
+    }
+    let missed = |topic: &str| {
+        let gap = gaps.iter().find(|gap| gap["topic"] == topic).unwrap();
+        gap["missed"].as_u64().unwrap()
+    };
+    assert!(missed("ticks") >= 10, "{report}");
+    assert!(missed("notes") >= 1, "{report}");
+    // Jumps only where a topic's gap event said so: one per topic, over
+    // exactly the events it says were missed. A topic's numbers start
+    // where the first stream started (fresh: just before its first event),
+    // so a topic with no event before the break jumps from there.
     assert_eq!(report["holes"], 0, "{report}");
-    let ticks = numbers(&report, "ticks");
-    let jumps = ticks
-        .windows(2)
-        .filter(|pair| pair[1] != pair[0] + 1)
-        .count();
-    assert_eq!(jumps, 1, "{ticks:?}");
+    let first = numbers(&report, "ticks")[0];
+    for topic in ["ticks", "notes"] {
+        let start = (0..first)
+            .rev()
+            .find(|&n| topic_of(n) == topic)
+            .unwrap_or(0);
+        let own: Vec<u64> = [start]
+            .into_iter()
+            .chain(numbers(&report["byTopic"], topic))
+            .collect();
+        let next = |n: u64| (n + 1..).find(|&m| topic_of(m) == topic).unwrap();
+        let jumps: Vec<_> = own
+            .windows(2)
+            .filter(|pair| pair[1] != next(pair[0]))
+            .collect();
+        assert_eq!(jumps.len(), 1, "{topic}: {own:?}");
+        let skipped = (jumps[0][0] + 1..jumps[0][1])
+            .filter(|&n| topic_of(n) == topic)
+            .count() as u64;
+        assert_eq!(skipped, missed(topic), "{topic}: {own:?} {report}");
+    }
 }
 
 /// Opens the demo's page in `browser` with `script` (built by
@@ -640,12 +971,20 @@ async fn every_button_of_the_demo_leaves_the_console_clean(browser: common::Brow
     assert_eq!(
         report["steps"],
         serde_json::json!([
-            "login", "break", "close", "break", "end", "reopen", "end", "reopen", "generate",
-            "stop"
+            "login", "break", "close", "break", "end", "reopen", "end", "reopen", "send",
+            "generate", "stop"
         ]),
         "{report}"
     );
     assert_eq!(report["run"]["outcome"], "stopped", "{report}");
+    // Logged in as the page's default user, whose stream carries their own
+    // topic: the message to self came back on it.
+    assert_eq!(report["me"], "alice", "{report}");
+    assert_eq!(
+        report["messages"],
+        serde_json::json!([{ "topic": "user:alice", "from": "alice", "text": "a note to self" }]),
+        "{report}"
+    );
     // The cookie set by "Log in" travelled with the stream.
     assert!(
         report["session"].as_str().unwrap().starts_with('s'),
@@ -780,9 +1119,13 @@ const TOUR: &str = r#"
       () => $("closed").textContent.startsWith("Closed by the server")));
     await newStream("reopen");
     await sleep(1000);
+    $("to").value = "alice";
+    $("text").value = "a note to self";
+    await press("send", () => until("the message", () => seen.messages.length > 0));
     await press("generate", () => until("3 words", () => words() >= 3));
     await press("stop", () => until("the run's end", () => run().outcome !== null));
-    return { session: $("session").textContent, run: run() };
+    return { session: $("session").textContent, run: run(), me: $("me").textContent,
+      messages: seen.messages };
   }
 "#;
 
@@ -903,6 +1246,146 @@ async fn stop_ends_the_run_and_the_page_shows_it(browser: common::Browser) {
     }
 }
 
+/// Each page logs in as the user of its URL (`?as=NAME`), says when its
+/// stream (with its own topic) is open, waits for the test's "go" (a
+/// message from carol), sends a message to the other user with the form,
+/// waits for theirs and a second more, then asks for the other user's
+/// topic, as a stream from the page (cross-origin, with the cookie) and as
+/// a `fetch` on its own origin, and reports what came. It also listens on
+/// its stream for the other user's topic: a leak would show there.
+const TWO_USERS: &str = r#"
+  // What a stream that asks for `query` does in the browser, within 3 s
+  // (a refused stream must not open, nor come back).
+  function tryStream(query) {
+    return new Promise((resolve) => {
+      const es = new EventSource(`${streamOrigin}/events?${query}`, { withCredentials: true });
+      const seenHere = { opened: false, events: 0, errors: 0 };
+      es.onopen = () => { seenHere.opened = true; };
+      for (const type of ["welcome", "ticks", "message"]) es.addEventListener(type, () => { seenHere.events += 1; });
+      es.onerror = () => { seenHere.errors += 1; };
+      setTimeout(() => {
+        seenHere.readyState = es.readyState;
+        es.close();
+        resolve(seenHere);
+      }, 3000);
+    });
+  }
+
+  async function drive() {
+    if (load().phase === "start") {
+      const as = new URLSearchParams(location.search).get("as");
+      // Once the page has asked who it is: leaving before would abort that.
+      await until("stream", () => $("state").textContent === "open");
+      save({ ...load(), phase: "logged in", as });
+      $("user").value = as;
+      $("user").dispatchEvent(new Event("input"));
+      await press("login");
+      return "navigating";
+    }
+    const as = load().as;
+    const other = as === "alice" ? "bob" : "alice";
+    await until("my stream", () => $("state").textContent === "open" && $("me").textContent === as);
+    const leaked = [];
+    source.addEventListener(`user:${other}`, (event) => leaked.push(event.data));
+    await pageFetch("/check", { method: "POST", body: JSON.stringify({ ready: as }) });
+    await until("go", () => seen.messages.some((m) => m.from === "carol"), 30000);
+    $("to").value = other;
+    $("text").value = `from ${as} to ${other}`;
+    await press("send", () => until("sent", () => $("send-state").textContent.startsWith("202")));
+    await until(`${other}'s message`, () => seen.messages.some((m) => m.from === other));
+    await sleep(1000);
+    const refused = await tryStream(`topic=ticks&topic=user%3A${other}`);
+    // A stream, if it were allowed, would never end: read only an error's body.
+    const controller = new AbortController();
+    const response = await pageFetch(`/events?topic=user%3A${other}`, { signal: controller.signal });
+    const body = response.ok ? "(a stream)" : await response.text();
+    controller.abort();
+    return { as, me: $("me").textContent, messages: seen.messages, leaked, refused,
+      sameOrigin: { status: response.status, body } };
+  }
+"#;
+
+/// Two users, each in a browser of their own (a cookie belongs to the
+/// browser): each page gets the messages sent to its user, and never one
+/// sent to the other; a page that asks for the other user's topic is
+/// refused before any stream opens.
+async fn a_user_never_sees_another_user_s_messages(browser: common::Browser) {
+    let Some(binary) = browser.available() else {
+        return;
+    };
+    let (checks, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    let demo = start_with_script(1000, Some(checks), Some(&script(TWO_USERS))).await;
+    let port = demo.page.port();
+    let _alice = browser.launch(&binary, &format!("http://localhost:{port}/?as=alice"), port);
+    let _bob = browser.launch(
+        &binary,
+        &format!("http://localhost:{port}/?as=bob"),
+        port.wrapping_add(1),
+    );
+    async fn next_report(
+        browser: common::Browser,
+        reported: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) -> serde_json::Value {
+        let report = tokio::time::timeout(Duration::from_secs(90), reported.recv())
+            .await
+            .expect("the pages reported within 90 s")
+            .unwrap();
+        eprintln!("{browser:?}: {report}");
+        serde_json::from_str(&report).unwrap()
+    }
+    let mut ready = Vec::new();
+    for _ in 0..2 {
+        ready.push(
+            next_report(browser, &mut reported).await["ready"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    ready.sort();
+    assert_eq!(ready, ["alice", "bob"]);
+    // Both streams are open: "go", from a third user.
+    let carol = log_in(&demo, "carol").await;
+    for to in ["alice", "bob"] {
+        let (status, body) = send_form(&demo, Some(&carol), &format!("to={to}&text=go")).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let mut reports = [
+        next_report(browser, &mut reported).await,
+        next_report(browser, &mut reported).await,
+    ];
+    reports.sort_by_key(|report| report["as"].as_str().map(str::to_owned));
+    for (report, (me, other)) in reports.iter().zip([("alice", "bob"), ("bob", "alice")]) {
+        assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+        assert_eq!(report["as"], me, "{report}");
+        assert_eq!(report["me"], me, "{report}");
+        let topic = format!("user:{me}");
+        // Exactly what was sent to this user, once each, in order: never
+        // the message this page sent to the other user, nor carol's to them.
+        assert_eq!(
+            report["messages"],
+            serde_json::json!([
+                { "topic": topic, "from": "carol", "text": "go" },
+                { "topic": topic, "from": other, "text": format!("from {other} to {me}") },
+            ]),
+            "{report}"
+        );
+        assert_eq!(report["leaked"], serde_json::json!([]), "{report}");
+        // The stream that asks for the other user's topic never opens, and
+        // the browser does not try again (a 403 fails the connection).
+        let refused = &report["refused"];
+        assert_eq!(refused["opened"], false, "{report}");
+        assert_eq!(refused["events"], 0, "{report}");
+        assert_eq!(refused["readyState"], 2, "CLOSED: {report}");
+        // On the page's own origin the answer can be read: 403, naming the
+        // topic.
+        assert_eq!(report["sameOrigin"]["status"], 403, "{report}");
+        let body = report["sameOrigin"]["body"].as_str().unwrap();
+        assert!(body.contains(&format!("user:{other}")), "{report}");
+        assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    }
+}
+
 #[tokio::test]
 async fn demo_shutdown_ends_open_streams_and_returns() {
     let demo = start().await;
@@ -953,6 +1436,11 @@ mod chromium {
     }
 
     #[tokio::test]
+    async fn a_user_never_sees_another_user_s_messages() {
+        super::a_user_never_sees_another_user_s_messages(super::common::Browser::Chromium).await;
+    }
+
+    #[tokio::test]
     async fn the_gap_event_arrives_when_the_history_is_too_short() {
         super::the_gap_event_arrives_when_the_history_is_too_short(
             super::common::Browser::Chromium,
@@ -985,6 +1473,11 @@ mod firefox {
     #[tokio::test]
     async fn stop_ends_the_run_and_the_page_shows_it() {
         super::stop_ends_the_run_and_the_page_shows_it(super::common::Browser::Firefox).await;
+    }
+
+    #[tokio::test]
+    async fn a_user_never_sees_another_user_s_messages() {
+        super::a_user_never_sees_another_user_s_messages(super::common::Browser::Firefox).await;
     }
 
     #[tokio::test]

@@ -338,6 +338,32 @@ impl Drop for BrowserProcess {
     }
 }
 
+/// One test per engine for each check given, `mod chromium` and `mod
+/// firefox`, each calling the file's `async fn check(Browser)`.
+#[allow(unused_macros)] // each test file uses part of this module
+macro_rules! in_every_browser {
+    ($($check:ident),* $(,)?) => {
+        mod chromium {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check($crate::common::Browser::Chromium).await;
+                }
+            )*
+        }
+        mod firefox {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check($crate::common::Browser::Firefox).await;
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use in_every_browser;
+
 /// A number no other call in this process returns, for names of temporary
 /// directories.
 pub fn random_tag() -> u64 {
