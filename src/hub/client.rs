@@ -69,6 +69,11 @@ impl Clients {
         })
     }
 
+    /// The most topics one client may hold.
+    pub(super) fn max_topics(&self) -> usize {
+        self.max_topics
+    }
+
     /// How many streams and topics `key` holds now.
     pub(super) fn count(&self, key: &str) -> (usize, usize) {
         let count = self.held().get(key).copied().unwrap_or_default();

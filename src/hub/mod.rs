@@ -421,11 +421,10 @@ impl Hub {
     /// topics), and the hub's gap and position events keep their types (a
     /// gap's data names its topic). A reconnect resumes every topic exactly;
     /// one that cannot be resumed gets its own gap event, the others do not;
-    /// a topic new to the set starts fresh. Events of one topic arrive in
-    /// publish order; across topics, in the order this instance took them
-    /// in (for the memory hub, publish order; with Redis, the order the
-    /// instance read them, which follows publish order except within one
-    /// read of several topics).
+    /// a topic new to the set starts fresh. Events arrive in publish order,
+    /// within each topic and across them (with Redis: Redis's order, for
+    /// the events published after the subscribe returned; see
+    /// `docs/many-topics.md`).
     ///
     /// With `client` (the user's id, else the address), the stream counts
     /// against that client's bound
@@ -449,6 +448,22 @@ impl Hub {
             return Err(HubError {
                 kind: HubErrorKind::BadTopicSet,
                 detail: Some("more topics than max_topics_per_subscription".into()),
+            });
+        }
+        if client.is_some() && topics.len() > self.shared.clients.max_topics() {
+            // It would never fit: not a bound to come back to later.
+            return Err(HubError {
+                kind: HubErrorKind::BadTopicSet,
+                detail: Some("more topics than client_limit allows one client".into()),
+            });
+        }
+        if topics
+            .iter()
+            .any(|topic| topic == &*self.shared.config.gap_event)
+        {
+            return Err(HubError {
+                kind: HubErrorKind::BadTopicSet,
+                detail: Some("a topic is named as the hub's gap event type".into()),
             });
         }
         let held = match client {

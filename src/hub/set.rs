@@ -44,6 +44,10 @@ use crate::event::{EncodedEvent, Event, EventType};
 /// says.
 pub const MAX_TOPICS_PER_SUBSCRIPTION: usize = 256;
 
+/// The longest `Last-Event-ID` a set's gap events repeat in their data
+/// (longer: `null`): room for the id of a set of 64 topics.
+const MAX_ECHOED_ID_LEN: usize = 1024;
+
 /// The longest `Last-Event-ID` a set's subscription reads: room for every
 /// topic's position at its largest (22 bytes each), in base64.
 const MAX_SET_ID_LEN: usize = 1 + (10 + MAX_TOPICS_PER_SUBSCRIPTION * 22) * 4 / 3 + 4;
@@ -168,12 +172,24 @@ fn bad_set(why: &'static str) -> HubError {
     }
 }
 
+/// Event types a topic of a set may not have, since its events are typed
+/// by its name: the browser's own (`message` goes to `onmessage`, `open`
+/// and `error` to the connection's handlers) and the crate's. The hub's gap
+/// event type is refused too, when subscribing.
+const RESERVED: [&str; 5] = ["message", "open", "error", "sse-position", "sse-retry"];
+
 fn checked(name: &str) -> Result<Box<str>, HubError> {
     if name.len() > MAX_TOPIC_LEN {
         return Err(HubError::new(HubErrorKind::TopicTooLong));
     }
     if name.is_empty() || name.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
         return Err(bad_set("a topic is empty or has a CR, LF or NUL"));
+    }
+    if RESERVED.contains(&name) {
+        return Err(bad_set(
+            "a topic is named as an event type that means something else \
+             (message, open, error, sse-position, sse-retry)",
+        ));
     }
     Ok(name.into())
 }
@@ -189,6 +205,11 @@ fn decode(text: &str) -> Option<String> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
+                // Two hexadecimal digits, nothing else (`from_str_radix`
+                // alone would take a sign: `%+9`).
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
@@ -272,11 +293,26 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Writes the id of `positions` (each with its topic's hash).
-fn write_id(positions: impl Iterator<Item = (u16, Position)> + Clone, out: &mut Vec<u8>) {
+/// The 32-bit hash of a whole set (FNV-1a over its names in order, each
+/// ended by a line feed, which no name holds).
+fn set_hash<'a>(names: impl Iterator<Item = &'a str>) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for name in names {
+        for b in name.bytes().chain([b'\n']) {
+            hash ^= u32::from(b);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    }
+    hash
+}
+
+/// Writes the id of a set whose hash is `set` from `positions` (each with
+/// its topic's hash, in the set's order).
+fn write_id(set: u32, positions: impl Iterator<Item = (u16, Position)> + Clone, out: &mut Vec<u8>) {
     let base = positions.clone().map(|(_, (a, _))| a).max().unwrap_or(0);
     let mut raw = Vec::with_capacity(64);
     put_varint(&mut raw, base);
+    raw.extend_from_slice(&set.to_be_bytes());
     for (hash, (a, b)) in positions {
         raw.extend_from_slice(&hash.to_be_bytes());
         put_varint(&mut raw, base - a);
@@ -286,9 +322,9 @@ fn write_id(positions: impl Iterator<Item = (u16, Position)> + Clone, out: &mut 
     base64_encode(&raw, out);
 }
 
-/// Reads a set's id: each topic's hash and position; `None` for anything
-/// that is not one.
-fn read_id(text: &[u8]) -> Option<Vec<(u16, Position)>> {
+/// Reads a set's id: the set's hash, and each topic's hash and position;
+/// `None` for anything that is not one.
+fn read_id(text: &[u8]) -> Option<(u32, Vec<(u16, Position)>)> {
     let text = text.strip_prefix(b"t")?;
     if text.len() > MAX_SET_ID_LEN {
         return None;
@@ -296,6 +332,8 @@ fn read_id(text: &[u8]) -> Option<Vec<(u16, Position)>> {
     let raw = base64_decode(text)?;
     let mut rest = &raw[..];
     let base = get_varint(&mut rest)?;
+    let set = u32::from_be_bytes([*rest.first()?, *rest.get(1)?, *rest.get(2)?, *rest.get(3)?]);
+    rest = &rest[4..];
     let mut positions = Vec::new();
     while !rest.is_empty() {
         if positions.len() == MAX_TOPICS_PER_SUBSCRIPTION {
@@ -307,7 +345,7 @@ fn read_id(text: &[u8]) -> Option<Vec<(u16, Position)>> {
         let b = get_varint(&mut rest)?;
         positions.push((u16::from_be_bytes(hash), (a, b)));
     }
-    Some(positions)
+    Some((set, positions))
 }
 
 /// One topic of a set's subscription.
@@ -384,20 +422,25 @@ pub(super) struct Opened {
 pub(super) enum AskedSet {
     Nothing,
     Unreadable,
-    Positions(Vec<(u16, Position)>),
+    /// The hash of the set that wrote the id, and its positions.
+    Positions(u32, Vec<(u16, Position)>),
 }
 
 impl AskedSet {
     pub(super) fn from_bytes(bytes: Option<&[u8]>) -> Self {
         match bytes {
             None | Some(b"") => AskedSet::Nothing,
-            Some(bytes) => read_id(bytes).map_or(AskedSet::Unreadable, AskedSet::Positions),
+            Some(bytes) => read_id(bytes).map_or(AskedSet::Unreadable, |(set, positions)| {
+                AskedSet::Positions(set, positions)
+            }),
         }
     }
 
     /// What `name` asks for, written as the topic's own id into `buf`
-    /// (`log`: the topic's ids are a log's); `names` is the whole set, to
-    /// find hashes that two topics share.
+    /// (`log`: the topic's ids are a log's); `names` is the whole set. An
+    /// id the same set wrote (the usual case) gives each topic its place by
+    /// order; an id of another set, by the topics' hashes, and a hash that
+    /// two topics share is unreadable for both.
     pub(super) fn asked<'a>(
         &self,
         name: &str,
@@ -405,12 +448,21 @@ impl AskedSet {
         log: bool,
         buf: &'a mut [u8; 48],
     ) -> Asked<'a> {
-        let positions = match self {
+        let (set, positions) = match self {
             AskedSet::Nothing => return Asked::Nothing,
             AskedSet::Unreadable => return Asked::Unreadable,
-            AskedSet::Positions(positions) => positions,
+            AskedSet::Positions(set, positions) => (*set, positions),
         };
         let hash = name_hash(name);
+        let same_set = set == set_hash(names.iter()) && positions.len() == names.len();
+        let place = names.iter().position(|other| other == name);
+        if let (true, Some(place)) = (same_set, place) {
+            return match positions[place] {
+                (h, (a, b)) if h == hash => position_text(a, b, log, buf),
+                // Not what that set writes: edited.
+                _ => Asked::Unreadable,
+            };
+        }
         if names
             .iter()
             .filter(|other| name_hash(other) == hash)
@@ -422,24 +474,29 @@ impl AskedSet {
         let mut found = positions.iter().filter(|(h, _)| *h == hash);
         match (found.next(), found.next()) {
             (None, _) => Asked::Nothing,
-            (Some(&(_, (a, b))), None) => {
-                let id = if log {
-                    EventId::from_log(a, b)
-                } else {
-                    EventId::memory(a, b)
-                };
-                let text = id.write(buf);
-                // Our own digits: always UTF-8.
-                std::str::from_utf8(text).map_or(Asked::Unreadable, Asked::Id)
-            }
+            (Some(&(_, (a, b))), None) => position_text(a, b, log, buf),
             (Some(_), Some(_)) => Asked::Unreadable,
         }
     }
 }
 
+/// A position as the topic's own id, written into `buf`.
+fn position_text(a: u64, b: u64, log: bool, buf: &mut [u8; 48]) -> Asked<'_> {
+    let id = if log {
+        EventId::from_log(a, b)
+    } else {
+        EventId::memory(a, b)
+    };
+    let text = id.write(buf);
+    // Our own digits: always UTF-8.
+    std::str::from_utf8(text).map_or(Asked::Unreadable, Asked::Id)
+}
+
 /// The stream of a set's subscription (see the module documentation).
 pub(super) struct SetStream {
     members: Vec<Member>,
+    /// The hash of the set (see `set_hash`).
+    set: u32,
     /// Gap events and the position event, written first.
     first: VecDeque<EncodedEvent>,
     wakes: Arc<Wakes>,
@@ -495,6 +552,7 @@ impl SetStream {
                 peeked: None,
             })
             .collect();
+        let set = set_hash(members.iter().map(|m| &*m.name));
         let mut first = VecDeque::new();
         let mut id = Vec::with_capacity(128);
         // Gap events first, with the positions to resume from: a gapped
@@ -502,12 +560,12 @@ impl SetStream {
         let fresh = members.iter().any(|m| m.start == Start::Fresh);
         for &(i, reason, missed) in &gaps {
             id.clear();
-            write_id(members.iter().map(|m| (m.hash, m.position)), &mut id);
+            write_id(set, members.iter().map(|m| (m.hash, m.position)), &mut id);
             first.push_back(gap_event(shared, &members[i], reason, missed, asked, &id));
         }
         if fresh || !gaps.is_empty() {
             id.clear();
-            write_id(members.iter().map(|m| (m.hash, m.position)), &mut id);
+            write_id(set, members.iter().map(|m| (m.hash, m.position)), &mut id);
             first.push_back(
                 Event::new()
                     .event_type(EventType::from_static(super::POSITION_EVENT))
@@ -518,6 +576,7 @@ impl SetStream {
         }
         Self {
             members,
+            set,
             first,
             wakes,
             _held: client,
@@ -601,9 +660,10 @@ impl SetStream {
         // The event's own type and id, then its other lines as they are.
         let mut own_type = None;
         for line in bytes.split(|&b| b == b'\n') {
-            if let Some(value) = line.strip_prefix(b"event: ") {
-                own_type = Some(value);
-            } else if let Some(value) = line.strip_prefix(b"id: ") {
+            if let Some(value) = field(line, b"event") {
+                // An empty type is the standard's `message`: untyped.
+                own_type = (!value.is_empty()).then_some(value);
+            } else if let Some(value) = field(line, b"id") {
                 if let Some(position) = parse_position(value, log) {
                     member.position = position;
                 }
@@ -618,13 +678,17 @@ impl SetStream {
         }
         self.buf.put_u8(b'\n');
         for line in bytes.split(|&b| b == b'\n') {
-            if !line.is_empty() && !line.starts_with(b"event: ") && !line.starts_with(b"id: ") {
+            if !line.is_empty() && field(line, b"event").is_none() && field(line, b"id").is_none() {
                 self.buf.put_slice(line);
                 self.buf.put_u8(b'\n');
             }
         }
         let mut id = Vec::with_capacity(128);
-        write_id(self.members.iter().map(|m| (m.hash, m.position)), &mut id);
+        write_id(
+            self.set,
+            self.members.iter().map(|m| (m.hash, m.position)),
+            &mut id,
+        );
         self.buf.put_slice(b"id: ");
         self.buf.put_slice(&id);
         self.buf.put_slice(b"\n\n");
@@ -647,6 +711,13 @@ pub(super) enum Next {
     Lagged,
     #[cfg(hub_log)]
     Unavailable,
+}
+
+/// The value of `line` if it is the field `name` (`name:`, then the value
+/// after one optional space, as the standard reads it).
+fn field<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let value = line.strip_prefix(name)?.strip_prefix(b":")?;
+    Some(value.strip_prefix(b" ").unwrap_or(value))
 }
 
 /// Reads an id the hub wrote: the memory hub's `<hex epoch>-<seq>`, or a
@@ -676,7 +747,9 @@ fn gap_event(
     data.push_str("\",\"topic\":");
     super::json_string(&mut data, &member.name);
     data.push_str(",\"last_event_id\":");
-    match asked {
+    // Echoed only when it could be a set's id: every topic's gap event
+    // carries it, and a header of any length would be copied into each.
+    match asked.filter(|asked| asked.len() <= MAX_ECHOED_ID_LEN) {
         Some(asked) => super::json_string(&mut data, asked),
         None => data.push_str("null"),
     }
@@ -705,8 +778,8 @@ mod tests {
             (name_hash("user:7"), (0, u64::MAX)),
         ];
         let mut id = Vec::new();
-        write_id(positions.iter().copied(), &mut id);
-        assert_eq!(read_id(&id), Some(positions));
+        write_id(0xfeed_beef, positions.iter().copied(), &mut id);
+        assert_eq!(read_id(&id), Some((0xfeed_beef, positions)));
         assert!(id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(b)));
@@ -720,7 +793,7 @@ mod tests {
             .map(|i| (name_hash(&format!("topic-{i}")), (now - i * 8_640_000, i)))
             .collect();
         let mut id = Vec::new();
-        write_id(positions.into_iter(), &mut id);
+        write_id(set_hash(["x"].into_iter()), positions.into_iter(), &mut id);
         eprintln!("ten Redis positions up to a day apart: {} bytes", id.len());
         assert!(id.len() <= 128, "{} bytes", id.len());
         // The memory hub: epochs of one hub, sequences below 2^21.
@@ -729,8 +802,11 @@ mod tests {
             .map(|i| (name_hash(&format!("topic-{i}")), (epoch + i, 2_000_000 + i)))
             .collect();
         let mut id = Vec::new();
-        write_id(positions.into_iter(), &mut id);
-        eprintln!("ten memory positions, sequences near 2^21: {} bytes", id.len());
+        write_id(set_hash(["x"].into_iter()), positions.into_iter(), &mut id);
+        eprintln!(
+            "ten memory positions, sequences near 2^21: {} bytes",
+            id.len()
+        );
         assert!(id.len() <= 128, "{} bytes", id.len());
     }
 
@@ -768,6 +844,7 @@ mod tests {
             Some("topic=%0A"),
             Some("topic=%zz"),
             Some("topic=%ff"),
+            Some("topic=a%+9"),
         ] {
             let error = TopicSet::from_query(bad, "topic").unwrap_err();
             assert_eq!(error.kind(), HubErrorKind::BadTopicSet, "{bad:?}");
@@ -781,6 +858,34 @@ mod tests {
         let long = format!("topic={}", "a".repeat(MAX_TOPIC_LEN + 1));
         let error = TopicSet::from_query(Some(&long), "topic").unwrap_err();
         assert_eq!(error.kind(), HubErrorKind::TopicTooLong);
+    }
+
+    #[test]
+    fn twin_hashes_are_told_apart_by_the_set_that_wrote_the_id() {
+        // Found by the demo's tests: user names pick topic names, and these
+        // share a 16-bit hash with the demo's own topics.
+        assert_eq!(name_hash("user:oor"), name_hash("ticks"));
+        assert_eq!(name_hash("user:eovn"), name_hash("notes"));
+        let set = TopicSet::new(["ticks", "user:oor"]).unwrap();
+        let positions: Vec<(u16, Position)> =
+            set.iter().map(|name| (name_hash(name), (7, 3))).collect();
+        let mut id = Vec::new();
+        write_id(set_hash(set.iter()), positions.into_iter(), &mut id);
+        let asked = AskedSet::from_bytes(Some(&id));
+        for name in set.iter() {
+            let mut buf = [0; 48];
+            assert!(
+                matches!(asked.asked(name, &set, false, &mut buf), Asked::Id("7-3")),
+                "{name}"
+            );
+        }
+        // Another set holding both twins cannot tell them apart: a gap each.
+        let other = TopicSet::new(["ticks", "user:oor", "notes"]).unwrap();
+        let mut buf = [0; 48];
+        assert!(matches!(
+            asked.asked("ticks", &other, false, &mut buf),
+            Asked::Unreadable
+        ));
     }
 
     #[test]

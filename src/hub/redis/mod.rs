@@ -4,16 +4,20 @@
 //! - Publishing runs a script that appends the event to the topic's stream
 //!   (`XADD`, trimmed with `MAXLEN ~ history`) together with the id of the
 //!   entry before it, in one atomic step. The entry's id is the event's id.
-//! - Each instance has one reader: a task with a connection of its own that
-//!   reads every topic this instance holds with one blocking `XREAD` and
-//!   appends what it reads to the topics' local histories, which are what
-//!   subscribers read (the same histories as the memory backend). A topic
-//!   new to the instance is first primed with the stream's latest entries
-//!   (`XREVRANGE`), and the reader is woken to include it: every read also
-//!   waits on the instance's own wake stream, to which a new topic adds an
-//!   entry (no race with a read being sent, and no admin command needed).
-//!   Topics without subscribers here are not read; their first subscriber
-//!   catches them up (`XRANGE`).
+//! - Each instance has one reader: a task that subscribes (Redis pub/sub)
+//!   to the channel of every topic with subscribers here (the channel is
+//!   named as the stream, and the publish script announces each new
+//!   entry's id on it), and reads only the topics announced (`XRANGE` from
+//!   the last entry read), appending what it reads to the topics' local
+//!   histories, which are what subscribers read (the same histories as the
+//!   memory backend). Reading costs Redis per announced event, not per
+//!   topic held: per-user topics by the ten thousand cost nothing while
+//!   quiet. A topic new to the instance is first primed with the stream's
+//!   latest entries (`XREVRANGE`), then subscribed to, then read once more
+//!   (what came between). Pub/sub delivers at most once: after any
+//!   reconnect every topic is read again. Topics without subscribers here
+//!   are not subscribed to; their first subscriber catches them up
+//!   (`XRANGE`).
 //! - Each entry records its previous id, so a break (entries Redis dropped
 //!   before this instance read them: trimming, or a restart without
 //!   persistence) is seen when it is read, never assumed away.
@@ -25,8 +29,10 @@
 //!   reader watches the streams it reads every few seconds, in one script
 //!   for all of them. A loss ends every subscriber's stream there, and the
 //!   reconnect gets a gap event.
-//! - Publishing and priming share a connection; the reader's is its own,
-//!   since a blocking read holds its connection.
+//! - Publishing, priming and the reader's reads share a connection; the
+//!   subscriptions have their own (a subscribed connection takes no other
+//!   command), which the reader pings every `PING_EVERY` to learn that
+//!   Redis still answers.
 //! - A failure is an outage or a refusal (`failures`): only a failure that
 //!   may have broken a connection drops it, connects are spaced by a
 //!   capped, jittered backoff, and a refusal is the hub's
@@ -34,7 +40,7 @@
 //!   its first failed read, on a timer of its own.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Weak,
@@ -78,12 +84,26 @@ pub(super) const DEFAULT_REDIS_KEY_TTL: Duration = Duration::from_secs(24 * 60 *
 /// `tower-sse:`.
 pub(super) const DEFAULT_REDIS_KEY_PREFIX: &str = "tower-sse:";
 
-/// How long one blocking read waits before the reader looks again at which
-/// topics it reads (a new topic wakes it sooner).
-const BLOCK: Duration = Duration::from_secs(2);
+/// How often the reader pings Redis on its subscriptions' connection (to
+/// learn that Redis still answers), and on the command connection when
+/// nothing used it meanwhile (so that a publish after a quiet second finds
+/// it alive without a ping of its own).
+const PING_EVERY: Duration = Duration::from_secs(1);
 
-/// The most entries one read takes per topic.
-const READ_COUNT: usize = 1000;
+/// A publish on a command connection unused for longer pings first: the
+/// reader keeps it in use every `PING_EVERY` while Redis answers, so this
+/// happens only when the reader is not reading (an outage).
+const PING_FIRST_AFTER_MS: u64 = 3 * PING_EVERY.as_millis() as u64;
+
+/// How often, at most, the reader watches every stream it reads (see
+/// `WATCH`): a cost per topic, so rare; what it finds (a stream made anew
+/// by another writer with lower ids, a start entry about to expire) is not
+/// urgent.
+const WATCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+/// How long the reader waits for more announcements once one came, so that
+/// a burst is read in one round.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// The longest [`HubBuilder::redis_timeout`](super::HubBuilder::redis_timeout):
 /// one minute.
@@ -92,9 +112,6 @@ pub(super) const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest [`HubBuilder::redis_key_ttl`](super::HubBuilder::redis_key_ttl):
 /// 10 years.
 pub(super) const MAX_REDIS_KEY_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
-
-/// How long the wake stream of an instance outlives its last wake-up.
-const WAKE_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// Lua that adds the start entry (field `s`) of a new life of the stream
 /// `KEYS[1]` and leaves its id in `start`. Its id is Redis's current
@@ -135,6 +152,7 @@ else",
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'd', ARGV[1])
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
+redis.call('PUBLISH', KEYS[1], id)
 return id
 "
 );
@@ -307,8 +325,12 @@ pub(super) struct Backend {
     /// When a command last succeeded (milliseconds since `born`).
     last_ok: AtomicU64,
     born: Instant,
-    /// This instance's wake stream: the reader waits on it with the topics.
-    wake_key: String,
+    /// Tells the reader that a topic has its first subscriber here (to
+    /// subscribe to it).
+    wake: tokio::sync::Notify,
+    /// Tells subscribes waiting for the reader that it subscribed to more
+    /// topics (see `Feed::listening`).
+    subscribed: tokio::sync::Notify,
     publish_sha: String,
     prime_sha: String,
     watch_sha: String,
@@ -373,11 +395,8 @@ impl Backend {
             record: Record::new(&settings.prefix),
             last_ok: AtomicU64::new(0),
             born: Instant::now(),
-            wake_key: format!(
-                "{}wake:{:016x}",
-                settings.prefix,
-                crate::jitter::random_u64()
-            ),
+            wake: tokio::sync::Notify::new(),
+            subscribed: tokio::sync::Notify::new(),
             publish_sha: redis::Script::new(PUBLISH).get_hash().to_owned(),
             prime_sha: redis::Script::new(PRIME).get_hash().to_owned(),
             watch_sha: redis::Script::new(WATCH).get_hash().to_owned(),
@@ -633,7 +652,7 @@ impl Backend {
     /// blocking read's time, and at least three times within a start
     /// entry's time to live, so that it is renewed in time.
     fn watch_every(&self) -> Duration {
-        BLOCK.min(Duration::from_millis(self.start_ttl / 3))
+        WATCH_AT_MOST_EVERY.min(Duration::from_millis(self.start_ttl / 3))
     }
 
     /// Appends the event to the topic's stream, within the timeout; gives
@@ -645,11 +664,13 @@ impl Backend {
         // A connection idle for a while may have been closed by Redis (a
         // restart, or its idle timeout): a publish on it would fail without
         // having been sent, and cannot be tried again safely. A ping finds
-        // out first (and is tried again on a new connection).
+        // out first (and is tried again on a new connection). The reader
+        // keeps the connection in use while Redis answers (`keep_warm`),
+        // so a publish after a quiet second is one round trip.
         if self
             .millis()
             .saturating_sub(self.last_ok.load(Ordering::Relaxed))
-            > 1000
+            > PING_FIRST_AFTER_MS
             && self.slot().connection.is_some()
         {
             let _ = self.query(&redis::cmd("PING"), deadline, Retry::Safe).await;
@@ -730,6 +751,21 @@ impl Backend {
                     self.wake_reader();
                 }
             }
+            // Once the reader listens to the topic's announcements, every
+            // later publish reaches this instance in publish order (what a
+            // set's subscription writes its topics' events in); until then
+            // they come by the reader's catch-up read, in id order. Not an
+            // error if it takes longer: the catch-up read follows.
+            let listening = async {
+                loop {
+                    let subscribed = self.subscribed.notified();
+                    if feed.listening.load(Ordering::Acquire) {
+                        return;
+                    }
+                    subscribed.await;
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, listening).await;
             let asked = match asked {
                 Asked::Id(text) => StreamId::parse(text.as_bytes()),
                 _ => None,
@@ -862,32 +898,23 @@ impl Backend {
         Ok(())
     }
 
-    /// Makes the reader look again at the topics it reads: an entry in
-    /// this instance's wake stream ends its blocking read.
+    /// Pings the command connection when nothing used it with success for
+    /// `PING_EVERY` (see `PING_FIRST_AFTER_MS`), and says whether Redis
+    /// answers on it.
+    async fn keep_warm(&self) -> Result<(), RedisError> {
+        let idle = self
+            .millis()
+            .saturating_sub(self.last_ok.load(Ordering::Relaxed));
+        if idle >= PING_EVERY.as_millis() as u64 {
+            self.query(&redis::cmd("PING"), self.deadline(), Retry::Safe)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the reader look again at the topics it reads.
     fn wake_reader(self: &Arc<Self>) {
-        let backend = self.clone();
-        tokio::spawn(async move {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(&backend.wake_key)
-                .arg("MAXLEN")
-                .arg(1)
-                .arg("*")
-                .arg("w")
-                .arg(1);
-            let mut expire = redis::cmd("PEXPIRE");
-            expire.arg(&backend.wake_key).arg(WAKE_TTL_MS);
-            // If it fails, the reader's next read (within `BLOCK`) includes
-            // the topic.
-            if backend
-                .query(&cmd, backend.deadline(), Retry::Safe)
-                .await
-                .is_ok()
-            {
-                let _ = backend
-                    .query(&expire, backend.deadline(), Retry::Safe)
-                    .await;
-            }
-        });
+        self.wake.notify_one();
     }
 }
 
@@ -950,24 +977,6 @@ fn parse_entries(value: &Value) -> Vec<LogEntry> {
         .collect()
 }
 
-/// The streams of an `XREAD` reply: key and entries.
-fn parse_read(value: &Value) -> Vec<(&[u8], &Value)> {
-    let streams: Vec<(&Value, &Value)> = match value {
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
-        other => items(other)
-            .iter()
-            .filter_map(|stream| match items(stream) {
-                [key, entries] => Some((key, entries)),
-                _ => None,
-            })
-            .collect(),
-    };
-    streams
-        .into_iter()
-        .filter_map(|(key, entries)| Some((as_bytes(key)?, entries)))
-        .collect()
-}
-
 /// Starts the instance's reader on the current runtime; it ends when the
 /// hub is dropped.
 impl HubBackend for Backend {
@@ -1024,6 +1033,50 @@ fn read_topics(shared: &Shared) -> Vec<(Box<str>, Arc<Topic>, StreamId)> {
         .collect()
 }
 
+/// The topics the reader is to read, and the order their entries were
+/// announced in.
+#[derive(Default)]
+struct ToRead {
+    topics: HashSet<Box<str>>,
+    order: HashMap<(Box<str>, StreamId), usize>,
+}
+
+/// What ended the reader's wait.
+enum Woke {
+    /// A message on the subscriptions' connection; `None`: it closed.
+    Announced(Option<redis::Msg>),
+    /// A topic has its first subscriber here.
+    Wake,
+    /// The time given.
+    Due,
+}
+
+/// Waits for a message on `announced`, a notification of `wake`, or `at`.
+async fn wait(
+    announced: &mut redis::aio::PubSubStream,
+    wake: &tokio::sync::Notify,
+    at: tokio::time::Instant,
+) -> Woke {
+    use std::future::Future as _;
+    let mut notified = std::pin::pin!(wake.notified());
+    let mut due = std::pin::pin!(tokio::time::sleep_until(at));
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(message) =
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut *announced), cx)
+        {
+            return std::task::Poll::Ready(Woke::Announced(message));
+        }
+        if notified.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Woke::Wake);
+        }
+        if due.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Woke::Due);
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// The reader's own state across connections.
 struct Reader {
     shared: Weak<Shared>,
@@ -1033,8 +1086,6 @@ struct Reader {
     down_since: Option<Instant>,
     /// The task that ends this outage's grace.
     grace: Option<tokio::task::JoinHandle<()>>,
-    /// The last entry of the wake stream seen.
-    wake_last: StreamId,
     /// When the streams read here were last watched (see `WATCH`).
     watched: Option<Instant>,
 }
@@ -1058,7 +1109,6 @@ async fn read(shared: Weak<Shared>, backend: Arc<Backend>) {
         backend,
         down_since: None,
         grace: None,
-        wake_last: StreamId::ZERO,
         watched: None,
     };
     let mut backoff = RECONNECT_FIRST;
@@ -1151,146 +1201,251 @@ impl Reader {
         tracing::info!(prefix = %backend.prefix, "hub: reading from Redis again");
     }
 
-    /// Connects and reads until a failure that may have broken the
-    /// connection. An error reply leaves it in use (Redis answered): the
-    /// reader waits, longer each time up to `RECONNECT_MAX`, and reads
-    /// again on it.
+    /// Subscribes and reads until the subscriptions' connection fails (or
+    /// cannot be made). A read that fails (on the command connection, which
+    /// `query` mends) leaves the topics to read again: the reader waits,
+    /// longer each time up to `RECONNECT_MAX`, and tries again.
     async fn connected(&mut self) -> Ended {
         let backend = self.backend.clone();
-        let config = backend.connection_config(BLOCK.saturating_add(backend.timeout));
-        let connect = backend
-            .client
-            .get_multiplexed_async_connection_with_config(&config);
         let attempt = Instant::now();
-        let mut connection = match tokio::time::timeout(backend.timeout, connect).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
+        let pubsub = tokio::time::timeout(backend.timeout, backend.client.get_async_pubsub())
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
+        let (mut sink, mut announced) = match pubsub {
+            Ok(pubsub) => pubsub.split(),
+            Err(error) => {
                 return Ended::Failed {
                     error,
                     at: attempt,
                     lasted: false,
                 }
             }
-            Err(_) => {
-                return Ended::Failed {
-                    error: timed_out(),
-                    at: attempt,
-                    lasted: false,
-                }
-            }
         };
-        let mut reconnected = self.down_since.is_some();
-        // The first read after connecting does not block, so that a
-        // recovery is known at once.
-        let mut block = false;
+        let failed = |error: RedisError, at: Instant, read: bool| Ended::Failed {
+            error,
+            at,
+            lasted: read && attempt.elapsed() >= RECONNECT_MAX,
+        };
+        // A new connection listens to nothing yet.
+        if let Some(hub) = self.shared.upgrade() {
+            each_topic(&hub, |topic| {
+                if let Some(feed) = &topic.feed {
+                    feed.listening.store(false, Ordering::Release);
+                }
+            });
+        }
+        // Subscribed to on this connection; announcements may have been
+        // missed before: every topic subscribed to is read once.
+        let mut subscribed: HashSet<Box<str>> = HashSet::new();
+        let mut to_read = ToRead::default();
         let mut read = false;
         let mut backoff = RECONNECT_FIRST;
+        let mut ping_at = tokio::time::Instant::now();
         loop {
             let Some(hub) = self.shared.upgrade() else {
                 return Ended::HubDropped;
             };
-            let mut topics = read_topics(&hub);
-            // After a reconnect at once: Redis may have lost what the
-            // topics read (a restart without persistence).
-            match self.watch_streams(&topics, reconnected).await {
-                Ok(lost) => {
-                    reconnected = false;
-                    if lost {
-                        // Read those topics from where they start again.
-                        topics = read_topics(&hub);
-                    }
-                }
-                Err(error) if reconnected => {
-                    // Not read before the streams are known to hold what
-                    // was read (the watch runs on the command connection:
-                    // this one is not at fault).
-                    drop((hub, topics));
-                    self.failed(&error, Instant::now());
-                    tokio::time::sleep(random_between(backoff / 2, backoff)).await;
-                    backoff = (backoff * 2).min(RECONNECT_MAX);
-                    continue;
-                }
-                // Tried again on the next round.
-                Err(_) => {}
-            }
-            let mut cmd = redis::cmd("XREAD");
-            cmd.arg("COUNT").arg(READ_COUNT);
-            let blocks_for = if block {
-                // Short enough for `watch_streams` to run in time.
-                let every = backend.watch_every();
-                cmd.arg("BLOCK").arg((every.as_millis() as u64).max(1));
-                every
-            } else {
-                Duration::ZERO
-            };
-            block = true;
-            cmd.arg("STREAMS");
-            for (name, _, _) in &topics {
-                cmd.arg(backend.key(name));
-            }
-            cmd.arg(&backend.wake_key);
-            for (_, _, last) in &topics {
-                cmd.arg(last.to_string());
-            }
-            cmd.arg(self.wake_last.to_string());
-            let sent = Instant::now();
-            let reply = tokio::time::timeout(
-                BLOCK.saturating_add(backend.timeout),
-                cmd.query_async::<Value>(&mut connection),
-            )
-            .await
-            .unwrap_or_else(|_| Err(timed_out()));
-            let reply = match reply {
-                Ok(reply) => reply,
-                Err(error) if !failures::drops_connection(&error) => {
-                    drop((hub, topics));
-                    self.failed(&error, Instant::now());
-                    tokio::time::sleep(random_between(backoff / 2, backoff)).await;
-                    backoff = (backoff * 2).min(RECONNECT_MAX);
-                    // Without blocking: a recovery is known at once.
-                    block = false;
-                    continue;
-                }
-                Err(error) => {
-                    // A read Redis did not answer failed when its answer
-                    // was due, not a timeout later.
-                    let due = sent + blocks_for;
-                    return Ended::Failed {
-                        error,
-                        at: due.min(Instant::now()),
-                        lasted: read && attempt.elapsed() >= RECONNECT_MAX,
-                    };
-                }
-            };
-            read = true;
-            backoff = RECONNECT_FIRST;
-            self.succeeded(&hub);
-            let now = Instant::now();
-            let streams = parse_read(&reply);
-            if streams.is_empty() {
-                continue;
-            }
-            let by_name: HashMap<&[u8], &Topic> = topics
+            let topics = read_topics(&hub);
+            // Subscribe to the topics read here, and no other.
+            let wanted: HashSet<&str> = topics.iter().map(|(name, _, _)| &**name).collect();
+            let new: Vec<Box<str>> = wanted
                 .iter()
-                .map(|(name, topic, _)| (name.as_bytes(), &**topic))
+                .filter(|name| !subscribed.contains(**name))
+                .map(|name| Box::from(*name))
                 .collect();
-            for (key, entries) in streams {
-                let entries = parse_entries(entries);
-                if key == backend.wake_key.as_bytes() {
-                    // Read past the wake-ups: the next read blocks again.
-                    if let Some(entry) = entries.last() {
-                        self.wake_last = entry.id;
-                    }
+            let gone: Vec<Box<str>> = subscribed
+                .iter()
+                .filter(|name| !wanted.contains(&***name))
+                .cloned()
+                .collect();
+            drop(wanted);
+            for (names, subscribe) in [(&new, true), (&gone, false)] {
+                if names.is_empty() {
                     continue;
                 }
-                let topic = key
-                    .strip_prefix(backend.prefix.as_bytes())
-                    .and_then(|name| by_name.get(name));
-                if let Some(topic) = topic {
-                    topic.append(&entries, false, backend.retention, now);
+                let channels: Vec<String> = names.iter().map(|name| backend.key(name)).collect();
+                let sent = Instant::now();
+                let change = async {
+                    if subscribe {
+                        sink.subscribe(&channels).await
+                    } else {
+                        sink.unsubscribe(&channels).await
+                    }
+                };
+                match tokio::time::timeout(backend.timeout, change).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return failed(error, sent, read),
+                    Err(_) => return failed(timed_out(), sent, read),
                 }
+                for (name, topic, _) in &topics {
+                    if names.contains(name) {
+                        if let Some(feed) = &topic.feed {
+                            feed.listening.store(subscribe, Ordering::Release);
+                        }
+                    }
+                }
+                if subscribe {
+                    subscribed.extend(names.iter().cloned());
+                    // What came before the subscription took hold.
+                    to_read.topics.extend(names.iter().cloned());
+                    backend.subscribed.notify_waiters();
+                } else {
+                    for name in names {
+                        subscribed.remove(name);
+                    }
+                }
+            }
+            // Read the topics announced (or new here).
+            if !to_read.topics.is_empty() {
+                match self.read_announced(&topics, &mut to_read).await {
+                    Ok(()) => {
+                        read = true;
+                        backoff = RECONNECT_FIRST;
+                        self.succeeded(&hub);
+                    }
+                    Err(error) => {
+                        drop((hub, topics));
+                        self.failed(&error, Instant::now());
+                        tokio::time::sleep(random_between(backoff / 2, backoff)).await;
+                        backoff = (backoff * 2).min(RECONNECT_MAX);
+                        continue;
+                    }
+                }
+            }
+            // Errors are left to the next round.
+            let _ = self.watch_streams(&topics, false).await;
+            drop((hub, topics));
+            // Wait for an announcement, a topic new here, the ping, or the
+            // next watch.
+            let watch_at = self.watched.map_or(ping_at, |watched| {
+                tokio::time::Instant::from_std(watched + backend.watch_every())
+            });
+            match wait(&mut announced, &backend.wake, ping_at.min(watch_at)).await {
+                Woke::Announced(None) => {
+                    let closed =
+                        RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+                    return failed(closed, Instant::now(), read);
+                }
+                Woke::Announced(Some(message)) => {
+                    self.announced(&message, &mut to_read);
+                    // Gather what else a burst announces, to read it in one
+                    // round.
+                    let gather = tokio::time::Instant::now() + GATHER;
+                    while let Woke::Announced(Some(message)) =
+                        wait(&mut announced, &tokio::sync::Notify::new(), gather).await
+                    {
+                        self.announced(&message, &mut to_read);
+                    }
+                }
+                Woke::Wake => {}
+                Woke::Due if tokio::time::Instant::now() < ping_at => {}
+                Woke::Due => {
+                    let sent = Instant::now();
+                    match tokio::time::timeout(backend.timeout, sink.ping::<Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => return failed(error, sent, read),
+                        Err(_) => return failed(timed_out(), sent, read),
+                    }
+                    // Reads go through the command connection: that it
+                    // answers is what reading needs.
+                    match backend.keep_warm().await {
+                        Ok(()) => {
+                            if let Some(hub) = self.shared.upgrade() {
+                                self.succeeded(&hub);
+                            }
+                        }
+                        Err(error) => self.failed(&error, sent),
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= ping_at {
+                ping_at = tokio::time::Instant::now() + PING_EVERY;
             }
         }
+    }
+
+    /// Marks the topic a message announces to be read, and notes the
+    /// entry's place among the announcements (Redis runs publishes one at
+    /// a time and sends their announcements in that order).
+    fn announced(&self, message: &redis::Msg, to_read: &mut ToRead) {
+        let Some(name) = message
+            .get_channel_name()
+            .strip_prefix(&*self.backend.prefix)
+        else {
+            return;
+        };
+        if !to_read.topics.contains(name) {
+            to_read.topics.insert(name.into());
+        }
+        if let Some(id) = StreamId::parse(message.get_payload_bytes()) {
+            let place = to_read.order.len();
+            to_read.order.insert((name.into(), id), place);
+        }
+    }
+
+    /// Reads every topic of `to_read` that is read here, from its last
+    /// entry (see `catch_up_once`), and appends what the topics read in
+    /// publish order across them, so that a set's subscription writes the
+    /// topics' events in that order: entries not announced (written before
+    /// the reader listened) first, by id, then the announced ones in the
+    /// order of their announcements. The topics not read yet stay in
+    /// `to_read` on failure.
+    async fn read_announced(
+        &self,
+        topics: &[(Box<str>, Arc<Topic>, StreamId)],
+        to_read: &mut ToRead,
+    ) -> Result<(), RedisError> {
+        let backend = &self.backend;
+        let deadline = backend.deadline();
+        let mut read: Vec<(&str, &Topic, std::vec::IntoIter<LogEntry>)> = Vec::new();
+        let mut slow = Vec::new();
+        for (name, topic, last) in topics {
+            if !to_read.topics.contains(name) {
+                continue;
+            }
+            let key = backend.key(name);
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(&key)
+                .arg(last.to_string())
+                .arg("+")
+                .arg("COUNT")
+                .arg(backend.history.saturating_add(1));
+            let entries = parse_entries(&backend.query(&cmd, deadline, Retry::Safe).await?);
+            if entries.is_empty() || entries.len() > backend.history {
+                // Lost, or more than one read holds: the slow path, alone.
+                slow.push((key, &**topic));
+            } else {
+                read.push((&**name, &**topic, entries.into_iter()));
+            }
+            to_read.topics.remove(name);
+        }
+        // Announced topics no longer read here.
+        to_read.topics.clear();
+        let order = std::mem::take(&mut to_read.order);
+        let rank = |name: &str, entry: &LogEntry| match order.get(&(name.into(), entry.id)) {
+            Some(place) => (1, *place, entry.id),
+            None => (0, 0, entry.id),
+        };
+        let now = Instant::now();
+        let mut heads: Vec<Option<LogEntry>> = read
+            .iter_mut()
+            .map(|(_, _, entries)| entries.next())
+            .collect();
+        while let Some((_, i)) = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, head)| head.as_ref().map(|entry| (rank(read[i].0, entry), i)))
+            .min()
+        {
+            if let Some(entry) = heads[i].take() {
+                read[i].1.append(&[entry], false, backend.retention, now);
+            }
+            heads[i] = read[i].2.next();
+        }
+        for (key, topic) in slow {
+            backend.catch_up_once(&key, topic, deadline).await?;
+        }
+        Ok(())
     }
 
     /// Watches the streams of the topics read here (see `WATCH`), at most

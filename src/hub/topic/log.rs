@@ -36,6 +36,9 @@ pub(in crate::hub) struct Feed {
     /// wait for it.
     pub(in crate::hub) stale: AtomicBool,
     pub(in crate::hub) catching_up: tokio::sync::Mutex<()>,
+    /// The backend's reader is subscribed to the topic's announcements
+    /// (new entries reach it as they are written).
+    pub(in crate::hub) listening: AtomicBool,
 }
 
 /// Where a topic's history stands in its log.
