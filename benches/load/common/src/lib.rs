@@ -32,6 +32,17 @@ pub fn query_u64(query: Option<&str>, key: &str) -> Option<u64> {
         .and_then(|(_, value)| value.parse().ok())
 }
 
+/// The raw value of `key` in a query string (not percent-decoded); `None`
+/// when it is missing or empty.
+pub fn query_str<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == key)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
@@ -180,5 +191,13 @@ mod tests {
         assert_eq!(query_u64(Some("n=ten"), "n"), None);
         assert_eq!(query_u64(Some("n"), "n"), None);
         assert_eq!(query_u64(None, "n"), None);
+    }
+
+    #[test]
+    fn query_finds_the_named_text() {
+        assert_eq!(query_str(Some("count=1&topic=t12"), "topic"), Some("t12"));
+        assert_eq!(query_str(Some("topic="), "topic"), None);
+        assert_eq!(query_str(Some("topics=5"), "topic"), None);
+        assert_eq!(query_str(None, "topic"), None);
     }
 }

@@ -20,7 +20,11 @@ use hyper_util::rt::TokioIo;
 use load_common::{now_ns, PAYLOAD};
 use tokio::{io::AsyncWriteExt, net::TcpStream, time::timeout};
 
-use crate::{measure, servers::Server, Error};
+use crate::{
+    measure,
+    servers::{Kind, Server, HUB10_SET},
+    Error,
+};
 
 /// At most this many connections are being opened at once (the listen
 /// backlog drops connections beyond a few hundred).
@@ -112,6 +116,16 @@ pub(crate) async fn open_streams(
         .await
 }
 
+/// Opens one event stream per path, [`OPENING_AT_ONCE`] at a time; the
+/// bodies in the order of `paths`.
+pub(crate) async fn open_paths(addr: SocketAddr, paths: &[String]) -> Result<Vec<Incoming>, Error> {
+    stream::iter(paths)
+        .map(|path| open_stream(addr, path))
+        .buffered(OPENING_AT_ONCE)
+        .try_collect()
+        .await
+}
+
 /// Reads one burst of `n` events and checks that every id arrived, in
 /// order, with its data.
 async fn read_burst(addr: SocketAddr, n: u64) -> Result<(), Error> {
@@ -184,8 +198,16 @@ pub(crate) async fn publish(
     sender: &mut SendRequest<Empty<Bytes>>,
     count: u64,
 ) -> Result<u64, Error> {
-    let path = format!("/publish?count={count}");
-    let response = timeout(REQUEST_TIMEOUT, send(sender, Method::POST, &path))
+    publish_to(sender, &format!("/publish?count={count}")).await
+}
+
+/// POSTs `path` (a `/publish` with its query); returns the subscriber
+/// count the server answers.
+pub(crate) async fn publish_to(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> Result<u64, Error> {
+    let response = timeout(REQUEST_TIMEOUT, send(sender, Method::POST, path))
         .await
         .map_err(|_| format!("POST {path}: no response in {REQUEST_TIMEOUT:?}"))??;
     let status = response.status();
@@ -210,10 +232,26 @@ fn sequence(id: &str) -> Option<u64> {
 async fn read_live(body: Incoming, k: u64, deadline: tokio::time::Instant) -> Vec<u64> {
     let mut events = body.into_data_stream().eventsource();
     let mut latencies = Vec::with_capacity(k as usize);
+    let mut counted = 0;
     while let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, events.next()).await {
         let received = now_ns();
-        let (Some(id), Ok(sent)) = (sequence(&event.id), event.data.parse::<u64>()) else {
+        let Ok(sent) = event.data.parse::<u64>() else {
             continue;
+        };
+        // A set's id holds every topic's position, not the event's place:
+        // its `live` events are counted instead (the set's other topics
+        // stay quiet during a fan-out).
+        let id = if is_set_id(&event.id) {
+            if event.event != "live" {
+                continue;
+            }
+            counted += 1;
+            counted
+        } else {
+            let Some(id) = sequence(&event.id) else {
+                continue;
+            };
+            id
         };
         if (1..=k).contains(&id) {
             latencies.push(received.saturating_sub(sent));
@@ -223,6 +261,12 @@ async fn read_live(body: Incoming, k: u64, deadline: tokio::time::Instant) -> Ve
         }
     }
     latencies
+}
+
+/// The id of a set's event (`t` and base64url): the hub's others are
+/// `<hex epoch>-<seq>`, Redis's `<ms>-<seq>`, the other servers' numbers.
+fn is_set_id(id: &str) -> bool {
+    id.starts_with('t')
 }
 
 /// `connections` idle subscribers, then `k` events published at `rate`
@@ -298,6 +342,9 @@ async fn first_id(
 /// its connections) that each read the `behind` events they missed,
 /// checked in order.
 pub async fn replay(server: &Server, clients: usize, behind: u64) -> Result<f64, Error> {
+    if server.kind == Kind::Hub10 {
+        return replay_set(server, clients, behind).await;
+    }
     let mut publisher = connect(server.addr).await?;
     let first = first_id(server, &mut publisher).await?;
     let first_seq = sequence(&first).ok_or("the first event has no sequence")?;
@@ -316,6 +363,84 @@ pub async fn replay(server: &Server, clients: usize, behind: u64) -> Result<f64,
                         format!("replay: event {k} arrived with id {:?}", event.id).into(),
                     );
                 }
+            }
+            Ok(())
+        })
+        .buffer_unordered(clients)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let cpu = measure::cpu_ns(server.pid())? - cpu_before;
+    Ok(cpu as f64 / (clients as u64 * behind) as f64)
+}
+
+/// [`replay`] for a set of [`HUB10_SET`] topics: `behind` events missed in
+/// all, `behind / 10` per topic (published one to each topic in turn).
+/// The resume point is the id of the last of one event published to each
+/// topic; each reconnect reads the events it missed, checked per topic
+/// (each topic's events in order of their send times, as many as
+/// published, and no other type, so no gap).
+async fn replay_set(server: &Server, clients: usize, behind: u64) -> Result<f64, Error> {
+    let per_topic = (behind / HUB10_SET).max(1);
+    let behind = per_topic * HUB10_SET;
+    let mut publisher = connect(server.addr).await?;
+    let body = open_stream(server.addr, "/sse/live").await?;
+    publish_to(&mut publisher, "/publish?count=1&spread=1").await?;
+    let mut events = body.into_data_stream().eventsource();
+    let mut first = String::new();
+    let mut seen = 0;
+    while seen < HUB10_SET {
+        let event = next_event(&mut events).await?;
+        if event.data.parse::<u64>().is_ok() {
+            seen += 1;
+            first = event.id;
+        }
+    }
+    drop(events);
+    publish_to(
+        &mut publisher,
+        &format!("/publish?count={per_topic}&spread=1"),
+    )
+    .await?;
+    let cpu_before = measure::cpu_ns(server.pid())?;
+    let addr = server.addr;
+    let first = &first;
+    stream::iter(0..clients)
+        .map(|_| async move {
+            let body = open_stream_after(addr, "/sse/live", Some(first)).await?;
+            let mut events = body.into_data_stream().eventsource();
+            // Per topic (`live`, `live-1`, ..): events read, last send time.
+            let mut topics = vec![(0u64, 0u64); HUB10_SET as usize];
+            for k in 1..=behind {
+                let event = next_event(&mut events).await?;
+                let topic = match event.event.as_str() {
+                    "live" => Some(0),
+                    other => other
+                        .strip_prefix("live-")
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|n| *n < HUB10_SET as usize),
+                };
+                let (Some(topic), Ok(sent)) = (topic, event.data.parse::<u64>()) else {
+                    return Err::<(), Error>(
+                        format!(
+                            "replay: event {k} arrived as {:?} with data {:?}",
+                            event.event, event.data
+                        )
+                        .into(),
+                    );
+                };
+                let (read, last) = &mut topics[topic];
+                if sent < *last {
+                    return Err(format!("replay: {} out of order at event {k}", event.event).into());
+                }
+                *read += 1;
+                *last = sent;
+            }
+            if let Some(topic) = topics.iter().position(|(read, _)| *read != per_topic) {
+                return Err(format!(
+                    "replay: topic {topic} of the set replayed {} events of {per_topic}",
+                    topics[topic].0
+                )
+                .into());
             }
             Ok(())
         })

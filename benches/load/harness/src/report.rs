@@ -297,7 +297,7 @@ pub fn chart(title: &str, bars: &[(String, Vec<Option<f64>>)]) -> Option<String>
         let y = head + row * index as f64;
         let end = left + width * place(*median);
         let colour = match *name {
-            "ours" | "hub" => "#2b6cb0",
+            "ours" | "hub" | "hub10" => "#2b6cb0",
             "floor" => "#718096",
             _ => "#c05621",
         };

@@ -14,6 +14,14 @@
 //!   connection).
 //! - Redis memory per retained event (`MEMORY USAGE` of the topic's stream
 //!   over its length).
+//! - Many topics (issue 24): one instance with N topics (`t0`..), each
+//!   with one subscriber (a stream per topic), and 100 publishes a second
+//!   spread round-robin over them for a bounded time: Redis's CPU (per
+//!   second of wall time and per published event), delivery latency and
+//!   server CPU per delivery. Then more instances, each holding every
+//!   topic in sets of 64 (`/sse/topics`: 10,000 streams per instance would
+//!   not fit the open-file limit), to see Redis's cost per event grow with
+//!   the instances that read each topic.
 //!
 //! The harness starts `redis-server` itself (Debian's package) on a free
 //! loopback port, without persistence.
@@ -25,10 +33,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use eventsource_stream::Eventsource;
+use eventsource_stream::{EventStream, Eventsource};
 use futures_util::StreamExt;
 use http::Method;
-use http_body_util::BodyExt;
+use http_body_util::{BodyDataStream, BodyExt};
 use hyper::body::Incoming;
 use load_common::now_ns;
 
@@ -55,6 +63,18 @@ pub struct Plan {
     pub throughput: u64,
     /// Events retained for the memory measurement.
     pub retained: u64,
+    /// Topic counts of the many-topics measurement (none: skipped).
+    pub topics: Vec<usize>,
+    /// Instances reading every topic, in ascending order (the first has a
+    /// stream per topic; the others are added to it, holding the topics
+    /// in sets).
+    pub instances: Vec<usize>,
+    /// How long the many-topics measurement publishes, and how many
+    /// events a second.
+    pub topic_seconds: f64,
+    pub topic_rate: f64,
+    /// Only the many-topics measurement.
+    pub topics_only: bool,
 }
 
 impl Plan {
@@ -68,6 +88,11 @@ impl Plan {
             instance_workers: 1,
             throughput: 20_000,
             retained: 10_000,
+            topics: vec![100, 1_000, 10_000],
+            instances: vec![1, 2, 4],
+            topic_seconds: 20.0,
+            topic_rate: 100.0,
+            topics_only: false,
         }
     }
 
@@ -81,6 +106,11 @@ impl Plan {
             instance_workers: 1,
             throughput: 500,
             retained: 500,
+            topics: vec![10, 100],
+            instances: vec![1, 2],
+            topic_seconds: 2.0,
+            topic_rate: 100.0,
+            topics_only: false,
         }
     }
 }
@@ -297,6 +327,9 @@ pub async fn run(servers: &Servers, plan: &Plan) -> Result<bool, Error> {
     let mut ratios = Vec::new();
     let mut p99_excess = Vec::new();
     for rep in 0..plan.reps {
+        if plan.topics_only {
+            break;
+        }
         // Three setups, all running at once, taking turns: the memory hub,
         // two instances on Redis, one instance on Redis (what the backend
         // costs without the second process; its own Redis database, so
@@ -392,18 +425,83 @@ pub async fn run(servers: &Servers, plan: &Plan) -> Result<bool, Error> {
         }
         servers.hub_redis.replace(None);
     }
-    // Memory per retained event: a fresh topic of `retained` events.
-    servers.hub_redis.replace(Some(redis.url()));
-    servers.hub_history.set(Some(plan.retained as usize));
-    let server = servers.start(Kind::Hub)?;
-    redis.command("DEL tower-sse:live")?;
-    let mut publisher = client::connect(server.addr).await?;
-    client::publish(&mut publisher, plan.retained).await?;
-    let len = redis.integer("XLEN tower-sse:live")?;
-    let bytes = redis.integer("MEMORY USAGE tower-sse:live SAMPLES 0")?;
-    drop(server);
-    servers.hub_redis.replace(None);
-    servers.hub_history.set(None);
+    let mut retained = None;
+    if !plan.topics_only {
+        retained = Some(retained_bytes(servers, &redis, plan).await?);
+    }
+    // Many topics: per repetition, each topic count with each number of
+    // instances (the order of the topic counts rotated).
+    let mut topic_goals = TopicGoals::default();
+    for rep in 0..plan.reps {
+        let mut counts = plan.topics.clone();
+        if !counts.is_empty() {
+            let len = counts.len();
+            counts.rotate_left(rep % len);
+        }
+        let mut per_event = Vec::new();
+        for &topics in &counts {
+            let runs = many_topics(servers, &redis, topics, plan).await?;
+            for run in runs {
+                let name = if run.instances == 1 {
+                    format!("topics, {topics} x 1 stream each, 1 instance")
+                } else {
+                    format!(
+                        "topics, {topics} x 1 stream each on A, {} more instance{} holding all \
+                         {topics} in sets of {SET}",
+                        run.instances - 1,
+                        if run.instances == 2 { "" } else { "s" }
+                    )
+                };
+                add(&format!("{name}: delivered (%)"), run.delivered_percent);
+                add(
+                    &format!("{name}: latency p50 (ms), streams on A"),
+                    run.p50_ms,
+                );
+                add(
+                    &format!("{name}: latency p99 (ms), streams on A"),
+                    run.p99_ms,
+                );
+                add(
+                    &format!("{name}: server CPU per delivery (ns), all instances"),
+                    run.server_cpu_ns,
+                );
+                add(
+                    &format!("{name}: server CPU while quiet, before (% of a core), all instances"),
+                    run.quiet_server,
+                );
+                add(
+                    &format!("{name}: redis-server CPU (% of a core)"),
+                    run.redis_percent,
+                );
+                add(
+                    &format!("{name}: redis-server CPU while quiet, before (% of a core)"),
+                    run.quiet_percent,
+                );
+                add(
+                    &format!("{name}: redis-server CPU per published event (µs)"),
+                    run.redis_us_per_event,
+                );
+                if run.instances == 1 {
+                    per_event.push((topics, run.redis_us_per_event));
+                    if Some(&topics) == plan.topics.iter().max() {
+                        topic_goals.widest_percent.push(run.redis_percent);
+                        topic_goals.widest_p99.push(run.p99_ms);
+                    }
+                }
+            }
+        }
+        let narrowest = plan.topics.iter().min();
+        let widest = plan.topics.iter().max();
+        let of = |count: Option<&usize>| {
+            per_event
+                .iter()
+                .find(|(topics, _)| Some(topics) == count)
+                .map(|(_, us)| *us)
+        };
+        if let (Some(narrow), Some(wide)) = (of(narrowest), of(widest)) {
+            topic_goals.growth.push(wide / narrow);
+        }
+    }
 
     println!("\n| measurement | median | runs |\n|---|---|---|");
     for (name, values) in &mut rows {
@@ -411,26 +509,348 @@ pub async fn run(servers: &Servers, plan: &Plan) -> Result<bool, Error> {
         let each = runs(values);
         println!("| {name} | {:.2} | {each} |", median(values));
     }
-    println!(
-        "| redis memory per retained event ({len} entries of {} published; each holds a \
-         `data:` line of 26 B and a previous id of ~15 B) | {:.1} B | 1 |",
-        plan.retained,
-        bytes as f64 / len.max(1) as f64
-    );
-    let cpu_ratio = median(&mut ratios);
-    let excess = median(&mut p99_excess);
-    println!(
-        "\nredis / memory CPU per delivery, same run: {cpu_ratio:.2}x (runs: {})",
-        runs(&ratios)
-    );
-    println!(
-        "redis p99 - memory p99: {excess:.2} ms (runs: {})",
-        runs(&p99_excess)
-    );
-    let met = cpu_ratio <= 1.3 && excess <= 5.0;
-    println!(
-        "goals (CPU <= 1.3x memory, p99 <= memory p99 + 5 ms): {}",
-        if met { "met" } else { "MISSED" }
-    );
+    let mut met = true;
+    if let Some((len, bytes)) = retained {
+        println!(
+            "| redis memory per retained event ({len} entries of {} published; each holds a \
+             `data:` line of 26 B and a previous id of ~15 B) | {:.1} B | 1 |",
+            plan.retained,
+            bytes as f64 / len.max(1) as f64
+        );
+        let cpu_ratio = median(&mut ratios);
+        let excess = median(&mut p99_excess);
+        println!(
+            "\nredis / memory CPU per delivery, same run: {cpu_ratio:.2}x (runs: {})",
+            runs(&ratios)
+        );
+        println!(
+            "redis p99 - memory p99: {excess:.2} ms (runs: {})",
+            runs(&p99_excess)
+        );
+        met = cpu_ratio <= 1.3 && excess <= 5.0;
+        println!(
+            "goals (CPU <= 1.3x memory, p99 <= memory p99 + 5 ms): {}",
+            if met { "met" } else { "MISSED" }
+        );
+    }
+    if let (Some(narrowest), Some(widest)) = (plan.topics.iter().min(), plan.topics.iter().max()) {
+        met &= topic_goals.print(*narrowest, *widest);
+    }
     Ok(met)
+}
+
+/// Redis memory per retained event: a fresh topic of `retained` events;
+/// the stream's length and `MEMORY USAGE`.
+async fn retained_bytes(
+    servers: &Servers,
+    redis: &Redis,
+    plan: &Plan,
+) -> Result<(u64, u64), Error> {
+    servers.hub_redis.replace(Some(redis.url()));
+    servers.hub_history.set(Some(plan.retained as usize));
+    let server = servers.start(Kind::Hub)?;
+    redis.command("DEL tower-sse:{live}")?;
+    let mut publisher = client::connect(server.addr).await?;
+    client::publish(&mut publisher, plan.retained).await?;
+    let len = redis.integer("XLEN tower-sse:{live}")?;
+    let bytes = redis.integer("MEMORY USAGE tower-sse:{live} SAMPLES 0")?;
+    drop(server);
+    servers.hub_redis.replace(None);
+    servers.hub_history.set(None);
+    Ok((len, bytes))
+}
+
+/// Topics in each set of the extra instances' streams (the hub's default
+/// `max_topics_per_subscription`).
+const SET: usize = 64;
+
+/// The goals of the many-topics measurement, each run's figure.
+#[derive(Default)]
+struct TopicGoals {
+    /// Redis CPU (% of a core) and p99 (ms) at the most topics, one
+    /// instance.
+    widest_percent: Vec<f64>,
+    widest_p99: Vec<f64>,
+    /// Redis CPU per published event at the most topics over the fewest,
+    /// one instance, within each repetition.
+    growth: Vec<f64>,
+}
+
+impl TopicGoals {
+    /// Prints the goals; returns whether they were met.
+    fn print(&mut self, narrowest: usize, widest: usize) -> bool {
+        let percent = median(&mut self.widest_percent);
+        let p99 = median(&mut self.widest_p99);
+        let growth = median(&mut self.growth);
+        let goals = [
+            (
+                format!("at {widest} topics, redis-server CPU <= 5 % of a core"),
+                percent,
+                format!("{percent:.2} % (runs: {})", runs(&self.widest_percent)),
+                percent <= 5.0,
+            ),
+            (
+                format!("at {widest} topics, p99 <= 20 ms"),
+                p99,
+                format!("{p99:.2} ms (runs: {})", runs(&self.widest_p99)),
+                p99 <= 20.0,
+            ),
+            (
+                format!(
+                    "redis-server CPU per published event at {widest} topics <= 1.5x at {narrowest}"
+                ),
+                growth,
+                format!("{growth:.2}x (runs: {})", runs(&self.growth)),
+                growth <= 1.5,
+            ),
+        ];
+        println!("\n| many-topics goal (one instance) | median | result |\n|---|---|---|");
+        let mut met = true;
+        for (goal, value, shown, ok) in goals {
+            // NaN (not measured) is not met.
+            let ok = ok && !value.is_nan();
+            met &= ok;
+            println!(
+                "| {goal} | {shown} | {} |",
+                if ok { "met" } else { "MISSED" }
+            );
+        }
+        met
+    }
+}
+
+/// One configuration of the many-topics measurement.
+struct TopicsRun {
+    instances: usize,
+    delivered_percent: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_cpu_ns: f64,
+    redis_percent: f64,
+    /// Redis's CPU before the first publish, topics held.
+    quiet_percent: f64,
+    /// The instances' CPU then, summed.
+    quiet_server: f64,
+    redis_us_per_event: f64,
+}
+
+/// An open stream of the many-topics measurement: a topic's own on
+/// instance A, or the `n`-th set of `SET` topics (`t{n*SET}`..) on an
+/// instance added to it.
+struct Held {
+    events: EventStream<BodyDataStream<Incoming>>,
+    set: bool,
+    n: usize,
+}
+
+impl Held {
+    fn new(body: Incoming, set: bool, n: usize) -> Self {
+        Self {
+            events: body.into_data_stream().eventsource(),
+            set,
+            n,
+        }
+    }
+}
+
+/// Reads events until `k` of the topics' own have come or the deadline;
+/// their latencies, and the stream, still open. A topic's stream types
+/// them `message`; a set's by their topic (`t12`). The hub's own events
+/// (position, gap) are skipped.
+async fn read_topic_events(
+    mut held: Held,
+    k: u64,
+    deadline: tokio::time::Instant,
+) -> (Held, Vec<u64>) {
+    let mut latencies = Vec::with_capacity(k as usize);
+    while (latencies.len() as u64) < k {
+        let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, held.events.next()).await
+        else {
+            break;
+        };
+        let received = now_ns();
+        let ours = if held.set {
+            event.event.starts_with('t')
+        } else {
+            event.event == "message"
+        };
+        if let (true, Ok(sent)) = (ours, event.data.parse::<u64>()) {
+            latencies.push(received.saturating_sub(sent));
+        }
+    }
+    (held, latencies)
+}
+
+/// `topics` topics on a fresh Redis, a stream for each on instance A;
+/// `published` events go round-robin from `t0`: how many topic `t` gets.
+fn share(published: u64, topics: usize, t: usize) -> u64 {
+    published / topics as u64 + u64::from((t as u64) < published % topics as u64)
+}
+
+/// The many-topics measurement at `topics` topics, once for each count of
+/// instances in `plan.instances` (ascending; instances are added to the
+/// running ones, and every stream stays open throughout).
+async fn many_topics(
+    servers: &Servers,
+    redis: &Redis,
+    topics: usize,
+    plan: &Plan,
+) -> Result<Vec<TopicsRun>, Error> {
+    redis.command("FLUSHALL")?;
+    servers.hub_redis.replace(Some(redis.url()));
+    servers.hub_max_topics.set(Some(topics + SET));
+    let result = many_topics_on(servers, redis, topics, plan).await;
+    servers.hub_redis.replace(None);
+    servers.hub_max_topics.set(None);
+    result
+}
+
+async fn many_topics_on(
+    servers: &Servers,
+    redis: &Redis,
+    topics: usize,
+    plan: &Plan,
+) -> Result<Vec<TopicsRun>, Error> {
+    let a = servers.start(Kind::Hub)?;
+    let opening = Instant::now();
+    let paths: Vec<String> = (0..topics)
+        .map(|t| format!("/sse/topic?name=t{t}"))
+        .collect();
+    let mut streams: Vec<Held> = client::open_paths(a.addr, &paths)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(t, body)| Held::new(body, false, t))
+        .collect();
+    let count_path = format!("/publish?count=0&topics={topics}");
+    let mut publisher = client::connect(a.addr).await?;
+    let counted = client::publish_to(&mut publisher, &count_path).await?;
+    if counted != topics as u64 {
+        return Err(format!("instance A counts {counted} subscribers of {topics} topics").into());
+    }
+    eprintln!(
+        "load: {topics} topic streams opened on instance A in {:.1} s",
+        opening.elapsed().as_secs_f64()
+    );
+    let mut instances = vec![a];
+    let mut results = Vec::new();
+    let period = Duration::from_secs_f64(1.0 / plan.topic_rate);
+    let published = (plan.topic_seconds * plan.topic_rate).ceil().max(1.0) as u64;
+    for &wanted in &plan.instances {
+        // The instances added: each holds every topic, in sets.
+        while instances.len() < wanted {
+            let server = servers.start(Kind::Hub)?;
+            let paths: Vec<String> = (0..topics)
+                .step_by(SET)
+                .map(|from| format!("/sse/topics?from={from}&count={}", SET.min(topics - from)))
+                .collect();
+            let bodies = client::open_paths(server.addr, &paths).await?;
+            let mut counter = client::connect(server.addr).await?;
+            let counted = client::publish_to(&mut counter, &count_path).await?;
+            if counted != topics as u64 {
+                return Err(format!(
+                    "instance {} counts {counted} subscribers of {topics} topics",
+                    instances.len() + 1
+                )
+                .into());
+            }
+            streams.extend(
+                bodies
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, body)| Held::new(body, true, n)),
+            );
+            instances.push(server);
+        }
+        // Every instance has read what subscribing brought, and subscribed
+        // to every topic's channel.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Redis while every topic is held and nothing is published: what
+        // the readers' pings and Redis's own timers cost.
+        let cpu = |servers: &[Server]| -> Result<u64, Error> {
+            servers
+                .iter()
+                .map(|server| Ok(measure::cpu_ns(server.pid())?))
+                .sum()
+        };
+        let quiet = Duration::from_secs_f64(plan.topic_seconds.min(2.0));
+        let quiet_before = (cpu(&instances)?, measure::cpu_ns(redis.child.id())?);
+        let quiet_wall = Instant::now();
+        tokio::time::sleep(quiet).await;
+        let quiet_ns = quiet_wall.elapsed().as_nanos() as f64;
+        let quiet_server = 100.0 * (cpu(&instances)? - quiet_before.0) as f64 / quiet_ns;
+        let quiet_percent =
+            100.0 * (measure::cpu_ns(redis.child.id())? - quiet_before.1) as f64 / quiet_ns;
+        let deadline =
+            tokio::time::Instant::now() + period * published as u32 + Duration::from_secs(20);
+        // Readers for the streams that get events; the others wait.
+        let mut readers = Vec::new();
+        let mut waiting = Vec::new();
+        let mut expected = 0;
+        for held in streams.drain(..) {
+            let k = if held.set {
+                let from = held.n * SET;
+                (from..topics.min(from + SET))
+                    .map(|t| share(published, topics, t))
+                    .sum()
+            } else {
+                share(published, topics, held.n)
+            };
+            expected += k;
+            if k == 0 {
+                waiting.push(held);
+            } else {
+                readers.push(tokio::spawn(read_topic_events(held, k, deadline)));
+            }
+        }
+        let before = (cpu(&instances)?, measure::cpu_ns(redis.child.id())?);
+        let wall = Instant::now();
+        let mut ticks = tokio::time::interval(period);
+        for i in 0..published {
+            ticks.tick().await;
+            let path = format!("/publish?count=1&topic=t{}", i % topics as u64);
+            client::publish_to(&mut publisher, &path).await?;
+        }
+        let mut on_a = Vec::new();
+        let mut delivered = 0;
+        for reader in readers {
+            let (held, latencies) = reader.await?;
+            delivered += latencies.len() as u64;
+            if !held.set {
+                on_a.extend(latencies);
+            }
+            waiting.push(held);
+        }
+        let wall = wall.elapsed();
+        let server_ns = cpu(&instances)? - before.0;
+        let redis_ns = measure::cpu_ns(redis.child.id())? - before.1;
+        streams = waiting;
+        on_a.sort_unstable();
+        let run = TopicsRun {
+            instances: instances.len(),
+            delivered_percent: 100.0 * delivered as f64 / expected.max(1) as f64,
+            p50_ms: ms(&on_a, 0.5),
+            p99_ms: ms(&on_a, 0.99),
+            server_cpu_ns: server_ns as f64 / delivered.max(1) as f64,
+            redis_percent: 100.0 * redis_ns as f64 / wall.as_nanos() as f64,
+            quiet_percent,
+            quiet_server,
+            redis_us_per_event: redis_ns as f64 / 1e3 / published as f64,
+        };
+        eprintln!(
+            "load: {topics} topics, {} instances, {published} events in {:.1} s: delivered \
+             {:.1} %, p99 {:.2} ms, redis-server {:.2} % of a core, {:.1} µs per event",
+            run.instances,
+            wall.as_secs_f64(),
+            run.delivered_percent,
+            run.p99_ms,
+            run.redis_percent,
+            run.redis_us_per_event
+        );
+        results.push(run);
+    }
+    // The streams close before their servers stop.
+    drop(streams);
+    drop(instances);
+    Ok(results)
 }

@@ -24,10 +24,24 @@ pub enum Kind {
     /// The `ours` server with `LOAD_HUB=1`: live events through tower-sse's
     /// hub (one topic, resume from `Last-Event-ID`).
     Hub,
+    /// The `ours` server with `LOAD_HUB=1` and `LOAD_HUB_SET=10`: each
+    /// stream a set of ten topics (`Hub::subscribe_set`), `live` and nine
+    /// more that stay quiet unless a publish spreads over the set.
+    Hub10,
 }
 
+/// The topics of the `hub10` server's set.
+pub const HUB10_SET: u64 = 10;
+
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Ours, Kind::Floor, Kind::Axum, Kind::Node, Kind::Hub];
+    pub const ALL: [Kind; 6] = [
+        Kind::Ours,
+        Kind::Floor,
+        Kind::Axum,
+        Kind::Node,
+        Kind::Hub,
+        Kind::Hub10,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,7 +50,13 @@ impl Kind {
             Kind::Axum => "axum",
             Kind::Node => "node",
             Kind::Hub => "hub",
+            Kind::Hub10 => "hub10",
         }
+    }
+
+    /// The `ours` program with tower-sse's hub.
+    pub fn is_hub(self) -> bool {
+        matches!(self, Kind::Hub | Kind::Hub10)
     }
 
     pub fn parse(name: &str) -> Option<Kind> {
@@ -67,6 +87,9 @@ pub struct Servers {
     /// The hub server's tokio worker threads (`TOKIO_WORKER_THREADS`);
     /// `None`: one per core.
     pub hub_workers: std::cell::Cell<Option<usize>>,
+    /// The hub server's `max_topics` (`LOAD_HUB_MAX_TOPICS`); `None`: the
+    /// library's default.
+    pub hub_max_topics: std::cell::Cell<Option<usize>>,
 }
 
 impl Servers {
@@ -87,16 +110,13 @@ impl Servers {
             hub_history: std::cell::Cell::new(None),
             hub_redis: std::cell::RefCell::new(None),
             hub_workers: std::cell::Cell::new(None),
+            hub_max_topics: std::cell::Cell::new(None),
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         // The hub server is the `ours` program.
         let mut builds: Vec<Kind> = Vec::new();
         for kind in kinds {
-            let kind = if *kind == Kind::Hub {
-                Kind::Ours
-            } else {
-                *kind
-            };
+            let kind = if kind.is_hub() { Kind::Ours } else { *kind };
             if kind != Kind::Node && !builds.contains(&kind) {
                 builds.push(kind);
             }
@@ -177,9 +197,15 @@ impl Servers {
                 command.arg("server.js").current_dir(dir);
                 command
             }
-            Kind::Hub => {
+            Kind::Hub | Kind::Hub10 => {
                 let mut command = Command::new(self.ours_program());
                 command.env("LOAD_HUB", "1");
+                if kind == Kind::Hub10 {
+                    command.env("LOAD_HUB_SET", HUB10_SET.to_string());
+                }
+                if let Some(max) = self.hub_max_topics.get() {
+                    command.env("LOAD_HUB_MAX_TOPICS", max.to_string());
+                }
                 if let Some(history) = self.hub_history.get() {
                     command.env("LOAD_HUB_HISTORY", history.to_string());
                 }

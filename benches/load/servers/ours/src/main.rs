@@ -8,6 +8,21 @@
 //! With `LOAD_HUB_REDIS=URL` too, the hub keeps its topic in Redis Streams
 //! (every instance on that Redis serves the same topic), and
 //! `/publish?count=K&inflight=M` keeps up to M publishes in flight.
+//!
+//! With `LOAD_HUB_SET=N` (2 to 64) too, `/sse/live` subscribes with
+//! `Hub::subscribe_set` to a set of N topics: `live`, which `/publish`
+//! publishes to, and `live-1` to `live-{N-1}`, shared by every subscriber
+//! and quiet unless `/publish?count=K&spread=1` publishes K events to each
+//! topic of the set (one to each in turn, K times).
+//!
+//! Routes for many topics (the hub only): `GET /sse/topic?name=NAME`
+//! subscribes to the topic NAME; `GET /sse/topics?from=A&count=N`
+//! subscribes with one set to the topics `tA` to `t{A+N-1}`;
+//! `POST /publish?count=K&topic=NAME` publishes to NAME and answers its
+//! subscriber count; `POST /publish?count=K&topics=N` publishes K events
+//! round-robin over `t0` to `t{N-1}` and answers their subscriber counts
+//! summed (`count=0`: only counts). `LOAD_HUB_MAX_TOPICS` sets the hub's
+//! `max_topics`.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -17,9 +32,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
-use load_common::{announce, route, Hub, Route, PAYLOAD};
+use load_common::{announce, query_str, query_u64, route, Hub, Route, PAYLOAD};
 use tower::ServiceBuilder;
-use tower_sse::{EncodedEvent, Event, EventStream, LastEventId, ServiceBuilderExt};
+use tower_sse::{hub::TopicSet, EncodedEvent, Event, EventStream, LastEventId, ServiceBuilderExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -28,9 +43,11 @@ type Body = UnsyncBoxBody<Bytes, BoxError>;
 async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(load_common::ADDR).await?;
     announce(listener.local_addr()?.port());
+    let set = live_set();
     let hubs = Arc::new(Hubs {
         broadcast: Hub::new(),
-        ours: ours_hub(),
+        ours: ours_hub(set.as_ref().map_or(1, TopicSet::len)),
+        set,
     });
     let service = ServiceBuilder::new()
         .sse()
@@ -54,9 +71,27 @@ async fn main() -> std::io::Result<()> {
 struct Hubs {
     broadcast: Hub<EncodedEvent>,
     ours: Option<tower_sse::hub::Hub>,
+    /// The set `/sse/live` subscribes to when `LOAD_HUB_SET=N`.
+    set: Option<TopicSet>,
 }
 
-fn ours_hub() -> Option<tower_sse::hub::Hub> {
+/// `live` and `live-1` to `live-{N-1}` when `LOAD_HUB_SET=N` (N from 2).
+fn live_set() -> Option<TopicSet> {
+    let n: usize = std::env::var("LOAD_HUB_SET").ok()?.parse().ok()?;
+    if n < 2 {
+        return None;
+    }
+    let names = std::iter::once("live".to_owned()).chain((1..n).map(|k| format!("live-{k}")));
+    match TopicSet::new(names) {
+        Ok(set) => Some(set),
+        Err(error) => {
+            eprintln!("LOAD_HUB_SET={n}: {error}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn ours_hub(set_len: usize) -> Option<tower_sse::hub::Hub> {
     if std::env::var("LOAD_HUB").ok()? != "1" {
         return None;
     }
@@ -64,7 +99,17 @@ fn ours_hub() -> Option<tower_sse::hub::Hub> {
         .ok()
         .and_then(|history| history.parse().ok())
         .unwrap_or(1000); // the hub's default history
-    let mut builder = tower_sse::hub::Hub::builder().history(history);
+    let mut builder = tower_sse::hub::Hub::builder()
+        .history(history)
+        // The `/sse/topics` sets hold 64 topics; a larger live set is
+        // refused by the library (at most 256).
+        .max_topics_per_subscription(set_len.max(64));
+    if let Some(max) = std::env::var("LOAD_HUB_MAX_TOPICS")
+        .ok()
+        .and_then(|max| max.parse().ok())
+    {
+        builder = builder.max_topics(max);
+    }
     if let Ok(url) = std::env::var("LOAD_HUB_REDIS") {
         builder = builder.redis(url);
     }
@@ -79,20 +124,52 @@ fn ours_hub() -> Option<tower_sse::hub::Hub> {
 
 async fn handle(request: Request<Incoming>, hubs: Arc<Hubs>) -> Result<Response<Body>, Infallible> {
     let uri = request.uri();
+    if let Some(hub) = &hubs.ours {
+        // The many-topics routes, the hub's only.
+        match (request.method().as_str(), uri.path()) {
+            ("GET", "/sse/topic") => {
+                return Ok(match query_str(uri.query(), "name") {
+                    Some(name) => Box::pin(hub_topic(hub, name, &request)).await,
+                    None => text(StatusCode::BAD_REQUEST, "name must be a topic\n".into()),
+                });
+            }
+            ("GET", "/sse/topics") => {
+                let from = query_u64(uri.query(), "from").unwrap_or(0);
+                let count = query_u64(uri.query(), "count").unwrap_or(0);
+                let set = TopicSet::new((from..from.saturating_add(count)).map(numbered));
+                return Ok(match set {
+                    Ok(set) => Box::pin(hub_set(hub, &set, &request)).await,
+                    Err(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+                });
+            }
+            _ => {}
+        }
+    }
     Ok(
         match route(request.method().as_str(), uri.path(), uri.query()) {
             Route::Burst { n } => burst(n),
             // The hub's futures are boxed, as axum boxes each route's: hyper
             // keeps this function's future for the connection's life, and
             // the other routes should not carry the hub's awaits in it.
-            Route::Live => match &hubs.ours {
-                Some(hub) => Box::pin(hub_live(hub, &request)).await,
-                None => live(&hubs.broadcast),
+            Route::Live => match (&hubs.ours, &hubs.set) {
+                (Some(hub), Some(set)) => Box::pin(hub_set(hub, set, &request)).await,
+                (Some(hub), None) => Box::pin(hub_live(hub, &request)).await,
+                (None, _) => live(&hubs.broadcast),
             },
             Route::Publish { count } => match &hubs.ours {
                 Some(hub) => {
-                    let inflight = load_common::query_u64(uri.query(), "inflight").unwrap_or(1);
-                    Box::pin(hub_publish(hub, count, inflight.max(1) as usize)).await
+                    let query = uri.query();
+                    let inflight = query_u64(query, "inflight").unwrap_or(1).max(1) as usize;
+                    let targets = if let Some(name) = query_str(query, "topic") {
+                        Targets::One(name.to_owned())
+                    } else if let Some(n) = query_u64(query, "topics").filter(|n| *n > 0) {
+                        Targets::RoundRobin(n)
+                    } else if let (Some(set), Some(1)) = (&hubs.set, query_u64(query, "spread")) {
+                        Targets::Spread(set.iter().map(str::to_owned).collect())
+                    } else {
+                        Targets::Live
+                    };
+                    Box::pin(hub_publish(hub, count, inflight, targets)).await
                 }
                 None => publish(&hubs.broadcast, count),
             },
@@ -183,14 +260,99 @@ async fn hub_live(hub: &tower_sse::hub::Hub, request: &Request<Incoming>) -> Res
     }
 }
 
-/// Publishes `count` events to the hub's topic `live`, each carrying its
-/// send time, with up to `inflight` publishes waiting for the backend at
-/// once (started in order); answers with the topic's subscriber count.
-async fn hub_publish(hub: &tower_sse::hub::Hub, count: u64, inflight: usize) -> Response<Body> {
-    let published = stream::iter(0..count)
-        .map(|_| {
+/// The topic `name`, resumed after `Last-Event-ID` when there is one.
+async fn hub_topic(
+    hub: &tower_sse::hub::Hub,
+    name: &str,
+    request: &Request<Incoming>,
+) -> Response<Body> {
+    match hub.subscribe_from_headers(name, request.headers()).await {
+        Ok(subscription) => subscription
+            .into_http_response()
+            .map(|body| body.map_err(|never| match never {}).boxed_unsync()),
+        Err(error) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
+    }
+}
+
+/// One stream for every topic of `set`, resumed after `Last-Event-ID`;
+/// no client key, so no per-client bound.
+async fn hub_set(
+    hub: &tower_sse::hub::Hub,
+    set: &TopicSet,
+    request: &Request<Incoming>,
+) -> Response<Body> {
+    match hub.subscribe_set(set, None, request.headers()).await {
+        Ok(subscription) => subscription
+            .into_http_response()
+            .map(|body| body.map_err(|never| match never {}).boxed_unsync()),
+        Err(error) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
+    }
+}
+
+/// The topic `t{n}` of the many-topics routes.
+fn numbered(n: u64) -> String {
+    format!("t{n}")
+}
+
+/// Where `/publish` publishes.
+enum Targets {
+    /// `live` (the default).
+    Live,
+    /// `topic=NAME`: that topic.
+    One(String),
+    /// `topics=N`: `t0` to `t{N-1}`, round-robin.
+    RoundRobin(u64),
+    /// `spread=1` with `LOAD_HUB_SET`: each topic of the set in turn, the
+    /// count for each.
+    Spread(Vec<String>),
+}
+
+impl Targets {
+    /// How many publishes `count` makes.
+    fn publishes(&self, count: u64) -> u64 {
+        match self {
+            Targets::Spread(names) => count * names.len() as u64,
+            _ => count,
+        }
+    }
+
+    /// The topic of the `i`-th publish.
+    fn topic(&self, i: u64) -> std::borrow::Cow<'_, str> {
+        match self {
+            Targets::Live => "live".into(),
+            Targets::One(name) => name.as_str().into(),
+            Targets::RoundRobin(n) => numbered(i % n).into(),
+            Targets::Spread(names) => names[(i % names.len() as u64) as usize].as_str().into(),
+        }
+    }
+
+    /// The subscriber count `/publish` answers: of the topic, of `live` for
+    /// a set, summed over `t0` to `t{N-1}` for `topics=N`.
+    fn subscribers(&self, hub: &tower_sse::hub::Hub) -> usize {
+        let of = |topic: &str| hub.topic_stats(topic).map_or(0, |stats| stats.subscribers);
+        match self {
+            Targets::Live | Targets::Spread(_) => of("live"),
+            Targets::One(name) => of(name),
+            Targets::RoundRobin(n) => (0..*n).map(|i| of(&numbered(i))).sum(),
+        }
+    }
+}
+
+/// Publishes `count` events to `targets` (the hub's topic `live` unless
+/// the query names others), each carrying its send time, with up to
+/// `inflight` publishes waiting for the backend at once (started in
+/// order); answers with the subscriber count.
+async fn hub_publish(
+    hub: &tower_sse::hub::Hub,
+    count: u64,
+    inflight: usize,
+    targets: Targets,
+) -> Response<Body> {
+    let targets = &targets;
+    let published = stream::iter(0..targets.publishes(count))
+        .map(|i| async move {
             let event = Event::new().data(itoa::Buffer::new().format(load_common::now_ns()));
-            hub.publish("live", event)
+            hub.publish(&targets.topic(i), event).await
         })
         .buffered(inflight)
         .filter_map(|result| std::future::ready(result.err()))
@@ -199,7 +361,7 @@ async fn hub_publish(hub: &tower_sse::hub::Hub, count: u64, inflight: usize) -> 
     if let Some(error) = published {
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
     }
-    let subscribers = hub.topic_stats("live").map_or(0, |stats| stats.subscribers);
+    let subscribers = targets.subscribers(hub);
     text(StatusCode::OK, format!("{subscribers}\n"))
 }
 
