@@ -65,7 +65,7 @@ impl Backend {
     /// without persistence) and a new instance.
     fn after_losing(&self, topic: &str) -> Hub {
         if let Some(redis) = &self.redis {
-            let reply = redis.command(&format!("DEL {}{topic}", self.prefix));
+            let reply = redis.command(&format!("DEL {}{{{topic}}}", self.prefix));
             assert_eq!(reply, ":1\r\n", "the stream existed");
         }
         self.hub(Hub::builder())
@@ -1572,7 +1572,7 @@ async fn the_reader_asks_nothing_between_events_and_reads_past_entries_it_did_no
     // An entry someone else wrote under the hub's prefix (not announced):
     // the next publish shows that the topic cannot tell what came between,
     // so subscribers lag and learn of a gap.
-    let reply = redis.command(&format!("XADD {}t * other 1", backend.prefix));
+    let reply = redis.command(&format!("XADD {}{{t}} * other 1", backend.prefix));
     assert!(reply.starts_with('$'), "{reply}");
     let four = publish_n(&hub, "t", 4..=4).await;
     let retry = next(&mut live).await.unwrap();
@@ -1701,7 +1701,7 @@ async fn streams_expire_as_set_and_never_under_their_subscribers() {
         return;
     };
     let redis = backend.redis.as_ref().unwrap();
-    let key = |topic: &str| format!("{}{topic}", backend.prefix);
+    let key = |topic: &str| format!("{}{{{topic}}}", backend.prefix);
     // A quiet topic: its subscriber made the stream (a start entry that
     // lives the idle timeout); it must not expire under the subscriber.
     let hub = backend.hub(Hub::builder().idle_timeout(Duration::from_millis(300)));
@@ -1758,7 +1758,7 @@ async fn a_stream_made_anew_at_once_never_reuses_an_earlier_life_s_ids() {
     for n in 0..200 {
         let topic = format!("t{n}");
         let old = publish_n(&writer, &topic, 1..=1).await;
-        redis.command(&format!("DEL {}{topic}", backend.prefix));
+        redis.command(&format!("DEL {}{{{topic}}}", backend.prefix));
         publish_n(&writer, &topic, 1..=1).await;
         let resumed = reader
             .subscribe(&topic, Some(&old[0].to_string()))
@@ -1871,7 +1871,7 @@ enum Vanish {
 
 impl Backend {
     fn key(&self, topic: &str) -> String {
-        format!("{}{topic}", self.prefix)
+        format!("{}{{{topic}}}", self.prefix)
     }
 
     /// Makes the ids of `topic`'s next entries run ahead of Redis's clock

@@ -1285,7 +1285,9 @@ pub enum HubConfigErrorKind {
     /// a fresh start or a reconnect delay) or `message` (every
     /// `onmessage` handler would take it for data).
     GapEventType,
-    /// `redis` with a URL the Redis client cannot read.
+    /// `redis` with a URL the Redis client cannot read, a
+    /// `redis_cluster` node URL it cannot read, or both `redis` and
+    /// `redis_cluster`.
     RedisUrl,
     /// `redis` with a `rediss://` (TLS) URL, and the crate built without
     /// its `redis-tls` feature: turn it on.

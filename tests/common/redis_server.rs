@@ -32,6 +32,8 @@ pub struct RedisServer {
     persistence: Persistence,
     /// TLS only (`--port 0 --tls-port`), with these certificates.
     tls: Option<Certificates>,
+    /// More arguments (a cluster node's).
+    args: Vec<String>,
 }
 
 /// A CA made at test time, and a certificate it signed for a server at
@@ -110,6 +112,14 @@ impl RedisServer {
     }
 
     fn start_with(persistence: Persistence, tls: Option<Certificates>) -> Option<Self> {
+        Self::start_with_args(persistence, tls, Vec::new())
+    }
+
+    fn start_with_args(
+        persistence: Persistence,
+        tls: Option<Certificates>,
+        args: Vec<String>,
+    ) -> Option<Self> {
         let binary = find();
         if !super::tool_available("redis-server", binary.as_deref(), REQUIRE) {
             return None;
@@ -139,6 +149,7 @@ impl RedisServer {
                 dir: dir.clone(),
                 persistence,
                 tls: tls.take(),
+                args: args.clone(),
             };
             if server.launch() {
                 return Some(server);
@@ -195,7 +206,8 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
-            .arg(self.dir.join("redis.log"));
+            .arg(self.dir.join("redis.log"))
+            .args(&self.args);
         match self.persistence {
             Persistence::None => {
                 command.args(["--appendonly", "no"]);
@@ -292,4 +304,113 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A Redis Cluster of three primaries with a replica each, made with
+/// `redis-cli --cluster create` (nodes time out after 1 s, so a failover
+/// takes a few seconds), every node stopped when dropped.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the six nodes and makes them a cluster; `None` (the test
+    /// skips) without `redis-server` or `redis-cli`, which `.ci/run`
+    /// refuses.
+    pub fn start() -> Option<Self> {
+        let cli = which("redis-cli");
+        if !super::tool_available("redis-cli", cli.as_deref(), REQUIRE) {
+            return None;
+        }
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                // A replica takes over however long its primary was quiet
+                // (by default one idle for long enough would not).
+                "--cluster-replica-validity-factor",
+                "0",
+            ];
+            nodes.push(RedisServer::start_with_args(
+                Persistence::None,
+                None,
+                args.iter().map(|arg| (*arg).to_owned()).collect(),
+            )?);
+        }
+        let mut create = Command::new(cli.unwrap());
+        create.args(["--cluster", "create"]);
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let output = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_until_ok();
+        Some(cluster)
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Waits (at most 30 s) until every live node says the cluster is ok
+    /// and knows three primaries.
+    pub fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self
+                .nodes
+                .iter()
+                .filter(|node| node.child.is_some())
+                .all(|node| {
+                    node.command("CLUSTER INFO").contains("cluster_state:ok")
+                        && self.primaries_seen_by(node) == 3
+                });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster is not ok within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn primaries_seen_by(&self, node: &RedisServer) -> usize {
+        node.command("CLUSTER NODES")
+            .lines()
+            .filter(|line| line.contains("master") && !line.contains("fail"))
+            .filter(|line| line.split(' ').nth(8).is_some())
+            .count()
+    }
+
+    /// The live nodes that are primaries now.
+    pub fn primaries(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .filter(|&i| self.nodes[i].command("ROLE").contains("master"))
+            .collect()
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join(tool))
+        .find(|path| path.is_file())
 }

@@ -79,8 +79,35 @@ impl HubBuilder {
         self
     }
 
+    /// Keeps topics in a Redis Cluster whose nodes (some or all of them)
+    /// are `urls`, as [`redis`](HubBuilder::redis) does on one Redis:
+    /// topics spread over the cluster's slots (each topic's stream and
+    /// channel in one slot, by a hash tag: `tower-sse:{ticks}`), commands
+    /// follow `MOVED` and `ASK`, and a failover is survived (what the old
+    /// primary acknowledged and the new one never got shows as a gap, as
+    /// any loss does). The reader subscribes to announcements on one node
+    /// (a `PUBLISH` on a cluster reaches every node), the next one of
+    /// `urls` after a failure, so give more than one. Not with
+    /// [`redis`](HubBuilder::redis): [`build`](HubBuilder::build) refuses
+    /// both, and an empty list
+    /// ([`HubConfigErrorKind::RedisUrl`](crate::hub::HubConfigErrorKind::RedisUrl)).
+    /// A key prefix with braces would make its own hash tag and put every
+    /// topic in one slot: keep braces out of it. Default: no cluster.
+    #[cfg(feature = "redis-cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+    pub fn redis_cluster<I, U>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        self.redis.cluster = Some(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// The prefix of the hub's Redis keys: topic `ticks` is the stream
-    /// `tower-sse:ticks`. Hubs that share a prefix share topics. Default:
+    /// `tower-sse:{ticks}` (the braces are a hash tag, which keeps each
+    /// topic in one slot of a Redis Cluster), announced on the channel of
+    /// the same name. Hubs that share a prefix share topics. Default:
     /// `tower-sse:`.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -214,6 +214,8 @@ return redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
 #[derive(Clone)]
 pub(super) struct RedisSettings {
     pub(super) url: Option<String>,
+    /// The nodes of a Redis Cluster (`redis_cluster`).
+    pub(super) cluster: Option<Vec<String>>,
     pub(super) prefix: String,
     pub(super) timeout: Duration,
     pub(super) grace: Duration,
@@ -225,6 +227,15 @@ impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
             .field("url", &self.url.as_deref().map(redacted))
+            .field(
+                "cluster",
+                &self
+                    .cluster
+                    .iter()
+                    .flatten()
+                    .map(|url| redacted(url))
+                    .collect::<Vec<_>>(),
+            )
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("grace", &self.grace)
@@ -258,6 +269,7 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: None,
+            cluster: None,
             prefix: DEFAULT_REDIS_KEY_PREFIX.into(),
             timeout: DEFAULT_REDIS_TIMEOUT,
             grace: DEFAULT_REDIS_OUTAGE_GRACE,
@@ -276,11 +288,45 @@ enum Retry {
     Never,
 }
 
+/// A command connection: to one Redis, or to a Redis Cluster (which
+/// follows `MOVED` and `ASK`, and finds the new primary after a failover).
+#[derive(Clone)]
+enum Connection {
+    Single(MultiplexedConnection),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Connection {
+    async fn query(&mut self, cmd: &Cmd) -> Result<Value, RedisError> {
+        match self {
+            Connection::Single(connection) => cmd.query_async(connection).await,
+            #[cfg(feature = "redis-cluster")]
+            Connection::Cluster(connection) => cmd.query_async(connection).await,
+        }
+    }
+}
+
+/// Where the hub's Redis is: one per hub, so its variants' sizes do not
+/// matter.
+#[allow(clippy::large_enum_variant)]
+enum Server {
+    Single(Client),
+    /// A Redis Cluster: commands go through the cluster client; the
+    /// reader's subscriptions go to one of the nodes given (a `PUBLISH` in
+    /// a cluster reaches every node), the next one after a failure.
+    #[cfg(feature = "redis-cluster")]
+    Cluster {
+        cluster: redis::cluster::ClusterClient,
+        nodes: Vec<Client>,
+    },
+}
+
 /// The command connection and the spacing of connects.
 struct CommandSlot {
     /// The connection, with its number (so that a failure drops only the
     /// connection it happened on).
-    connection: Option<(u64, MultiplexedConnection)>,
+    connection: Option<(u64, Connection)>,
     /// Connects started; the last one's number.
     connects: u64,
     /// No connect before this.
@@ -312,7 +358,9 @@ fn timed_out() -> RedisError {
 }
 
 pub(super) struct Backend {
-    client: Client,
+    server: Server,
+    /// Subscription connects made (which node of a cluster is next).
+    pubsub_connects: AtomicU64,
     /// The connection for publishing and priming, made on first use and
     /// again after a failure that may have broken it, and how connects are
     /// spaced.
@@ -365,13 +413,27 @@ impl Backend {
         retention: Retention,
         idle_timeout: Duration,
     ) -> Result<Option<Self>, super::HubConfigErrorKind> {
-        let Some(url) = &settings.url else {
-            return Ok(None);
+        let server = match (&settings.url, &settings.cluster) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => return Err(super::HubConfigErrorKind::RedisUrl),
+            (Some(url), None) => Server::Single(tls::client(url, &settings.tls)?),
+            (None, Some(urls)) if urls.is_empty() => {
+                return Err(super::HubConfigErrorKind::RedisUrl)
+            }
+            #[cfg(feature = "redis-cluster")]
+            (None, Some(urls)) => Server::Cluster {
+                cluster: tls::cluster_client(urls, &settings.tls, settings.timeout)?,
+                nodes: urls
+                    .iter()
+                    .map(|url| tls::client(url, &settings.tls))
+                    .collect::<Result<_, _>>()?,
+            },
+            #[cfg(not(feature = "redis-cluster"))]
+            (None, Some(_)) => return Err(super::HubConfigErrorKind::RedisUrl),
         };
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(super::HubConfigErrorKind::NoRuntime);
         }
-        let client = tls::client(url, &settings.tls)?;
         let out_of_range = settings.timeout.is_zero()
             || settings.timeout > MAX_REDIS_TIMEOUT
             || settings
@@ -382,7 +444,8 @@ impl Backend {
             return Err(super::HubConfigErrorKind::RedisOutOfRange);
         }
         Ok(Some(Self {
-            client,
+            server,
+            pubsub_connects: AtomicU64::new(0),
             command: std::sync::Mutex::new(CommandSlot {
                 connection: None,
                 connects: 0,
@@ -413,10 +476,15 @@ impl Backend {
         }))
     }
 
+    /// The stream (and channel) of `topic`: the prefix, then the topic's
+    /// name in braces, a hash tag, so that on a Redis Cluster everything
+    /// of one topic is in one slot, and topics spread over the slots.
     fn key(&self, topic: &str) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + topic.len());
+        let mut key = String::with_capacity(self.prefix.len() + topic.len() + 2);
         key.push_str(&self.prefix);
+        key.push('{');
         key.push_str(topic);
+        key.push('}');
         key
     }
 
@@ -443,7 +511,7 @@ impl Backend {
     async fn connection(
         &self,
         deadline: tokio::time::Instant,
-    ) -> Result<(u64, MultiplexedConnection), RedisError> {
+    ) -> Result<(u64, Connection), RedisError> {
         let seen = {
             let slot = self.slot();
             if let Some((generation, connection)) = &slot.connection {
@@ -480,14 +548,24 @@ impl Backend {
             slot.connects
         };
         let started = tokio::time::Instant::now();
-        let config = self.connection_config(self.timeout);
-        let made = tokio::time::timeout_at(
-            deadline,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .unwrap_or_else(|_| Err(timed_out()));
+        let connect = async {
+            match &self.server {
+                Server::Single(client) => client
+                    .get_multiplexed_async_connection_with_config(
+                        &self.connection_config(self.timeout),
+                    )
+                    .await
+                    .map(Connection::Single),
+                #[cfg(feature = "redis-cluster")]
+                Server::Cluster { cluster, .. } => cluster
+                    .get_async_connection()
+                    .await
+                    .map(Connection::Cluster),
+            }
+        };
+        let made = tokio::time::timeout_at(deadline, connect)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
         let mut slot = self.slot();
         // A refused connect reached no Redis: the next may come at once (it
         // is the one that finds Redis back).
@@ -561,7 +639,7 @@ impl Backend {
         let attempt = async {
             let (generation, mut connection) = self.connection(deadline).await?;
             used.store(generation, Ordering::Relaxed);
-            cmd.query_async::<Value>(&mut connection).await
+            connection.query(cmd).await
         };
         let result = tokio::time::timeout_at(deadline, attempt)
             .await
@@ -898,6 +976,30 @@ impl Backend {
         Ok(())
     }
 
+    /// The client for the reader's subscriptions: the Redis, or the next
+    /// node of the cluster.
+    fn pubsub_client(&self) -> &Client {
+        let connects = self.pubsub_connects.fetch_add(1, Ordering::Relaxed);
+        match &self.server {
+            Server::Single(client) => {
+                let _ = connects;
+                client
+            }
+            #[cfg(feature = "redis-cluster")]
+            Server::Cluster { nodes, .. } => &nodes[connects as usize % nodes.len()],
+        }
+    }
+
+    /// Whether the hub's Redis is a cluster, where a script may only touch
+    /// keys of one slot.
+    fn is_cluster(&self) -> bool {
+        match self.server {
+            Server::Single(_) => false,
+            #[cfg(feature = "redis-cluster")]
+            Server::Cluster { .. } => true,
+        }
+    }
+
     /// Pings the command connection when nothing used it with success for
     /// `PING_EVERY` (see `PING_FIRST_AFTER_MS`), and says whether Redis
     /// answers on it.
@@ -1208,9 +1310,10 @@ impl Reader {
     async fn connected(&mut self) -> Ended {
         let backend = self.backend.clone();
         let attempt = Instant::now();
-        let pubsub = tokio::time::timeout(backend.timeout, backend.client.get_async_pubsub())
-            .await
-            .unwrap_or_else(|_| Err(timed_out()));
+        let pubsub =
+            tokio::time::timeout(backend.timeout, backend.pubsub_client().get_async_pubsub())
+                .await
+                .unwrap_or_else(|_| Err(timed_out()));
         let (mut sink, mut announced) = match pubsub {
             Ok(pubsub) => pubsub.split(),
             Err(error) => {
@@ -1241,12 +1344,20 @@ impl Reader {
         let mut read = false;
         let mut backoff = RECONNECT_FIRST;
         let mut ping_at = tokio::time::Instant::now();
+        let mut resync = true;
         loop {
             let Some(hub) = self.shared.upgrade() else {
                 return Ended::HubDropped;
             };
-            let topics = read_topics(&hub);
-            // Subscribe to the topics read here, and no other.
+            // Subscribe to the topics read here, and no other: looked at
+            // when a topic is new here, and once a second (a cost per topic
+            // held, so not on every announcement).
+            let synced = std::mem::take(&mut resync);
+            let topics = if synced {
+                read_topics(&hub)
+            } else {
+                Vec::new()
+            };
             let wanted: HashSet<&str> = topics.iter().map(|(name, _, _)| &**name).collect();
             let new: Vec<Box<str>> = wanted
                 .iter()
@@ -1260,7 +1371,7 @@ impl Reader {
                 .collect();
             drop(wanted);
             for (names, subscribe) in [(&new, true), (&gone, false)] {
-                if names.is_empty() {
+                if names.is_empty() || !synced {
                     continue;
                 }
                 let channels: Vec<String> = names.iter().map(|name| backend.key(name)).collect();
@@ -1295,16 +1406,17 @@ impl Reader {
                     }
                 }
             }
+            drop(topics);
             // Read the topics announced (or new here).
             if !to_read.topics.is_empty() {
-                match self.read_announced(&topics, &mut to_read).await {
+                match self.read_announced(&hub, &mut to_read).await {
                     Ok(()) => {
                         read = true;
                         backoff = RECONNECT_FIRST;
                         self.succeeded(&hub);
                     }
                     Err(error) => {
-                        drop((hub, topics));
+                        drop(hub);
                         self.failed(&error, Instant::now());
                         tokio::time::sleep(random_between(backoff / 2, backoff)).await;
                         backoff = (backoff * 2).min(RECONNECT_MAX);
@@ -1313,8 +1425,11 @@ impl Reader {
                 }
             }
             // Errors are left to the next round.
-            let _ = self.watch_streams(&topics, false).await;
-            drop((hub, topics));
+            if self.watch_due() {
+                let topics = read_topics(&hub);
+                let _ = self.watch_streams(&topics, false).await;
+            }
+            drop(hub);
             // Wait for an announcement, a topic new here, the ping, or the
             // next watch.
             let watch_at = self.watched.map_or(ping_at, |watched| {
@@ -1337,9 +1452,10 @@ impl Reader {
                         self.announced(&message, &mut to_read);
                     }
                 }
-                Woke::Wake => {}
+                Woke::Wake => resync = true,
                 Woke::Due if tokio::time::Instant::now() < ping_at => {}
                 Woke::Due => {
+                    resync = true;
                     let sent = Instant::now();
                     match tokio::time::timeout(backend.timeout, sink.ping::<Value>()).await {
                         Ok(Ok(_)) => {}
@@ -1371,6 +1487,7 @@ impl Reader {
         let Some(name) = message
             .get_channel_name()
             .strip_prefix(&*self.backend.prefix)
+            .and_then(|name| name.strip_prefix('{')?.strip_suffix('}'))
         else {
             return;
         };
@@ -1390,19 +1507,33 @@ impl Reader {
     /// the reader listened) first, by id, then the announced ones in the
     /// order of their announcements. The topics not read yet stay in
     /// `to_read` on failure.
-    async fn read_announced(
-        &self,
-        topics: &[(Box<str>, Arc<Topic>, StreamId)],
-        to_read: &mut ToRead,
-    ) -> Result<(), RedisError> {
+    async fn read_announced(&self, hub: &Shared, to_read: &mut ToRead) -> Result<(), RedisError> {
         let backend = &self.backend;
         let deadline = backend.deadline();
+        // Only the topics announced are looked up: no cost per topic held.
+        let topics: Vec<(Box<str>, Arc<Topic>, StreamId)> = {
+            let held = hub.topics();
+            to_read
+                .topics
+                .iter()
+                .filter_map(|name| {
+                    let topic = held.map.get(name)?;
+                    if topic.subscribers.load(Ordering::Acquire) == 0 {
+                        return None;
+                    }
+                    Some((name.clone(), topic.clone()))
+                })
+                .collect::<Vec<_>>()
+        }
+        .into_iter()
+        .filter_map(|(name, topic)| {
+            let last = topic.last_stream_id()?;
+            Some((name, topic, last))
+        })
+        .collect();
         let mut read: Vec<(&str, &Topic, std::vec::IntoIter<LogEntry>)> = Vec::new();
         let mut slow = Vec::new();
-        for (name, topic, last) in topics {
-            if !to_read.topics.contains(name) {
-                continue;
-            }
+        for (name, topic, last) in &topics {
             let key = backend.key(name);
             let mut cmd = redis::cmd("XRANGE");
             cmd.arg(&key)
@@ -1456,6 +1587,13 @@ impl Reader {
     /// trip for all the topics, as the read itself. Returns whether a
     /// topic lost entries (it reads from elsewhere now), or why the
     /// script failed.
+    /// Whether the streams read here are due to be watched.
+    fn watch_due(&self) -> bool {
+        self.watched.map_or(true, |watched| {
+            watched.elapsed() >= self.backend.watch_every()
+        })
+    }
+
     async fn watch_streams(
         &mut self,
         topics: &[(Box<str>, Arc<Topic>, StreamId)],
@@ -1475,27 +1613,40 @@ impl Reader {
             .iter()
             .map(|(name, _, _)| backend.key(name))
             .collect();
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let mut args = Vec::with_capacity(topics.len() + 1);
-        args.push(backend.start_ttl.to_string());
-        args.extend(topics.iter().map(|(_, _, last)| last.to_string()));
-        let args: Vec<&[u8]> = args.iter().map(String::as_bytes).collect();
-        let reply = backend
-            .script(
-                (&backend.watch_sha, WATCH),
-                &keys,
-                &args,
-                backend.deadline(),
-                Retry::Safe,
-            )
-            .await?;
-        let lost = items(&reply);
-        for pair in lost.chunks_exact(2) {
-            let index = match &pair[0] {
+        let ttl = backend.start_ttl.to_string();
+        let lasts: Vec<String> = topics.iter().map(|(_, _, last)| last.to_string()).collect();
+        // One call for all of them; on a cluster, one per stream (a script
+        // touches keys of one slot only).
+        let per_call = if backend.is_cluster() { 1 } else { keys.len() };
+        let mut lost = Vec::new();
+        for (start, chunk) in (0..keys.len())
+            .step_by(per_call.max(1))
+            .map(|start| (start, start..(start + per_call).min(keys.len())))
+        {
+            let call_keys: Vec<&str> = keys[chunk.clone()].iter().map(String::as_str).collect();
+            let mut args: Vec<&[u8]> = vec![ttl.as_bytes()];
+            args.extend(lasts[chunk].iter().map(String::as_bytes));
+            let reply = backend
+                .script(
+                    (&backend.watch_sha, WATCH),
+                    &call_keys,
+                    &args,
+                    backend.deadline(),
+                    Retry::Safe,
+                )
+                .await?;
+            for pair in items(&reply).chunks_exact(2) {
+                if let Value::Int(index) = &pair[0] {
+                    lost.push((Value::Int(index + start as i64), pair[1].clone()));
+                }
+            }
+        }
+        for (index, last) in &lost {
+            let index = match index {
                 Value::Int(index) => usize::try_from(*index).ok(),
                 _ => None,
             };
-            let stream_last = as_bytes(&pair[1]).and_then(StreamId::parse);
+            let stream_last = as_bytes(last).and_then(StreamId::parse);
             let (Some((name, topic, _)), Some(stream_last)) =
                 (index.and_then(|index| topics.get(index)), stream_last)
             else {

@@ -50,6 +50,31 @@ fn asks_for_tls(url: &str) -> bool {
     })
 }
 
+/// The client of the Redis Cluster whose nodes are `urls` (checked one by
+/// one with `client` first), commands bounded by `timeout`.
+#[cfg(feature = "redis-cluster")]
+pub(in crate::hub) fn cluster_client(
+    urls: &[String],
+    tls: &TlsSettings,
+    timeout: std::time::Duration,
+) -> Result<redis::cluster::ClusterClient, HubConfigErrorKind> {
+    for url in urls {
+        client(url, tls)?;
+    }
+    let builder = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+        .connection_timeout(timeout)
+        .response_timeout(timeout);
+    #[cfg(feature = "redis-tls")]
+    let builder = match &tls.root_ca {
+        Some(pem) => builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        }),
+        None => builder,
+    };
+    builder.build().map_err(|_| HubConfigErrorKind::RedisUrl)
+}
+
 /// The client for `url`, or which setting is wrong.
 #[cfg(not(feature = "redis-tls"))]
 pub(in crate::hub) fn client(url: &str, _tls: &TlsSettings) -> Result<Client, HubConfigErrorKind> {
