@@ -461,6 +461,14 @@ fn set(topics: &[&str]) -> TopicSet {
     TopicSet::new(topics).unwrap()
 }
 
+/// A set subscription to `topics` with `id` as its `Last-Event-ID`, no
+/// client bound.
+async fn open_set(hub: &Hub, topics: &[&str], id: Option<&str>) -> Subscription {
+    hub.subscribe_set(&set(topics), None, &with_id(id))
+        .await
+        .unwrap()
+}
+
 /// A set's next data event as (topic, data, id), skipping the hub's
 /// position events; `None` at the end.
 async fn next_in_set(subscription: &mut Subscription) -> Option<(String, String, String)> {
@@ -552,10 +560,7 @@ async fn a_set_resumes_every_topic_exactly_after_breaks_at_random_points(backend
 /// Events are typed by their topic; a publisher's own type follows it.
 async fn a_set_s_events_name_their_topic_and_keep_their_own_type(backend: Backend) {
     let hub = backend.hub(Hub::builder());
-    let mut stream = hub
-        .subscribe_set(&set(&["b", "a"]), None, &with_id(None))
-        .await
-        .unwrap();
+    let mut stream = open_set(&hub, &["b", "a"], None).await;
     let position = next(&mut stream).await.unwrap();
     assert_eq!(position.event.as_deref(), Some("sse-position"));
     hub.publish("a", Event::new().data("plain")).await.unwrap();
@@ -580,10 +585,7 @@ async fn a_set_s_events_name_their_topic_and_keep_their_own_type(backend: Backen
 /// order holds for publishes that were read apart (settled here).
 async fn a_set_writes_its_topics_in_publish_order(backend: Backend) {
     let hub = backend.hub(Hub::builder());
-    let mut stream = hub
-        .subscribe_set(&set(&["x", "y", "z"]), None, &with_id(None))
-        .await
-        .unwrap();
+    let mut stream = open_set(&hub, &["x", "y", "z"], None).await;
     next(&mut stream).await.unwrap();
     let mut expected = Vec::new();
     let mut counts = std::collections::HashMap::new();
@@ -677,10 +679,7 @@ async fn one_topic_past_its_history_gets_its_own_gap_and_the_others_resume_exact
 /// new one starts fresh, the one left out is not sent.
 async fn a_changed_set_resumes_the_topics_in_both_and_starts_new_ones_fresh(backend: Backend) {
     let hub = backend.hub(Hub::builder());
-    let mut stream = hub
-        .subscribe_set(&set(&["a", "b"]), None, &with_id(None))
-        .await
-        .unwrap();
+    let mut stream = open_set(&hub, &["a", "b"], None).await;
     next(&mut stream).await.unwrap();
     publish_n(&hub, "a", 1..=1).await;
     let (_, _, id) = next_in_set(&mut stream).await.unwrap();
@@ -688,10 +687,7 @@ async fn a_changed_set_resumes_the_topics_in_both_and_starts_new_ones_fresh(back
     publish_n(&hub, "a", 2..=2).await;
     publish_n(&hub, "b", 1..=1).await;
     publish_n(&hub, "c", 1..=1).await;
-    let mut resumed = hub
-        .subscribe_set(&set(&["a", "c"]), None, &with_id(Some(&id)))
-        .await
-        .unwrap();
+    let mut resumed = open_set(&hub, &["a", "c"], Some(&id)).await;
     let starts: Vec<(&str, Start)> = resumed.how_each_started().collect();
     assert_eq!(
         starts,
@@ -714,17 +710,11 @@ async fn a_changed_set_resumes_the_topics_in_both_and_starts_new_ones_fresh(back
 /// allowed topics resume.
 async fn an_id_never_widens_the_set(backend: Backend) {
     let hub = backend.hub(Hub::builder());
-    let mut admin = hub
-        .subscribe_set(&set(&["public", "secret"]), None, &with_id(None))
-        .await
-        .unwrap();
+    let mut admin = open_set(&hub, &["public", "secret"], None).await;
     next(&mut admin).await.unwrap();
     publish_n(&hub, "secret", 1..=3).await;
     let (_, _, admin_id) = next_in_set(&mut admin).await.unwrap();
-    let mut user = hub
-        .subscribe_set(&set(&["public"]), None, &with_id(Some(&admin_id)))
-        .await
-        .unwrap();
+    let mut user = open_set(&hub, &["public"], Some(&admin_id)).await;
     publish_n(&hub, "secret", 4..=4).await;
     publish_n(&hub, "public", 1..=1).await;
     let (topic, data, _) = next_in_set(&mut user).await.unwrap();
@@ -732,10 +722,7 @@ async fn an_id_never_widens_the_set(backend: Backend) {
     assert!(quiet(&mut user).await, "nothing of secret");
     // Garbage and truncated ids: a gap per topic, never another topic.
     for bad in ["t", "tAAAA", &admin_id[..admin_id.len() - 2], "tX_-9"] {
-        let mut user = hub
-            .subscribe_set(&set(&["public"]), None, &with_id(Some(bad)))
-            .await
-            .unwrap();
+        let mut user = open_set(&hub, &["public"], Some(bad)).await;
         let first = next(&mut user).await.unwrap();
         assert_eq!(first.event.as_deref(), Some("gap"), "{bad}");
         while let Ok(Some(seen)) =
@@ -808,10 +795,7 @@ async fn a_set_is_bounded_and_a_refused_set_holds_nothing(backend: Backend) {
         error.into_http_response().status(),
         http::StatusCode::BAD_REQUEST
     );
-    let held = hub
-        .subscribe_set(&set(&["a", "b", "c"]), None, &with_id(None))
-        .await
-        .unwrap();
+    let held = open_set(&hub, &["a", "b", "c"], None).await;
     let error = hub
         .subscribe_set(&set(&["a", "x", "y"]), None, &with_id(None))
         .await
@@ -888,10 +872,7 @@ async fn a_junk_id_of_any_length_costs_a_set_s_gap_events_little(backend: Backen
 async fn a_set_s_event_types_never_pass_for_another_kind_of_event(backend: Backend) {
     let hub = backend.hub(Hub::builder().client_limit(4, 4));
     // An event published with an empty type is the topic's.
-    let mut stream = hub
-        .subscribe_set(&set(&["odd"]), None, &with_id(None))
-        .await
-        .unwrap();
+    let mut stream = open_set(&hub, &["odd"], None).await;
     next(&mut stream).await.unwrap();
     hub.publish("odd", Event::new().event("").unwrap().data("x"))
         .await

@@ -134,20 +134,10 @@ impl StreamId {
         if text.len() > MAX_LAST_EVENT_ID_LEN {
             return None;
         }
-        let text = std::str::from_utf8(text).ok()?;
-        let (ms, seq) = text.split_once('-')?;
-        let canonical = |digits: &str| {
-            !digits.is_empty()
-                && digits.len() <= 20
-                && (digits.len() == 1 || !digits.starts_with('0'))
-                && digits.bytes().all(|b| b.is_ascii_digit())
-        };
-        if !canonical(ms) || !canonical(seq) {
-            return None;
-        }
+        let id = EventId::parse_log(std::str::from_utf8(text).ok()?)?;
         Some(Self {
-            ms: ms.parse().ok()?,
-            seq: seq.parse().ok()?,
+            ms: id.epoch,
+            seq: id.seq,
         })
     }
 
