@@ -268,7 +268,7 @@ where
 
         let mut watch = this.watch.as_pin_mut().map(Watch::project);
         if let Some(watch) = &mut watch {
-            if watch.ending.is_none() {
+            if watch.ending.is_none() && (watch.shutdown.is_some() || watch.expiry.is_some()) {
                 *watch.ending = triggered(watch, &tracker.config, cx);
             }
             if let Some(reason) = *watch.ending {

@@ -2,7 +2,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
 
 use bytes::Bytes;
@@ -45,6 +45,8 @@ enum Kind<B> {
         boundary: Boundary,
         /// A first comment is still to be written (`immediate`).
         first: bool,
+        /// The waker the timer was last polled with.
+        registered: Option<Waker>,
     },
 }
 
@@ -66,6 +68,7 @@ impl<B> KeepAliveBody<B> {
                 boundary: Boundary::Between,
                 first: config.immediate,
                 config,
+                registered: None,
             },
         }
     }
@@ -83,7 +86,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let (inner, mut sleep, deadline, written, config, boundary, first) =
+        let (inner, mut sleep, deadline, written, config, boundary, first, registered) =
             match self.project().kind.project() {
                 KindProj::Passthrough { inner } => return inner.poll_frame(cx),
                 KindProj::Active {
@@ -94,7 +97,10 @@ where
                     config,
                     boundary,
                     first,
-                } => (inner, sleep, deadline, written, config, boundary, first),
+                    registered,
+                } => (
+                    inner, sleep, deadline, written, config, boundary, first, registered,
+                ),
             };
 
         if *first {
@@ -127,9 +133,20 @@ where
 
         // The inner body has nothing now: is a comment due?
         loop {
-            if sleep.as_mut().poll(cx).is_pending() {
+            // The timer holds this task's waker already and has not fired:
+            // polling it again would only register the same waker.
+            if !sleep.is_elapsed() && registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 return Poll::Pending;
             }
+            if sleep.as_mut().poll(cx).is_pending() {
+                if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *registered = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            // Fired: the driver has taken the waker; the reset timer must be
+            // polled again to hold one.
+            *registered = None;
             let now = Instant::now();
             if now < *deadline {
                 // Written since the timer was set: wait for the rest.

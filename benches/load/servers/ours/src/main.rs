@@ -228,9 +228,9 @@ fn env_bytes(name: &str, default: usize) -> usize {
 
 /// Every event published from now on; each is encoded once and shared.
 fn live(hub: &Hub<EncodedEvent>) -> Response<Body> {
-    EventStream::new(hub.subscribe())
+    EventStream::new(hub.subscribe().map(Ok::<_, BoxError>))
         .into_http_response()
-        .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+        .map(|body| body.boxed_unsync())
 }
 
 /// Publishes `count` events, each carrying its send time, encoded once;
