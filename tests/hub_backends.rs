@@ -905,6 +905,60 @@ async fn a_set_s_event_types_never_pass_for_another_kind_of_event(backend: Backe
     );
 }
 
+/// A set's event is the topic's own event with its type line replaced by
+/// the topic's (and the own type after it) and its id replaced by the
+/// set's, every other line as it was, byte for byte.
+async fn a_set_s_events_are_the_topic_s_events_retyped_and_reidentified(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let mut one = hub.subscribe("odd", None).await.unwrap();
+    next(&mut one).await.unwrap();
+    let mut many = open_set(&hub, &["odd", "other"], None).await;
+    next(&mut many).await.unwrap();
+    let events = [
+        Event::new().data("plain"),
+        Event::new().data("two\nlines").comment("a note"),
+        Event::new().event("added").unwrap().data("typed"),
+        Event::new().data("data first").event("later").unwrap(),
+        Event::new().event("only-a-type").unwrap(),
+        Event::new()
+            .retry(std::time::Duration::from_millis(1500))
+            .data("retry too"),
+        Event::new().data("event: not a field\nid: nor this"),
+        Event::new().comment("only a comment"),
+        Event::new().data(""),
+    ];
+    for event in events {
+        hub.publish("odd", event).await.unwrap();
+        let own = tokio::time::timeout(Duration::from_secs(10), one.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let set = tokio::time::timeout(Duration::from_secs(10), many.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let own = std::str::from_utf8(own.as_bytes()).unwrap();
+        let set = std::str::from_utf8(set.as_bytes()).unwrap();
+        let own_type = own
+            .lines()
+            .filter_map(|line| line.strip_prefix("event: "))
+            .last();
+        let mut expected = format!(
+            "event: odd{}\n",
+            own_type.map(|t| format!(":{t}")).unwrap_or_default()
+        );
+        for line in own.lines().filter(|line| !line.is_empty()) {
+            if !line.starts_with("event: ") && !line.starts_with("id: ") {
+                expected.push_str(line);
+                expected.push('\n');
+            }
+        }
+        let (body, id) = set.rsplit_once("id: ").unwrap();
+        assert_eq!(body, expected, "{own:?}");
+        assert!(id.starts_with('t') && id.ends_with("\n\n"), "{set:?}");
+    }
+}
+
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -956,6 +1010,7 @@ on_both_backends!(
     a_set_of_a_hundred_topics_is_woken_by_each_in_publish_order,
     a_junk_id_of_any_length_costs_a_set_s_gap_events_little,
     a_set_s_event_types_never_pass_for_another_kind_of_event,
+    a_set_s_events_are_the_topic_s_events_retyped_and_reidentified,
 );
 
 /// Runs live on the instance that started them, whatever the backend: on

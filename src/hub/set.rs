@@ -258,14 +258,25 @@ fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
 
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-fn base64_encode(bytes: &[u8], out: &mut Vec<u8>) {
-    for chunk in bytes.chunks(3) {
-        let n = chunk
+fn base64_encode(bytes: &[u8], out: &mut impl BufMut) {
+    let mut chunks = bytes.chunks_exact(3);
+    for chunk in &mut chunks {
+        let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+        out.put_slice(&[
+            BASE64URL[(n >> 18) as usize],
+            BASE64URL[(n >> 12 & 63) as usize],
+            BASE64URL[(n >> 6 & 63) as usize],
+            BASE64URL[(n & 63) as usize],
+        ]);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let n = rest
             .iter()
             .enumerate()
             .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(BASE64URL[(n >> (18 - 6 * i) & 63) as usize]);
+        for i in 0..=rest.len() {
+            out.put_u8(BASE64URL[(n >> (18 - 6 * i) & 63) as usize]);
         }
     }
 }
@@ -308,18 +319,32 @@ fn set_hash<'a>(names: impl Iterator<Item = &'a str>) -> u32 {
 
 /// Writes the id of a set whose hash is `set` from `positions` (each with
 /// its topic's hash, in the set's order).
-fn write_id(set: u32, positions: impl Iterator<Item = (u16, Position)> + Clone, out: &mut Vec<u8>) {
+fn write_id(
+    set: u32,
+    positions: impl Iterator<Item = (u16, Position)> + Clone,
+    out: &mut impl BufMut,
+) {
+    write_id_with(set, positions, &mut Vec::with_capacity(64), out);
+}
+
+/// `write_id` with `raw` as room for the bytes before their base64.
+fn write_id_with(
+    set: u32,
+    positions: impl Iterator<Item = (u16, Position)> + Clone,
+    raw: &mut Vec<u8>,
+    out: &mut impl BufMut,
+) {
     let base = positions.clone().map(|(_, (a, _))| a).max().unwrap_or(0);
-    let mut raw = Vec::with_capacity(64);
-    put_varint(&mut raw, base);
+    raw.clear();
+    put_varint(raw, base);
     raw.extend_from_slice(&set.to_be_bytes());
     for (hash, (a, b)) in positions {
         raw.extend_from_slice(&hash.to_be_bytes());
-        put_varint(&mut raw, base - a);
-        put_varint(&mut raw, b);
+        put_varint(raw, base - a);
+        put_varint(raw, b);
     }
-    out.push(b't');
-    base64_encode(&raw, out);
+    out.put_u8(b't');
+    base64_encode(raw, out);
 }
 
 /// Reads a set's id: the set's hash, and each topic's hash and position;
@@ -398,9 +423,10 @@ impl Wake for MemberWake {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.wakes.marked[self.index / 64].fetch_or(1 << (self.index % 64), Ordering::AcqRel);
-        let task = self.wakes.task().clone();
-        if let Some(task) = task {
-            task.wake();
+        // Woken under the lock (no clone): waking schedules the task, and
+        // takes no lock of this set.
+        if let Some(task) = self.wakes.task().as_ref() {
+            task.wake_by_ref();
         }
     }
 }
@@ -500,6 +526,12 @@ pub(super) struct SetStream {
     /// Gap events and the position event, written first.
     first: VecDeque<EncodedEvent>,
     wakes: Arc<Wakes>,
+    /// The waker last given to `wakes` (to compare without its lock).
+    task: Option<Waker>,
+    /// Room for an id's bytes before their base64.
+    raw: Vec<u8>,
+    /// Where the lines of an event not to copy are.
+    skips: Vec<(usize, usize)>,
     /// Counted against the client's bound while it lives (given back on
     /// drop).
     _held: Option<super::client::Held>,
@@ -579,6 +611,9 @@ impl SetStream {
             set,
             first,
             wakes,
+            task: None,
+            raw: Vec::new(),
+            skips: Vec::new(),
             _held: client,
             buf: BytesMut::new(),
         }
@@ -593,11 +628,15 @@ impl SetStream {
         if let Some(first) = self.first.pop_front() {
             return Poll::Ready(Next::Event(first));
         }
+        // The shared waker is locked only when the task's changes.
+        if !self
+            .task
+            .as_ref()
+            .is_some_and(|task| task.will_wake(cx.waker()))
         {
-            let mut task = self.wakes.task();
-            if !task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
+            let waker = cx.waker().clone();
+            *self.wakes.task() = Some(waker.clone());
+            self.task = Some(waker);
         }
         let mut best: Option<(usize, u64)> = None;
         // Read the marked members until a pass finds none marked: with more
@@ -657,40 +696,65 @@ impl SetStream {
         // Its next event may be there already: read it on the next poll.
         self.wakes.marked[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
         let log = member.topic.is_fed();
-        // The event's own type and id, then its other lines as they are.
+        if !log {
+            // The memory hub's id of the entry: the topic's epoch and the
+            // entry's sequence number (no need to read it back).
+            member.position = (member.topic.epoch, member.next - 1);
+        }
+        // One pass over the stored event: its own type, its id (a log's),
+        // and the lines not to copy (type and id).
         let mut own_type = None;
-        for line in bytes.split(|&b| b == b'\n') {
+        self.skips.clear();
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |at| start + at);
+            let line = &bytes[start..end];
             if let Some(value) = field(line, b"event") {
                 // An empty type is the standard's `message`: untyped.
-                own_type = (!value.is_empty()).then_some(value);
+                own_type = (!value.is_empty()).then_some((start + line.len() - value.len(), end));
+                self.skips.push((start, end + 1));
             } else if let Some(value) = field(line, b"id") {
-                if let Some(position) = parse_position(value, log) {
-                    member.position = position;
+                if log {
+                    if let Some(position) = parse_position(value, true) {
+                        member.position = position;
+                    }
                 }
+                self.skips.push((start, end + 1));
             }
+            start = end + 1;
         }
-        self.buf.reserve(bytes.len() + member.name.len() + 160);
+        // Amortized: a few events share an allocation.
+        self.buf
+            .reserve((bytes.len() + member.name.len() + 160).max(512));
         self.buf.put_slice(b"event: ");
         self.buf.put_slice(member.name.as_bytes());
-        if let Some(own_type) = own_type {
+        if let Some((from, to)) = own_type {
             self.buf.put_u8(b':');
-            self.buf.put_slice(own_type);
+            self.buf.put_slice(&bytes[from..to]);
         }
         self.buf.put_u8(b'\n');
-        for line in bytes.split(|&b| b == b'\n') {
-            if !line.is_empty() && field(line, b"event").is_none() && field(line, b"id").is_none() {
-                self.buf.put_slice(line);
-                self.buf.put_u8(b'\n');
+        // Every other line, without the blank line that ends the event.
+        let body_end = bytes.len().saturating_sub(1);
+        let mut copied = 0;
+        for &(from, to) in &self.skips {
+            if from > copied {
+                self.buf.put_slice(&bytes[copied..from.min(body_end)]);
             }
+            copied = to;
         }
-        let mut id = Vec::with_capacity(128);
-        write_id(
+        if copied < body_end {
+            self.buf.put_slice(&bytes[copied..body_end]);
+        }
+        self.buf.put_slice(b"id: ");
+        write_id_with(
             self.set,
             self.members.iter().map(|m| (m.hash, m.position)),
-            &mut id,
+            &mut self.raw,
+            &mut self.buf,
         );
-        self.buf.put_slice(b"id: ");
-        self.buf.put_slice(&id);
         self.buf.put_slice(b"\n\n");
         Poll::Ready(Next::Event(EncodedEvent::from_encoded(
             self.buf.split().freeze(),
