@@ -942,7 +942,7 @@ async fn a_set_s_events_are_the_topic_s_events_retyped_and_reidentified(backend:
         let own_type = own
             .lines()
             .filter_map(|line| line.strip_prefix("event: "))
-            .last();
+            .next_back();
         let mut expected = format!(
             "event: odd{}\n",
             own_type.map(|t| format!(":{t}")).unwrap_or_default()

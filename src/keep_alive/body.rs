@@ -21,6 +21,10 @@ pub struct KeepAliveBody<B> {
     kind: Kind<B>,
 }
 
+// The active variant holds the timer in place (pinned, no allocation per
+// stream); a pass-through body carries its unused room, as it did before
+// the timer's waker was kept too.
+#[allow(clippy::large_enum_variant)]
 #[pin_project(project = KindProj)]
 enum Kind<B> {
     /// Not an event stream: the inner body as it is.

@@ -95,6 +95,11 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// happens only when the reader is not reading (an outage).
 const PING_FIRST_AFTER_MS: u64 = 3 * PING_EVERY.as_millis() as u64;
 
+/// How often the reader looks at every topic held here, to unsubscribe
+/// from those without subscribers (a topic new here is subscribed to at
+/// once).
+const RESYNC_EVERY: Duration = Duration::from_secs(10);
+
 /// How often, at most, the reader watches every stream it reads (see
 /// `WATCH`): a cost per topic, so rare; what it finds (a stream made anew
 /// by another writer with lower ids, a start entry about to expire) is not
@@ -1345,14 +1350,20 @@ impl Reader {
         let mut backoff = RECONNECT_FIRST;
         let mut ping_at = tokio::time::Instant::now();
         let mut resync = true;
+        let mut synced_at = Instant::now();
         loop {
             let Some(hub) = self.shared.upgrade() else {
                 return Ended::HubDropped;
             };
             // Subscribe to the topics read here, and no other: looked at
-            // when a topic is new here, and once a second (a cost per topic
-            // held, so not on every announcement).
-            let synced = std::mem::take(&mut resync);
+            // when a topic is new here (or back), and every `RESYNC_EVERY`
+            // to leave the ones nobody reads here any more (a cost per
+            // topic held, so not on every announcement: an announcement of
+            // a topic without subscribers here is only a lookup).
+            let synced = std::mem::take(&mut resync) || synced_at.elapsed() >= RESYNC_EVERY;
+            if synced {
+                synced_at = Instant::now();
+            }
             let topics = if synced {
                 read_topics(&hub)
             } else {
@@ -1455,7 +1466,6 @@ impl Reader {
                 Woke::Wake => resync = true,
                 Woke::Due if tokio::time::Instant::now() < ping_at => {}
                 Woke::Due => {
-                    resync = true;
                     let sent = Instant::now();
                     match tokio::time::timeout(backend.timeout, sink.ping::<Value>()).await {
                         Ok(Ok(_)) => {}
