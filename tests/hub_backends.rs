@@ -1605,6 +1605,17 @@ async fn the_reader_asks_nothing_between_events_and_reads_past_entries_it_did_no
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = reads(redis);
     assert_eq!(idle, 0, "{idle} reads in an idle second: the reader polls");
+    // Live events come with their announcements: no read per event.
+    redis.command("CONFIG RESETSTAT");
+    let more = publish_n(&hub, "t", 10..=12).await;
+    for id in &more {
+        assert_eq!(next(&mut live).await.unwrap().id, Some(id.to_string()));
+    }
+    assert_eq!(
+        calls(redis, "xrange"),
+        0,
+        "live events read back from Redis"
+    );
     // An entry someone else wrote under the hub's prefix (not announced):
     // the next publish shows that the topic cannot tell what came between,
     // so subscribers lag and learn of a gap.
