@@ -36,7 +36,9 @@ fn sched_ns(pid: u32) -> u64 {
 async fn open(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.set_nodelay(true).unwrap();
-    s.write_all(b"GET /sse/live HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /sse/live HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
     s
 }
 
@@ -71,7 +73,9 @@ async fn reader(mut s: TcpStream, count: Arc<AtomicU64>, notify: Arc<Notify>) {
 }
 
 async fn publish(p: &mut TcpStream, count: u64) -> u64 {
-    let req = format!("POST /publish?count={count} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 0\r\n\r\n");
+    let req = format!(
+        "POST /publish?count={count} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 0\r\n\r\n"
+    );
     p.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let mut tmp = [0u8; 1024];
@@ -151,7 +155,11 @@ async fn main() {
     let (u0, s0) = stat(pid);
     let ns0 = sched_ns(pid);
     let t0 = Instant::now();
-    let period = if rate > 0.0 { Some(Duration::from_secs_f64(1.0 / rate)) } else { None };
+    let period = if rate > 0.0 {
+        Some(Duration::from_secs_f64(1.0 / rate))
+    } else {
+        None
+    };
     let mut ticks = period.map(tokio::time::interval);
     for i in 0..k {
         if let Some(t) = ticks.as_mut() {
