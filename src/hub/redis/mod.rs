@@ -422,13 +422,18 @@ impl Backend {
                 return Err(super::HubConfigErrorKind::RedisUrl)
             }
             #[cfg(feature = "redis-cluster")]
-            (None, Some(urls)) => Server::Cluster {
-                cluster: tls::cluster_client(urls, &settings.tls, settings.timeout)?,
-                nodes: urls
+            (None, Some(urls)) => {
+                // Each node's URL checked as one Redis's would be (which
+                // feature a `rediss://` needs, say) before the cluster's.
+                let nodes = urls
                     .iter()
                     .map(|url| tls::client(url, &settings.tls))
-                    .collect::<Result<_, _>>()?,
-            },
+                    .collect::<Result<_, _>>()?;
+                Server::Cluster {
+                    cluster: tls::cluster_client(urls, &settings.tls, settings.timeout)?,
+                    nodes,
+                }
+            }
             #[cfg(not(feature = "redis-cluster"))]
             (None, Some(_)) => return Err(super::HubConfigErrorKind::RedisUrl),
         };
@@ -1136,14 +1141,30 @@ fn read_topics(shared: &Shared) -> Vec<(Box<str>, Arc<Topic>, StreamId)> {
         .collect()
 }
 
-/// The topics the reader is to read, and the order their entries were
-/// announced in.
+/// The topics the reader is to read, each with what its announcements
+/// carried.
 #[derive(Default)]
 struct ToRead {
-    topics: HashSet<Box<str>>,
-    order: HashMap<(Box<str>, StreamId), usize>,
-    /// The entries the announcements carried, per topic, in order.
-    entries: HashMap<Box<str>, Vec<LogEntry>>,
+    topics: HashMap<Box<str>, Announced>,
+    /// Announcements noted so far (each entry's place among them).
+    noted: usize,
+}
+
+/// A topic read in one round: the topic, its entries, and the places of
+/// the announced ones among every announcement.
+type ReadTopic<'a> = (
+    &'a Topic,
+    std::vec::IntoIter<LogEntry>,
+    Vec<(StreamId, usize)>,
+);
+
+/// A topic's announcements since the reader last read it.
+#[derive(Default)]
+struct Announced {
+    /// Each announced entry's id and its place among every announcement.
+    places: Vec<(StreamId, usize)>,
+    /// The entries they carried, in order.
+    entries: Vec<LogEntry>,
 }
 
 /// What ended the reader's wait.
@@ -1407,7 +1428,9 @@ impl Reader {
                 if subscribe {
                     subscribed.extend(names.iter().cloned());
                     // What came before the subscription took hold.
-                    to_read.topics.extend(names.iter().cloned());
+                    for name in names {
+                        to_read.topics.entry(name.clone()).or_default();
+                    }
                     backend.subscribed.notify_waiters();
                 } else {
                     for name in names {
@@ -1501,9 +1524,12 @@ impl Reader {
         else {
             return;
         };
-        if !to_read.topics.contains(name) {
-            to_read.topics.insert(name.into());
-        }
+        let place = to_read.noted;
+        to_read.noted += 1;
+        let announced = match to_read.topics.get_mut(name) {
+            Some(announced) => announced,
+            None => to_read.topics.entry(name.into()).or_default(),
+        };
         // `<id> <previous id> <fields>`: the entry itself.
         let mut parts = message.get_payload_bytes().splitn(3, |&b| b == b' ');
         let (Some(id), prev, fields) = (
@@ -1513,11 +1539,9 @@ impl Reader {
         ) else {
             return;
         };
-        let place = to_read.order.len();
-        to_read.order.insert((name.into(), id), place);
+        announced.places.push((id, place));
         if let (Some(prev), Some(fields)) = (prev, fields) {
-            let entries = to_read.entries.entry(name.into()).or_default();
-            entries.push(LogEntry {
+            announced.entries.push(LogEntry {
                 id,
                 prev,
                 fields: Some(fields.to_vec()),
@@ -1541,7 +1565,7 @@ impl Reader {
             let held = hub.topics();
             to_read
                 .topics
-                .iter()
+                .keys()
                 .filter_map(|name| {
                     let topic = held.map.get(name)?;
                     if topic.subscribers.load(Ordering::Acquire) == 0 {
@@ -1557,21 +1581,23 @@ impl Reader {
             Some((name, topic, last))
         })
         .collect();
-        let mut read: Vec<(&str, &Topic, std::vec::IntoIter<LogEntry>)> = Vec::new();
+        // Per topic read: the topic, its entries, and their places among
+        // the announcements.
+        let mut read: Vec<ReadTopic<'_>> = Vec::new();
         let mut slow = Vec::new();
-        let mut announced = std::mem::take(&mut to_read.entries);
         for (name, topic, last) in &topics {
+            let Some(announced) = to_read.topics.remove(name) else {
+                continue;
+            };
             // The announcements carried every entry after the last one
             // read, in a row: nothing to ask Redis (the publish script read
             // each entry's predecessor in the same atomic step).
-            if let Some(entries) = announced.remove(name) {
-                let in_a_row = entries.first().is_some_and(|first| first.prev == *last)
-                    && entries.windows(2).all(|pair| pair[1].prev == pair[0].id);
-                if in_a_row {
-                    read.push((&**name, &**topic, entries.into_iter()));
-                    to_read.topics.remove(name);
-                    continue;
-                }
+            let entries = &announced.entries;
+            let in_a_row = entries.first().is_some_and(|first| first.prev == *last)
+                && entries.windows(2).all(|pair| pair[1].prev == pair[0].id);
+            if in_a_row {
+                read.push((&**topic, announced.entries.into_iter(), announced.places));
+                continue;
             }
             let key = backend.key(name);
             let mut cmd = redis::cmd("XRANGE");
@@ -1580,42 +1606,65 @@ impl Reader {
                 .arg("+")
                 .arg("COUNT")
                 .arg(backend.history.saturating_add(1));
-            let entries = parse_entries(&backend.query(&cmd, deadline, Retry::Safe).await?);
+            let query = backend.query(&cmd, deadline, Retry::Safe).await;
+            let entries = match query {
+                Ok(reply) => parse_entries(&reply),
+                Err(error) => {
+                    // Every topic is read again next round, from its last
+                    // entry (what was read here is not appended yet).
+                    to_read.topics.insert(name.clone(), announced);
+                    for (name, _, _) in &topics {
+                        to_read.topics.entry(name.clone()).or_default();
+                    }
+                    return Err(error);
+                }
+            };
             if entries.is_empty() || entries.len() > backend.history {
                 // Lost, or more than one read holds: the slow path, alone.
                 slow.push((key, &**topic));
             } else {
-                read.push((&**name, &**topic, entries.into_iter()));
+                read.push((&**topic, entries.into_iter(), announced.places));
             }
-            to_read.topics.remove(name);
         }
         // Announced topics no longer read here.
         to_read.topics.clear();
-        let order = std::mem::take(&mut to_read.order);
-        let rank = |name: &str, entry: &LogEntry| match order.get(&(name.into(), entry.id)) {
-            Some(place) => (1, *place, entry.id),
+        to_read.noted = 0;
+        // An entry's rank: not announced (written before the reader
+        // listened) first, by id; then the announced ones, by place.
+        let rank = |places: &[(StreamId, usize)], entry: &LogEntry| match places
+            .iter()
+            .find(|(id, _)| *id == entry.id)
+        {
+            Some(&(_, place)) => (1, place, entry.id),
             None => (0, 0, entry.id),
         };
         let now = Instant::now();
         let mut heads: Vec<Option<LogEntry>> = read
             .iter_mut()
-            .map(|(_, _, entries)| entries.next())
+            .map(|(_, entries, _)| entries.next())
             .collect();
         while let Some((_, i)) = heads
             .iter()
             .enumerate()
-            .filter_map(|(i, head)| head.as_ref().map(|entry| (rank(read[i].0, entry), i)))
+            .filter_map(|(i, head)| head.as_ref().map(|entry| (rank(&read[i].2, entry), i)))
             .min()
         {
             if let Some(entry) = heads[i].take() {
-                read[i].1.append(&[entry], false, backend.retention, now);
+                read[i].0.append(&[entry], false, backend.retention, now);
             }
-            heads[i] = read[i].2.next();
+            heads[i] = read[i].1.next();
         }
         for (key, topic) in slow {
             backend.catch_up_once(&key, topic, deadline).await?;
         }
         Ok(())
+    }
+
+    /// Whether the streams read here are due to be watched.
+    fn watch_due(&self) -> bool {
+        self.watched.map_or(true, |watched| {
+            watched.elapsed() >= self.backend.watch_every()
+        })
     }
 
     /// Watches the streams of the topics read here (see `WATCH`), at most
@@ -1626,13 +1675,6 @@ impl Reader {
     /// trip for all the topics, as the read itself. Returns whether a
     /// topic lost entries (it reads from elsewhere now), or why the
     /// script failed.
-    /// Whether the streams read here are due to be watched.
-    fn watch_due(&self) -> bool {
-        self.watched.map_or(true, |watched| {
-            watched.elapsed() >= self.backend.watch_every()
-        })
-    }
-
     async fn watch_streams(
         &mut self,
         topics: &[(Box<str>, Arc<Topic>, StreamId)],

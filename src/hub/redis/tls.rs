@@ -50,17 +50,14 @@ fn asks_for_tls(url: &str) -> bool {
     })
 }
 
-/// The client of the Redis Cluster whose nodes are `urls` (checked one by
-/// one with `client` first), commands bounded by `timeout`.
+/// The client of the Redis Cluster whose nodes are `urls` (each checked
+/// with `client` before), commands bounded by `timeout`.
 #[cfg(feature = "redis-cluster")]
 pub(in crate::hub) fn cluster_client(
     urls: &[String],
     tls: &TlsSettings,
     timeout: std::time::Duration,
 ) -> Result<redis::cluster::ClusterClient, HubConfigErrorKind> {
-    for url in urls {
-        client(url, tls)?;
-    }
     let builder = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
         .connection_timeout(timeout)
         .response_timeout(timeout);
