@@ -153,7 +153,7 @@ else",
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'd', ARGV[1])
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
-redis.call('PUBLISH', KEYS[1], id .. ' ' .. prev .. ' ' .. ARGV[1])
+redis.call('PUBLISH', KEYS[1], id)
 return id
 "
 );
@@ -1158,13 +1158,14 @@ type ReadTopic<'a> = (
     Vec<(StreamId, usize)>,
 );
 
-/// A topic's announcements since the reader last read it.
+/// A topic's announcements since the reader last read it: each announced
+/// entry's id and its place among every announcement. Only a hint of what
+/// to read and in which order: what is appended is what the topic's stream
+/// holds (pub/sub ignores Redis's database number, and anyone allowed to
+/// publish on the channel can announce anything).
 #[derive(Default)]
 struct Announced {
-    /// Each announced entry's id and its place among every announcement.
     places: Vec<(StreamId, usize)>,
-    /// The entries they carried, in order.
-    entries: Vec<LogEntry>,
 }
 
 /// What ended the reader's wait.
@@ -1530,23 +1531,8 @@ impl Reader {
             Some(announced) => announced,
             None => to_read.topics.entry(name.into()).or_default(),
         };
-        // `<id> <previous id> <fields>`: the entry itself.
-        let mut parts = message.get_payload_bytes().splitn(3, |&b| b == b' ');
-        let (Some(id), prev, fields) = (
-            parts.next().and_then(StreamId::parse),
-            parts.next().and_then(StreamId::parse),
-            parts.next(),
-        ) else {
-            return;
-        };
-        announced.places.push((id, place));
-        if let (Some(prev), Some(fields)) = (prev, fields) {
-            announced.entries.push(LogEntry {
-                id,
-                prev,
-                fields: Some(fields.to_vec()),
-                start: false,
-            });
+        if let Some(id) = StreamId::parse(message.get_payload_bytes()) {
+            announced.places.push((id, place));
         }
     }
 
@@ -1589,16 +1575,6 @@ impl Reader {
             let Some(announced) = to_read.topics.remove(name) else {
                 continue;
             };
-            // The announcements carried every entry after the last one
-            // read, in a row: nothing to ask Redis (the publish script read
-            // each entry's predecessor in the same atomic step).
-            let entries = &announced.entries;
-            let in_a_row = entries.first().is_some_and(|first| first.prev == *last)
-                && entries.windows(2).all(|pair| pair[1].prev == pair[0].id);
-            if in_a_row {
-                read.push((&**topic, announced.entries.into_iter(), announced.places));
-                continue;
-            }
             let key = backend.key(name);
             let mut cmd = redis::cmd("XRANGE");
             cmd.arg(&key)
