@@ -684,7 +684,7 @@ async fn control(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> 
     match request.uri().path() {
         "/end" if method == Method::POST => end(demo, &request, true),
         "/break" if method == Method::POST => end(demo, &request, false),
-        "/generate" if method == Method::POST => generate(demo),
+        "/generate" if method == Method::POST => generate(demo).await,
         "/send" if method == Method::POST => send_message(demo, request).await,
         "/session" if method == Method::GET => session(demo, &request),
         "/session" => method_not_allowed("GET"),
@@ -692,9 +692,9 @@ async fn control(demo: &Demo, request: Request<Incoming>) -> Response<DemoBody> 
         path => {
             let rest = path.strip_prefix("/generate/").unwrap_or_default();
             match rest.split_once('/') {
-                None if method == Method::GET => resume(demo, &request, rest),
+                None if method == Method::GET => resume(demo, &request, rest).await,
                 None => method_not_allowed("GET"),
-                Some((id, "stop")) if method == Method::POST => stop(demo, id),
+                Some((id, "stop")) if method == Method::POST => stop(demo, id).await,
                 Some((_, "stop")) => method_not_allowed("POST"),
                 Some(_) => text(StatusCode::NOT_FOUND, "no such route\n"),
             }
@@ -815,22 +815,28 @@ fn method_not_allowed(allow: &'static str) -> Response<DemoBody> {
 /// and answers with its stream: a `run` event (its id), one event per
 /// word, then `run-end`. The run's id is also in `X-Run-Id`, for clients
 /// that can read it (curl, the page's own origin).
-fn generate(demo: &Demo) -> Response<DemoBody> {
-    let run = match demo.hub.start_run() {
+async fn generate(demo: &Demo) -> Response<DemoBody> {
+    let run = match demo.hub.start_run().await {
         Ok(run) => run,
         Err(error) => return hub_error(error),
     };
     let id = run.id().to_owned();
     // A new run is followed from its first event: nothing in the request
     // (a `Last-Event-ID`, a query) says otherwise.
-    let follow = demo.hub.follow_run(&id, &HeaderMap::new(), &Uri::default());
+    let follow = demo
+        .hub
+        .follow_run(&id, &HeaderMap::new(), &Uri::default())
+        .await;
     let started = serde_json::json!({ "run": id });
-    // No id of its own: the hub gives ids, so this cannot fail.
-    let _ = run.send(
-        Event::new()
-            .event_type(RUN_STARTED)
-            .data(started.to_string()),
-    );
+    // No id of its own: the hub gives ids, so this cannot fail on the
+    // memory hub.
+    let _ = run
+        .send(
+            Event::new()
+                .event_type(RUN_STARTED)
+                .data(started.to_string()),
+        )
+        .await;
     println!("run {id} started");
     tokio::spawn(write_words(run, demo.text.clone(), demo.word_period));
     let mut response = follow_response(follow);
@@ -854,22 +860,26 @@ async fn write_words(run: Run, text: Arc<str>, period: Duration) {
             }
             () = tokio::time::sleep(period) => {}
         }
-        let _ = run.send(Event::new().data(word));
+        let _ = run.send(Event::new().data(word)).await;
     }
     println!("run {} ended: {:?}", run.id(), end.outcome());
-    let _ = run.finish(end);
+    let _ = run.finish(end).await;
 }
 
 /// `GET /generate/{id}`: the run's events after the page's last one
 /// (`Last-Event-ID`, or `?last_event_id=` from `fetch`), then its end;
 /// `204` when the page saw the end already, `404` when the run is gone.
-fn resume(demo: &Demo, request: &Request<Incoming>, id: &str) -> Response<DemoBody> {
-    follow_response(demo.hub.follow_run(id, request.headers(), request.uri()))
+async fn resume(demo: &Demo, request: &Request<Incoming>, id: &str) -> Response<DemoBody> {
+    follow_response(
+        demo.hub
+            .follow_run(id, request.headers(), request.uri())
+            .await,
+    )
 }
 
 /// `POST /generate/{id}/stop`: asks the run to stop (from any page).
-fn stop(demo: &Demo, id: &str) -> Response<DemoBody> {
-    if demo.hub.stop_run(id) {
+async fn stop(demo: &Demo, id: &str) -> Response<DemoBody> {
+    if demo.hub.stop_run(id).await.unwrap_or(false) {
         text(StatusCode::ACCEPTED, "stopping\n")
     } else {
         text(StatusCode::NOT_FOUND, "no such run running here\n")

@@ -23,8 +23,9 @@
 //! Options: `--addr HOST:PORT` (port 0 picks one; the address is printed),
 //! `--token-ms N` (default 20), `--text TEXT` (the fake model's answer),
 //! `--origin URL` (a page origin allowed to call it with `fetch` and
-//! cookies), `--redis URL` (the hub on Redis: runs still live on the
-//! instance that started them, see the hub's docs).
+//! cookies), `--redis URL` (the hub on Redis: every instance started with
+//! the same URL serves every run, resumes it and stops it; see
+//! `docs/runs.md`).
 
 use std::{
     net::SocketAddr,
@@ -194,7 +195,7 @@ const MAX_MODEL_LEN: usize = 64;
 /// Starts a run and answers with its stream (or, without `stream`, the
 /// whole completion once the run finished).
 async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Response {
-    let run = match app.hub.start_run() {
+    let run = match app.hub.start_run().await {
         Ok(run) => run,
         Err(error) => return error.into_response(),
     };
@@ -210,7 +211,10 @@ async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Re
     println!("run {id} started at_ms={}", unix_ms());
     // Followed before the producer starts, from the first event (a new
     // run: the request's `Last-Event-ID` or query means nothing here).
-    let follow = app.hub.follow_run(&id, &HeaderMap::new(), &Uri::default());
+    let follow = app
+        .hub
+        .follow_run(&id, &HeaderMap::new(), &Uri::default())
+        .await;
     tokio::spawn(produce(run, model.clone(), app.text.clone(), app.token));
     if request.stream != Some(true) {
         // The whole completion: read from the run, so that the job goes on
@@ -262,16 +266,18 @@ async fn resume(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    with_run_id(app.hub.follow_run(&id, &headers, &uri), &id)
+    with_run_id(app.hub.follow_run(&id, &headers, &uri).await, &id)
 }
 
-/// Stops a run from any request.
-async fn stop(State(app): State<App>, Path(id): Path<String>) -> StatusCode {
-    if app.hub.stop_run(&id) {
-        println!("run {id} stop requested at_ms={}", unix_ms());
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::NOT_FOUND
+/// Stops a run from any request (with `--redis`, on any instance).
+async fn stop(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match app.hub.stop_run(&id).await {
+        Ok(true) => {
+            println!("run {id} stop requested at_ms={}", unix_ms());
+            StatusCode::ACCEPTED.into_response()
+        }
+        Ok(false) => StatusCode::NOT_FOUND.into_response(),
+        Err(error) => error.into_response(),
     }
 }
 
@@ -310,33 +316,36 @@ async fn produce(run: Run, model: String, text: Arc<str>, token: Duration) {
         })
         .to_string()
     };
-    let send = |data: String| {
-        // An event without an id: the hub gives ids, so this cannot fail.
-        let _ = run.send(Event::new().data(data));
-    };
-    send(chunk(json!({"role": "assistant", "content": ""}), None));
+    // An event without an id is never refused for its id; with `--redis`,
+    // a send fails when Redis is down (the fake model goes on), or when the
+    // run ended without its producer (its lease lapsed): `stopped` then
+    // resolves, and the loop ends.
+    let send = |data: String| run.send(Event::new().data(data));
+    let _ = send(chunk(json!({"role": "assistant", "content": ""}), None)).await;
     let stopped = run.stopped();
     tokio::pin!(stopped);
     let mut words = text.split_inclusive(' ');
     let outcome = loop {
         tokio::select! {
             () = &mut stopped => {
-                send(chunk(json!({}), Some("stop")));
+                let _ = send(chunk(json!({}), Some("stop"))).await;
                 break RunEnd::stopped();
             }
             () = tokio::time::sleep(token) => {}
         }
         match words.next() {
-            Some(word) => send(chunk(json!({"content": word}), None)),
+            Some(word) => {
+                let _ = send(chunk(json!({"content": word}), None)).await;
+            }
             None => {
-                send(chunk(json!({}), Some("stop")));
+                let _ = send(chunk(json!({}), Some("stop"))).await;
                 break RunEnd::completed();
             }
         }
     };
     let stopped = matches!(outcome.outcome(), tower_sse::hub::RunOutcome::Stopped);
     let id = run.id().to_owned();
-    let _ = run.finish(outcome.event(Event::new().data("[DONE]")));
+    let _ = run.finish(outcome.event(Event::new().data("[DONE]"))).await;
     println!(
         "run {id} {} at_ms={}",
         if stopped { "stopped" } else { "completed" },

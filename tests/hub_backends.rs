@@ -795,7 +795,7 @@ async fn a_set_is_bounded_and_a_refused_set_holds_nothing(backend: Backend) {
         .subscribe_set(&set(&["a", "b", "c", "d"]), None, &with_id(None))
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), HubErrorKind::BadTopicSet);
+    assert_eq!(error.kind(), HubErrorKind::BadTopic);
     assert_eq!(
         error.into_http_response().status(),
         http::StatusCode::BAD_REQUEST
@@ -887,13 +887,13 @@ async fn a_set_s_event_types_never_pass_for_another_kind_of_event(backend: Backe
     // Topics named as the browser's or the hub's own events are refused.
     for name in ["message", "open", "error", "sse-position", "sse-retry"] {
         let error = TopicSet::new([name]).unwrap_err();
-        assert_eq!(error.kind(), HubErrorKind::BadTopicSet, "{name}");
+        assert_eq!(error.kind(), HubErrorKind::BadTopic, "{name}");
     }
     let error = hub
         .subscribe_set(&set(&["gap", "user:ann"]), None, &with_id(None))
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), HubErrorKind::BadTopicSet);
+    assert_eq!(error.kind(), HubErrorKind::BadTopic);
     // A set no client may ever hold: 400, not a retry forever.
     let error = hub
         .subscribe_set(
@@ -903,7 +903,7 @@ async fn a_set_s_event_types_never_pass_for_another_kind_of_event(backend: Backe
         )
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), HubErrorKind::BadTopicSet);
+    assert_eq!(error.kind(), HubErrorKind::BadTopic);
     assert_eq!(
         error.into_http_response().status(),
         http::StatusCode::BAD_REQUEST
@@ -1003,7 +1003,7 @@ on_both_backends!(
     ids_read_from_headers_are_bounded_and_need_not_be_utf8,
     subscribing_is_bounded_in_topics_and_name_length,
     a_topic_dropped_while_idle_resumes_as_its_backend_allows,
-    a_run_is_followed_resumed_stopped_and_ended_on_the_instance_that_started_it,
+    a_run_is_followed_resumed_stopped_and_ended,
     a_set_resumes_every_topic_exactly_after_breaks_at_random_points,
     a_set_s_events_name_their_topic_and_keep_their_own_type,
     a_set_writes_its_topics_in_publish_order,
@@ -1018,19 +1018,17 @@ on_both_backends!(
     a_set_s_events_are_the_topic_s_events_retyped_and_reidentified,
 );
 
-/// Runs live on the instance that started them, whatever the backend: on
-/// a hub on Redis they behave as on the memory hub.
-async fn a_run_is_followed_resumed_stopped_and_ended_on_the_instance_that_started_it(
-    backend: Backend,
-) {
+/// A run followed, stopped, ended and resumed on the instance that started
+/// it: on Redis, through the run's own stream, as on the memory hub.
+async fn a_run_is_followed_resumed_stopped_and_ended(backend: Backend) {
     let hub = backend.hub(Hub::builder());
-    let run = hub.start_run().unwrap();
+    let run = hub.start_run().await.unwrap();
     let id = run.id().to_owned();
     let none = http::HeaderMap::new();
     let uri = http::Uri::from_static("/runs/x");
-    let mut follower = hub.follow_run(&id, &none, &uri).unwrap();
-    let first = run.send(Event::new().data("1")).unwrap();
-    run.send(Event::new().data("2")).unwrap();
+    let mut follower = hub.follow_run(&id, &none, &uri).await.unwrap();
+    let first = run.send(Event::new().data("1")).await.unwrap();
+    run.send(Event::new().data("2")).await.unwrap();
     assert_eq!(
         next(&mut follower).await.unwrap().data.as_deref(),
         Some("1")
@@ -1039,24 +1037,219 @@ async fn a_run_is_followed_resumed_stopped_and_ended_on_the_instance_that_starte
         next(&mut follower).await.unwrap().data.as_deref(),
         Some("2")
     );
-    assert!(hub.stop_run(&id));
+    assert!(hub.stop_run(&id).await.unwrap());
     tokio::time::timeout(Duration::from_secs(5), run.stopped())
         .await
         .expect("the producer learns of the stop at once");
-    run.finish(tower_sse::hub::RunEnd::stopped()).unwrap();
+    run.finish(tower_sse::hub::RunEnd::stopped()).await.unwrap();
     let end = next(&mut follower).await.unwrap();
     assert_eq!(end.event.as_deref(), Some(tower_sse::hub::RUN_END_EVENT));
     assert_eq!(end.data.as_deref(), Some("{\"outcome\":\"stopped\"}"));
     assert_eq!(next(&mut follower).await, None, "the stream ends");
     let mut headers = http::HeaderMap::new();
     headers.insert("last-event-id", first.to_string().parse().unwrap());
-    let mut resumed = hub.follow_run(&id, &headers, &uri).unwrap();
+    let mut resumed = hub.follow_run(&id, &headers, &uri).await.unwrap();
     assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("2"));
     assert!(next(&mut resumed).await.unwrap().event.is_some());
     assert_eq!(next(&mut resumed).await, None);
 }
 
 // Redis only: many instances, and Redis going away.
+
+/// Two instances of one app on one Redis (the second with a short lease
+/// and retention, as given).
+fn two_instances(backend: &Backend, lease: Duration, retention: Duration) -> (Hub, Hub) {
+    let builder = || {
+        Hub::builder()
+            .redis_run_lease(lease)
+            .run_retention(retention)
+    };
+    (backend.hub(builder()), backend.hub(builder()))
+}
+
+fn with_last_id(id: &str) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("last-event-id", id.parse().unwrap());
+    headers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_on_one_instance_is_followed_resumed_and_stopped_on_another() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let (a, b) = two_instances(&backend, Duration::from_secs(10), Duration::from_secs(1));
+    let uri = http::Uri::from_static("/runs/x");
+    let run = a.start_run().await.unwrap();
+    let id = run.id().to_owned();
+    // The producer on A: a token every 20 ms until someone stops it.
+    let producer = tokio::spawn(async move {
+        let mut sent = 0u32;
+        loop {
+            tokio::select! {
+                () = run.stopped() => break,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            sent += 1;
+            run.send(Event::new().data(sent.to_string())).await.unwrap();
+        }
+        let end = run.finish(tower_sse::hub::RunEnd::stopped()).await.unwrap();
+        (sent, end)
+    });
+    let mut on_b = b
+        .follow_run(&id, &http::HeaderMap::new(), &uri)
+        .await
+        .unwrap();
+    assert_eq!(on_b.how_it_started(), Start::Exact { replayed: 0 });
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(next(&mut on_b).await.unwrap());
+    }
+    // A reload lands on B again: it resumes after the second token.
+    let second = seen[1].id.clone().unwrap();
+    let mut resumed = b
+        .follow_run(&id, &with_last_id(&second), &uri)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut resumed).await.unwrap().data.as_deref(), Some("3"));
+    // Stopped from B: A's producer hears it and ends the run.
+    assert!(b.stop_run(&id).await.unwrap(), "the run runs");
+    let (sent, end) = tokio::time::timeout(Duration::from_secs(5), producer)
+        .await
+        .expect("the producer on A stops within 5 s")
+        .unwrap();
+    let mut rest = Vec::new();
+    while let Some(event) = next(&mut on_b).await {
+        rest.push(event);
+    }
+    let last = rest.pop().unwrap();
+    assert_eq!(last.event.as_deref(), Some(tower_sse::hub::RUN_END_EVENT));
+    assert_eq!(last.data.as_deref(), Some("{\"outcome\":\"stopped\"}"));
+    assert_eq!(last.id, Some(end.to_string()));
+    let data: Vec<String> = seen
+        .iter()
+        .chain(&rest)
+        .map(|event| event.data.clone().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=sent).map(|n| n.to_string()).collect();
+    assert_eq!(data, expected, "every token once, in order");
+    assert!(
+        !b.stop_run(&id).await.unwrap(),
+        "an ended run is not running"
+    );
+    assert!(!a.stop_run(&id).await.unwrap());
+    // A client that saw the end: 204, on either instance.
+    for hub in [&a, &b] {
+        let done = hub
+            .follow_run(&id, &with_last_id(&end.to_string()), &uri)
+            .await
+            .unwrap();
+        assert_eq!(done.how_it_started(), Start::Finished);
+    }
+    // Gone after its retention, on every instance.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    for hub in [&a, &b] {
+        let gone = hub.follow_run(&id, &http::HeaderMap::new(), &uri).await;
+        assert_eq!(gone.err().map(|e| e.kind()), Some(HubErrorKind::NoSuchRun));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_instance_dies_ends_as_failed_for_every_follower() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let lease = Duration::from_millis(600);
+    let uri = http::Uri::from_static("/runs/x");
+    // Instance A, on a runtime of its own that ends mid-run: its reader
+    // and its lease renewals end with it, the run unfinished.
+    let (redis_url, prefix) = (
+        backend.redis.as_ref().unwrap().url(),
+        backend.prefix.clone(),
+    );
+    let (id, first) = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let a = Hub::builder()
+                .redis(redis_url)
+                .redis_key_prefix(&prefix)
+                .redis_run_lease(lease)
+                .build()
+                .unwrap();
+            let run = a.start_run().await.unwrap();
+            let first = run.send(Event::new().data("1")).await.unwrap();
+            let id = run.id().to_owned();
+            // Killed: nothing of it runs again, not even its drop.
+            std::mem::forget(run);
+            (id, first)
+        })
+    })
+    .join()
+    .unwrap();
+    let b = backend.hub(Hub::builder().redis_run_lease(lease));
+    let mut follower = b
+        .follow_run(&id, &http::HeaderMap::new(), &uri)
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut follower).await.unwrap().data.as_deref(),
+        Some("1")
+    );
+    let started = std::time::Instant::now();
+    let end = next(&mut follower).await.expect("the run ends");
+    assert_eq!(end.event.as_deref(), Some(tower_sse::hub::RUN_END_EVENT));
+    let outcome: serde_json::Value = serde_json::from_str(end.data.as_deref().unwrap()).unwrap();
+    assert_eq!(outcome["outcome"], "failed");
+    assert!(
+        outcome["reason"].as_str().unwrap().contains("producer"),
+        "{outcome}"
+    );
+    assert_eq!(next(&mut follower).await, None, "and the stream ends");
+    eprintln!("the run ended {:?} after the follow", started.elapsed());
+    // A reload resumes to the same end.
+    let mut resumed = b
+        .follow_run(&id, &with_last_id(&first.to_string()), &uri)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut resumed).await.unwrap(), end);
+    assert_eq!(next(&mut resumed).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_of_no_run_is_a_404_and_run_names_are_not_topics() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let hub = backend.hub(Hub::builder());
+    let uri = http::Uri::from_static("/runs/x");
+    let none = http::HeaderMap::new();
+    for id in [
+        "0123456789abcdef0123456789abcdef",
+        "x",
+        "0123456789abcdef0123456789abcde}",
+        "",
+    ] {
+        let error = hub.follow_run(id, &none, &uri).await.err().unwrap();
+        assert_eq!(error.kind(), HubErrorKind::NoSuchRun, "{id:?}");
+        assert!(!hub.stop_run(id).await.unwrap());
+    }
+    let run = hub.start_run().await.unwrap();
+    let name = format!("\0{}", run.id());
+    let refused = hub
+        .publish(&name, Event::new().data("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), HubErrorKind::BadTopic);
+    let refused = hub.subscribe(&name, None).await.err().unwrap();
+    assert_eq!(refused.kind(), HubErrorKind::BadTopic);
+    assert_eq!(
+        refused.into_http_response().status(),
+        http::StatusCode::BAD_REQUEST
+    );
+    run.finish(tower_sse::hub::RunEnd::completed())
+        .await
+        .unwrap();
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_deliver_one_order_under_concurrent_publishing() {

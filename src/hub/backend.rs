@@ -46,6 +46,26 @@ pub(super) trait Backend: Send + Sync + fmt::Debug {
         asked: Asked<'a>,
     ) -> BoxFuture<'a, Result<(), HubError>>;
 
+    /// Starts the run `run` in the log, held by this instance (its lease,
+    /// renewed by the reader while the run is in `Shared::runs`): a
+    /// follower on any instance finds it there.
+    fn start_run<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<(), HubError>>;
+
+    /// Appends `event` to the run `run`'s log, as its last event with
+    /// `end`; gives its id, and whether someone asked the run to stop.
+    /// Refused (`NoSuchRun`) once the run ended (its producer's lease
+    /// lapsed, say) or is gone.
+    fn run_append<'a>(
+        &'a self,
+        run: &'a str,
+        event: Event,
+        end: bool,
+    ) -> BoxFuture<'a, Result<(EventId, bool), (HubError, Event)>>;
+
+    /// Asks the producer of `run`, on whichever instance holds it, to
+    /// stop; gives whether the run still runs.
+    fn stop_run<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<bool, HubError>>;
+
     /// The backend's state, for `Hub::health`. Cheap: no call out.
     fn health(&self) -> Health;
 

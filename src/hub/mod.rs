@@ -147,6 +147,11 @@ use crate::{
     Event,
 };
 
+/// What the name of a run's topic starts with, on a hub with a backend
+/// (followers there read a run as a topic fed from the backend's log): a
+/// name no app can give (`publish` and `subscribe` refuse it).
+const RUN_TOPIC: char = '\0';
+
 /// The longest topic name: longer names are refused with
 /// [`HubErrorKind::TopicTooLong`].
 pub const MAX_TOPIC_LEN: usize = 256;
@@ -297,6 +302,9 @@ impl Hub {
             if topic.len() > MAX_TOPIC_LEN {
                 return Err(PublishError::new(HubErrorKind::TopicTooLong, event));
             }
+            if topic.starts_with(RUN_TOPIC) {
+                return Err(PublishError::new(HubErrorKind::BadTopic, event));
+            }
             return backend
                 .publish(topic, event)
                 .await
@@ -380,8 +388,20 @@ impl Hub {
         topic: &str,
         asked: Asked<'_>,
     ) -> Result<Subscription, HubError> {
-        let now = Instant::now();
-        let found = self.topic(topic, now, true).map_err(HubError::new)?;
+        let found = self
+            .topic(topic, Instant::now(), true)
+            .map_err(HubError::new)?;
+        self.subscribe_found(topic, found, asked).await
+    }
+
+    /// Subscribes to `found` (the topic `topic`, already counted as one
+    /// more subscriber), getting it ready with the backend first.
+    async fn subscribe_found(
+        &self,
+        topic: &str,
+        found: Arc<Topic>,
+        asked: Asked<'_>,
+    ) -> Result<Subscription, HubError> {
         if let Some(backend) = &self.shared.backend {
             // Counted as a subscriber by `topic`: uncounted if this fails,
             // or if the caller drops the future while the backend answers.
@@ -391,8 +411,12 @@ impl Hub {
             backend.clone().prepare(topic, &found, asked).await?;
             counted.0 = None;
         }
-        let now = Instant::now();
-        let (start, slot) = found.start(asked, self.shared.config.retention, now);
+        let retention = if found.run {
+            self.shared.runs.retention()
+        } else {
+            self.shared.config.retention
+        };
+        let (start, slot) = found.start(asked, retention, Instant::now());
         let first = self.first_event(&start, asked);
         Ok(Subscription::new(
             self.shared.clone(),
@@ -434,7 +458,7 @@ impl Hub {
     /// # Errors
     ///
     /// As [`subscribe`](Hub::subscribe), for any of the topics; also
-    /// [`HubErrorKind::BadTopicSet`] for a set larger than
+    /// [`HubErrorKind::BadTopic`] for a set larger than
     /// [`max_topics_per_subscription`](HubBuilder::max_topics_per_subscription),
     /// and [`HubErrorKind::ClientLimit`] when `client` already holds its
     /// bound.
@@ -446,14 +470,14 @@ impl Hub {
     ) -> Result<Subscription, HubError> {
         if topics.len() > self.shared.config.max_set {
             return Err(HubError {
-                kind: HubErrorKind::BadTopicSet,
+                kind: HubErrorKind::BadTopic,
                 detail: Some("more topics than max_topics_per_subscription".into()),
             });
         }
         if client.is_some() && topics.len() > self.shared.clients.max_topics() {
             // It would never fit: not a bound to come back to later.
             return Err(HubError {
-                kind: HubErrorKind::BadTopicSet,
+                kind: HubErrorKind::BadTopic,
                 detail: Some("more topics than client_limit allows one client".into()),
             });
         }
@@ -462,7 +486,7 @@ impl Hub {
             .any(|topic| topic == &*self.shared.config.gap_event)
         {
             return Err(HubError {
-                kind: HubErrorKind::BadTopicSet,
+                kind: HubErrorKind::BadTopic,
                 detail: Some("a topic is named as the hub's gap event type".into()),
             });
         }
@@ -568,7 +592,23 @@ impl Hub {
     /// one more subscriber while the map is locked (so that no sweep drops
     /// it in between).
     fn topic(&self, name: &str, now: Instant, subscribe: bool) -> Result<Arc<Topic>, HubErrorKind> {
-        if name.len() > MAX_TOPIC_LEN {
+        if name.starts_with(RUN_TOPIC) {
+            return Err(HubErrorKind::BadTopic);
+        }
+        self.topic_of(name, now, subscribe, false)
+    }
+
+    /// `topic`, for a run's topic too (`run`: made as one; its name starts
+    /// with `RUN_TOPIC`).
+    fn topic_of(
+        &self,
+        name: &str,
+        now: Instant,
+        subscribe: bool,
+        run: bool,
+    ) -> Result<Arc<Topic>, HubErrorKind> {
+        // A run's name is its mark and an id of 32 characters.
+        if !run && name.len() > MAX_TOPIC_LEN {
             return Err(HubErrorKind::TopicTooLong);
         }
         let config = &self.shared.config;
@@ -598,7 +638,9 @@ impl Hub {
                 let epoch = topics.seed.wrapping_add(topics.made) & id::EPOCH_MASK;
                 topics.made += 1;
                 let label = config.topic_labels.then_some(name);
-                let made = Arc::new(Topic::new(epoch, now, label, self.is_backed()));
+                let mut made = Topic::new(epoch, now, label, self.is_backed());
+                made.run = run;
+                let made = Arc::new(made);
                 topics.map.insert(name.into(), made.clone());
                 made
             }
@@ -847,7 +889,7 @@ impl HubBuilder {
 
     /// The most topics one [`subscribe_set`](Hub::subscribe_set) may ask
     /// for, from 1 to [`MAX_TOPICS_PER_SUBSCRIPTION`]: a larger set is
-    /// refused with [`HubErrorKind::BadTopicSet`] (`400`). Default: 64.
+    /// refused with [`HubErrorKind::BadTopic`] (`400`). Default: 64.
     pub fn max_topics_per_subscription(mut self, topics: usize) -> Self {
         self.max_set = topics;
         self
@@ -922,6 +964,7 @@ impl HubBuilder {
             }
         };
         let now = Instant::now();
+        let run_config = self.run_config();
         let hub = Hub {
             shared: Arc::new(Shared {
                 config: Config {
@@ -937,11 +980,7 @@ impl HubBuilder {
                     self.client_limit.0,
                     self.client_limit.1,
                 )),
-                runs: run::Runs::new(run::RunConfig {
-                    history: self.run_history,
-                    retention: self.run_retention,
-                    max: self.max_runs,
-                }),
+                runs: run::Runs::new(run_config),
                 topics: Mutex::new(Topics {
                     map: HashMap::new(),
                     seed: random_u64(),
@@ -959,6 +998,14 @@ impl HubBuilder {
         Ok(hub)
     }
 
+    fn run_config(&self) -> run::RunConfig {
+        run::RunConfig {
+            history: self.run_history,
+            retention: self.run_retention,
+            max: self.max_runs,
+        }
+    }
+
     /// The backend the settings ask for (`None`: the memory hub), or the
     /// first of its settings out of range. The one place that chooses.
     fn backend(
@@ -966,7 +1013,9 @@ impl HubBuilder {
         retention: Retention,
     ) -> Result<Option<Arc<dyn Backend>>, HubConfigErrorKind> {
         #[cfg(feature = "redis")]
-        if let Some(backend) = redis::Backend::new(&self.redis, retention, self.idle_timeout)? {
+        if let Some(backend) =
+            redis::Backend::new(&self.redis, retention, self.idle_timeout, self.run_config())?
+        {
             return Ok(Some(Arc::new(backend)));
         }
         let _ = retention;
@@ -1034,11 +1083,13 @@ pub enum HubErrorKind {
     /// The hub holds [`max_runs`](HubBuilder::max_runs) runs, all still
     /// running (a finished one makes room for a new one).
     TooManyRuns,
-    /// A [`TopicSet`] that cannot be: no topic, a name empty or with a CR,
-    /// LF or NUL, a query string that does not decode, or more topics than
+    /// A topic name or a [`TopicSet`] that cannot be: a name starting with
+    /// NUL (the hub's runs use those); a set with no topic, a name empty or
+    /// with a CR, LF or NUL, a query string that does not decode, or more
+    /// topics than
     /// [`max_topics_per_subscription`](HubBuilder::max_topics_per_subscription).
     /// Answered `400`: asking again will not help.
-    BadTopicSet,
+    BadTopic,
     /// The app refused a topic of the set ([`TopicSet::check`]). Answered
     /// `403`, so that `EventSource` stops.
     NotAllowed,
@@ -1066,7 +1117,7 @@ impl fmt::Display for HubErrorKind {
                 "no such run here: never started on this instance, or finished and gone"
             }
             HubErrorKind::TooManyRuns => "the hub holds its maximum number of runs",
-            HubErrorKind::BadTopicSet => "the topic set cannot be subscribed to",
+            HubErrorKind::BadTopic => "no such topic name or set can be",
             HubErrorKind::NotAllowed => "the request asks for a topic it may not read",
             HubErrorKind::ClientLimit => "the client holds its maximum of streams or topics",
         })

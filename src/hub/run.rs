@@ -52,10 +52,16 @@ pub(super) struct RunConfig {
 }
 
 struct RunEntry {
-    topic: Arc<Topic>,
+    /// The run's history on the memory hub; `None` with a backend, whose
+    /// log holds it (followers on every instance read it as a topic fed
+    /// from there).
+    topic: Option<Arc<Topic>>,
     stop: StopFlag,
     /// When it finished; `None` while it runs.
     finished: Mutex<Option<Instant>>,
+    /// With a backend: when this instance last renewed its lease on the
+    /// run (see `Runs::to_renew`).
+    renewed: Mutex<Instant>,
 }
 
 impl RunEntry {
@@ -104,10 +110,69 @@ impl Runs {
         (!gone).then_some(entry)
     }
 
-    fn retention(&self) -> Retention {
+    pub(super) fn retention(&self) -> Retention {
         Retention {
             len: self.config.history,
             age: None,
+        }
+    }
+
+    /// With a backend: the runs produced here whose lease was last renewed
+    /// `every` ago or more, marked renewed now.
+    #[cfg_attr(not(hub_log), allow(dead_code))]
+    pub(super) fn to_renew(&self, every: Duration, now: Instant) -> Vec<Box<str>> {
+        let map = self.map(now);
+        map.runs
+            .iter()
+            .filter(|(_, entry)| entry.finished_at().is_none())
+            .filter_map(|(id, entry)| {
+                let mut renewed = entry.renewed.lock().unwrap_or_else(PoisonError::into_inner);
+                if now.saturating_duration_since(*renewed) < every {
+                    return None;
+                }
+                *renewed = now;
+                Some(id.clone())
+            })
+            .collect()
+    }
+
+    /// Raises the stop of the run `id` if it runs here; whether it does.
+    pub(super) fn stop(&self, id: &str) -> bool {
+        match self.get(id) {
+            Some(entry) if entry.finished_at().is_none() => {
+                entry.stop.raise();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `id` can be a run's id ([`Run::id`]: 32 lowercase hex digits);
+/// anything else is no run, looked up nowhere.
+fn is_run_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The last event of a run whose producer's instance stopped renewing its
+/// lease (a backend writes it for the producer).
+#[cfg_attr(not(hub_log), allow(dead_code))]
+pub(super) fn lapsed_end() -> Event {
+    RunEnd::failed("the run's producer stopped: its instance ended or lost Redis").into_event()
+}
+
+/// Takes a run out of the hub's map unless `started` (a start that failed,
+/// or whose future was dropped while the backend answered).
+struct Starting<'a> {
+    runs: &'a Runs,
+    id: &'a str,
+    started: bool,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if !self.started {
+            self.runs.map(Instant::now()).runs.remove(self.id);
         }
     }
 }
@@ -126,43 +191,68 @@ impl Hub {
     /// resumable for [`run_retention`](super::HubBuilder::run_retention),
     /// then is gone.
     ///
-    /// Runs live on the instance that started them, with the memory
-    /// backend and with Redis alike: a reconnect must reach that instance
-    /// (runs on Redis across instances are not built yet).
+    /// With the Redis backend the run lives in Redis (its own stream), and
+    /// every instance serves it: a reload that lands on another instance
+    /// resumes it there, and a stop sent to any instance reaches this one.
+    /// This instance holds a lease on the run while the producer runs,
+    /// renewed every second or so; if it ends (killed, or cut from Redis),
+    /// the lease lapses and the run ends as failed for every follower
+    /// (see `docs/runs.md`).
     ///
     /// # Errors
     ///
     /// [`HubErrorKind::TooManyRuns`] when the hub holds
-    /// [`max_runs`](super::HubBuilder::max_runs) runs.
-    pub fn start_run(&self) -> Result<Run, HubError> {
+    /// [`max_runs`](super::HubBuilder::max_runs) running runs (with a
+    /// backend: runs produced on this instance); with the Redis backend,
+    /// also [`HubErrorKind::Unavailable`] and
+    /// [`HubErrorKind::Misconfigured`] as for [`Hub::publish`].
+    pub async fn start_run(&self) -> Result<Run, HubError> {
         let runs = &self.shared.runs;
         let now = Instant::now();
-        let mut map = runs.map(now);
-        if map.runs.len() >= runs.config.max {
-            // Full: the run that finished first makes room (it is only
-            // kept for late reconnects); running runs are never dropped.
-            let oldest = map
-                .runs
-                .iter()
-                .filter_map(|(id, entry)| Some((entry.finished_at()?, id.clone())))
-                .min();
-            match oldest {
-                Some((_, id)) => {
-                    map.runs.remove(&id);
-                }
-                None => return Err(HubError::new(HubErrorKind::TooManyRuns)),
-            }
-        }
         let id = format!("{:016x}{:016x}", random_u64(), random_u64());
-        let epoch = random_u64() & id::EPOCH_MASK;
-        let label = self.shared.config.topic_labels.then_some(id.as_str());
+        let topic = match self.shared.backend {
+            Some(_) => None,
+            None => {
+                let epoch = random_u64() & id::EPOCH_MASK;
+                let label = self.shared.config.topic_labels.then_some(id.as_str());
+                Some(Arc::new(Topic::new_run(epoch, now, label)))
+            }
+        };
         let entry = Arc::new(RunEntry {
-            topic: Arc::new(Topic::new_run(epoch, now, label)),
+            topic,
             stop: StopFlag::default(),
             finished: Mutex::new(None),
+            renewed: Mutex::new(now),
         });
-        map.runs.insert(id.as_str().into(), entry.clone());
-        drop(map);
+        {
+            let mut map = runs.map(now);
+            if map.runs.len() >= runs.config.max {
+                // Full: the run that finished first makes room (it is only
+                // kept for late reconnects); running runs are never dropped.
+                let oldest = map
+                    .runs
+                    .iter()
+                    .filter_map(|(id, entry)| Some((entry.finished_at()?, id.clone())))
+                    .min();
+                match oldest {
+                    Some((_, id)) => {
+                        map.runs.remove(&id);
+                    }
+                    None => return Err(HubError::new(HubErrorKind::TooManyRuns)),
+                }
+            }
+            map.runs.insert(id.as_str().into(), entry.clone());
+        }
+        let mut starting = Starting {
+            runs,
+            id: &id,
+            started: false,
+        };
+        if let Some(backend) = &self.shared.backend {
+            backend.start_run(&id).await?;
+        }
+        starting.started = true;
+        drop(starting);
         Ok(Run {
             hub: self.clone(),
             id,
@@ -182,20 +272,25 @@ impl Hub {
     /// seen it gets [`Start::Finished`](super::Start::Finished), answered
     /// `204 No Content` so that `EventSource` stops.
     ///
+    /// With the Redis backend, any instance follows any run (one round
+    /// trip to load it when it is new here); a run whose producer's lease
+    /// lapsed ends as failed when it is followed.
+    ///
     /// # Errors
     ///
-    /// [`HubErrorKind::NoSuchRun`] (answered `404`) when the hub holds no
-    /// such run: never started here, or finished longer than its retention
-    /// ago.
-    pub fn follow_run(
+    /// [`HubErrorKind::NoSuchRun`] (answered `404`) when there is no such
+    /// run: never started (on this instance, for the memory hub), or
+    /// finished longer than its retention ago; with the Redis backend, as
+    /// [`Hub::subscribe`] too.
+    pub async fn follow_run(
         &self,
         run: &str,
         headers: &http::HeaderMap,
         uri: &http::Uri,
     ) -> Result<Subscription, HubError> {
-        let Some(entry) = self.shared.runs.get(run) else {
+        if !is_run_id(run) {
             return Err(HubError::new(HubErrorKind::NoSuchRun));
-        };
+        }
         let from_query;
         // An empty header (or one of spaces) says nothing: the query may.
         let header = headers
@@ -208,36 +303,57 @@ impl Hub {
                 Asked::from_bytes(from_query.as_deref())
             }
         };
-        let topic = entry.topic.clone();
+        if self.shared.backend.is_some() {
+            let mut name = String::with_capacity(1 + run.len());
+            name.push(super::RUN_TOPIC);
+            name.push_str(run);
+            let found = self
+                .topic_of(&name, Instant::now(), true, true)
+                .map_err(HubError::new)?;
+            return self.subscribe_found(&name, found, asked).await;
+        }
+        let Some(topic) = self
+            .shared
+            .runs
+            .get(run)
+            .and_then(|entry| entry.topic.clone())
+        else {
+            return Err(HubError::new(HubErrorKind::NoSuchRun));
+        };
         topic.subscribers.fetch_add(1, Ordering::AcqRel);
-        let retention = self.shared.runs.retention();
-        let (opening, slot) = topic.start(asked, retention, Instant::now());
-        let first = self.first_event(&opening, asked);
-        Ok(Subscription::new(
-            self.shared.clone(),
-            topic,
-            opening.next,
-            opening.how,
-            first,
-            slot,
-        ))
+        self.subscribe_found(run, topic, asked).await
     }
 
     /// Asks the run `run` to stop: its producer's [`Run::stopped`]
     /// resolves at once, and the producer ends the run (its followers then
     /// see the end it writes, [`RunEnd::stopped`] by default). Returns
-    /// whether such a run is running here.
-    pub fn stop_run(&self, run: &str) -> bool {
-        match self.shared.runs.get(run) {
-            Some(entry) if !entry.topic.is_finished() => {
-                entry.stop.raise();
-                true
-            }
-            _ => false,
+    /// whether such a run is running.
+    ///
+    /// With the Redis backend the stop reaches the producer on whichever
+    /// instance it runs (at once over Redis pub/sub; within a second or so
+    /// if that message is lost, when the producer's instance renews its
+    /// lease).
+    ///
+    /// # Errors
+    ///
+    /// With the Redis backend, [`HubErrorKind::Unavailable`] and
+    /// [`HubErrorKind::Misconfigured`] as for [`Hub::publish`], for a run
+    /// not produced on this instance. The memory hub never fails.
+    pub async fn stop_run(&self, run: &str) -> Result<bool, HubError> {
+        if !is_run_id(run) {
+            return Ok(false);
+        }
+        if self.shared.runs.stop(run) {
+            return Ok(true);
+        }
+        match &self.shared.backend {
+            Some(backend) => backend.stop_run(run).await,
+            None => Ok(false),
         }
     }
 
-    /// How many runs the hub holds now, running and finished.
+    /// How many runs the hub holds now, running and finished (with a
+    /// backend: the runs produced on this instance that still run).
     pub fn run_count(&self) -> usize {
         self.shared.runs.map(Instant::now()).runs.len()
     }
@@ -298,21 +414,49 @@ impl Run {
         &self.id
     }
 
-    /// Appends `event` to the run; followers get it at once. Never waits.
+    /// Appends `event` to the run; followers get it at once. The memory
+    /// hub never waits; with Redis, this is one round trip.
     ///
     /// # Errors
     ///
-    /// [`PublishError`] ([`HubErrorKind::IdSet`]), which gives the event
-    /// back, when it already has an id: the hub gives ids.
-    pub fn send(&self, event: Event) -> Result<EventId, PublishError> {
+    /// [`PublishError`], which gives the event back: [`HubErrorKind::IdSet`]
+    /// when it already has an id (the hub gives ids);
+    /// [`HubErrorKind::NoSuchRun`] when the run ended without this
+    /// producer (with Redis: its lease lapsed, and another instance ended
+    /// it as failed; stop the work); with Redis, as [`Hub::publish`].
+    pub async fn send(&self, event: Event) -> Result<EventId, PublishError> {
         if event.has_id() {
             return Err(PublishError::new(HubErrorKind::IdSet, event));
         }
+        let Some(topic) = &self.entry.topic else {
+            return self.append(event, false).await;
+        };
         let retention = self.hub.shared.runs.retention();
-        self.entry
-            .topic
+        topic
             .publish(event, retention, Instant::now())
             .map_err(|event| PublishError::new(HubErrorKind::NoSuchRun, event))
+    }
+
+    /// Appends to the run's log in the backend, raising the stop flag if
+    /// someone asked for it (or if the run ended without this producer).
+    async fn append(&self, event: Event, end: bool) -> Result<EventId, PublishError> {
+        let Some(backend) = &self.hub.shared.backend else {
+            unreachable!("a run without a topic has a backend");
+        };
+        match backend.run_append(&self.id, event, end).await {
+            Ok((id, stop)) => {
+                if stop {
+                    self.entry.stop.raise();
+                }
+                Ok(id)
+            }
+            Err((error, event)) => {
+                if error.kind() == HubErrorKind::NoSuchRun {
+                    self.entry.stop.raise();
+                }
+                Err(PublishError { error, event })
+            }
+        }
     }
 
     /// Whether someone asked the run to stop ([`Hub::stop_run`]).
@@ -328,9 +472,22 @@ impl Run {
         }
     }
 
-    /// How many clients follow the run now.
+    /// How many clients follow the run now (with a backend: on this
+    /// instance).
     pub fn followers(&self) -> usize {
-        self.entry.topic.subscribers.load(Ordering::Acquire)
+        let count = |topic: &Topic| topic.subscribers.load(Ordering::Acquire);
+        if let Some(topic) = &self.entry.topic {
+            return count(topic);
+        }
+        let mut name = String::with_capacity(1 + self.id.len());
+        name.push(super::RUN_TOPIC);
+        name.push_str(&self.id);
+        self.hub
+            .shared
+            .topics()
+            .map
+            .get(name.as_str())
+            .map_or(0, |topic| count(topic))
     }
 
     /// Ends the run with `end`: its last event, after which every
@@ -342,40 +499,99 @@ impl Run {
     /// the end's [event](RunEnd::event) has an id (the hub gives ids); the
     /// run still ends, with the default [`RUN_END_EVENT`] for the same
     /// outcome, so that no follower waits for an end that never comes.
-    pub fn finish(mut self, end: RunEnd) -> Result<EventId, PublishError> {
+    /// With Redis, as [`Run::send`]: a run whose end could not be written
+    /// (Redis unreachable) ends as failed once its lease lapses.
+    pub async fn finish(mut self, end: RunEnd) -> Result<EventId, PublishError> {
         match end.event {
             Some(event) if event.has_id() => {
-                self.end(RunEnd::new(end.outcome));
+                // The error to give is the id's, whatever the end's fate.
+                let _ = self.end(RunEnd::new(end.outcome)).await;
                 Err(PublishError::new(HubErrorKind::IdSet, event))
             }
-            _ => Ok(self.end(end)),
+            _ => self.end(end).await,
         }
     }
 
-    fn end(&mut self, end: RunEnd) -> EventId {
+    /// Marks the run finished here (with a backend: no more lease
+    /// renewals), then writes its last event.
+    async fn end(&mut self, end: RunEnd) -> Result<EventId, PublishError> {
+        if self.entry.topic.is_some() {
+            return Ok(self.end_in_memory(end));
+        }
         self.finished = true;
+        *self
+            .entry
+            .finished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        self.forget();
+        self.append(end.into_event(), true).await
+    }
+
+    /// `end` on the memory hub, which never waits.
+    fn end_in_memory(&mut self, end: RunEnd) -> EventId {
+        self.finished = true;
+        let Some(topic) = &self.entry.topic else {
+            unreachable!("called for a run on the memory hub");
+        };
         let retention = self.hub.shared.runs.retention();
-        let event = end.into_event();
         let now = Instant::now();
         *self
             .entry
             .finished
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(now);
-        match self.entry.topic.finish(event, retention, now) {
+        match topic.finish(end.into_event(), retention, now) {
             Ok(id) => id,
             // Only `finish` ends a run, and it takes the run.
-            Err(_) => EventId::memory(self.entry.topic.epoch, 0),
+            Err(_) => EventId::memory(topic.epoch, 0),
         }
+    }
+
+    /// With a backend, takes the run out of the hub's map (its log keeps
+    /// it; the map only holds what this instance renews and stops).
+    fn forget(&self) {
+        let runs = &self.hub.shared.runs;
+        runs.map(Instant::now()).runs.remove(self.id.as_str());
     }
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
-        if !self.finished {
-            self.end(RunEnd::failed("the producer dropped the run unfinished"));
+        if self.finished {
+            return;
         }
+        let end = RunEnd::failed("the producer dropped the run unfinished");
+        if self.entry.topic.is_some() {
+            self.end_in_memory(end);
+            return;
+        }
+        self.finished = true;
+        self.forget();
+        self.end_later(end);
     }
+}
+
+impl Run {
+    /// With a backend: writes `end` from a task of its own, if there is a
+    /// runtime to run it; else (or if that fails) the lease lapses, and the
+    /// run ends as failed then.
+    #[cfg(hub_log)]
+    fn end_later(&mut self, end: RunEnd) {
+        let (Some(backend), Ok(runtime)) = (
+            self.hub.shared.backend.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let id = std::mem::take(&mut self.id);
+        runtime.spawn(async move {
+            let _ = backend.run_append(&id, end.into_event(), true).await;
+        });
+    }
+
+    #[cfg(not(hub_log))]
+    fn end_later(&mut self, _end: RunEnd) {}
 }
 
 impl fmt::Debug for Run {

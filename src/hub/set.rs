@@ -71,7 +71,7 @@ impl TopicSet {
     ///
     /// # Errors
     ///
-    /// [`HubErrorKind::BadTopicSet`] (answered `400`) when there is no
+    /// [`HubErrorKind::BadTopic`] (answered `400`) when there is no
     /// topic, a name is empty or has a CR, LF or NUL, or there are more
     /// than [`MAX_TOPICS_PER_SUBSCRIPTION`]; [`HubErrorKind::TopicTooLong`]
     /// when a name is longer than [`MAX_TOPIC_LEN`].
@@ -96,7 +96,7 @@ impl TopicSet {
     ///
     /// # Errors
     ///
-    /// As [`new`](TopicSet::new); also [`HubErrorKind::BadTopicSet`] for a
+    /// As [`new`](TopicSet::new); also [`HubErrorKind::BadTopic`] for a
     /// value that is not valid percent-encoded UTF-8.
     pub fn from_query(query: Option<&str>, param: &str) -> Result<Self, HubError> {
         let mut names = Vec::new();
@@ -167,7 +167,7 @@ impl fmt::Debug for TopicSet {
 
 fn bad_set(why: &'static str) -> HubError {
     HubError {
-        kind: HubErrorKind::BadTopicSet,
+        kind: HubErrorKind::BadTopic,
         detail: Some(why.into()),
     }
 }
@@ -911,14 +911,14 @@ mod tests {
             Some("topic=a%+9"),
         ] {
             let error = TopicSet::from_query(bad, "topic").unwrap_err();
-            assert_eq!(error.kind(), HubErrorKind::BadTopicSet, "{bad:?}");
+            assert_eq!(error.kind(), HubErrorKind::BadTopic, "{bad:?}");
         }
         let many = (0..=MAX_TOPICS_PER_SUBSCRIPTION)
             .map(|i| format!("topic={i}"))
             .collect::<Vec<_>>()
             .join("&");
         let error = TopicSet::from_query(Some(&many), "topic").unwrap_err();
-        assert_eq!(error.kind(), HubErrorKind::BadTopicSet);
+        assert_eq!(error.kind(), HubErrorKind::BadTopic);
         let long = format!("topic={}", "a".repeat(MAX_TOPIC_LEN + 1));
         let error = TopicSet::from_query(Some(&long), "topic").unwrap_err();
         assert_eq!(error.kind(), HubErrorKind::TopicTooLong);

@@ -802,12 +802,13 @@ fn extreme_durations_build_and_never_panic_later() {
 mod runs {
     use super::*;
 
-    fn follow(hub: &Hub, run: &str, last: Option<&str>) -> Result<Subscription, HubError> {
+    async fn follow(hub: &Hub, run: &str, last: Option<&str>) -> Result<Subscription, HubError> {
         let mut headers = http::HeaderMap::new();
         if let Some(last) = last {
             headers.insert("last-event-id", last.parse().unwrap());
         }
         hub.follow_run(run, &headers, &http::Uri::from_static("/runs/x"))
+            .await
     }
 
     /// Everything ready, and whether the stream has ended.
@@ -824,53 +825,54 @@ mod runs {
         }
     }
 
-    #[test]
-    fn a_follower_gets_every_event_from_the_first_then_the_end_and_its_stream_ends() {
+    #[tokio::test]
+    async fn a_follower_gets_every_event_from_the_first_then_the_end_and_its_stream_ends() {
         let hub = Hub::new();
-        let run = hub.start_run().unwrap();
+        let run = hub.start_run().await.unwrap();
         let id = run.id().to_owned();
-        run.send(Event::new().data("a")).unwrap();
-        let mut early = follow(&hub, &id, None).unwrap();
+        run.send(Event::new().data("a")).await.unwrap();
+        let mut early = follow(&hub, &id, None).await.unwrap();
         assert_eq!(early.how_it_started(), Start::Exact { replayed: 1 });
-        run.send(Event::new().data("b")).unwrap();
+        run.send(Event::new().data("b")).await.unwrap();
         let (seen, ended) = drain(&mut early);
         assert_eq!(data(&seen), ["a", "b"]);
         assert!(!ended, "the run goes on");
-        let last = run.finish(RunEnd::completed()).unwrap();
+        let last = run.finish(RunEnd::completed()).await.unwrap();
         let (seen, ended) = drain(&mut early);
         assert_eq!(seen[0].kind.as_deref(), Some(RUN_END_EVENT));
         assert_eq!(seen[0].data.as_deref(), Some("{\"outcome\":\"completed\"}"));
         assert_eq!(seen[0].id, Some(last.to_string()));
         assert!(ended, "the stream ends after the run's last event");
         // A late follower without an id gets it all, then the end.
-        let mut late = follow(&hub, &id, None).unwrap();
+        let mut late = follow(&hub, &id, None).await.unwrap();
         let (seen, ended) = drain(&mut late);
         assert_eq!(data(&seen)[..2], ["a", "b"]);
         assert!(ended && seen.len() == 3);
     }
 
-    #[test]
-    fn a_reconnect_resumes_after_its_id_and_one_that_saw_the_end_gets_204() {
+    #[tokio::test]
+    async fn a_reconnect_resumes_after_its_id_and_one_that_saw_the_end_gets_204() {
         let hub = Hub::new();
-        let run = hub.start_run().unwrap();
+        let run = hub.start_run().await.unwrap();
         let id = run.id().to_owned();
-        let first = run.send(Event::new().data("a")).unwrap();
-        run.send(Event::new().data("b")).unwrap();
+        let first = run.send(Event::new().data("a")).await.unwrap();
+        run.send(Event::new().data("b")).await.unwrap();
         let end = run
             .finish(RunEnd::stopped().event(Event::new().data("[DONE]")))
+            .await
             .unwrap();
-        let mut resumed = follow(&hub, &id, Some(&first.to_string())).unwrap();
+        let mut resumed = follow(&hub, &id, Some(&first.to_string())).await.unwrap();
         assert_eq!(resumed.how_it_started(), Start::Exact { replayed: 2 });
         let (seen, ended) = drain(&mut resumed);
         assert_eq!(data(&seen), ["b", "[DONE]"]);
         assert!(ended);
-        let done = follow(&hub, &id, Some(&end.to_string())).unwrap();
+        let done = follow(&hub, &id, Some(&end.to_string())).await.unwrap();
         assert_eq!(done.how_it_started(), Start::Finished);
         let response = done.into_http_response();
         assert_eq!(response.status(), http::StatusCode::NO_CONTENT);
         assert!(!response.headers().contains_key(http::header::CONTENT_TYPE));
         // An id that is not this run's: a gap, then everything.
-        let mut other = follow(&hub, &id, Some("not-an-id")).unwrap();
+        let mut other = follow(&hub, &id, Some("not-an-id")).await.unwrap();
         assert!(matches!(other.how_it_started(), Start::Gap { .. }));
         let (seen, ended) = drain(&mut other);
         assert_eq!(seen[0].kind.as_deref(), Some(DEFAULT_GAP_EVENT));
@@ -878,17 +880,20 @@ mod runs {
         assert!(ended);
     }
 
-    #[test]
-    fn a_fetch_client_resumes_with_the_query_parameter_read_like_the_header() {
+    #[tokio::test]
+    async fn a_fetch_client_resumes_with_the_query_parameter_read_like_the_header() {
         let hub = Hub::new();
-        let run = hub.start_run().unwrap();
+        let run = hub.start_run().await.unwrap();
         let id = run.id().to_owned();
-        let first = run.send(Event::new().data("a")).unwrap();
-        run.send(Event::new().data("b")).unwrap();
+        let first = run.send(Event::new().data("a")).await.unwrap();
+        run.send(Event::new().data("b")).await.unwrap();
         let uri: http::Uri = format!("/runs/{id}?x=1&last_event_id={first}")
             .parse()
             .unwrap();
-        let mut resumed = hub.follow_run(&id, &http::HeaderMap::new(), &uri).unwrap();
+        let mut resumed = hub
+            .follow_run(&id, &http::HeaderMap::new(), &uri)
+            .await
+            .unwrap();
         assert_eq!(data(&drain(&mut resumed).0), ["b"]);
         // Too long, or not decodable: a gap, never an error.
         for query in [
@@ -897,7 +902,10 @@ mod runs {
             "last_event_id=%zz".to_owned(),
         ] {
             let uri: http::Uri = format!("/runs/{id}?{query}").parse().unwrap();
-            let gap = hub.follow_run(&id, &http::HeaderMap::new(), &uri).unwrap();
+            let gap = hub
+                .follow_run(&id, &http::HeaderMap::new(), &uri)
+                .await
+                .unwrap();
             assert!(matches!(gap.how_it_started(), Start::Gap { .. }), "{query}");
         }
         // The header wins over the query.
@@ -906,25 +914,25 @@ mod runs {
         let uri: http::Uri = format!("/runs/{id}?last_event_id=nonsense")
             .parse()
             .unwrap();
-        let mut by_header = hub.follow_run(&id, &headers, &uri).unwrap();
+        let mut by_header = hub.follow_run(&id, &headers, &uri).await.unwrap();
         assert_eq!(data(&drain(&mut by_header).0), ["b"]);
     }
 
-    #[test]
-    fn stop_reaches_the_producer_at_once_and_a_dropped_run_ends_as_failed() {
+    #[tokio::test]
+    async fn stop_reaches_the_producer_at_once_and_a_dropped_run_ends_as_failed() {
         let hub = Hub::new();
-        let run = hub.start_run().unwrap();
+        let run = hub.start_run().await.unwrap();
         let id = run.id().to_owned();
         use std::future::Future as _;
         let mut stopped = Box::pin(run.stopped());
         let waker = futures_util::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
         assert!(stopped.as_mut().poll(&mut cx).is_pending());
-        assert!(hub.stop_run(&id));
+        assert!(hub.stop_run(&id).await.unwrap());
         assert!(run.is_stop_requested());
         assert!(stopped.as_mut().poll(&mut cx).is_ready());
-        assert!(!hub.stop_run("no-such-run"));
-        let mut follower = follow(&hub, &id, None).unwrap();
+        assert!(!hub.stop_run("no-such-run").await.unwrap());
+        let mut follower = follow(&hub, &id, None).await.unwrap();
         drop(run);
         let (seen, ended) = drain(&mut follower);
         assert_eq!(
@@ -932,30 +940,36 @@ mod runs {
             Some("{\"outcome\":\"failed\",\"reason\":\"the producer dropped the run unfinished\"}")
         );
         assert!(ended);
-        assert!(!hub.stop_run(&id), "a finished run cannot be stopped");
+        assert!(
+            !hub.stop_run(&id).await.unwrap(),
+            "a finished run cannot be stopped"
+        );
     }
 
-    #[test]
-    fn a_finished_run_is_gone_after_its_retention_and_runs_are_bounded() {
+    #[tokio::test]
+    async fn a_finished_run_is_gone_after_its_retention_and_runs_are_bounded() {
         let hub = Hub::builder()
             .run_retention(Duration::from_millis(50))
             .max_runs(2)
             .build()
             .unwrap();
-        let a = hub.start_run().unwrap();
+        let a = hub.start_run().await.unwrap();
         let a_id = a.id().to_owned();
-        let b = hub.start_run().unwrap();
+        let b = hub.start_run().await.unwrap();
         let b_id = b.id().to_owned();
         // Two running runs: a third is refused with a status fetch retries.
-        let full = hub.start_run().unwrap_err();
+        let full = hub.start_run().await.unwrap_err();
         assert_eq!(full.kind(), HubErrorKind::TooManyRuns);
         let response = full.into_http_response();
         assert_eq!(response.status(), http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "30");
-        a.finish(RunEnd::completed()).unwrap();
-        assert!(follow(&hub, &a_id, None).is_ok(), "resumable for a while");
+        a.finish(RunEnd::completed()).await.unwrap();
+        assert!(
+            follow(&hub, &a_id, None).await.is_ok(),
+            "resumable for a while"
+        );
         std::thread::sleep(Duration::from_millis(80));
-        let gone = follow(&hub, &a_id, None).unwrap_err();
+        let gone = follow(&hub, &a_id, None).await.unwrap_err();
         assert_eq!(gone.kind(), HubErrorKind::NoSuchRun);
         assert_eq!(
             gone.into_http_response().status(),
@@ -963,43 +977,46 @@ mod runs {
         );
         assert_eq!(hub.run_count(), 1);
         // A finished run makes room for a new one before its retention ends.
-        let c = hub.start_run().unwrap();
-        b.finish(RunEnd::completed()).unwrap();
-        let d = hub.start_run().unwrap();
+        let c = hub.start_run().await.unwrap();
+        b.finish(RunEnd::completed()).await.unwrap();
+        let d = hub.start_run().await.unwrap();
         assert_eq!(
-            follow(&hub, &b_id, None).unwrap_err().kind(),
+            follow(&hub, &b_id, None).await.unwrap_err().kind(),
             HubErrorKind::NoSuchRun,
             "the finished run made room"
         );
-        assert!(follow(&hub, c.id(), None).is_ok() && follow(&hub, d.id(), None).is_ok());
+        assert!(
+            follow(&hub, c.id(), None).await.is_ok() && follow(&hub, d.id(), None).await.is_ok()
+        );
     }
 
-    #[test]
-    fn an_empty_header_leaves_the_query_to_say_where_to_resume() {
+    #[tokio::test]
+    async fn an_empty_header_leaves_the_query_to_say_where_to_resume() {
         let hub = Hub::new();
-        let run = hub.start_run().unwrap();
+        let run = hub.start_run().await.unwrap();
         let id = run.id().to_owned();
-        let first = run.send(Event::new().data("a")).unwrap();
-        run.send(Event::new().data("b")).unwrap();
+        let first = run.send(Event::new().data("a")).await.unwrap();
+        run.send(Event::new().data("b")).await.unwrap();
         let uri: http::Uri = format!("/runs/{id}?last_event_id={first}").parse().unwrap();
         for empty in ["", " ", "  "] {
             let mut headers = http::HeaderMap::new();
             headers.insert("last-event-id", empty.parse().unwrap());
-            let mut resumed = hub.follow_run(&id, &headers, &uri).unwrap();
+            let mut resumed = hub.follow_run(&id, &headers, &uri).await.unwrap();
             assert_eq!(data(&drain(&mut resumed).0), ["b"], "{empty:?}");
         }
     }
 
-    #[test]
-    fn an_end_event_with_an_id_is_refused_and_the_run_still_ends() {
+    #[tokio::test]
+    async fn an_end_event_with_an_id_is_refused_and_the_run_still_ends() {
         let hub = Hub::new();
-        let run = hub.start_run().unwrap();
+        let run = hub.start_run().await.unwrap();
         let id = run.id().to_owned();
         let error = run
             .finish(RunEnd::completed().event(Event::new().id("7").unwrap().data("x")))
+            .await
             .unwrap_err();
         assert_eq!(error.kind(), HubErrorKind::IdSet);
-        let mut follower = follow(&hub, &id, None).unwrap();
+        let mut follower = follow(&hub, &id, None).await.unwrap();
         let (seen, ended) = drain(&mut follower);
         assert_eq!(seen[0].kind.as_deref(), Some(RUN_END_EVENT));
         assert!(ended);

@@ -153,4 +153,23 @@ impl HubBuilder {
         self.redis.key_ttl = ttl;
         self
     }
+
+    /// How long a run on Redis outlives its producer's instance: the
+    /// instance renews its lease on each of its runs (with each
+    /// [`Run::send`](crate::hub::Run::send), and every third of the lease
+    /// while the run sends nothing); an instance that is killed or cut
+    /// from Redis stops renewing, and once the lease lapses, the next
+    /// instance to look (one whose followers read nothing for a lease, or
+    /// any follow) ends the run as failed for every follower. Shorter
+    /// tells followers sooner, and costs a renewal more often for runs
+    /// that send nothing for long. Between 300 milliseconds and 10
+    /// minutes, else [`build`](HubBuilder::build) refuses it
+    /// ([`HubConfigErrorKind::RedisOutOfRange`](crate::hub::HubConfigErrorKind::RedisOutOfRange)).
+    /// Default: 10 seconds.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_run_lease(mut self, lease: Duration) -> Self {
+        self.redis.run_lease = lease;
+        self
+    }
 }

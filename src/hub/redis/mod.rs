@@ -29,6 +29,9 @@
 //!   reader watches the streams it reads every few seconds, in one script
 //!   for all of them. A loss ends every subscriber's stream there, and the
 //!   reconnect gets a gap event.
+//! - A run is a stream of its own, read by followers as a topic (see
+//!   `runs`); the instance that produces it holds a lease on it, and the
+//!   reader listens for stops of the runs produced here.
 //! - Publishing, priming and the reader's reads share a connection; the
 //!   subscriptions have their own (a subscribed connection takes no other
 //!   command), which the reader pings every `PING_EVERY` to learn that
@@ -57,7 +60,8 @@ use futures_core::future::BoxFuture;
 use super::{
     backend::Backend as HubBackend,
     id::StreamId,
-    topic::{Asked, LogEntry, Retention, Topic},
+    run::RunConfig,
+    topic::{Asked, Feed, LogEntry, Retention, Topic},
     EventId, HubError, Shared,
 };
 use crate::{jitter::random_between, Event};
@@ -74,6 +78,18 @@ pub(super) const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`HubBuilder::redis_outage_grace`](super::HubBuilder::redis_outage_grace):
 /// 5 seconds.
 pub(super) const DEFAULT_REDIS_OUTAGE_GRACE: Duration = Duration::from_secs(5);
+
+/// The default
+/// [`HubBuilder::redis_run_lease`](super::HubBuilder::redis_run_lease): 10
+/// seconds.
+pub(super) const DEFAULT_RUN_LEASE: Duration = Duration::from_secs(10);
+
+/// The shortest and longest
+/// [`HubBuilder::redis_run_lease`](super::HubBuilder::redis_run_lease):
+/// 300 milliseconds (three renewals within it, a ping apart at most,
+/// need a lease of a few pings) and 10 minutes.
+pub(super) const MIN_RUN_LEASE: Duration = Duration::from_millis(300);
+pub(super) const MAX_RUN_LEASE: Duration = Duration::from_secs(10 * 60);
 
 /// The default [`HubBuilder::redis_key_ttl`](super::HubBuilder::redis_key_ttl):
 /// 24 hours.
@@ -167,7 +183,8 @@ return id
 /// milliseconds gets that: the start entry of a quiet topic, which lives
 /// only the hub's idle timeout, must not expire under its subscribers.
 /// Streams without a time to live, or with a longer one (a publish renewed
-/// it), are left alone. Ids are compared as decimal text, exactly for any
+/// it), are left alone, and so are runs' streams (their id read comes
+/// with an `r` before it), which live as long as their run says. Ids are compared as decimal text, exactly for any
 /// 64-bit part (Lua's numbers are doubles).
 const WATCH: &str = r"
 local function before(a, b)
@@ -184,12 +201,14 @@ local lost = {}
 for i, key in ipairs(KEYS) do
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   local id = last and last[1] or '0-0'
-  if before(id, ARGV[i + 1]) then
+  local read, renew = ARGV[i + 1], true
+  if string.sub(read, 1, 1) == 'r' then read, renew = string.sub(read, 2), false end
+  if before(id, read) then
     lost[#lost + 1] = i - 1
     lost[#lost + 1] = id
   else
     local ttl = redis.call('PTTL', key)
-    if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', key, ARGV[1]) end
+    if renew and ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', key, ARGV[1]) end
   end
 end
 return lost
@@ -209,6 +228,8 @@ return redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
 "
 );
 
+mod runs;
+
 /// The settings of the Redis backend, as the builder records them.
 /// `Debug` shows the URL without its password: a builder or a build error
 /// printed in a log must not leak it.
@@ -221,6 +242,7 @@ pub(super) struct RedisSettings {
     pub(super) timeout: Duration,
     pub(super) grace: Duration,
     pub(super) key_ttl: Option<Duration>,
+    pub(super) run_lease: Duration,
     pub(super) tls: tls::TlsSettings,
 }
 
@@ -241,6 +263,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("timeout", &self.timeout)
             .field("grace", &self.grace)
             .field("key_ttl", &self.key_ttl)
+            .field("run_lease", &self.run_lease)
             .finish_non_exhaustive()
     }
 }
@@ -275,6 +298,7 @@ impl Default for RedisSettings {
             timeout: DEFAULT_REDIS_TIMEOUT,
             grace: DEFAULT_REDIS_OUTAGE_GRACE,
             key_ttl: Some(DEFAULT_REDIS_KEY_TTL),
+            run_lease: DEFAULT_RUN_LEASE,
             tls: tls::TlsSettings::default(),
         }
     }
@@ -395,6 +419,13 @@ pub(super) struct Backend {
     retention: Retention,
     /// The reader has failed for longer than the grace.
     unavailable: AtomicBool,
+    /// This instance's id, which its leases on runs hold (random).
+    instance: Box<str>,
+    run_lease: Duration,
+    run_config: RunConfig,
+    run_scripts: runs::RunScripts,
+    /// When the reader last looked for followed runs whose lease lapsed.
+    lapse_checked: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -413,6 +444,7 @@ impl Backend {
         settings: &RedisSettings,
         retention: Retention,
         idle_timeout: Duration,
+        run_config: RunConfig,
     ) -> Result<Option<Self>, super::HubConfigErrorKind> {
         let server = match (&settings.url, &settings.cluster) {
             (None, None) => return Ok(None),
@@ -445,7 +477,10 @@ impl Backend {
             || settings
                 .key_ttl
                 .is_some_and(|ttl| ttl.is_zero() || ttl > MAX_REDIS_KEY_TTL)
-            || i64::try_from(retention.len).is_err();
+            || i64::try_from(retention.len).is_err()
+            || i64::try_from(run_config.history).is_err()
+            || settings.run_lease < MIN_RUN_LEASE
+            || settings.run_lease > MAX_RUN_LEASE;
         if out_of_range {
             return Err(super::HubConfigErrorKind::RedisOutOfRange);
         }
@@ -479,13 +514,23 @@ impl Backend {
             history: retention.len,
             retention,
             unavailable: AtomicBool::new(false),
+            instance: format!("{:016x}", crate::jitter::random_u64()).into(),
+            run_lease: settings.run_lease,
+            run_config,
+            run_scripts: runs::RunScripts::new(),
+            lapse_checked: std::sync::Mutex::new(None),
         }))
     }
 
     /// The stream (and channel) of `topic`: the prefix, then the topic's
     /// name in braces, a hash tag, so that on a Redis Cluster everything
     /// of one topic is in one slot, and topics spread over the slots.
+    /// A run's topic (its name starts with `RUN_TOPIC`) is the run's
+    /// stream (see `runs`).
     fn key(&self, topic: &str) -> String {
+        if let Some(run) = topic.strip_prefix(super::RUN_TOPIC) {
+            return self.run_key(run, "");
+        }
         let mut key = String::with_capacity(self.prefix.len() + topic.len() + 2);
         key.push_str(&self.prefix);
         key.push('{');
@@ -810,6 +855,9 @@ impl Backend {
         let Some(feed) = topic.feed.as_deref() else {
             return Ok(());
         };
+        if topic.run {
+            return self.prepare_run(name, topic, feed).await;
+        }
         let deadline = self.deadline();
         let work = async {
             let key = self.key(name);
@@ -835,21 +883,7 @@ impl Backend {
                     self.wake_reader();
                 }
             }
-            // Once the reader listens to the topic's announcements, every
-            // later publish reaches this instance in publish order (what a
-            // set's subscription writes its topics' events in); until then
-            // they come by the reader's catch-up read, in id order. Not an
-            // error if it takes longer: the catch-up read follows.
-            let listening = async {
-                loop {
-                    let subscribed = self.subscribed.notified();
-                    if feed.listening.load(Ordering::Acquire) {
-                        return;
-                    }
-                    subscribed.await;
-                }
-            };
-            let _ = tokio::time::timeout_at(deadline, listening).await;
+            self.until_listening(feed, deadline).await;
             let asked = match asked {
                 Asked::Id(text) => StreamId::parse(text.as_bytes()),
                 _ => None,
@@ -867,6 +901,36 @@ impl Backend {
             .await
             .unwrap_or_else(|_| Err(timed_out()))
             .map_err(|error| self.record.failed(Call::Load, &error))
+    }
+
+    /// Waits until the reader listens to the topic's announcements (or
+    /// until `deadline`): every later publish then reaches this instance in
+    /// publish order (what a set's subscription writes its topics' events
+    /// in); until then they come by the reader's catch-up read, in id
+    /// order. Not an error if it takes longer: the catch-up read follows.
+    async fn until_listening(&self, feed: &Feed, deadline: tokio::time::Instant) {
+        let listening = async {
+            loop {
+                let subscribed = self.subscribed.notified();
+                if feed.listening.load(Ordering::Acquire) {
+                    return;
+                }
+                subscribed.await;
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, listening).await;
+    }
+
+    /// What a topic's history keeps: a run's, or a topic's.
+    fn retention_of(&self, topic: &Topic) -> Retention {
+        if topic.run {
+            Retention {
+                len: self.run_config.history,
+                age: None,
+            }
+        } else {
+            self.retention
+        }
     }
 
     /// Appends what the stream holds after the topic's last entry (a few
@@ -902,7 +966,7 @@ impl Backend {
                 .arg(last.to_string())
                 .arg("+")
                 .arg("COUNT")
-                .arg(self.history.saturating_add(1));
+                .arg(self.retention_of(topic).len.saturating_add(1));
             let value = self.query(&cmd, deadline, Retry::Safe).await?;
             let entries = parse_entries(&value);
             if entries.is_empty() {
@@ -914,8 +978,9 @@ impl Backend {
                 // Appended to since: read again.
                 continue;
             }
-            topic.append(&entries, false, self.retention, Instant::now());
-            if entries.len() <= self.history {
+            let retention = self.retention_of(topic);
+            topic.append(&entries, false, retention, Instant::now());
+            if entries.len() <= retention.len {
                 return Ok(());
             }
         }
@@ -949,7 +1014,9 @@ impl Backend {
         deadline: tokio::time::Instant,
     ) {
         topic.lost_entries(stream_last);
-        if stream_last == StreamId::ZERO {
+        // A run's stream is made by its start only: one that is gone has
+        // ended (its follow answers `NoSuchRun`).
+        if stream_last == StreamId::ZERO && !topic.run {
             let _ = self.load_latest(key, topic, false, deadline).await;
         }
     }
@@ -1052,12 +1119,13 @@ fn parse_entries(value: &Value) -> Vec<LogEntry> {
                 return None;
             };
             let id = StreamId::parse(as_bytes(id)?)?;
-            let (mut prev, mut data, mut start) = (None, None, false);
+            let (mut prev, mut data, mut start, mut end) = (None, None, false, false);
             let mut foreign = LogEntry {
                 id,
                 prev: StreamId::ZERO,
                 fields: None,
                 start: false,
+                end: false,
             };
             let fields = match fields {
                 Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect::<Vec<_>>(),
@@ -1071,12 +1139,14 @@ fn parse_entries(value: &Value) -> Vec<LogEntry> {
                     Some(b"p") => prev = as_bytes(value).and_then(StreamId::parse),
                     Some(b"d") => data = as_bytes(value).map(<[u8]>::to_vec),
                     Some(b"s") => start = true,
+                    Some(b"e") => end = true,
                     _ => {}
                 }
             }
             if let (Some(prev), Some(data)) = (prev, data) {
                 foreign.prev = prev;
                 foreign.fields = Some(data);
+                foreign.end = end;
             } else if start {
                 foreign.start = true;
             }
@@ -1103,6 +1173,23 @@ impl HubBackend for Backend {
         asked: Asked<'a>,
     ) -> BoxFuture<'a, Result<(), HubError>> {
         Box::pin(async move { self.prepare_topic(name, found, asked).await })
+    }
+
+    fn start_run<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<(), HubError>> {
+        Box::pin(self.start_run_log(run))
+    }
+
+    fn run_append<'a>(
+        &'a self,
+        run: &'a str,
+        event: Event,
+        end: bool,
+    ) -> BoxFuture<'a, Result<(EventId, bool), (HubError, Event)>> {
+        Box::pin(self.append_run(run, event, end))
+    }
+
+    fn stop_run<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<bool, HubError>> {
+        Box::pin(self.stop_run_log(run))
     }
 
     fn health(&self) -> super::Health {
@@ -1362,6 +1449,13 @@ impl Reader {
                 }
             });
         }
+        // Stops of the runs produced here.
+        let sent = Instant::now();
+        match tokio::time::timeout(backend.timeout, sink.subscribe(backend.stop_channel())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return failed(error, sent, false),
+            Err(_) => return failed(timed_out(), sent, false),
+        }
         // Subscribed to on this connection; announcements may have been
         // missed before: every topic subscribed to is read once.
         let mut subscribed: HashSet<Box<str>> = HashSet::new();
@@ -1502,6 +1596,7 @@ impl Reader {
                         Ok(()) => {
                             if let Some(hub) = self.shared.upgrade() {
                                 self.succeeded(&hub);
+                                backend.tend_runs(&hub, &subscribed).await;
                             }
                         }
                         Err(error) => self.failed(&error, sent),
@@ -1517,12 +1612,33 @@ impl Reader {
     /// Marks the topic a message announces to be read, and notes the
     /// entry's place among the announcements (Redis runs publishes one at
     /// a time and sends their announcements in that order).
+    ///
+    /// A run's channel (`run:{id}`) announces the topic of its followers
+    /// here; this instance's stop channel, the id of a run produced here
+    /// that someone asked to stop.
     fn announced(&self, message: &redis::Msg, to_read: &mut ToRead) {
-        let Some(name) = message
+        let Some(channel) = message
             .get_channel_name()
             .strip_prefix(&*self.backend.prefix)
-            .and_then(|name| name.strip_prefix('{')?.strip_suffix('}'))
         else {
+            return;
+        };
+        let run_name;
+        let name = if let Some(name) = channel.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+            name
+        } else if let Some(run) = channel
+            .strip_prefix("run:{")
+            .and_then(|run| run.strip_suffix('}'))
+        {
+            run_name = format!("{}{run}", super::RUN_TOPIC);
+            &run_name
+        } else {
+            if message.get_channel_name() == self.backend.stop_channel() {
+                let run = String::from_utf8_lossy(message.get_payload_bytes());
+                if let Some(hub) = self.shared.upgrade() {
+                    hub.runs.stop(&run);
+                }
+            }
             return;
         };
         let place = to_read.noted;
@@ -1581,7 +1697,7 @@ impl Reader {
                 .arg(last.to_string())
                 .arg("+")
                 .arg("COUNT")
-                .arg(backend.history.saturating_add(1));
+                .arg(backend.retention_of(topic).len.saturating_add(1));
             let query = backend.query(&cmd, deadline, Retry::Safe).await;
             let entries = match query {
                 Ok(reply) => parse_entries(&reply),
@@ -1595,7 +1711,7 @@ impl Reader {
                     return Err(error);
                 }
             };
-            if entries.is_empty() || entries.len() > backend.history {
+            if entries.is_empty() || entries.len() > backend.retention_of(topic).len {
                 // Lost, or more than one read holds: the slow path, alone.
                 slow.push((key, &**topic));
             } else {
@@ -1626,7 +1742,8 @@ impl Reader {
             .min()
         {
             if let Some(entry) = heads[i].take() {
-                read[i].0.append(&[entry], false, backend.retention, now);
+                let retention = backend.retention_of(read[i].0);
+                read[i].0.append(&[entry], false, retention, now);
             }
             heads[i] = read[i].1.next();
         }
@@ -1671,7 +1788,15 @@ impl Reader {
             .map(|(name, _, _)| backend.key(name))
             .collect();
         let ttl = backend.start_ttl.to_string();
-        let lasts: Vec<String> = topics.iter().map(|(_, _, last)| last.to_string()).collect();
+        // A run's stream lives as long as its run says (an `r` before its
+        // id: not renewed).
+        let lasts: Vec<String> = topics
+            .iter()
+            .map(|(_, topic, last)| match topic.run {
+                true => format!("r{last}"),
+                false => last.to_string(),
+            })
+            .collect();
         // One call for all of them; on a cluster, one per stream (a script
         // touches keys of one slot only).
         let per_call = if backend.is_cluster() { 1 } else { keys.len() };

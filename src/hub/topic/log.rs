@@ -21,6 +21,8 @@ pub(in crate::hub) struct LogEntry {
     pub(in crate::hub) fields: Option<Vec<u8>>,
     /// The start entry of a life of the log (no event).
     pub(in crate::hub) start: bool,
+    /// A run's last event: nothing follows it.
+    pub(in crate::hub) end: bool,
 }
 
 /// How a backend loads a topic: once at first, and again after a time
@@ -59,6 +61,8 @@ pub(super) struct LogState {
     /// The backend's reader has been failing for longer than its grace:
     /// caught-up subscribers end, new ones are refused.
     pub(super) unavailable: bool,
+    /// A run's topic: the log id of the run's last event, once read.
+    end: Option<StreamId>,
 }
 
 impl LogState {
@@ -80,6 +84,14 @@ impl Topic {
         let last = state.log.ids.back().copied().unwrap_or(base);
         let before_first = base.event_id();
         let asked = match asked {
+            // A run is followed from its first event: its history starts at
+            // the log's start entry unless it was trimmed.
+            Asked::Nothing if self.run && state.log.stream_start == Some(base) => {
+                return self.exact(state.first, retained)
+            }
+            Asked::Nothing if self.run => {
+                return self.gap(state, GapReason::HistoryTruncated, None, before_first)
+            }
             Asked::Nothing => return fresh(next, last.event_id()),
             Asked::Unreadable => {
                 return self.gap(state, GapReason::UnknownId, None, before_first);
@@ -89,6 +101,15 @@ impl Topic {
         let Some(id) = StreamId::parse(asked.as_bytes()) else {
             return self.gap(state, GapReason::UnknownId, None, before_first);
         };
+        if state.log.end == Some(id) {
+            // A finished run read to its end: nothing left.
+            return Opening {
+                next,
+                how: crate::hub::Start::Finished,
+                first_id: None,
+                missed: None,
+            };
+        }
         if id == base {
             return self.exact(state.first, retained);
         }
@@ -197,6 +218,11 @@ impl Topic {
             state.log.ids.push_back(entry.id);
             last = entry.id;
             added += 1;
+            if entry.end && self.run {
+                // Read past it as past any entry, but nothing follows it.
+                state.end = Some(state.first + state.history.len() as u64 - 1);
+                state.log.end = Some(entry.id);
+            }
         }
         state.log.last = Some(last);
         if added == 0 && !broke {
@@ -225,6 +251,19 @@ impl Topic {
         state.log.last = Some(stream_last);
         state.log.stream_start = None;
         self.wake(state);
+    }
+
+    /// A run's topic that has not ended: how long since anything was read
+    /// into it (or since its last subscriber here left).
+    pub(in crate::hub) fn run_quiet_for(&self, now: Instant) -> Option<std::time::Duration> {
+        if !self.run {
+            return None;
+        }
+        let state = self.state();
+        if state.end.is_some() {
+            return None;
+        }
+        Some(now.saturating_duration_since(state.last_active))
     }
 
     /// Marks the topic's backend reachable or not; when it is not,

@@ -250,11 +250,6 @@ impl Topic {
         self.push(event, retention, now, true)
     }
 
-    /// Whether a run's last event was appended.
-    pub(super) fn is_finished(&self) -> bool {
-        self.state().end.is_some()
-    }
-
     fn push(
         &self,
         event: Event,

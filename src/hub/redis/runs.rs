@@ -1,0 +1,486 @@
+//! Runs on Redis: each run is a stream of its own (`{prefix}run:{id}`),
+//! so that every instance serves it, and the instance whose producer
+//! writes it holds a lease on it.
+//!
+//! - Starting a run writes its stream's start entry and the lease
+//!   (`…:lease`, the instance's id, expiring after `redis_run_lease`).
+//!   Each append renews the lease; the reader renews the leases of the
+//!   runs that appended nothing for a third of it.
+//! - The run's last event is an entry with a field `e`: after it nothing
+//!   is appended (a late append is refused, and its producer stops), the
+//!   lease goes, and the stream expires after the run's retention.
+//! - Followers on any instance read the run as a topic fed from its
+//!   stream (the reader's announcements and reads), whose end entry ends
+//!   their subscriptions. A follow loads the run (or what it lacks) and
+//!   refuses a run whose stream is gone.
+//! - A stop sets `…:stop` and is announced on the channel of the lease's
+//!   holder (`{prefix}stop:{instance}`), to which each reader subscribes:
+//!   the producer hears it at once; if that message is lost, its next
+//!   append or lease renewal sees the key.
+//! - A lease that lapsed (the producer's instance was killed, or lost
+//!   Redis) leaves a run that nobody ends: an instance whose followers of
+//!   a run have read nothing for a lease, and any follow of it, end it as
+//!   failed, in one script that checks the lease first.
+
+use std::{
+    collections::HashSet,
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
+
+use redis::{RedisError, Value};
+
+use super::{as_bytes, items, parse_entries, timed_out, Backend, Retry};
+use crate::{
+    event::Event,
+    hub::{
+        id::StreamId,
+        run::lapsed_end,
+        topic::{Feed, Topic},
+        EventId, HubError, HubErrorKind, Shared, RUN_TOPIC,
+    },
+};
+
+/// Lua defining `last` (the last entry of the run's stream `KEYS[1]`, nil
+/// when there is none) and `ended(entry)` (no entry, or the run's end:
+/// the only entry with a field `e`).
+macro_rules! run_last {
+    () => {
+        "
+local function ended(entry)
+  if not entry then return true end
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'e' then return true end
+  end
+  return false
+end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+"
+    };
+}
+
+/// Starts the run whose stream is `KEYS[1]`: its start entry, its time to
+/// live (`ARGV[3]` ms; 0: none) and the lease `KEYS[2]` held by the
+/// instance `ARGV[2]` for `ARGV[1]` ms. Returns 0 if the stream exists (an
+/// id drawn twice), else 1.
+const START: &str = concat!(
+    "
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end",
+    start_entry!(),
+    "
+if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
+return 1
+"
+);
+
+/// Appends `ARGV[1]` (an event's encoded fields) to the run `KEYS[1]`
+/// with the id of the entry before it, trimmed to about `ARGV[7]` entries,
+/// and announces it. With `ARGV[2]` = 1 it is the run's end (field `e`):
+/// the stream then expires after `ARGV[3]` ms, and the lease `KEYS[2]` and
+/// the stop `KEYS[3]` go; otherwise the lease is the instance `ARGV[5]`'s
+/// for `ARGV[4]` ms more, and the stream lives `ARGV[6]` ms more (0: no
+/// limit). Returns the entry's id and whether a stop was asked (1 or 0),
+/// or nil for a run that ended or is gone.
+const APPEND: &str = concat!(
+    run_last!(),
+    "
+if ended(last) then return false end
+local id
+if ARGV[2] == '1' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'p', last[1], 'd', ARGV[1], 'e', '1')
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('DEL', KEYS[2], KEYS[3])
+else
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'p', last[1], 'd', ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[4])
+  if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+end
+redis.call('PUBLISH', KEYS[1], id)
+return {id, redis.call('EXISTS', KEYS[3])}
+"
+);
+
+/// Renews the lease `KEYS[2]` of the run `KEYS[1]` (the instance
+/// `ARGV[2]`'s for `ARGV[1]` ms, and the stream's time to live, `ARGV[3]`
+/// ms; 0: none). Returns -1 for a run that ended or is gone (not renewed),
+/// else whether a stop was asked (`KEYS[3]`).
+const RENEW: &str = concat!(
+    run_last!(),
+    "
+if ended(last) then return -1 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
+if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return redis.call('EXISTS', KEYS[3])
+"
+);
+
+/// Asks the run `KEYS[1]` to stop: sets `KEYS[3]` for `ARGV[1]` ms and
+/// announces the run's id `ARGV[3]` on the channel `ARGV[2]` followed by
+/// the lease's holder. Returns 1 if the run has not ended, else 0.
+const STOP: &str = concat!(
+    run_last!(),
+    "
+if ended(last) then return 0 end
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
+local holder = redis.call('GET', KEYS[2])
+if holder then redis.call('PUBLISH', ARGV[2] .. holder, ARGV[3]) end
+return 1
+"
+);
+
+/// Lua defining `lapse()`, after `run_last!`: ends the run as failed
+/// (`ARGV[1]`, the end's encoded fields; the stream then expires after
+/// `ARGV[2]` ms) if it has not ended and its lease `KEYS[2]` lapsed.
+macro_rules! lapse {
+    () => {
+        "
+local function lapse()
+  if ended(last) or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+  local id = redis.call('XADD', KEYS[1], '*', 'p', last[1], 'd', ARGV[1], 'e', '1')
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PUBLISH', KEYS[1], id)
+  return 1
+end
+"
+    };
+}
+
+/// Ends the run `KEYS[1]` as failed if its lease lapsed (see `lapse!`).
+/// Returns 1 if it did.
+const LAPSE: &str = concat!(run_last!(), lapse!(), "return lapse()\n");
+
+/// What a follow reads of the run `KEYS[1]`, after ending it as failed if
+/// its lease lapsed (see `lapse!`): with `ARGV[4]` empty, its latest
+/// `ARGV[3]` entries, newest first; else the `ARGV[3]` entries from the
+/// id `ARGV[4]` on. Nil when the run is gone (or never was).
+const LOAD: &str = concat!(
+    run_last!(),
+    lapse!(),
+    "
+if not last then return false end
+lapse()
+if ARGV[4] == '' then
+  return redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
+end
+return redis.call('XRANGE', KEYS[1], ARGV[4], '+', 'COUNT', ARGV[3])
+"
+);
+
+/// The scripts of runs, by hash.
+pub(super) struct RunScripts {
+    start: String,
+    append: String,
+    renew: String,
+    stop: String,
+    lapse: String,
+    load: String,
+}
+
+impl RunScripts {
+    pub(super) fn new() -> Self {
+        let hash = |text: &str| redis::Script::new(text).get_hash().to_owned();
+        Self {
+            start: hash(START),
+            append: hash(APPEND),
+            renew: hash(RENEW),
+            stop: hash(STOP),
+            lapse: hash(LAPSE),
+            load: hash(LOAD),
+        }
+    }
+}
+
+/// How a stop is asked for: set, and kept this many leases (long enough
+/// for a renewal to see it when its message was lost).
+const STOP_KEPT_LEASES: u32 = 3;
+
+impl Backend {
+    /// The run `run`'s stream (and channel), or with `suffix` its lease
+    /// (`:lease`) or stop (`:stop`): hash-tagged by the run's id, so that
+    /// a script touches one slot of a cluster.
+    pub(super) fn run_key(&self, run: &str, suffix: &str) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + run.len() + 6 + suffix.len());
+        key.push_str(&self.prefix);
+        key.push_str("run:{");
+        key.push_str(run);
+        key.push('}');
+        key.push_str(suffix);
+        key
+    }
+
+    /// The three keys of a run: stream, lease, stop.
+    fn run_keys(&self, run: &str) -> [String; 3] {
+        [
+            self.run_key(run, ""),
+            self.run_key(run, ":lease"),
+            self.run_key(run, ":stop"),
+        ]
+    }
+
+    /// The channel on which stops of this instance's runs come.
+    pub(super) fn stop_channel(&self) -> String {
+        let mut channel = self.stop_channel_prefix();
+        channel.push_str(&self.instance);
+        channel
+    }
+
+    fn stop_channel_prefix(&self) -> String {
+        format!("{}stop:", self.prefix)
+    }
+
+    fn lease_ms(&self) -> String {
+        (self.run_lease.as_millis() as u64).max(1).to_string()
+    }
+
+    fn run_retention_ms(&self) -> String {
+        (self.run_config.retention.as_millis() as u64)
+            .max(1)
+            .to_string()
+    }
+
+    /// Runs a script of runs on its run's keys.
+    async fn run_script(
+        &self,
+        (sha, text): (&str, &str),
+        run: &str,
+        args: &[&[u8]],
+        retry: Retry,
+    ) -> Result<Value, RedisError> {
+        let keys = self.run_keys(run);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.script((sha, text), &keys, args, self.deadline(), retry)
+            .await
+    }
+
+    pub(super) async fn start_run_log(&self, run: &str) -> Result<(), HubError> {
+        let ttl = self.key_ttl.to_string();
+        let reply = self
+            .run_script(
+                (&self.run_scripts.start, START),
+                run,
+                &[
+                    self.lease_ms().as_bytes(),
+                    self.instance.as_bytes(),
+                    ttl.as_bytes(),
+                ],
+                Retry::Never,
+            )
+            .await;
+        match reply {
+            Ok(Value::Int(1)) => Ok(()),
+            // An id drawn twice (one chance in 2^128), or not the script's
+            // answer.
+            Ok(other) => Err(self.unexpected(&other)),
+            Err(error) => Err(self.record.failed(super::Call::Publish, &error)),
+        }
+    }
+
+    pub(super) async fn append_run(
+        &self,
+        run: &str,
+        event: Event,
+        end: bool,
+    ) -> Result<(EventId, bool), (HubError, Event)> {
+        let reply = {
+            let fields = event.stored_fields();
+            let ttl = self.key_ttl.to_string();
+            let history = self.run_config.history.to_string();
+            self.run_script(
+                (&self.run_scripts.append, APPEND),
+                run,
+                &[
+                    &fields,
+                    if end { b"1" } else { b"0" },
+                    self.run_retention_ms().as_bytes(),
+                    self.lease_ms().as_bytes(),
+                    self.instance.as_bytes(),
+                    ttl.as_bytes(),
+                    history.as_bytes(),
+                ],
+                Retry::Never,
+            )
+            .await
+        };
+        let value = match reply {
+            Ok(value) => value,
+            Err(error) => return Err((self.record.failed(super::Call::Publish, &error), event)),
+        };
+        if value == Value::Nil {
+            return Err((HubError::new(HubErrorKind::NoSuchRun), event));
+        }
+        match items(&value) {
+            [id, Value::Int(stop)] => match as_bytes(id).and_then(StreamId::parse) {
+                Some(id) => {
+                    self.record.worked(super::Call::Publish);
+                    Ok((id.event_id(), *stop == 1))
+                }
+                None => Err((self.unexpected(&value), event)),
+            },
+            _ => Err((self.unexpected(&value), event)),
+        }
+    }
+
+    pub(super) async fn stop_run_log(&self, run: &str) -> Result<bool, HubError> {
+        let kept = (self.run_lease * STOP_KEPT_LEASES).as_millis() as u64;
+        let reply = self
+            .run_script(
+                (&self.run_scripts.stop, STOP),
+                run,
+                &[
+                    kept.max(1).to_string().as_bytes(),
+                    self.stop_channel_prefix().as_bytes(),
+                    run.as_bytes(),
+                ],
+                Retry::Safe,
+            )
+            .await;
+        match reply {
+            Ok(Value::Int(running)) => Ok(running == 1),
+            Ok(other) => Err(self.unexpected(&other)),
+            Err(error) => Err(self.record.failed(super::Call::Publish, &error)),
+        }
+    }
+
+    /// Not an answer the hub's scripts give: not a Redis the hub can use.
+    fn unexpected(&self, value: &Value) -> HubError {
+        let error = HubError {
+            kind: HubErrorKind::Misconfigured,
+            detail: Some(format!("unexpected reply {value:?}").into()),
+        };
+        self.record.failed_with(super::Call::Publish, &error);
+        error
+    }
+
+    /// Gets a run's topic ready for a follower: the run loaded (or what
+    /// this instance lacks of it read), ended as failed first if its
+    /// producer's lease lapsed; `NoSuchRun` if its stream is gone.
+    pub(super) async fn prepare_run(
+        self: &Arc<Self>,
+        name: &str,
+        topic: &Topic,
+        feed: &Feed,
+    ) -> Result<(), HubError> {
+        let deadline = self.deadline();
+        let run = name.strip_prefix(RUN_TOPIC).unwrap_or(name);
+        let work = async {
+            let _loading = feed.catching_up.lock().await;
+            let primed = feed.primed.initialized();
+            let from = match topic.last_stream_id() {
+                Some(last) if primed => last.to_string(),
+                _ => String::new(),
+            };
+            let count = self.run_config.history.saturating_add(1).to_string();
+            let lapsed = lapsed_end();
+            let reply = self
+                .run_script(
+                    (&self.run_scripts.load, LOAD),
+                    run,
+                    &[
+                        &lapsed.stored_fields(),
+                        self.run_retention_ms().as_bytes(),
+                        count.as_bytes(),
+                        from.as_bytes(),
+                    ],
+                    Retry::Safe,
+                )
+                .await
+                .map_err(|error| self.record.failed(super::Call::Load, &error))?;
+            if reply == Value::Nil {
+                return Err(HubError::new(HubErrorKind::NoSuchRun));
+            }
+            let mut entries = parse_entries(&reply);
+            if !primed {
+                entries.reverse();
+            }
+            topic.append(&entries, !primed, self.retention_of(topic), Instant::now());
+            let _ = feed.primed.set(());
+            let stale = feed.stale.swap(false, Ordering::AcqRel);
+            self.record.worked(super::Call::Load);
+            if !primed || stale {
+                self.wake_reader();
+            }
+            drop(_loading);
+            self.until_listening(feed, deadline).await;
+            Ok(())
+        };
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(self.record.failed(super::Call::Load, &timed_out())))
+    }
+
+    /// What the reader does for runs on each ping: renews the leases of the
+    /// runs produced here that appended nothing for a third of a lease
+    /// (raising the stop of those asked to stop, or ended without their
+    /// producer), and ends as failed the runs followed here (`subscribed`
+    /// names them) that read nothing for a lease and whose lease lapsed.
+    /// Errors are left to the next ping.
+    pub(super) async fn tend_runs(&self, hub: &Shared, subscribed: &HashSet<Box<str>>) {
+        let now = Instant::now();
+        let ttl = self.key_ttl.to_string();
+        for run in hub.runs.to_renew(self.run_lease / 3, now) {
+            let reply = self
+                .run_script(
+                    (&self.run_scripts.renew, RENEW),
+                    &run,
+                    &[
+                        self.lease_ms().as_bytes(),
+                        self.instance.as_bytes(),
+                        ttl.as_bytes(),
+                    ],
+                    Retry::Safe,
+                )
+                .await;
+            if let Ok(Value::Int(-1 | 1)) = reply {
+                hub.runs.stop(&run);
+            }
+        }
+        // Followed runs are looked at once a lease: a quiet run whose
+        // producer still renews costs one script per lease.
+        {
+            let mut checked = self
+                .lapse_checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if checked.is_some_and(|at| now.saturating_duration_since(at) < self.run_lease) {
+                return;
+            }
+            *checked = Some(now);
+        }
+        let quiet: Vec<Box<str>> = {
+            let topics = hub.topics();
+            subscribed
+                .iter()
+                .filter(|name| name.starts_with(RUN_TOPIC))
+                .filter(|name| {
+                    topics.map.get(&***name).is_some_and(|topic| {
+                        topic.subscribers.load(Ordering::Acquire) > 0
+                            && topic
+                                .run_quiet_for(now)
+                                .is_some_and(|quiet| quiet >= self.run_lease)
+                    })
+                })
+                .cloned()
+                .collect()
+        };
+        if quiet.is_empty() {
+            return;
+        }
+        let lapsed = lapsed_end();
+        let fields = lapsed.stored_fields();
+        let retention = self.run_retention_ms();
+        for name in quiet {
+            let run = name.strip_prefix(RUN_TOPIC).unwrap_or(&name);
+            // The end it writes comes back announced, as any entry.
+            let _ = self
+                .run_script(
+                    (&self.run_scripts.lapse, LAPSE),
+                    run,
+                    &[&fields, retention.as_bytes()],
+                    Retry::Safe,
+                )
+                .await;
+        }
+    }
+}
