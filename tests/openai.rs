@@ -9,6 +9,10 @@
 //! (close detection), and the run goes on (the default policy), so that a
 //! reconnect gets the whole answer.
 //!
+//! Two instances of the example on one Redis (`--redis`) serve one run:
+//! started on A, resumed and stopped on B; and when A is killed mid-run,
+//! B's followers see it end as failed.
+//!
 //! The clients are installed once under `target/openai-clients/`. Without
 //! Python's venv or npm, or without the registries, the test says SKIPPED,
 //! or fails with `TOWER_SSE_REQUIRE_OPENAI=1` (which `.ci/run` sets).
@@ -100,6 +104,11 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(&["--token-ms", "10", "--text", TEXT])
+    }
+
+    /// The example with `args`.
+    fn start_with(args: &[&str]) -> Self {
         let exe = std::env::current_exe().unwrap();
         let binary = exe
             .parent()
@@ -114,7 +123,8 @@ impl Server {
             binary.display()
         );
         let mut child = Command::new(binary)
-            .args(["--addr", "127.0.0.1:0", "--token-ms", "10", "--text", TEXT])
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -340,4 +350,132 @@ fn the_official_node_client_reads_every_chunk_and_an_abort_is_seen_at_once() {
         }
     };
     check_client("node", Path::new("node"), &["-e", NODE], Some(&folder));
+}
+
+/// A `POST` of a streamed chat completion to `base`: the response, its
+/// run's id, and the first `events` events read from it.
+async fn start_streaming(
+    base: &str,
+    events: usize,
+) -> (
+    String,
+    Vec<eventsource_stream::Event>,
+    impl futures_util::Stream<
+        Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<hyper::Error>>,
+    >,
+) {
+    use eventsource_stream::Eventsource as _;
+    use futures_util::StreamExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let body = r#"{"model":"fake","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+    let request = http::Request::post(format!("{base}/chat/completions"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let run = response.headers()["x-run-id"].to_str().unwrap().to_owned();
+    let mut stream = http_body_util::BodyDataStream::new(response.into_body()).eventsource();
+    let mut read = Vec::new();
+    while read.len() < events {
+        read.push(stream.next().await.unwrap().unwrap());
+    }
+    (run, read, stream)
+}
+
+/// The text of a run's OpenAI chunks.
+fn chunk_text(events: &[eventsource_stream::Event]) -> String {
+    events
+        .iter()
+        .filter_map(|event| serde_json::from_str::<serde_json::Value>(&event.data).ok())
+        .filter_map(|chunk| Some(chunk["choices"][0]["delta"]["content"].as_str()?.to_owned()))
+        .collect()
+}
+
+/// A follow of the run on `base`, after `last` (or from its first event).
+async fn follow(base: &str, run: &str, last: Option<&str>) -> http::Response<hyper::body::Incoming> {
+    let mut request = http::Request::get(format!("{base}/runs/{run}"));
+    if let Some(last) = last {
+        request = request.header("last-event-id", last);
+    }
+    common::client()
+        .request(request.body(http_body_util::Empty::new()).unwrap())
+        .await
+        .unwrap()
+}
+
+#[test]
+fn two_instances_on_redis_serve_one_run_and_a_killed_producer_ends_it_as_failed() {
+    use common::redis_server::{Persistence, RedisServer};
+    let Some(redis) = RedisServer::start(Persistence::None) else {
+        return;
+    };
+    let url = redis.url();
+    let long: String = TEXT.repeat(4);
+    let args = ["--redis", &url, "--token-ms", "40", "--text", &long];
+    let a = Server::start_with(&args);
+    let b = Server::start_with(&args);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // Started on A; the page reads three events and reloads onto B.
+        let (run, first, stream) = start_streaming(&a.base, 3).await;
+        drop(stream);
+        let last = first[2].id.clone();
+        let resumed = follow(&b.base, &run, Some(&last)).await;
+        assert_eq!(resumed.status(), 200);
+        let rest = tokio::spawn(common::events_until_end(resumed));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Stopped from B: the producer on A stops, B's stream ends.
+        let from = a.mark();
+        let stop = common::client()
+            .request(
+                http::Request::post(format!("{}/runs/{run}/stop", b.base))
+                    .body(http_body_util::Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stop.status(), 202, "B stops a run that A produces");
+        assert!(
+            a.wait_for(from, &format!("run {run} stopped"), Duration::from_secs(5))
+                .is_some(),
+            "the producer on A stopped"
+        );
+        let (rest, broke) = tokio::time::timeout(Duration::from_secs(10), rest)
+            .await
+            .expect("B's stream ends")
+            .unwrap();
+        assert!(!broke);
+        assert_eq!(rest.last().unwrap().data, "[DONE]");
+        let text = chunk_text(&first) + &chunk_text(&rest);
+        assert!(
+            !text.is_empty() && text.len() < long.len() && long.starts_with(&text),
+            "every token once, in order, up to the stop: {text:?}"
+        );
+
+        // Killed mid-run: B's follower sees the run end as failed once A's
+        // lease (10 s, the default) lapses.
+        let (run, _, stream) = start_streaming(&a.base, 2).await;
+        let followed = follow(&b.base, &run, None).await;
+        let rest = tokio::spawn(common::events_until_end(followed));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut a = a;
+        a.child.kill().unwrap();
+        a.child.wait().unwrap();
+        drop(stream);
+        let killed = Instant::now();
+        let (events, broke) = tokio::time::timeout(Duration::from_secs(20), rest)
+            .await
+            .expect("B's stream ends within 20 s of the kill")
+            .unwrap();
+        eprintln!("the run ended {:?} after A was killed", killed.elapsed());
+        assert!(!broke);
+        let end = events.last().unwrap();
+        assert_eq!(end.event, "run-end");
+        let outcome: serde_json::Value = serde_json::from_str(&end.data).unwrap();
+        assert_eq!(outcome["outcome"], "failed", "{outcome}");
+        assert!(long.starts_with(&chunk_text(&events)));
+    });
 }

@@ -424,8 +424,9 @@ pub(super) struct Backend {
     run_lease: Duration,
     run_config: RunConfig,
     run_scripts: runs::RunScripts,
-    /// When the reader last looked for followed runs whose lease lapsed.
-    lapse_checked: std::sync::Mutex<Option<Instant>>,
+    /// When the reader last looked at each quiet run followed here,
+    /// whether its lease lapsed.
+    lapse_checked: std::sync::Mutex<HashMap<Box<str>, Instant>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -518,7 +519,7 @@ impl Backend {
             run_lease: settings.run_lease,
             run_config,
             run_scripts: runs::RunScripts::new(),
-            lapse_checked: std::sync::Mutex::new(None),
+            lapse_checked: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 

@@ -436,20 +436,16 @@ impl Backend {
                 hub.runs.stop(&run);
             }
         }
-        // Followed runs are looked at once a lease: a quiet run whose
-        // producer still renews costs one script per lease.
-        {
+        // A followed run that read nothing for a lease is looked at every
+        // third of a lease: one whose producer still renews its lease
+        // costs three scripts per lease.
+        let quiet: Vec<Box<str>> = {
+            let topics = hub.topics();
             let mut checked = self
                 .lapse_checked
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if checked.is_some_and(|at| now.saturating_duration_since(at) < self.run_lease) {
-                return;
-            }
-            *checked = Some(now);
-        }
-        let quiet: Vec<Box<str>> = {
-            let topics = hub.topics();
+            checked.retain(|name, _| subscribed.contains(name));
             subscribed
                 .iter()
                 .filter(|name| name.starts_with(RUN_TOPIC))
@@ -460,6 +456,15 @@ impl Backend {
                                 .run_quiet_for(now)
                                 .is_some_and(|quiet| quiet >= self.run_lease)
                     })
+                })
+                .filter(|name| {
+                    let due = checked.get(*name).map_or(true, |at| {
+                        now.saturating_duration_since(*at) >= self.run_lease / 3
+                    });
+                    if due {
+                        checked.insert((*name).clone(), now);
+                    }
+                    due
                 })
                 .cloned()
                 .collect()
