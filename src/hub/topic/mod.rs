@@ -98,6 +98,9 @@ struct State {
     /// A run's topic: the sequence number of its last event, once it
     /// finished.
     end: Option<u64>,
+    /// A finished run's history on the memory hub, in one buffer (then
+    /// `history` is empty).
+    sealed: Option<Sealed>,
     /// Where the history stands in a backend's log.
     #[cfg(hub_log)]
     log: log::LogState,
@@ -196,6 +199,7 @@ impl Topic {
                 waiting: 0,
                 woken: Vec::new(),
                 end: None,
+                sealed: None,
                 #[cfg(hub_log)]
                 log: log::LogState::default(),
             }),
@@ -279,6 +283,11 @@ impl Topic {
         });
         state.last_active = now;
         self.trim(&mut state, retention, now);
+        if last {
+            // Kept only for late followers now: its bytes and 4 B per
+            // event, not an entry each.
+            state.seal();
+        }
         self.metrics.published();
         self.wake(state);
         Ok(id)
@@ -335,8 +344,8 @@ impl Topic {
         if seq < guard.first {
             return Poll::Ready(Read::Lagged);
         }
-        if let Some(entry) = guard.history.get((seq - guard.first) as usize) {
-            return Poll::Ready(Read::Event(entry.bytes.clone(), entry.order));
+        if let Some((bytes, order)) = guard.entry((seq - guard.first) as usize) {
+            return Poll::Ready(Read::Event(bytes, order));
         }
         if guard.end.is_some() {
             return Poll::Ready(Read::Finished);
@@ -387,7 +396,7 @@ impl Topic {
         if self.feed.is_some() {
             return self.log_position(state, asked);
         }
-        let retained = state.history.len() as u64;
+        let retained = state.retained() as u64;
         let next = state.first + retained;
         let before_first = EventId::memory(self.epoch, state.first - 1);
         let asked = match asked {
@@ -437,7 +446,7 @@ impl Topic {
     /// A start after a gap: the gap event (with `id`, the one right before
     /// the history), then the whole history; counted.
     fn gap(&self, state: &State, reason: GapReason, missed: Option<u64>, id: EventId) -> Opening {
-        let retained = state.history.len() as u64;
+        let retained = state.retained() as u64;
         self.gaps.fetch_add(1, Ordering::Relaxed);
         self.replayed.fetch_add(retained, Ordering::Relaxed);
         self.metrics.gap(reason.index());
@@ -552,8 +561,8 @@ impl Topic {
         let state = self.state();
         TopicStats {
             subscribers: self.subscribers.load(Ordering::Relaxed),
-            published: state.first - 1 + state.history.len() as u64,
-            history_len: state.history.len(),
+            published: state.first - 1 + state.retained() as u64,
+            history_len: state.retained(),
             history_bytes: state.bytes,
             resumes: self.resumes.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
@@ -563,7 +572,60 @@ impl Topic {
     }
 }
 
+/// A finished run's events in one buffer.
+struct Sealed {
+    bytes: Bytes,
+    /// Where each event ends in `bytes`.
+    ends: Box<[u32]>,
+    /// The order stamp of the last event (a run is in no set, whose
+    /// subscriptions are what reads stamps).
+    order: u64,
+}
+
 impl State {
+    /// How many events the history holds.
+    fn retained(&self) -> usize {
+        self.sealed
+            .as_ref()
+            .map_or(self.history.len(), |sealed| sealed.ends.len())
+    }
+
+    /// The `index`-th event of the history, and its order stamp.
+    fn entry(&self, index: usize) -> Option<(Bytes, u64)> {
+        let Some(sealed) = &self.sealed else {
+            let entry = self.history.get(index)?;
+            return Some((entry.bytes.clone(), entry.order));
+        };
+        let end = *sealed.ends.get(index)? as usize;
+        let start = index
+            .checked_sub(1)
+            .map_or(0, |before| sealed.ends[before] as usize);
+        Some((sealed.bytes.slice(start..end), sealed.order))
+    }
+
+    /// Moves the history into one buffer of its exact size (unless it is
+    /// larger than 4 GiB), freeing the entries and the chunks.
+    fn seal(&mut self) {
+        if self.sealed.is_some() || u32::try_from(self.bytes).is_err() {
+            return;
+        }
+        let mut bytes = BytesMut::with_capacity(self.bytes);
+        let mut ends = Vec::with_capacity(self.history.len());
+        let mut order = 0;
+        for entry in self.history.drain(..) {
+            bytes.extend_from_slice(&entry.bytes);
+            ends.push(bytes.len() as u32);
+            order = entry.order;
+        }
+        self.history = VecDeque::new();
+        self.chunk = BytesMut::new();
+        self.sealed = Some(Sealed {
+            bytes: bytes.freeze(),
+            ends: ends.into_boxed_slice(),
+            order,
+        });
+    }
+
     /// Copies an encoded event into the current chunk (a new one when it
     /// does not fit) and returns it, sharing the chunk.
     fn store(&mut self, encoded: &[u8]) -> Bytes {

@@ -74,6 +74,56 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Route {
     }
 }
 
+/// `POST /runs?tokens=N&rate=R&bytes=B`: a run whose producer sends N
+/// token events of B bytes of data, R a second (the first at once), then
+/// its end.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct RunRequest {
+    pub tokens: u64,
+    /// Token events per second, 1 to 10,000.
+    pub rate: u64,
+    /// The data of each token event, 1 byte to 64 KiB.
+    pub bytes: usize,
+}
+
+impl RunRequest {
+    /// The run asked for by a query; a 400's text when a count is missing
+    /// or out of range.
+    pub fn from_query(query: Option<&str>) -> Result<RunRequest, &'static str> {
+        let tokens = query_u64(query, "tokens").ok_or("tokens must be a count\n")?;
+        let rate = query_u64(query, "rate")
+            .filter(|rate| (1..=10_000).contains(rate))
+            .ok_or("rate must be 1 to 10000 tokens a second\n")?;
+        let bytes = query_u64(query, "bytes")
+            .filter(|bytes| (1..=64 * 1024).contains(bytes))
+            .ok_or("bytes must be 1 to 65536\n")?;
+        Ok(RunRequest {
+            tokens,
+            rate,
+            bytes: bytes as usize,
+        })
+    }
+
+    /// The time between two tokens.
+    pub fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1) / self.rate as u32
+    }
+}
+
+/// The data of a run's `n`-th token event (from 1): `n` in decimal, padded
+/// with dots to `bytes` bytes (longer only when `n` has more digits).
+pub fn token_data(n: u64, bytes: usize) -> String {
+    let mut data = n.to_string();
+    let pad = bytes.saturating_sub(data.len());
+    data.extend(std::iter::repeat_n('.', pad));
+    data
+}
+
+/// The type and data of the event that ends a run (tower-sse's default
+/// end of a completed run, which the floor writes by hand).
+pub const RUN_END_EVENT: &str = "run-end";
+pub const RUN_END_DATA: &str = "{\"outcome\":\"completed\"}";
+
 /// The broadcast behind `/sse/live`: each server stores what it sends to
 /// every subscriber (encoded bytes, or what it encodes per subscriber).
 pub struct Hub<T> {
@@ -129,6 +179,15 @@ pub fn now_ns() -> u64 {
         .map_or(0, |elapsed| elapsed.as_nanos() as u64)
 }
 
+/// Whether the harness asked for `TCP_NODELAY` on every accepted socket
+/// (`LOAD_NODELAY=1`, the `runs` mode): without it, the write of a
+/// stream's first event waits for the client's delayed acknowledgement of
+/// the response head (40 ms on Linux), and that is what a time to the
+/// first byte would measure.
+pub fn nodelay_asked() -> bool {
+    std::env::var("LOAD_NODELAY").is_ok_and(|value| value == "1")
+}
+
 /// Prints the port and arranges for the process to exit when stdin closes.
 pub fn announce(port: u16) {
     let mut stdout = std::io::stdout();
@@ -181,6 +240,32 @@ mod tests {
         assert_eq!(hub.publish(2, |id, _| id), 1);
         assert_eq!(events.next().await, Some(2));
         assert_eq!(events.next().await, Some(3));
+    }
+
+    #[test]
+    fn a_run_request_reads_its_three_counts() {
+        assert_eq!(
+            RunRequest::from_query(Some("tokens=100&rate=50&bytes=64")),
+            Ok(RunRequest {
+                tokens: 100,
+                rate: 50,
+                bytes: 64
+            })
+        );
+        assert!(RunRequest::from_query(Some("tokens=100&rate=0&bytes=64")).is_err());
+        assert!(RunRequest::from_query(Some("tokens=100&rate=50")).is_err());
+        assert!(RunRequest::from_query(None).is_err());
+        let period = RunRequest::from_query(Some("tokens=1&rate=50&bytes=1"))
+            .unwrap()
+            .period();
+        assert_eq!(period, std::time::Duration::from_millis(20));
+    }
+
+    #[test]
+    fn token_data_is_the_number_padded_to_its_size() {
+        assert_eq!(token_data(42, 6), "42....");
+        assert_eq!(token_data(12345, 3), "12345");
+        assert_eq!(token_data(7, 64).len(), 64);
     }
 
     #[test]

@@ -28,9 +28,9 @@ use crate::{
 
 /// At most this many connections are being opened at once (the listen
 /// backlog drops connections beyond a few hundred).
-const OPENING_AT_ONCE: usize = 64;
+pub(crate) const OPENING_AT_ONCE: usize = 64;
 /// How long opening one connection, or one request, may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Error> {
     let socket = TcpStream::connect(addr).await?;

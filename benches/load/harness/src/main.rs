@@ -9,6 +9,7 @@
 mod client;
 mod measure;
 mod report;
+mod runs;
 mod scale;
 mod servers;
 
@@ -39,6 +40,13 @@ struct Plan {
     replay: Option<(usize, u64)>,
     /// Events published for the hub's memory per retained event.
     retained: Option<u64>,
+    /// Resumable runs (issue 26), at `runs::RATE` tokens a second of
+    /// `runs::BYTES` bytes: (runs at once, tokens each).
+    runs: Option<(usize, u64)>,
+    /// (warm-up, measured) POSTs of a run, for the time to its first byte.
+    first_byte: Option<(usize, usize)>,
+    /// (runs, events each) made, finished and kept, for their memory.
+    runs_retained: Option<(u64, u64)>,
     /// Frame caps to start `ours` with, one measurement of the bursts and
     /// stalled streams each; empty: the library's default only.
     caps: Vec<usize>,
@@ -65,6 +73,9 @@ impl Plan {
             stalled: Some((20, 200)),
             replay: Some((20, 1_000)),
             retained: Some(100_000),
+            runs: None,
+            first_byte: None,
+            runs_retained: None,
             caps: Vec::new(),
             goals: true,
         }
@@ -123,6 +134,20 @@ impl Plan {
                 caps: vec![8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024],
                 ..all
             },
+            // Resumable runs (issue 26), ours beside the floor: 1,000 runs
+            // at once, time to a run's first byte, memory of finished runs.
+            "runs" => Plan {
+                bursts: vec![],
+                fan_outs: vec![],
+                idle: None,
+                stalled: None,
+                replay: None,
+                retained: None,
+                runs: Some((1_000, 100)),
+                first_byte: Some((50, 1_000)),
+                runs_retained: Some((1_000, 100)),
+                ..all
+            },
             // Every endpoint of every server once, with small counts: proves
             // the harness and the servers work (CI runs this), measures
             // nothing worth quoting.
@@ -137,6 +162,9 @@ impl Plan {
                 stalled: Some((2, 5)),
                 replay: Some((4, 500)),
                 retained: Some(1_000),
+                runs: None,
+                first_byte: None,
+                runs_retained: None,
                 caps: Vec::new(),
                 goals: false,
             },
@@ -166,12 +194,16 @@ impl Plan {
             stalled: self.stalled.and(smoke.stalled),
             replay: self.replay.and(smoke.replay),
             retained: self.retained.and(smoke.retained),
+            // The smoke run has no runs (the other servers have none).
+            runs: self.runs.map(|_| (20, 10)),
+            first_byte: self.first_byte.map(|_| (5, 50)),
+            runs_retained: self.runs_retained.map(|_| (20, 10)),
             ..self
         }
     }
 }
 
-const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|hub|smoke|redis] [--reps N] \
+const USAGE: &str = "usage: load [all|burst|fanout|idle|stalled|caps|hub|runs|smoke|redis] [--reps N] \
                      [--rate EVENTS_PER_S] [--caps KIB,KIB,..] [--only ours,floor,axum,node,hub,hub10] \
                      [--charts DIR] [--idle-wait SECONDS] [--small]";
 
@@ -258,6 +290,9 @@ fn run() -> Result<bool, Error> {
                 if mode == "hub" && !only {
                     kinds = vec![Kind::Ours, Kind::Floor, Kind::Hub, Kind::Hub10];
                 }
+                if mode == "runs" && !only {
+                    kinds = vec![Kind::Ours, Kind::Floor];
+                }
                 plan = Some(Plan::for_mode(mode).ok_or(USAGE)?);
             }
             _ => return Err(USAGE.into()),
@@ -287,7 +322,8 @@ fn run() -> Result<bool, Error> {
     // 10,000 subscribers take 10,000 descriptors here and as many in the
     // server, which inherits the limit: raise the soft limit to the hard one.
     let limit = rlimit::increase_nofile_limit(u64::MAX)?;
-    let needed = plan.fan_outs.iter().max().copied().unwrap_or(0) as u64 + 1_000;
+    let widest = plan.fan_outs.iter().max().copied().unwrap_or(0);
+    let needed = widest.max(plan.runs.map_or(0, |(runs, _)| runs)) as u64 + 1_000;
     if limit < needed {
         return Err(format!("the open-file limit is {limit}; this plan needs {needed}").into());
     }
@@ -535,7 +571,104 @@ async fn measure_all(servers: &Servers, kinds: &[Kind], plan: &Plan) -> Report {
         retained_row = Some(row);
     }
 
+    // A run's first event must not wait for the client's delayed
+    // acknowledgement of the response head (40 ms): for both servers.
+    servers.nodelay.set(true);
+    let mut runs_row = None;
+    if let Some((count, tokens)) = plan.runs {
+        let name = format!(
+            "runs, {count} at once x {tokens} tokens of {} B at {}/s",
+            crate::runs::BYTES,
+            crate::runs::RATE
+        );
+        let rows = [
+            format!("{name}: server CPU per token (ns)"),
+            format!("{name}: body bytes per run"),
+            format!("{name}: wall time (s)"),
+        ];
+        let labels: Vec<&str> = rows.iter().map(String::as_str).collect();
+        runs.measure(&name, &labels, has_runs, async |server| {
+            let measured = crate::runs::concurrent(server, count, tokens).await?;
+            Ok(vec![
+                measured.cpu_ns_per_token,
+                measured.bytes_per_run,
+                measured.wall_seconds,
+            ])
+        })
+        .await;
+        runs_row = Some(rows[0].clone());
+    }
+    let mut first_byte_row = None;
+    if let Some((warm_up, requests)) = plan.first_byte {
+        let name = format!(
+            "first byte of a run, {requests} POSTs one at a time on a keep-alive connection"
+        );
+        let rows = [format!("{name}: median (µs)"), format!("{name}: p99 (µs)")];
+        let labels: Vec<&str> = rows.iter().map(String::as_str).collect();
+        runs.measure(&name, &labels, has_runs, async |server| {
+            let mut times = crate::runs::first_byte(server, warm_up, requests).await?;
+            times.sort_unstable();
+            let us = |q| quantile(&times, q).map_or(f64::NAN, |ns| ns as f64 / 1e3);
+            Ok(vec![us(0.5), us(0.99)])
+        })
+        .await;
+        first_byte_row = Some(rows[0].clone());
+    }
+    let mut runs_retained_row = None;
+    if let Some((count, events)) = plan.runs_retained {
+        let name = format!(
+            "runs retained, {count} finished x {events} events of {} B",
+            crate::runs::BYTES
+        );
+        let rows = [
+            format!("{name}: server memory per run (bytes)"),
+            format!("{name}: encoded size per run (bytes)"),
+            format!("{name}: memory beyond the encoded size, per event and the end (bytes)"),
+        ];
+        let labels: Vec<&str> = rows.iter().map(String::as_str).collect();
+        runs.measure(&name, &labels, only_ours, async |server| {
+            let measured = crate::runs::retained(server, count, events).await?;
+            Ok(vec![
+                measured.per_run,
+                measured.encoded_per_run,
+                measured.beyond_per_event,
+            ])
+        })
+        .await;
+        runs_retained_row = Some(rows[2].clone());
+    }
+    servers.nodelay.set(false);
+
     if plan.goals {
+        // Issue 26: resumable runs against a run without tower-sse.
+        if let Some(row) = &runs_row {
+            report.goal(
+                "runs: ours <= 1.2x floor (CPU/token)",
+                row,
+                Kind::Ours,
+                Kind::Floor,
+                1.2,
+                false,
+            );
+        }
+        if let Some(row) = &first_byte_row {
+            report.goal(
+                "first byte of a run: ours <= 1.2x floor (median)",
+                row,
+                Kind::Ours,
+                Kind::Floor,
+                1.2,
+                false,
+            );
+        }
+        if let Some(row) = &runs_retained_row {
+            report.goal_at_most(
+                "runs retained: ours' memory per event <= its encoded size + 64 B",
+                row,
+                Kind::Ours,
+                64.0,
+            );
+        }
         for (suffix, cpu) in &burst_one_cpu {
             report.goal(
                 &format!("burst, 1 conn{suffix}: ours <= 1.5x floor (CPU/event)"),
@@ -757,6 +890,15 @@ fn any(_: Kind) -> bool {
 
 fn only_hub(kind: Kind) -> bool {
     kind == Kind::Hub
+}
+
+/// The servers with `POST /runs`: tower-sse's and the floor.
+fn has_runs(kind: Kind) -> bool {
+    matches!(kind, Kind::Ours | Kind::Floor)
+}
+
+fn only_ours(kind: Kind) -> bool {
+    kind == Kind::Ours
 }
 
 /// `kinds`, starting at `start` (modulo), so that no server always runs

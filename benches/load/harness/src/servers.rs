@@ -90,6 +90,9 @@ pub struct Servers {
     /// The hub server's `max_topics` (`LOAD_HUB_MAX_TOPICS`); `None`: the
     /// library's default.
     pub hub_max_topics: std::cell::Cell<Option<usize>>,
+    /// `TCP_NODELAY` on the sockets the Rust servers accept
+    /// (`LOAD_NODELAY=1`; the `runs` mode's measurements).
+    pub nodelay: std::cell::Cell<bool>,
 }
 
 impl Servers {
@@ -111,6 +114,7 @@ impl Servers {
             hub_redis: std::cell::RefCell::new(None),
             hub_workers: std::cell::Cell::new(None),
             hub_max_topics: std::cell::Cell::new(None),
+            nodelay: std::cell::Cell::new(false),
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         // The hub server is the `ours` program.
@@ -224,6 +228,9 @@ impl Servers {
                     .join(format!("load-server-{}", kind.name())),
             ),
         };
+        if self.nodelay.get() {
+            command.env("LOAD_NODELAY", "1");
+        }
         if let (Kind::Ours, Some(cap)) = (kind, self.ours_frame_cap.get()) {
             command.env("LOAD_FRAME_CAP", cap.to_string());
         }

@@ -23,6 +23,15 @@
 //! round-robin over `t0` to `t{N-1}` and answers their subscriber counts
 //! summed (`count=0`: only counts). `LOAD_HUB_MAX_TOPICS` sets the hub's
 //! `max_topics`.
+//!
+//! Runs (any configuration; their hub, the library's defaults, is made on
+//! the first): `POST /runs?tokens=N&rate=R&bytes=B` starts a run whose
+//! producer task sends N token events of B bytes of data, R a second (the
+//! first at once), then finishes it, and answers with the run followed from
+//! its first event; `POST /runs/retained?runs=K&events=E&bytes=S` starts K
+//! runs, sends E events of S bytes to each and finishes them, nobody
+//! following, and answers with their encoded size in bytes, all together
+//! (the hub keeps them for its run retention, 10 minutes).
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -32,9 +41,15 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
-use load_common::{announce, query_str, query_u64, route, Hub, Route, PAYLOAD};
+use load_common::{
+    announce, query_str, query_u64, route, token_data, Hub, Route, RunRequest, PAYLOAD,
+    RUN_END_DATA, RUN_END_EVENT,
+};
 use tower::ServiceBuilder;
-use tower_sse::{hub::TopicSet, EncodedEvent, Event, EventStream, LastEventId, ServiceBuilderExt};
+use tower_sse::{
+    hub::{HubError, RunEnd, TopicSet},
+    EncodedEvent, Event, EventStream, LastEventId, ServiceBuilderExt,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -48,12 +63,17 @@ async fn main() -> std::io::Result<()> {
         broadcast: Hub::new(),
         ours: ours_hub(set.as_ref().map_or(1, TopicSet::len)),
         set,
+        runs: std::sync::OnceLock::new(),
     });
     let service = ServiceBuilder::new()
         .sse()
         .service_fn(move |request| handle(request, hubs.clone()));
+    let nodelay = load_common::nodelay_asked();
     loop {
         let (socket, _) = listener.accept().await?;
+        if nodelay {
+            let _ = socket.set_nodelay(true);
+        }
         let mut builder = http1::Builder::new();
         if let Some(max) = max_buf_size() {
             builder.max_buf_size(max);
@@ -73,6 +93,15 @@ struct Hubs {
     ours: Option<tower_sse::hub::Hub>,
     /// The set `/sse/live` subscribes to when `LOAD_HUB_SET=N`.
     set: Option<TopicSet>,
+    /// The hub of `/runs`, made on the first (so that the other
+    /// measurements do not carry it).
+    runs: std::sync::OnceLock<tower_sse::hub::Hub>,
+}
+
+impl Hubs {
+    fn runs(&self) -> &tower_sse::hub::Hub {
+        self.runs.get_or_init(tower_sse::hub::Hub::new)
+    }
 }
 
 /// `live` and `live-1` to `live-{N-1}` when `LOAD_HUB_SET=N` (N from 2).
@@ -124,6 +153,18 @@ fn ours_hub(set_len: usize) -> Option<tower_sse::hub::Hub> {
 
 async fn handle(request: Request<Incoming>, hubs: Arc<Hubs>) -> Result<Response<Body>, Infallible> {
     let uri = request.uri();
+    match (request.method().as_str(), uri.path()) {
+        ("POST", "/runs") => {
+            return Ok(match RunRequest::from_query(uri.query()) {
+                Ok(asked) => Box::pin(start_run(hubs.runs(), asked)).await,
+                Err(text) => self::text(StatusCode::BAD_REQUEST, text.into()),
+            });
+        }
+        ("POST", "/runs/retained") => {
+            return Ok(Box::pin(retain_runs(hubs.runs(), uri.query())).await);
+        }
+        _ => {}
+    }
     if let Some(hub) = &hubs.ours {
         // The many-topics routes, the hub's only.
         match (request.method().as_str(), uri.path()) {
@@ -363,6 +404,107 @@ async fn hub_publish(
     }
     let subscribers = targets.subscribers(hub);
     text(StatusCode::OK, format!("{subscribers}\n"))
+}
+
+/// Starts a run whose producer task sends `asked.tokens` token events, the
+/// first at once and then one every period, then finishes it; answers with
+/// the run followed from its first event, its id in `X-Run-Id` (the shape
+/// of `docs/runs.md`).
+async fn start_run(hub: &tower_sse::hub::Hub, asked: RunRequest) -> Response<Body> {
+    let run = match hub.start_run().await {
+        Ok(run) => run,
+        Err(error) => return hub_error(error),
+    };
+    let id = run.id().to_owned();
+    // Followed before the producer starts: from the run's first event.
+    let follow = hub
+        .follow_run(&id, &http::HeaderMap::new(), &http::Uri::default())
+        .await;
+    tokio::spawn(async move {
+        // The first token at once, not on a timer's first tick (tokio's
+        // timers round up to the next millisecond).
+        let period = asked.period();
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        for n in 1..=asked.tokens {
+            if n > 1 {
+                ticks.tick().await;
+            }
+            if run
+                .send(Event::new().data(token_data(n, asked.bytes)))
+                .await
+                .is_err()
+            {
+                // Dropped unfinished: the run ends as failed.
+                return;
+            }
+        }
+        let _ = run.finish(RunEnd::completed()).await;
+    });
+    match follow {
+        Ok(subscription) => {
+            let mut response = subscription
+                .into_http_response()
+                .map(|body| body.map_err(|never| match never {}).boxed_unsync());
+            if let Ok(value) = http::HeaderValue::from_str(&id) {
+                response.headers_mut().insert("x-run-id", value);
+            }
+            response
+        }
+        Err(error) => hub_error(error),
+    }
+}
+
+/// Starts `runs` runs, sends `events` token events of `bytes` bytes of
+/// data to each and finishes them, nobody following; answers with their
+/// encoded size in bytes, all together (each event as the library encodes
+/// it, with the id the hub gave it).
+async fn retain_runs(hub: &tower_sse::hub::Hub, query: Option<&str>) -> Response<Body> {
+    let (Some(runs), Some(events), Some(bytes)) = (
+        query_u64(query, "runs"),
+        query_u64(query, "events"),
+        query_u64(query, "bytes").filter(|bytes| (1..=64 * 1024).contains(bytes)),
+    ) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "runs, events and bytes (1 to 65536) must be counts\n".into(),
+        );
+    };
+    let encoded_len = |id: &dyn std::fmt::Display, event: Option<&str>, data: &str| {
+        let mut encoded = Event::new().id(id.to_string()).map(|e| e.data(data));
+        if let Some(event) = event {
+            encoded = encoded.and_then(|e| e.event(event));
+        }
+        encoded.map_or(0, |e| e.encode().as_bytes().len() as u64)
+    };
+    let mut encoded = 0;
+    for _ in 0..runs {
+        let run = match hub.start_run().await {
+            Ok(run) => run,
+            Err(error) => return hub_error(error),
+        };
+        for n in 1..=events {
+            let data = token_data(n, bytes as usize);
+            match run.send(Event::new().data(&data)).await {
+                Ok(id) => encoded += encoded_len(&id, None, &data),
+                Err(error) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
+            }
+        }
+        match run.finish(RunEnd::completed()).await {
+            Ok(id) => encoded += encoded_len(&id, Some(RUN_END_EVENT), RUN_END_DATA),
+            Err(error) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
+        }
+    }
+    text(StatusCode::OK, format!("{encoded}\n"))
+}
+
+/// The hub's own answer to an error (`429` for too many runs, `404` for
+/// no such run, ...).
+fn hub_error(error: HubError) -> Response<Body> {
+    error.into_http_response().map(|body| {
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    })
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
