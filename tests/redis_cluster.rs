@@ -141,6 +141,27 @@ async fn topics_spread_over_every_primary_and_resume_on_any_instance() {
     // A single-topic subscriber on another node's view, too.
     let one = b.subscribe("user:3", None).await.unwrap();
     assert_eq!(one.how_it_started(), Start::Fresh);
+    // Runs (their three keys in one slot, spread over the primaries):
+    // started on A, followed and stopped on B.
+    let uri = http::Uri::from_static("/runs/x");
+    for _ in 0..6 {
+        let run = a.start_run().await.unwrap();
+        let id = run.id().to_owned();
+        let mut follower = b.follow_run(&id, &with_id(None), &uri).await.unwrap();
+        run.send(Event::new().data("token")).await.unwrap();
+        assert_eq!(next(&mut follower).await.unwrap().1, "token");
+        assert!(b.stop_run(&id).await.unwrap());
+        tokio::time::timeout(Duration::from_secs(10), run.stopped())
+            .await
+            .expect("the stop reaches A over the cluster");
+        run.finish(tower_sse::hub::RunEnd::stopped()).await.unwrap();
+        let (kind, data, _) = next(&mut follower).await.unwrap();
+        assert_eq!(
+            (kind.as_str(), data.as_str()),
+            ("run-end", "{\"outcome\":\"stopped\"}")
+        );
+        assert!(next(&mut follower).await.is_none(), "the run's stream ends");
+    }
 }
 
 /// A primary killed while events are published to topics on every

@@ -445,6 +445,12 @@ impl Run {
         };
         match backend.run_append(&self.id, event, end).await {
             Ok((id, stop)) => {
+                // The append renewed the lease.
+                *self
+                    .entry
+                    .renewed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Instant::now();
                 if stop {
                     self.entry.stop.raise();
                 }
