@@ -361,7 +361,10 @@ async fn start_streaming(
     String,
     Vec<eventsource_stream::Event>,
     impl futures_util::Stream<
-        Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<hyper::Error>>,
+        Item = Result<
+            eventsource_stream::Event,
+            eventsource_stream::EventStreamError<hyper::Error>,
+        >,
     >,
 ) {
     use eventsource_stream::Eventsource as _;
@@ -395,7 +398,11 @@ fn chunk_text(events: &[eventsource_stream::Event]) -> String {
 }
 
 /// A follow of the run on `base`, after `last` (or from its first event).
-async fn follow(base: &str, run: &str, last: Option<&str>) -> http::Response<hyper::body::Incoming> {
+async fn follow(
+    base: &str,
+    run: &str,
+    last: Option<&str>,
+) -> http::Response<hyper::body::Incoming> {
     let mut request = http::Request::get(format!("{base}/runs/{run}"));
     if let Some(last) = last {
         request = request.header("last-event-id", last);
