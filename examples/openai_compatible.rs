@@ -45,7 +45,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_sse::{
     close::CloseInfo,
-    hub::{Hub, Run, RunEnd},
+    hub::{Hub, HubError, HubErrorKind, PublishError, Run, RunEnd, RunOutcome},
     CloseLayer, Event, Shutdown, SseCorsLayer, SseLayer,
 };
 
@@ -197,7 +197,7 @@ const MAX_MODEL_LEN: usize = 64;
 async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Response {
     let run = match app.hub.start_run().await {
         Ok(run) => run,
-        Err(error) => return error.into_response(),
+        Err(error) => return api_error(error),
     };
     let id = run.id().to_owned();
     let mut model = request.model.unwrap_or_else(|| "fake-model".into());
@@ -221,7 +221,7 @@ async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Re
         // if this client leaves, and a stop gives what was made so far.
         let text = match follow {
             Ok(subscription) => collect(subscription).await,
-            Err(error) => return error.into_response(),
+            Err(error) => return api_error(error),
         };
         return Json(json!({
             "id": format!("chatcmpl-{id}"),
@@ -277,8 +277,33 @@ async fn stop(State(app): State<App>, Path(id): Path<String>) -> Response {
             StatusCode::ACCEPTED.into_response()
         }
         Ok(false) => StatusCode::NOT_FOUND.into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => api_error(error),
     }
+}
+
+/// A hub error as an API client (not `EventSource`) reads it: `429` for a
+/// hub full of runs, `404` for a run that is gone, `503` with
+/// `Retry-After` when Redis cannot be reached (the OpenAI clients retry
+/// it), an OpenAI-shaped JSON error body. `HubError::into_response`
+/// answers a subscribe's way instead (a `200` stream with a `retry:`),
+/// which only `EventSource` understands.
+fn api_error(error: HubError) -> Response {
+    let (status, retry_after) = match error.kind() {
+        HubErrorKind::TooManyRuns => (StatusCode::TOO_MANY_REQUESTS, Some("30")),
+        HubErrorKind::NoSuchRun => (StatusCode::NOT_FOUND, None),
+        HubErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Some("5")),
+        HubErrorKind::Misconfigured => (StatusCode::SERVICE_UNAVAILABLE, Some("30")),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+    };
+    let body = json!({"error": {"message": error.to_string(), "type": "server_error"}});
+    let mut response = (status, Json(body)).into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static(seconds),
+        );
+    }
+    response
 }
 
 fn with_run_id(
@@ -316,41 +341,47 @@ async fn produce(run: Run, model: String, text: Arc<str>, token: Duration) {
         })
         .to_string()
     };
-    // An event without an id is never refused for its id; with `--redis`,
-    // a send fails when Redis is down (the fake model goes on), or when the
-    // run ended without its producer (its lease lapsed): `stopped` then
-    // resolves, and the loop ends.
+    // An event without an id is never refused for its id. With `--redis`,
+    // a send fails when Redis is down: the run ends as failed rather than
+    // go on with a hole in its text (a token that timed out may still have
+    // been written: sending it again could write it twice). A send also
+    // fails when the run ended without its producer (its lease lapsed):
+    // `stopped` has resolved then, and the loop ends.
     let send = |data: String| run.send(Event::new().data(data));
-    let _ = send(chunk(json!({"role": "assistant", "content": ""}), None)).await;
+    let failed = |error: PublishError| RunEnd::failed(format!("a token was not written: {error}"));
     let stopped = run.stopped();
     tokio::pin!(stopped);
     let mut words = text.split_inclusive(' ');
-    let outcome = loop {
-        tokio::select! {
-            () = &mut stopped => {
-                let _ = send(chunk(json!({}), Some("stop"))).await;
-                break RunEnd::stopped();
+    let first = send(chunk(json!({"role": "assistant", "content": ""}), None)).await;
+    let outcome = match first {
+        Err(error) if error.kind() != HubErrorKind::NoSuchRun => failed(error),
+        _ => loop {
+            tokio::select! {
+                () = &mut stopped => {
+                    let _ = send(chunk(json!({}), Some("stop"))).await;
+                    break RunEnd::stopped();
+                }
+                () = tokio::time::sleep(token) => {}
             }
-            () = tokio::time::sleep(token) => {}
-        }
-        match words.next() {
-            Some(word) => {
-                let _ = send(chunk(json!({"content": word}), None)).await;
+            let (delta, last) = match words.next() {
+                Some(word) => (json!({"content": word}), None),
+                None => (json!({}), Some("stop")),
+            };
+            match send(chunk(delta, last)).await {
+                Err(error) if error.kind() != HubErrorKind::NoSuchRun => break failed(error),
+                _ if last.is_some() => break RunEnd::completed(),
+                _ => {}
             }
-            None => {
-                let _ = send(chunk(json!({}), Some("stop"))).await;
-                break RunEnd::completed();
-            }
-        }
+        },
     };
-    let stopped = matches!(outcome.outcome(), tower_sse::hub::RunOutcome::Stopped);
+    let said = match outcome.outcome() {
+        RunOutcome::Stopped => "stopped",
+        RunOutcome::Completed => "completed",
+        _ => "failed",
+    };
     let id = run.id().to_owned();
     let _ = run.finish(outcome.event(Event::new().data("[DONE]"))).await;
-    println!(
-        "run {id} {} at_ms={}",
-        if stopped { "stopped" } else { "completed" },
-        unix_ms()
-    );
+    println!("run {id} {said} at_ms={}", unix_ms());
 }
 
 async fn shutdown_signal() {

@@ -1161,31 +1161,7 @@ async fn a_run_whose_instance_dies_ends_as_failed_for_every_follower() {
     };
     let lease = Duration::from_millis(600);
     let uri = http::Uri::from_static("/runs/x");
-    // Instance A, on a runtime of its own that ends mid-run: its reader
-    // and its lease renewals end with it, the run unfinished.
-    let (redis_url, prefix) = (
-        backend.redis.as_ref().unwrap().url(),
-        backend.prefix.clone(),
-    );
-    let (id, first) = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async move {
-            let a = Hub::builder()
-                .redis(redis_url)
-                .redis_key_prefix(&prefix)
-                .redis_run_lease(lease)
-                .build()
-                .unwrap();
-            let run = a.start_run().await.unwrap();
-            let first = run.send(Event::new().data("1")).await.unwrap();
-            let id = run.id().to_owned();
-            // Killed: nothing of it runs again, not even its drop.
-            std::mem::forget(run);
-            (id, first)
-        })
-    })
-    .join()
-    .unwrap();
+    let (id, first) = a_run_on_an_instance_that_dies(&backend, lease);
     let b = backend.hub(Hub::builder().redis_run_lease(lease));
     let mut follower = b
         .follow_run(&id, &http::HeaderMap::new(), &uri)
@@ -1213,6 +1189,121 @@ async fn a_run_whose_instance_dies_ends_as_failed_for_every_follower() {
         .unwrap();
     assert_eq!(next(&mut resumed).await.unwrap(), end);
     assert_eq!(next(&mut resumed).await, None);
+}
+
+/// Instance A, on a runtime of its own that ends mid-run (killed): its
+/// reader and its lease renewals end with it, its run unfinished after one
+/// event. Gives the run's id and that event's id.
+fn a_run_on_an_instance_that_dies(backend: &Backend, lease: Duration) -> (String, EventId) {
+    let (redis_url, prefix) = (
+        backend.redis.as_ref().unwrap().url(),
+        backend.prefix.clone(),
+    );
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let a = Hub::builder()
+                .redis(redis_url)
+                .redis_key_prefix(&prefix)
+                .redis_run_lease(lease)
+                .build()
+                .unwrap();
+            let run = a.start_run().await.unwrap();
+            let first = run.send(Event::new().data("1")).await.unwrap();
+            let id = run.id().to_owned();
+            // Killed: nothing of it runs again, not even its drop.
+            std::mem::forget(run);
+            (id, first)
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Issue 26, from an outside attack: the reader pinged (and renewed the
+/// leases of quiet runs) only when nothing else woke it, so an instance
+/// kept busy by announcements let a healthy run's lease lapse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_instance_keeps_renewing_the_lease_of_its_quiet_run() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let lease = Duration::from_millis(600);
+    let (a, b) = two_instances(&backend, lease, Duration::from_secs(60));
+    let run = a.start_run().await.unwrap();
+    let id = run.id().to_owned();
+    // A's reader kept busy: a topic followed on A, published to from B
+    // without a pause, for five leases.
+    let mut busy = a.subscribe("busy", None).await.unwrap();
+    let reading = tokio::spawn(async move { while busy.next().await.is_some() {} });
+    let publisher = b.clone();
+    let publishing = tokio::spawn(async move {
+        let until = std::time::Instant::now() + lease * 5;
+        while std::time::Instant::now() < until {
+            let _ = publisher.publish("busy", Event::new().data("x")).await;
+        }
+    });
+    publishing.await.unwrap();
+    reading.abort();
+    // The run still runs: a follow on B sees no end, and its next token.
+    let uri = http::Uri::from_static("/runs/x");
+    let mut follower = b
+        .follow_run(&id, &http::HeaderMap::new(), &uri)
+        .await
+        .unwrap();
+    assert_eq!(follower.how_it_started(), Start::Exact { replayed: 0 });
+    run.send(Event::new().data("alive"))
+        .await
+        .expect("the run was not ended under its producer");
+    assert_eq!(
+        next(&mut follower).await.unwrap().data.as_deref(),
+        Some("alive")
+    );
+}
+
+/// From an outside attack: a run's stream deleted mid-run (or evicted)
+/// left its followers waiting for the next stream check (30 s), and a stop
+/// of a run whose producer was gone answered `true` and ended nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_run_ends_its_followers_and_a_stop_of_a_lapsed_run_ends_it() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let lease = Duration::from_millis(600);
+    let (a, b) = two_instances(&backend, lease, Duration::from_secs(60));
+    let uri = http::Uri::from_static("/runs/x");
+    let none = http::HeaderMap::new();
+    // Deleted mid-run.
+    let run = a.start_run().await.unwrap();
+    let id = run.id().to_owned();
+    let mut follower = b.follow_run(&id, &none, &uri).await.unwrap();
+    run.send(Event::new().data("1")).await.unwrap();
+    assert_eq!(
+        next(&mut follower).await.unwrap().data.as_deref(),
+        Some("1")
+    );
+    let redis = backend.redis.as_ref().unwrap();
+    let key = format!("{}run:{{{id}}}", backend.prefix);
+    assert_eq!(redis.command(&format!("DEL {key}")), ":1\r\n");
+    let refused = run.send(Event::new().data("2")).await.unwrap_err();
+    assert_eq!(refused.kind(), HubErrorKind::NoSuchRun);
+    assert!(run.is_stop_requested(), "the producer is told to stop");
+    // The follower ends (with a retry) well before the 30 s stream check.
+    let ended = next(&mut follower).await;
+    assert!(ended.is_none() || ended.unwrap().retry);
+    let gone = b.follow_run(&id, &none, &uri).await.err().map(|e| e.kind());
+    assert_eq!(gone, Some(HubErrorKind::NoSuchRun));
+    // Stopped after its producer died: ended as failed, not "stopping".
+    let (id, first) = a_run_on_an_instance_that_dies(&backend, lease);
+    tokio::time::sleep(lease * 2).await;
+    assert!(!b.stop_run(&id).await.unwrap(), "nobody runs it");
+    let mut resumed = b
+        .follow_run(&id, &with_last_id(&first.to_string()), &uri)
+        .await
+        .unwrap();
+    let end = next(&mut resumed).await.unwrap();
+    assert_eq!(end.event.as_deref(), Some(tower_sse::hub::RUN_END_EVENT));
+    assert!(end.data.unwrap().contains("\"failed\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

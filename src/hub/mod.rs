@@ -1076,8 +1076,10 @@ pub enum HubErrorKind {
     /// what Redis said, and it is logged at `error` (feature `tracing`) once
     /// per cause. Answered with a `retry:` of 30 to 60 seconds.
     Misconfigured,
-    /// No such run here: never started on this instance, finished longer
-    /// than its retention ago, or (for `Run::send`) already finished.
+    /// No such run: never started (on this instance, for the memory hub),
+    /// finished longer than its retention ago, or (for `Run::send`) already
+    /// finished (with Redis: ended as failed by another instance when its
+    /// lease lapsed).
     /// Answered `404`, so that `EventSource` stops.
     NoSuchRun,
     /// The hub holds [`max_runs`](HubBuilder::max_runs) runs, all still
@@ -1114,7 +1116,7 @@ impl fmt::Display for HubErrorKind {
                 "the hub's Redis refuses its commands until a setting changes"
             }
             HubErrorKind::NoSuchRun => {
-                "no such run here: never started on this instance, or finished and gone"
+                "no such run: never started (on this instance, for a memory hub), or finished and gone"
             }
             HubErrorKind::TooManyRuns => "the hub holds its maximum number of runs",
             HubErrorKind::BadTopic => "no such topic name or set can be",

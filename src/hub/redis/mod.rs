@@ -86,8 +86,8 @@ pub(super) const DEFAULT_RUN_LEASE: Duration = Duration::from_secs(10);
 
 /// The shortest and longest
 /// [`HubBuilder::redis_run_lease`](super::HubBuilder::redis_run_lease):
-/// 300 milliseconds (three renewals within it, a ping apart at most,
-/// need a lease of a few pings) and 10 minutes.
+/// 300 milliseconds (the reader tends runs every third of a lease, at
+/// most every `PING_EVERY`) and 10 minutes.
 pub(super) const MIN_RUN_LEASE: Duration = Duration::from_millis(300);
 pub(super) const MAX_RUN_LEASE: Duration = Duration::from_secs(10 * 60);
 
@@ -1464,6 +1464,7 @@ impl Reader {
         let mut read = false;
         let mut backoff = RECONNECT_FIRST;
         let mut ping_at = tokio::time::Instant::now();
+        let mut tend_at = ping_at;
         let mut resync = true;
         let mut synced_at = Instant::now();
         loop {
@@ -1563,7 +1564,8 @@ impl Reader {
             let watch_at = self.watched.map_or(ping_at, |watched| {
                 tokio::time::Instant::from_std(watched + backend.watch_every())
             });
-            match wait(&mut announced, &backend.wake, ping_at.min(watch_at)).await {
+            let due = ping_at.min(watch_at).min(tend_at);
+            match wait(&mut announced, &backend.wake, due).await {
                 Woke::Announced(None) => {
                     let closed =
                         RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
@@ -1583,29 +1585,37 @@ impl Reader {
                     }
                 }
                 Woke::Wake => resync = true,
-                Woke::Due if tokio::time::Instant::now() < ping_at => {}
-                Woke::Due => {
-                    let sent = Instant::now();
-                    match tokio::time::timeout(backend.timeout, sink.ping::<Value>()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => return failed(error, sent, read),
-                        Err(_) => return failed(timed_out(), sent, read),
-                    }
-                    // Reads go through the command connection: that it
-                    // answers is what reading needs.
-                    match backend.keep_warm().await {
-                        Ok(()) => {
-                            if let Some(hub) = self.shared.upgrade() {
-                                self.succeeded(&hub);
-                                backend.tend_runs(&hub, &subscribed).await;
-                            }
-                        }
-                        Err(error) => self.failed(&error, sent),
-                    }
-                }
+                Woke::Due => {}
             }
+            // The ping, and what runs need, whenever due, whatever woke the
+            // reader: one kept busy by announcements must still renew the
+            // leases of the runs produced here.
             if tokio::time::Instant::now() >= ping_at {
                 ping_at = tokio::time::Instant::now() + PING_EVERY;
+                let sent = Instant::now();
+                match tokio::time::timeout(backend.timeout, sink.ping::<Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return failed(error, sent, read),
+                    Err(_) => return failed(timed_out(), sent, read),
+                }
+                // Reads go through the command connection: that it answers
+                // is what reading needs.
+                match backend.keep_warm().await {
+                    Ok(()) => {
+                        if let Some(hub) = self.shared.upgrade() {
+                            self.succeeded(&hub);
+                        }
+                    }
+                    Err(error) => self.failed(&error, sent),
+                }
+            }
+            if tokio::time::Instant::now() >= tend_at {
+                tend_at = tokio::time::Instant::now() + backend.tend_every();
+                if let Some(hub) = self.shared.upgrade() {
+                    for name in backend.tend_runs(&hub, &subscribed).await {
+                        to_read.topics.entry(name).or_default();
+                    }
+                }
             }
         }
     }

@@ -116,20 +116,6 @@ return redis.call('EXISTS', KEYS[3])
 "
 );
 
-/// Asks the run `KEYS[1]` to stop: sets `KEYS[3]` for `ARGV[1]` ms and
-/// announces the run's id `ARGV[3]` on the channel `ARGV[2]` followed by
-/// the lease's holder. Returns 1 if the run has not ended, else 0.
-const STOP: &str = concat!(
-    run_last!(),
-    "
-if ended(last) then return 0 end
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
-local holder = redis.call('GET', KEYS[2])
-if holder then redis.call('PUBLISH', ARGV[2] .. holder, ARGV[3]) end
-return 1
-"
-);
-
 /// Lua defining `lapse()`, after `run_last!`: ends the run as failed
 /// (`ARGV[1]`, the end's encoded fields; the stream then expires after
 /// `ARGV[2]` ms) if it has not ended and its lease `KEYS[2]` lapsed.
@@ -148,25 +134,52 @@ end
 }
 
 /// Ends the run `KEYS[1]` as failed if its lease lapsed (see `lapse!`).
-/// Returns 1 if it did.
-const LAPSE: &str = concat!(run_last!(), lapse!(), "return lapse()\n");
+/// Returns 1 if it did, 0 if the run runs, 2 if it had ended already, -1
+/// if its stream is gone.
+const LAPSE: &str = concat!(
+    run_last!(),
+    lapse!(),
+    "
+if not last then return -1 end
+if ended(last) then return 2 end
+return lapse()
+"
+);
+
+/// Asks the run `KEYS[1]` to stop: sets `KEYS[3]` for `ARGV[3]` ms and
+/// announces the run's id `ARGV[5]` on the channel `ARGV[4]` followed by
+/// the lease's holder. A run whose lease lapsed has no producer to hear
+/// it: it is ended as failed instead (see `lapse!`). Returns 1 if the run
+/// runs, else 0.
+const STOP: &str = concat!(
+    run_last!(),
+    lapse!(),
+    "
+if ended(last) or lapse() == 1 then return 0 end
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+local holder = redis.call('GET', KEYS[2])
+if holder then redis.call('PUBLISH', ARGV[4] .. holder, ARGV[5]) end
+return 1
+"
+);
 
 /// What a follow reads of the run `KEYS[1]`, after ending it as failed if
-/// its lease lapsed (see `lapse!`): with `ARGV[4]` empty, its latest
-/// `ARGV[3]` entries, newest first; else the `ARGV[3]` entries from the
-/// id `ARGV[4]` on. Nil when the run is gone (or never was).
+/// its lease lapsed (see `lapse!`): its first `ARGV[3]` entries from the
+/// id `ARGV[4]` on (`-`: from its start). Nil when the run is gone (or
+/// never was). One page: the rest is read with `XRANGE`, so that a long
+/// run does not hold Redis for one long script.
 const LOAD: &str = concat!(
     run_last!(),
     lapse!(),
     "
 if not last then return false end
 lapse()
-if ARGV[4] == '' then
-  return redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
-end
 return redis.call('XRANGE', KEYS[1], ARGV[4], '+', 'COUNT', ARGV[3])
 "
 );
+
+/// The entries a follow reads in one command.
+const PAGE: usize = 1_000;
 
 /// The scripts of runs, by hash.
 pub(super) struct RunScripts {
@@ -324,11 +337,14 @@ impl Backend {
 
     pub(super) async fn stop_run_log(&self, run: &str) -> Result<bool, HubError> {
         let kept = (self.run_lease * STOP_KEPT_LEASES).as_millis() as u64;
+        let lapsed = lapsed_end();
         let reply = self
             .run_script(
                 (&self.run_scripts.stop, STOP),
                 run,
                 &[
+                    &lapsed.stored_fields(),
+                    self.run_retention_ms().as_bytes(),
                     kept.max(1).to_string().as_bytes(),
                     self.stop_channel_prefix().as_bytes(),
                     run.as_bytes(),
@@ -369,9 +385,9 @@ impl Backend {
             let primed = feed.primed.initialized();
             let from = match topic.last_stream_id() {
                 Some(last) if primed => last.to_string(),
-                _ => String::new(),
+                _ => "-".to_owned(),
             };
-            let count = self.run_config.history.saturating_add(1).to_string();
+            let page = PAGE.to_string();
             let lapsed = lapsed_end();
             let reply = self
                 .run_script(
@@ -380,7 +396,7 @@ impl Backend {
                     &[
                         &lapsed.stored_fields(),
                         self.run_retention_ms().as_bytes(),
-                        count.as_bytes(),
+                        page.as_bytes(),
                         from.as_bytes(),
                     ],
                     Retry::Safe,
@@ -390,12 +406,28 @@ impl Backend {
             if reply == Value::Nil {
                 return Err(HubError::new(HubErrorKind::NoSuchRun));
             }
+            let retention = self.retention_of(topic);
             let mut entries = parse_entries(&reply);
-            if !primed {
-                entries.reverse();
-            }
-            topic.append(&entries, !primed, self.retention_of(topic), Instant::now());
+            topic.append(&entries, !primed, retention, Instant::now());
             let _ = feed.primed.set(());
+            // The rest, a page at a time.
+            while entries.len() >= PAGE {
+                let Some(last) = topic.last_stream_id() else {
+                    break;
+                };
+                let mut cmd = redis::cmd("XRANGE");
+                cmd.arg(self.run_key(run, ""))
+                    .arg(format!("({last}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE);
+                let reply = self
+                    .query(&cmd, deadline, Retry::Safe)
+                    .await
+                    .map_err(|error| self.record.failed(super::Call::Load, &error))?;
+                entries = parse_entries(&reply);
+                topic.append(&entries, false, retention, Instant::now());
+            }
             let stale = feed.stale.swap(false, Ordering::AcqRel);
             self.record.worked(super::Call::Load);
             if !primed || stale {
@@ -410,16 +442,31 @@ impl Backend {
             .unwrap_or_else(|_| Err(self.record.failed(super::Call::Load, &timed_out())))
     }
 
-    /// What the reader does for runs on each ping: renews the leases of the
+    /// How often the reader tends runs (`tend_runs`): every third of a
+    /// lease, at most every `PING_EVERY`.
+    pub(super) fn tend_every(&self) -> std::time::Duration {
+        (self.run_lease / 3).min(super::PING_EVERY)
+    }
+
+    /// What the reader does for runs every `tend_every`: renews the leases of the
     /// runs produced here that appended nothing for a third of a lease
     /// (raising the stop of those asked to stop, or ended without their
-    /// producer), and ends as failed the runs followed here (`subscribed`
-    /// names them) that read nothing for a lease and whose lease lapsed.
+    /// producer), and looks at the runs followed here (`subscribed` names
+    /// them) that read nothing for a third of a lease, every third of a
+    /// lease: one whose lease lapsed is ended as failed (the end comes
+    /// back announced), one whose stream is gone ends its followers here
+    /// (their reconnect gets `404`). Returns the runs that ended without
+    /// this instance reading their end (an announcement lost), to read.
     /// Errors are left to the next ping.
-    pub(super) async fn tend_runs(&self, hub: &Shared, subscribed: &HashSet<Box<str>>) {
+    pub(super) async fn tend_runs(
+        &self,
+        hub: &Shared,
+        subscribed: &HashSet<Box<str>>,
+    ) -> Vec<Box<str>> {
         let now = Instant::now();
         let ttl = self.key_ttl.to_string();
-        for run in hub.runs.to_renew(self.run_lease / 3, now) {
+        let third = self.run_lease / 3;
+        for run in hub.runs.to_renew(third, now) {
             let reply = self
                 .run_script(
                     (&self.run_scripts.renew, RENEW),
@@ -436,10 +483,7 @@ impl Backend {
                 hub.runs.stop(&run);
             }
         }
-        // A followed run that read nothing for a lease is looked at every
-        // third of a lease: one whose producer still renews its lease
-        // costs three scripts per lease.
-        let quiet: Vec<Box<str>> = {
+        let quiet: Vec<(Box<str>, Arc<Topic>)> = {
             let topics = hub.topics();
             let mut checked = self
                 .lapse_checked
@@ -449,36 +493,31 @@ impl Backend {
             subscribed
                 .iter()
                 .filter(|name| name.starts_with(RUN_TOPIC))
-                .filter(|name| {
-                    topics.map.get(&***name).is_some_and(|topic| {
-                        topic.subscribers.load(Ordering::Acquire) > 0
-                            && topic
-                                .run_quiet_for(now)
-                                .is_some_and(|quiet| quiet >= self.run_lease)
-                    })
-                })
-                .filter(|name| {
-                    let due = checked.get(*name).map_or(true, |at| {
-                        now.saturating_duration_since(*at) >= self.run_lease / 3
-                    });
-                    if due {
-                        checked.insert((*name).clone(), now);
+                .filter_map(|name| {
+                    let topic = topics.map.get(&**name)?;
+                    let quiet = topic.subscribers.load(Ordering::Acquire) > 0
+                        && topic.run_quiet_for(now).is_some_and(|quiet| quiet >= third);
+                    let due = checked
+                        .get(name)
+                        .map_or(true, |at| now.saturating_duration_since(*at) >= third);
+                    if !quiet || !due {
+                        return None;
                     }
-                    due
+                    checked.insert(name.clone(), now);
+                    Some((name.clone(), topic.clone()))
                 })
-                .cloned()
                 .collect()
         };
+        let mut to_read = Vec::new();
         if quiet.is_empty() {
-            return;
+            return to_read;
         }
         let lapsed = lapsed_end();
         let fields = lapsed.stored_fields();
         let retention = self.run_retention_ms();
-        for name in quiet {
+        for (name, topic) in quiet {
             let run = name.strip_prefix(RUN_TOPIC).unwrap_or(&name);
-            // The end it writes comes back announced, as any entry.
-            let _ = self
+            let reply = self
                 .run_script(
                     (&self.run_scripts.lapse, LAPSE),
                     run,
@@ -486,6 +525,15 @@ impl Backend {
                     Retry::Safe,
                 )
                 .await;
+            match reply {
+                // Gone: its followers here end, and learn so when they
+                // come back.
+                Ok(Value::Int(-1)) => topic.lost_entries(StreamId::ZERO),
+                // Ended, and this instance did not read the end.
+                Ok(Value::Int(2)) => to_read.push(name),
+                _ => {}
+            }
         }
+        to_read
     }
 }
