@@ -52,14 +52,16 @@ pub(super) trait Backend: Send + Sync + fmt::Debug {
     fn start_run<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<(), HubError>>;
 
     /// Appends `event` to the run `run`'s log, as its last event with
-    /// `end`; gives its id, and whether someone asked the run to stop.
-    /// Refused (`NoSuchRun`) once the run ended (its producer's lease
-    /// lapsed, say) or is gone.
+    /// `end`, and to `here` (the run's topic on this instance, if followed
+    /// here) when it can; gives its id, and whether someone asked the run
+    /// to stop. Refused (`NoSuchRun`) once the run ended (its producer's
+    /// lease lapsed, say) or is gone.
     fn run_append<'a>(
         &'a self,
         run: &'a str,
         event: Event,
         end: bool,
+        here: Option<&'a Topic>,
     ) -> BoxFuture<'a, Result<(EventId, bool), (HubError, Event)>>;
 
     /// Asks the producer of `run`, on whichever instance holds it, to

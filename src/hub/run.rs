@@ -443,7 +443,11 @@ impl Run {
         let Some(backend) = &self.hub.shared.backend else {
             unreachable!("a run without a topic has a backend");
         };
-        match backend.run_append(&self.id, event, end).await {
+        let here = self.topic_here();
+        match backend
+            .run_append(&self.id, event, end, here.as_deref())
+            .await
+        {
             Ok((id, stop)) => {
                 // The append renewed the lease.
                 *self
@@ -481,19 +485,20 @@ impl Run {
     /// How many clients follow the run now (with a backend: on this
     /// instance).
     pub fn followers(&self) -> usize {
-        let count = |topic: &Topic| topic.subscribers.load(Ordering::Acquire);
-        if let Some(topic) = &self.entry.topic {
-            return count(topic);
-        }
+        self.entry
+            .topic
+            .clone()
+            .or_else(|| self.topic_here())
+            .map_or(0, |topic| topic.subscribers.load(Ordering::Acquire))
+    }
+
+    /// With a backend: the run's topic on this instance, if it is followed
+    /// here.
+    fn topic_here(&self) -> Option<Arc<Topic>> {
         let mut name = String::with_capacity(1 + self.id.len());
         name.push(super::RUN_TOPIC);
         name.push_str(&self.id);
-        self.hub
-            .shared
-            .topics()
-            .map
-            .get(name.as_str())
-            .map_or(0, |topic| count(topic))
+        self.hub.shared.topics().map.get(name.as_str()).cloned()
     }
 
     /// Ends the run with `end`: its last event, after which every
@@ -592,7 +597,7 @@ impl Run {
         };
         let id = std::mem::take(&mut self.id);
         runtime.spawn(async move {
-            let _ = backend.run_append(&id, end.into_event(), true).await;
+            let _ = backend.run_append(&id, end.into_event(), true, None).await;
         });
     }
 

@@ -1185,8 +1185,9 @@ impl HubBackend for Backend {
         run: &'a str,
         event: Event,
         end: bool,
+        here: Option<&'a Topic>,
     ) -> BoxFuture<'a, Result<(EventId, bool), (HubError, Event)>> {
-        Box::pin(self.append_run(run, event, end))
+        Box::pin(self.append_run(run, event, end, here))
     }
 
     fn stop_run<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<bool, HubError>> {
@@ -1702,6 +1703,13 @@ impl Reader {
             let Some(announced) = to_read.topics.remove(name) else {
                 continue;
             };
+            // A run's topic already holds what was announced (appended by
+            // its producer here): nothing to read. Only for runs: a topic's
+            // stream made anew with lower ids is found by reading it.
+            let held = |(id, _): &(StreamId, usize)| id <= last;
+            if topic.run && !announced.places.is_empty() && announced.places.iter().all(held) {
+                continue;
+            }
             let key = backend.key(name);
             let mut cmd = redis::cmd("XRANGE");
             cmd.arg(&key)

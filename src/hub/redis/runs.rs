@@ -36,7 +36,7 @@ use crate::{
     hub::{
         id::StreamId,
         run::lapsed_end,
-        topic::{Feed, Topic},
+        topic::{Feed, LogEntry, Topic},
         EventId, HubError, HubErrorKind, Shared, RUN_TOPIC,
     },
 };
@@ -81,8 +81,8 @@ return 1
 /// the stream then expires after `ARGV[3]` ms, and the lease `KEYS[2]` and
 /// the stop `KEYS[3]` go; otherwise the lease is the instance `ARGV[5]`'s
 /// for `ARGV[4]` ms more, and the stream lives `ARGV[6]` ms more (0: no
-/// limit). Returns the entry's id and whether a stop was asked (1 or 0),
-/// or nil for a run that ended or is gone.
+/// limit). Returns the entry's id, whether a stop was asked (1 or 0) and
+/// the id of the entry before it, or nil for a run that ended or is gone.
 const APPEND: &str = concat!(
     run_last!(),
     "
@@ -98,7 +98,7 @@ else
   if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
 end
 redis.call('PUBLISH', KEYS[1], id)
-return {id, redis.call('EXISTS', KEYS[3])}
+return {id, redis.call('EXISTS', KEYS[3]), last[1]}
 "
 );
 
@@ -290,11 +290,18 @@ impl Backend {
         }
     }
 
+    /// Appends to the run's stream; with `here` (the run's topic on this
+    /// instance, followed here), also to that topic at once, when it holds
+    /// the entry before (the run's one producer appends in order): the
+    /// follower here needs no read of it (the reader skips an announcement
+    /// of what a run's topic holds), and gets it a round trip sooner. The
+    /// entry comes from the script's answer, not from pub/sub.
     pub(super) async fn append_run(
         &self,
         run: &str,
         event: Event,
         end: bool,
+        here: Option<&Topic>,
     ) -> Result<(EventId, bool), (HubError, Event)> {
         let reply = {
             let fields = event.stored_fields();
@@ -323,16 +330,28 @@ impl Backend {
         if value == Value::Nil {
             return Err((HubError::new(HubErrorKind::NoSuchRun), event));
         }
-        match items(&value) {
-            [id, Value::Int(stop)] => match as_bytes(id).and_then(StreamId::parse) {
-                Some(id) => {
-                    self.record.worked(super::Call::Publish);
-                    Ok((id.event_id(), *stop == 1))
-                }
-                None => Err((self.unexpected(&value), event)),
-            },
-            _ => Err((self.unexpected(&value), event)),
+        let parsed = match items(&value) {
+            [id, Value::Int(stop), prev] => as_bytes(id)
+                .and_then(StreamId::parse)
+                .zip(as_bytes(prev).and_then(StreamId::parse))
+                .map(|(id, prev)| (id, prev, *stop == 1)),
+            _ => None,
+        };
+        let Some((id, prev, stop)) = parsed else {
+            return Err((self.unexpected(&value), event));
+        };
+        self.record.worked(super::Call::Publish);
+        if let Some(topic) = here.filter(|topic| topic.last_stream_id() == Some(prev)) {
+            let entry = LogEntry {
+                id,
+                prev,
+                fields: Some(event.stored_fields().into_owned()),
+                start: false,
+                end,
+            };
+            topic.append(&[entry], false, self.retention_of(topic), Instant::now());
         }
+        Ok((id.event_id(), stop))
     }
 
     pub(super) async fn stop_run_log(&self, run: &str) -> Result<bool, HubError> {
