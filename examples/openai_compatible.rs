@@ -211,18 +211,20 @@ async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Re
     println!("run {id} started at_ms={}", unix_ms());
     // Followed before the producer starts, from the first event (a new
     // run: the request's `Last-Event-ID` or query means nothing here).
-    let follow = app
+    let follow = match app
         .hub
         .follow_run(&id, &HeaderMap::new(), &Uri::default())
-        .await;
+        .await
+    {
+        Ok(follow) => follow,
+        // Nobody could read it: dropped, the run ends as failed.
+        Err(error) => return api_error(error),
+    };
     tokio::spawn(produce(run, model.clone(), app.text.clone(), app.token));
     if request.stream != Some(true) {
         // The whole completion: read from the run, so that the job goes on
         // if this client leaves, and a stop gives what was made so far.
-        let text = match follow {
-            Ok(subscription) => collect(subscription).await,
-            Err(error) => return api_error(error),
-        };
+        let text = collect(follow).await;
         return Json(json!({
             "id": format!("chatcmpl-{id}"),
             "object": "chat.completion",
@@ -236,7 +238,7 @@ async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Re
         }))
         .into_response();
     }
-    with_run_id(follow, &id)
+    with_run_id(Ok(follow), &id)
 }
 
 /// The text of a run's chunks, read to its end.

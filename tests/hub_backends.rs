@@ -1261,6 +1261,58 @@ async fn a_busy_instance_keeps_renewing_the_lease_of_its_quiet_run() {
     );
 }
 
+/// From a review: the leases were renewed by the reader, so a reader that
+/// kept reconnecting (its subscriptions' connection cut again and again,
+/// as in a failover) let a healthy run's lease lapse; and a `finish`
+/// whose future was dropped wrote no end, and its drop none either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_keeps_reconnecting_does_not_lapse_a_run_and_a_dropped_finish_still_ends_it()
+{
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let lease = Duration::from_millis(600);
+    let (a, b) = two_instances(&backend, lease, Duration::from_secs(60));
+    let run = a.start_run().await.unwrap();
+    let id = run.id().to_owned();
+    let redis = backend.redis.as_ref().unwrap();
+    // Every subscriptions' connection cut, every 100 ms, for five leases.
+    let until = std::time::Instant::now() + lease * 5;
+    while std::time::Instant::now() < until {
+        redis.command("CLIENT KILL TYPE pubsub");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let uri = http::Uri::from_static("/runs/x");
+    let mut follower = b
+        .follow_run(&id, &http::HeaderMap::new(), &uri)
+        .await
+        .unwrap();
+    assert_eq!(follower.how_it_started(), Start::Exact { replayed: 0 });
+    run.send(Event::new().data("alive"))
+        .await
+        .expect("the run was not ended under its producer");
+    assert_eq!(
+        next(&mut follower).await.unwrap().data.as_deref(),
+        Some("alive")
+    );
+    run.finish(tower_sse::hub::RunEnd::completed())
+        .await
+        .unwrap();
+    // A finish given up on at once: the run still ends (with its own end
+    // or, if that was not written, as failed), not a lease later.
+    let (a, b) = two_instances(&backend, Duration::from_secs(30), Duration::from_secs(60));
+    let run = a.start_run().await.unwrap();
+    let mut follower = b
+        .follow_run(run.id(), &http::HeaderMap::new(), &uri)
+        .await
+        .unwrap();
+    let finishing = run.finish(tower_sse::hub::RunEnd::completed());
+    let _ = tokio::time::timeout(Duration::from_micros(1), finishing).await;
+    let end = next(&mut follower).await.expect("an end");
+    assert_eq!(end.event.as_deref(), Some(tower_sse::hub::RUN_END_EVENT));
+    assert_eq!(next(&mut follower).await, None);
+}
+
 /// From an outside attack: a run's stream deleted mid-run (or evicted)
 /// left its followers waiting for the next stream check (30 s), and a stop
 /// of a run whose producer was gone answered `true` and ended nothing.

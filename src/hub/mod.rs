@@ -277,7 +277,9 @@ impl Hub {
     ///
     /// [`PublishError`], which gives the event back, when the event already
     /// has an id (the hub's ids are what resume relies on: publish events
-    /// without one), when the topic name is longer than [`MAX_TOPIC_LEN`],
+    /// without one), when the topic name is longer than [`MAX_TOPIC_LEN`]
+    /// or starts with NUL ([`HubErrorKind::BadTopic`]: the hub's runs use
+    /// those),
     /// or when the topic is new and the hub already holds
     /// [`max_topics`](HubBuilder::max_topics).
     ///
@@ -342,7 +344,8 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`HubError`] when the topic name is longer than [`MAX_TOPIC_LEN`],
+    /// [`HubError`] when the topic name is longer than [`MAX_TOPIC_LEN`] or
+    /// starts with NUL ([`HubErrorKind::BadTopic`]),
     /// or when the topic is new and the hub already holds
     /// [`max_topics`](HubBuilder::max_topics); with the Redis backend, also
     /// when Redis cannot be reached within
@@ -637,7 +640,10 @@ impl Hub {
                 }
                 let epoch = topics.seed.wrapping_add(topics.made) & id::EPOCH_MASK;
                 topics.made += 1;
-                let label = config.topic_labels.then_some(name);
+                // A run's label is its id, without the mark.
+                let label = config
+                    .topic_labels
+                    .then(|| name.trim_start_matches(RUN_TOPIC));
                 let mut made = Topic::new(epoch, now, label, self.is_backed());
                 made.run = run;
                 let made = Arc::new(made);
@@ -1119,7 +1125,7 @@ impl fmt::Display for HubErrorKind {
                 "no such run: never started (on this instance, for a memory hub), or finished and gone"
             }
             HubErrorKind::TooManyRuns => "the hub holds its maximum number of runs",
-            HubErrorKind::BadTopic => "no such topic name or set can be",
+            HubErrorKind::BadTopic => "a topic name or set that cannot be",
             HubErrorKind::NotAllowed => "the request asks for a topic it may not read",
             HubErrorKind::ClientLimit => "the client holds its maximum of streams or topics",
         })

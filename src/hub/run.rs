@@ -60,8 +60,9 @@ struct RunEntry {
     /// When it finished; `None` while it runs.
     finished: Mutex<Option<Instant>>,
     /// With a backend: when this instance last renewed its lease on the
-    /// run (see `Runs::to_renew`).
-    renewed: Mutex<Instant>,
+    /// run (see `Runs::to_renew`); `None` until the run started in the
+    /// backend (a renewal before that would find no run, and stop it).
+    renewed: Mutex<Option<Instant>>,
 }
 
 impl RunEntry {
@@ -127,13 +128,22 @@ impl Runs {
             .filter(|(_, entry)| entry.finished_at().is_none())
             .filter_map(|(id, entry)| {
                 let mut renewed = entry.renewed.lock().unwrap_or_else(PoisonError::into_inner);
-                if now.saturating_duration_since(*renewed) < every {
+                if now.saturating_duration_since((*renewed)?) < every {
                     return None;
                 }
-                *renewed = now;
+                *renewed = Some(now);
                 Some(id.clone())
             })
             .collect()
+    }
+
+    /// Whether the run `id` is produced here and runs.
+    #[cfg_attr(not(hub_log), allow(dead_code))]
+    pub(super) fn runs_here(&self, id: &str) -> bool {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.runs
+            .get(id)
+            .is_some_and(|entry| entry.finished_at().is_none())
     }
 
     /// Raises the stop of the run `id` if it runs here; whether it does.
@@ -195,9 +205,10 @@ impl Hub {
     /// every instance serves it: a reload that lands on another instance
     /// resumes it there, and a stop sent to any instance reaches this one.
     /// This instance holds a lease on the run while the producer runs,
-    /// renewed every second or so; if it ends (killed, or cut from Redis),
-    /// the lease lapses and the run ends as failed for every follower
-    /// (see `docs/runs.md`).
+    /// renewed by each [`Run::send`] and, while the run sends nothing, every
+    /// third of [`redis_run_lease`](super::HubBuilder::redis_run_lease); if
+    /// the instance ends (killed, or cut from Redis), the lease lapses and
+    /// the run ends as failed for every follower (see `docs/runs.md`).
     ///
     /// # Errors
     ///
@@ -222,7 +233,7 @@ impl Hub {
             topic,
             stop: StopFlag::default(),
             finished: Mutex::new(None),
-            renewed: Mutex::new(now),
+            renewed: Mutex::new(None),
         });
         {
             let mut map = runs.map(now);
@@ -250,6 +261,7 @@ impl Hub {
         };
         if let Some(backend) = &self.shared.backend {
             backend.start_run(&id).await?;
+            *entry.renewed.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
         starting.started = true;
         drop(starting);
@@ -330,9 +342,11 @@ impl Hub {
     /// whether such a run is running.
     ///
     /// With the Redis backend the stop reaches the producer on whichever
-    /// instance it runs (at once over Redis pub/sub; within a second or so
-    /// if that message is lost, when the producer's instance renews its
-    /// lease).
+    /// instance it runs (at once over Redis pub/sub; if that message is
+    /// lost, at the producer's next send, or within a third of a lease and
+    /// a second when the run sends nothing). A run whose producer's lease
+    /// lapsed has nobody to stop it: it is ended as failed, and the answer
+    /// is `false`.
     ///
     /// # Errors
     ///
@@ -454,7 +468,7 @@ impl Run {
                     .entry
                     .renewed
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                 if stop {
                     self.entry.stop.raise();
                 }
@@ -529,6 +543,9 @@ impl Run {
         if self.entry.topic.is_some() {
             return Ok(self.end_in_memory(end));
         }
+        // The lease is renewed until the end is written; dropped before
+        // that, the run's drop ends it as failed.
+        let written = self.append(end.into_event(), true).await;
         self.finished = true;
         *self
             .entry
@@ -536,7 +553,7 @@ impl Run {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         self.forget();
-        self.append(end.into_event(), true).await
+        written
     }
 
     /// `end` on the memory hub, which never waits.

@@ -159,11 +159,14 @@ impl HubBuilder {
     /// [`Run::send`](crate::hub::Run::send), and every third of the lease
     /// while the run sends nothing); an instance that is killed or cut
     /// from Redis stops renewing, and once the lease lapses, the next
-    /// instance to look (one whose followers read nothing for a lease, or
-    /// any follow) ends the run as failed for every follower. Shorter
-    /// tells followers sooner, and costs a renewal more often for runs
-    /// that send nothing for long. Between 300 milliseconds and 10
-    /// minutes, else [`build`](HubBuilder::build) refuses it
+    /// instance to look (one whose followers read nothing for a third of a
+    /// lease looks every third of a lease; any follow looks) ends the run as
+    /// failed for every follower. Shorter tells followers sooner, and costs
+    /// a renewal more often for runs that send nothing for long. Keep it
+    /// several times [`redis_timeout`](HubBuilder::redis_timeout): a
+    /// renewal that waits for a slow Redis must still land within it.
+    /// Between 300 milliseconds and 10 minutes, else
+    /// [`build`](HubBuilder::build) refuses it
     /// ([`HubConfigErrorKind::RedisOutOfRange`](crate::hub::HubConfigErrorKind::RedisOutOfRange)).
     /// Default: 10 seconds.
     #[cfg(feature = "redis")]

@@ -424,9 +424,13 @@ pub(super) struct Backend {
     run_lease: Duration,
     run_config: RunConfig,
     run_scripts: runs::RunScripts,
-    /// When the reader last looked at each quiet run followed here,
-    /// whether its lease lapsed.
-    lapse_checked: std::sync::Mutex<HashMap<Box<str>, Instant>>,
+    /// The runs followed here (their topics, subscribed to by the reader),
+    /// and when each was last looked at, whether its lease lapsed (see
+    /// `runs::tend`).
+    followed_runs: std::sync::Mutex<HashMap<Box<str>, Option<Instant>>>,
+    /// Runs that ended without the reader reading their end (an
+    /// announcement lost): for the reader to read.
+    runs_to_read: std::sync::Mutex<Vec<Box<str>>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -519,7 +523,8 @@ impl Backend {
             run_lease: settings.run_lease,
             run_config,
             run_scripts: runs::RunScripts::new(),
-            lapse_checked: std::sync::Mutex::new(HashMap::new()),
+            followed_runs: std::sync::Mutex::new(HashMap::new()),
+            runs_to_read: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -1199,6 +1204,7 @@ impl HubBackend for Backend {
     }
 
     fn start(self: Arc<Self>, shared: Weak<Shared>) {
+        tokio::spawn(runs::tend(shared.clone(), Arc::downgrade(&self)));
         tokio::spawn(read(shared, self));
     }
 }
@@ -1444,6 +1450,7 @@ impl Reader {
             lasted: read && attempt.elapsed() >= RECONNECT_MAX,
         };
         // A new connection listens to nothing yet.
+        backend.follow_runs_anew();
         if let Some(hub) = self.shared.upgrade() {
             each_topic(&hub, |topic| {
                 if let Some(feed) = &topic.feed {
@@ -1465,7 +1472,6 @@ impl Reader {
         let mut read = false;
         let mut backoff = RECONNECT_FIRST;
         let mut ping_at = tokio::time::Instant::now();
-        let mut tend_at = ping_at;
         let mut resync = true;
         let mut synced_at = Instant::now();
         loop {
@@ -1525,6 +1531,7 @@ impl Reader {
                 }
                 if subscribe {
                     subscribed.extend(names.iter().cloned());
+                    backend.follow_runs(names, true);
                     // What came before the subscription took hold.
                     for name in names {
                         to_read.topics.entry(name.clone()).or_default();
@@ -1534,6 +1541,7 @@ impl Reader {
                     for name in names {
                         subscribed.remove(name);
                     }
+                    backend.follow_runs(names, false);
                 }
             }
             drop(topics);
@@ -1565,8 +1573,7 @@ impl Reader {
             let watch_at = self.watched.map_or(ping_at, |watched| {
                 tokio::time::Instant::from_std(watched + backend.watch_every())
             });
-            let due = ping_at.min(watch_at).min(tend_at);
-            match wait(&mut announced, &backend.wake, due).await {
+            match wait(&mut announced, &backend.wake, ping_at.min(watch_at)).await {
                 Woke::Announced(None) => {
                     let closed =
                         RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
@@ -1585,12 +1592,17 @@ impl Reader {
                         self.announced(&message, &mut to_read);
                     }
                 }
-                Woke::Wake => resync = true,
+                Woke::Wake => {
+                    resync = true;
+                    // Runs that ended without their end read here.
+                    for name in backend.take_runs_to_read() {
+                        to_read.topics.entry(name).or_default();
+                    }
+                }
                 Woke::Due => {}
             }
-            // The ping, and what runs need, whenever due, whatever woke the
-            // reader: one kept busy by announcements must still renew the
-            // leases of the runs produced here.
+            // The ping whenever due, whatever woke the reader (one kept busy
+            // by announcements still pings).
             if tokio::time::Instant::now() >= ping_at {
                 ping_at = tokio::time::Instant::now() + PING_EVERY;
                 let sent = Instant::now();
@@ -1608,14 +1620,6 @@ impl Reader {
                         }
                     }
                     Err(error) => self.failed(&error, sent),
-                }
-            }
-            if tokio::time::Instant::now() >= tend_at {
-                tend_at = tokio::time::Instant::now() + backend.tend_every();
-                if let Some(hub) = self.shared.upgrade() {
-                    for name in backend.tend_runs(&hub, &subscribed).await {
-                        to_read.topics.entry(name).or_default();
-                    }
                 }
             }
         }

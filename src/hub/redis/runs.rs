@@ -4,8 +4,9 @@
 //!
 //! - Starting a run writes its stream's start entry and the lease
 //!   (`…:lease`, the instance's id, expiring after `redis_run_lease`).
-//!   Each append renews the lease; the reader renews the leases of the
-//!   runs that appended nothing for a third of it.
+//!   Each append renews the lease; a task of its own (`tend`, beside the
+//!   reader) renews the leases of the runs that appended nothing for a
+//!   third of it.
 //! - The run's last event is an entry with a field `e`: after it nothing
 //!   is appended (a late append is refused, and its producer stops), the
 //!   lease goes, and the stream expires after the run's retention.
@@ -19,12 +20,14 @@
 //!   append or lease renewal sees the key.
 //! - A lease that lapsed (the producer's instance was killed, or lost
 //!   Redis) leaves a run that nobody ends: an instance whose followers of
-//!   a run have read nothing for a lease, and any follow of it, end it as
-//!   failed, in one script that checks the lease first.
+//!   a run have read nothing for a third of a lease (it looks every third
+//!   of a lease), any follow of it, and a stop of it end it as failed, in
+//!   one script that checks the lease first. A running run's stream
+//!   expires a lease and the run's retention after its last send or
+//!   renewal, so that a run nobody ended goes too.
 
 use std::{
-    collections::HashSet,
-    sync::{atomic::Ordering, Arc},
+    sync::{atomic::Ordering, Arc, Weak},
     time::Instant,
 };
 
@@ -61,15 +64,15 @@ local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 }
 
 /// Starts the run whose stream is `KEYS[1]`: its start entry, its time to
-/// live (`ARGV[3]` ms; 0: none) and the lease `KEYS[2]` held by the
-/// instance `ARGV[2]` for `ARGV[1]` ms. Returns 0 if the stream exists (an
-/// id drawn twice), else 1.
+/// live (`ARGV[3]` ms) and the lease `KEYS[2]` held by the instance
+/// `ARGV[2]` for `ARGV[1]` ms. Returns 0 if the stream exists (an id drawn
+/// twice), else 1.
 const START: &str = concat!(
     "
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end",
     start_entry!(),
     "
-if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
 return 1
 "
@@ -80,8 +83,7 @@ return 1
 /// and announces it. With `ARGV[2]` = 1 it is the run's end (field `e`):
 /// the stream then expires after `ARGV[3]` ms, and the lease `KEYS[2]` and
 /// the stop `KEYS[3]` go; otherwise the lease is the instance `ARGV[5]`'s
-/// for `ARGV[4]` ms more, and the stream lives `ARGV[6]` ms more (0: no
-/// limit). Returns the entry's id, whether a stop was asked (1 or 0) and
+/// for `ARGV[4]` ms more, and the stream lives `ARGV[6]` ms more. Returns the entry's id, whether a stop was asked (1 or 0) and
 /// the id of the entry before it, or nil for a run that ended or is gone.
 const APPEND: &str = concat!(
     run_last!(),
@@ -95,7 +97,7 @@ if ARGV[2] == '1' then
 else
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'p', last[1], 'd', ARGV[1])
   redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[4])
-  if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
 end
 redis.call('PUBLISH', KEYS[1], id)
 return {id, redis.call('EXISTS', KEYS[3]), last[1]}
@@ -104,14 +106,14 @@ return {id, redis.call('EXISTS', KEYS[3]), last[1]}
 
 /// Renews the lease `KEYS[2]` of the run `KEYS[1]` (the instance
 /// `ARGV[2]`'s for `ARGV[1]` ms, and the stream's time to live, `ARGV[3]`
-/// ms; 0: none). Returns -1 for a run that ended or is gone (not renewed),
-/// else whether a stop was asked (`KEYS[3]`).
+/// ms). Returns -1 for a run that ended or is gone (not renewed), else
+/// whether a stop was asked (`KEYS[3]`).
 const RENEW: &str = concat!(
     run_last!(),
     "
 if ended(last) then return -1 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
-if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('EXISTS', KEYS[3])
 "
 );
@@ -247,6 +249,17 @@ impl Backend {
         (self.run_lease.as_millis() as u64).max(1).to_string()
     }
 
+    /// How long a running run's stream lives after its last send or
+    /// renewal: a lease, then the run's retention (a run whose producer
+    /// died, and that nobody followed to end it, is gone then; a follow
+    /// before that ends it as failed).
+    fn running_ttl_ms(&self) -> String {
+        (self.run_lease + self.run_config.retention)
+            .as_millis()
+            .max(1)
+            .to_string()
+    }
+
     fn run_retention_ms(&self) -> String {
         (self.run_config.retention.as_millis() as u64)
             .max(1)
@@ -268,7 +281,7 @@ impl Backend {
     }
 
     pub(super) async fn start_run_log(&self, run: &str) -> Result<(), HubError> {
-        let ttl = self.key_ttl.to_string();
+        let ttl = self.running_ttl_ms();
         let reply = self
             .run_script(
                 (&self.run_scripts.start, START),
@@ -305,7 +318,7 @@ impl Backend {
     ) -> Result<(EventId, bool), (HubError, Event)> {
         let reply = {
             let fields = event.stored_fields();
-            let ttl = self.key_ttl.to_string();
+            let ttl = self.running_ttl_ms();
             let history = self.run_config.history.to_string();
             self.run_script(
                 (&self.run_scripts.append, APPEND),
@@ -461,29 +474,58 @@ impl Backend {
             .unwrap_or_else(|_| Err(self.record.failed(super::Call::Load, &timed_out())))
     }
 
-    /// How often the reader tends runs (`tend_runs`): every third of a
-    /// lease, at most every `PING_EVERY`.
-    pub(super) fn tend_every(&self) -> std::time::Duration {
+    /// The reader subscribed to (`on`) or left the topics `names`; those
+    /// of runs are what `tend` looks at.
+    pub(super) fn follow_runs(&self, names: &[Box<str>], on: bool) {
+        let mut followed = self
+            .followed_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for name in names.iter().filter(|name| name.starts_with(RUN_TOPIC)) {
+            if on {
+                followed.entry(name.clone()).or_insert(None);
+            } else {
+                followed.remove(name);
+            }
+        }
+    }
+
+    /// The reader connected anew: it follows nothing yet.
+    pub(super) fn follow_runs_anew(&self) {
+        self.followed_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The runs whose end the reader is to read (see `tend_runs`).
+    pub(super) fn take_runs_to_read(&self) -> Vec<Box<str>> {
+        std::mem::take(
+            &mut *self
+                .runs_to_read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// How often runs are tended (`tend_runs`): every third of a lease, at
+    /// most every `PING_EVERY`.
+    fn tend_every(&self) -> std::time::Duration {
         (self.run_lease / 3).min(super::PING_EVERY)
     }
 
-    /// What the reader does for runs every `tend_every`: renews the leases of the
-    /// runs produced here that appended nothing for a third of a lease
-    /// (raising the stop of those asked to stop, or ended without their
-    /// producer), and looks at the runs followed here (`subscribed` names
-    /// them) that read nothing for a third of a lease, every third of a
-    /// lease: one whose lease lapsed is ended as failed (the end comes
+    /// Renews the leases of the runs produced here that sent nothing for a
+    /// third of a lease (raising the stop of those asked to stop, or ended
+    /// without their producer), and looks at the runs followed here (not
+    /// produced here) that read nothing for a third of a lease, every third
+    /// of a lease: one whose lease lapsed is ended as failed (the end comes
     /// back announced), one whose stream is gone ends its followers here
-    /// (their reconnect gets `404`). Returns the runs that ended without
-    /// this instance reading their end (an announcement lost), to read.
-    /// Errors are left to the next ping.
-    pub(super) async fn tend_runs(
-        &self,
-        hub: &Shared,
-        subscribed: &HashSet<Box<str>>,
-    ) -> Vec<Box<str>> {
+    /// (their reconnect gets `404`), and one that ended without this
+    /// instance reading its end (an announcement lost) is given to the
+    /// reader to read. Errors are left to the next round.
+    async fn tend_runs(&self, hub: &Shared) {
         let now = Instant::now();
-        let ttl = self.key_ttl.to_string();
+        let ttl = self.running_ttl_ms();
         let third = self.run_lease / 3;
         for run in hub.runs.to_renew(third, now) {
             let reply = self
@@ -504,36 +546,35 @@ impl Backend {
         }
         let quiet: Vec<(Box<str>, Arc<Topic>)> = {
             let topics = hub.topics();
-            let mut checked = self
-                .lapse_checked
+            let mut followed = self
+                .followed_runs
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            checked.retain(|name, _| subscribed.contains(name));
-            subscribed
-                .iter()
-                .filter(|name| name.starts_with(RUN_TOPIC))
-                .filter_map(|name| {
+            followed
+                .iter_mut()
+                .filter_map(|(name, checked)| {
                     let topic = topics.map.get(&**name)?;
+                    let run = name.strip_prefix(RUN_TOPIC).unwrap_or(name);
+                    // Its producer renews the lease here.
+                    let produced_here = hub.runs.runs_here(run);
                     let quiet = topic.subscribers.load(Ordering::Acquire) > 0
                         && topic.run_quiet_for(now).is_some_and(|quiet| quiet >= third);
-                    let due = checked
-                        .get(name)
-                        .map_or(true, |at| now.saturating_duration_since(*at) >= third);
-                    if !quiet || !due {
+                    let due = checked.map_or(true, |at| now.saturating_duration_since(at) >= third);
+                    if produced_here || !quiet || !due {
                         return None;
                     }
-                    checked.insert(name.clone(), now);
+                    *checked = Some(now);
                     Some((name.clone(), topic.clone()))
                 })
                 .collect()
         };
-        let mut to_read = Vec::new();
         if quiet.is_empty() {
-            return to_read;
+            return;
         }
         let lapsed = lapsed_end();
         let fields = lapsed.stored_fields();
         let retention = self.run_retention_ms();
+        let mut to_read = Vec::new();
         for (name, topic) in quiet {
             let run = name.strip_prefix(RUN_TOPIC).unwrap_or(&name);
             let reply = self
@@ -553,6 +594,30 @@ impl Backend {
                 _ => {}
             }
         }
-        to_read
+        if !to_read.is_empty() {
+            self.runs_to_read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(to_read);
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Tends the hub's runs (`Backend::tend_runs`) every `tend_every`, beside
+/// the reader (a reader kept busy, or reconnecting, must not let the
+/// leases of the runs produced here lapse), until the hub is dropped.
+pub(super) async fn tend(shared: Weak<Shared>, backend: Weak<Backend>) {
+    let Some(every) = backend.upgrade().map(|backend| backend.tend_every()) else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let (Some(hub), Some(backend)) = (shared.upgrade(), backend.upgrade()) else {
+            return;
+        };
+        backend.tend_runs(&hub).await;
     }
 }

@@ -539,7 +539,7 @@ impl Topic {
             return false;
         }
         let mut state = self.state();
-        let never_published = state.first == 1 && state.history.is_empty();
+        let never_published = state.first == 1 && state.retained() == 0;
         let idle_long = now.saturating_duration_since(state.last_active) >= idle;
         let droppable = idle_long || (unpublished && never_published);
         if !droppable {
