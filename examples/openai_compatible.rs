@@ -224,7 +224,13 @@ async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Re
     if request.stream != Some(true) {
         // The whole completion: read from the run, so that the job goes on
         // if this client leaves, and a stop gives what was made so far.
-        let text = collect(follow).await;
+        let text = match collect(follow).await {
+            Ok(text) => text,
+            Err(message) => {
+                let body = json!({"error": {"message": message, "type": "server_error"}});
+                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+            }
+        };
         return Json(json!({
             "id": format!("chatcmpl-{id}"),
             "object": "chat.completion",
@@ -242,7 +248,9 @@ async fn completions(State(app): State<App>, Json(request): Json<Request>) -> Re
 }
 
 /// The text of a run's chunks, read to its end.
-async fn collect(mut subscription: tower_sse::hub::Subscription) -> String {
+/// `Err` with the message of an error chunk (a run that failed), or of a
+/// run that ended without `[DONE]` (its producer gone).
+async fn collect(mut subscription: tower_sse::hub::Subscription) -> Result<String, String> {
     use futures_util::StreamExt as _;
     let mut text = String::new();
     while let Some(event) = subscription.next().await {
@@ -252,13 +260,19 @@ async fn collect(mut subscription: tower_sse::hub::Subscription) -> String {
                 continue;
             };
             if let Ok(chunk) = serde_json::from_str::<serde_json::Value>(data) {
+                if let Some(message) = chunk["error"]["message"].as_str() {
+                    return Err(message.to_owned());
+                }
+                if chunk["outcome"] == "failed" {
+                    return Err(chunk["reason"].as_str().unwrap_or("failed").to_owned());
+                }
                 if let Some(content) = chunk["choices"][0]["delta"]["content"].as_str() {
                     text.push_str(content);
                 }
             }
         }
     }
-    text
+    Ok(text)
 }
 
 /// Resumes a run after the client's last event id.
@@ -379,6 +393,15 @@ async fn produce(run: Run, model: String, text: Arc<str>, token: Duration) {
     let said = match outcome.outcome() {
         RunOutcome::Stopped => "stopped",
         RunOutcome::Completed => "completed",
+        RunOutcome::Failed(reason) => {
+            // What the OpenAI clients read as an error (they raise it),
+            // before `[DONE]`: a failed answer must not pass for a whole
+            // one. Not written either if Redis is still down: the run then
+            // ends as failed when its lease lapses (a `run-end` event).
+            let error = json!({"error": {"message": reason, "type": "server_error"}});
+            let _ = send(error.to_string()).await;
+            "failed"
+        }
         _ => "failed",
     };
     let id = run.id().to_owned();

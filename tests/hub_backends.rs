@@ -1313,6 +1313,41 @@ async fn a_reader_that_keeps_reconnecting_does_not_lapse_a_run_and_a_dropped_fin
     assert_eq!(next(&mut follower).await, None);
 }
 
+/// From an outside attack: the leases of quiet runs were renewed one after
+/// another, so that once the runs times a round trip passed the lease,
+/// healthy runs lapsed (400 runs at 30 ms; here 9,000 at loopback's round
+/// trip, with the shortest lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leases_of_many_quiet_runs_are_renewed_in_time() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let lease = Duration::from_millis(300);
+    let (a, b) = two_instances(&backend, lease, Duration::from_secs(60));
+    let mut runs = Vec::new();
+    for _ in 0..9_000 {
+        runs.push(a.start_run().await.unwrap());
+    }
+    tokio::time::sleep(lease * 5).await;
+    let uri = http::Uri::from_static("/runs/x");
+    for run in runs.iter().step_by(450) {
+        let follower = b
+            .follow_run(run.id(), &http::HeaderMap::new(), &uri)
+            .await
+            .unwrap();
+        assert_eq!(
+            follower.how_it_started(),
+            Start::Exact { replayed: 0 },
+            "a quiet run lapsed under its producer"
+        );
+    }
+    for run in runs {
+        run.finish(tower_sse::hub::RunEnd::completed())
+            .await
+            .unwrap();
+    }
+}
+
 /// From an outside attack: a run's stream deleted mid-run (or evicted)
 /// left its followers waiting for the next stream check (30 s), and a stop
 /// of a run whose producer was gone answered `true` and ended nothing.

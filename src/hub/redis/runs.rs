@@ -527,19 +527,22 @@ impl Backend {
         let now = Instant::now();
         let ttl = self.running_ttl_ms();
         let third = self.run_lease / 3;
-        for run in hub.runs.to_renew(third, now) {
+        // Sent together (the connection pipelines them): one round trip
+        // for many runs, not one each in turn, which let leases lapse once
+        // the quiet runs times the round trip passed a lease.
+        let lease = self.lease_ms();
+        let renewals = hub.runs.to_renew(third, now).into_iter().map(|run| async {
             let reply = self
                 .run_script(
                     (&self.run_scripts.renew, RENEW),
                     &run,
-                    &[
-                        self.lease_ms().as_bytes(),
-                        self.instance.as_bytes(),
-                        ttl.as_bytes(),
-                    ],
+                    &[lease.as_bytes(), self.instance.as_bytes(), ttl.as_bytes()],
                     Retry::Safe,
                 )
                 .await;
+            (run, reply)
+        });
+        for (run, reply) in together(renewals).await {
             if let Ok(Value::Int(-1 | 1)) = reply {
                 hub.runs.stop(&run);
             }
@@ -575,16 +578,22 @@ impl Backend {
         let fields = lapsed.stored_fields();
         let retention = self.run_retention_ms();
         let mut to_read = Vec::new();
-        for (name, topic) in quiet {
-            let run = name.strip_prefix(RUN_TOPIC).unwrap_or(&name);
-            let reply = self
-                .run_script(
-                    (&self.run_scripts.lapse, LAPSE),
-                    run,
-                    &[&fields, retention.as_bytes()],
-                    Retry::Safe,
-                )
-                .await;
+        let looks = quiet.into_iter().map(|(name, topic)| {
+            let (fields, retention) = (&fields, &retention);
+            async move {
+                let run = name.strip_prefix(RUN_TOPIC).unwrap_or(&name);
+                let reply = self
+                    .run_script(
+                        (&self.run_scripts.lapse, LAPSE),
+                        run,
+                        &[fields, retention.as_bytes()],
+                        Retry::Safe,
+                    )
+                    .await;
+                (name, topic, reply)
+            }
+        });
+        for (name, topic, reply) in together(looks).await {
             match reply {
                 // Gone: its followers here end, and learn so when they
                 // come back.
@@ -602,6 +611,45 @@ impl Backend {
             self.wake.notify_one();
         }
     }
+}
+
+/// How many of `tend_runs`'s scripts are in flight at once.
+const IN_FLIGHT: usize = 64;
+
+/// Runs `futures`, `IN_FLIGHT` at a time, and gives their outputs.
+async fn together<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futures = futures.peekable();
+    let mut outputs = Vec::new();
+    while futures.peek().is_some() {
+        let mut batch: Vec<_> = futures
+            .by_ref()
+            .take(IN_FLIGHT)
+            .map(|future| Some(Box::pin(future)))
+            .collect();
+        let mut done: Vec<Option<F::Output>> = batch.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (slot, output) in batch.iter_mut().zip(done.iter_mut()) {
+                if let Some(future) = slot {
+                    match future.as_mut().poll(cx) {
+                        std::task::Poll::Ready(value) => {
+                            *output = Some(value);
+                            *slot = None;
+                        }
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        outputs.extend(done.into_iter().flatten());
+    }
+    outputs
 }
 
 /// Tends the hub's runs (`Backend::tend_runs`) every `tend_every`, beside
