@@ -206,7 +206,7 @@ impl Hub {
     /// resumes it there, and a stop sent to any instance reaches this one.
     /// This instance holds a lease on the run while the producer runs,
     /// renewed by each [`Run::send`] and, while the run sends nothing, every
-    /// third of [`redis_run_lease`](super::HubBuilder::redis_run_lease); if
+    /// third of `HubBuilder::redis_run_lease` (feature `redis`); if
     /// the instance ends (killed, or cut from Redis), the lease lapses and
     /// the run ends as failed for every follower (see `docs/runs.md`).
     ///
