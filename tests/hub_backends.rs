@@ -1348,6 +1348,51 @@ async fn the_leases_of_many_quiet_runs_are_renewed_in_time() {
     }
 }
 
+/// From an outside attack: when Redis lost part of a run that an instance
+/// had read (a restart from an older snapshot; here, entries deleted by
+/// hand), that instance served only what came after the break, though
+/// Redis still held the rest; a new instance served it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_broke_is_served_again_from_what_redis_holds() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let (a, b) = two_instances(&backend, Duration::from_secs(10), Duration::from_secs(60));
+    let uri = http::Uri::from_static("/runs/x");
+    let none = http::HeaderMap::new();
+    let run = a.start_run().await.unwrap();
+    let id = run.id().to_owned();
+    let mut follower = b.follow_run(&id, &none, &uri).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(run.send(Event::new().data(n.to_string())).await.unwrap());
+        assert_eq!(next(&mut follower).await.unwrap().data, Some(n.to_string()));
+    }
+    let redis = backend.redis.as_ref().unwrap();
+    let key = format!("{}run:{{{id}}}", backend.prefix);
+    let reply = redis.command(&format!("XDEL {key} {} {}", ids[3], ids[4]));
+    assert_eq!(reply, ":2\r\n");
+    run.send(Event::new().data("6")).await.unwrap();
+    // B sees the break: its follower ends with a retry.
+    let broke = next(&mut follower).await;
+    assert!(broke.is_none() || broke.unwrap().retry);
+    drop(follower);
+    let mut again = b.follow_run(&id, &none, &uri).await.unwrap();
+    assert_eq!(again.how_it_started(), Start::Exact { replayed: 4 });
+    let mut data = Vec::new();
+    for _ in 0..4 {
+        data.push(next(&mut again).await.unwrap().data.unwrap());
+    }
+    assert_eq!(
+        data,
+        ["1", "2", "3", "6"],
+        "what Redis holds, from the start"
+    );
+    run.finish(tower_sse::hub::RunEnd::completed())
+        .await
+        .unwrap();
+}
+
 /// From an outside attack: a run's stream deleted mid-run (or evicted)
 /// left its followers waiting for the next stream check (30 s), and a stop
 /// of a run whose producer was gone answered `true` and ended nothing.

@@ -414,7 +414,9 @@ impl Backend {
         let run = name.strip_prefix(RUN_TOPIC).unwrap_or(name);
         let work = async {
             let _loading = feed.catching_up.lock().await;
-            let primed = feed.primed.initialized();
+            // A run's topic that broke loads the run again (what its
+            // stream holds from the start), as a topic new here.
+            let primed = feed.primed.initialized() && !topic.reload_run();
             let from = match topic.last_stream_id() {
                 Some(last) if primed => last.to_string(),
                 _ => "-".to_owned(),

@@ -63,6 +63,9 @@ pub(super) struct LogState {
     pub(super) unavailable: bool,
     /// A run's topic: the log id of the run's last event, once read.
     end: Option<StreamId>,
+    /// The history started anew after a break in the log (see
+    /// `restart_at`): a run's topic then loads the run again.
+    broke: bool,
 }
 
 impl LogState {
@@ -253,6 +256,33 @@ impl Topic {
         self.wake(state);
     }
 
+    /// A run's topic whose history started anew after a break (entries
+    /// Redis lost, or deleted by hand) holds only what came after it,
+    /// while the run's stream may hold what came before (a restart from an
+    /// older snapshot, a failover to a replica behind): forgets all it
+    /// read, so that the follow loads the run again from its start.
+    /// Returns whether it did; its subscribers lag (they reconnect).
+    pub(in crate::hub) fn reload_run(&self) -> bool {
+        if !self.run {
+            return false;
+        }
+        let mut state = self.state();
+        if !state.log.broke {
+            return false;
+        }
+        let held = state.history.len() as u64;
+        state.first += held + 1;
+        state.history.clear();
+        state.bytes = 0;
+        state.end = None;
+        state.log = LogState {
+            unavailable: state.log.unavailable,
+            ..LogState::default()
+        };
+        self.wake(state);
+        true
+    }
+
     /// A run's topic that has not ended: how long since anything was read
     /// into it (or since its last subscriber here left).
     pub(in crate::hub) fn run_quiet_for(&self, now: Instant) -> Option<std::time::Duration> {
@@ -289,5 +319,6 @@ impl State {
         self.log.ids.clear();
         self.bytes = 0;
         self.log.base = base;
+        self.log.broke = true;
     }
 }
