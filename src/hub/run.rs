@@ -509,10 +509,13 @@ impl Run {
     /// With a backend: the run's topic on this instance, if it is followed
     /// here.
     fn topic_here(&self) -> Option<Arc<Topic>> {
-        let mut name = String::with_capacity(1 + self.id.len());
-        name.push(super::RUN_TOPIC);
-        name.push_str(&self.id);
-        self.hub.shared.topics().map.get(name.as_str()).cloned()
+        // The name on the stack (one lookup per send, no allocation): the
+        // mark, then the id's 32 ASCII hex digits.
+        let mut name = [0u8; 33];
+        name[0] = super::RUN_TOPIC as u8;
+        name[1..].copy_from_slice(self.id.as_bytes().get(..32)?);
+        let name = std::str::from_utf8(&name).ok()?;
+        self.hub.shared.topics().map.get(name).cloned()
     }
 
     /// Ends the run with `end`: its last event, after which every

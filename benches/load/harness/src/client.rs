@@ -198,12 +198,12 @@ pub(crate) async fn publish(
     sender: &mut SendRequest<Empty<Bytes>>,
     count: u64,
 ) -> Result<u64, Error> {
-    publish_to(sender, &format!("/publish?count={count}")).await
+    post_count(sender, &format!("/publish?count={count}")).await
 }
 
-/// POSTs `path` (a `/publish` with its query); returns the subscriber
+/// POSTs `path` (a `/publish` with its query, or a runs endpoint); returns the
 /// count the server answers.
-pub(crate) async fn publish_to(
+pub(crate) async fn post_count(
     sender: &mut SendRequest<Empty<Bytes>>,
     path: &str,
 ) -> Result<u64, Error> {
@@ -218,7 +218,7 @@ pub(crate) async fn publish_to(
     }
     text.trim()
         .parse()
-        .map_err(|_| format!("POST {path}: {text:?} is not a subscriber count").into())
+        .map_err(|_| format!("POST {path}: {text:?} is not a count").into())
 }
 
 /// An event's place in its stream: the id itself (`42`), or the part after
@@ -384,7 +384,7 @@ async fn replay_set(server: &Server, clients: usize, behind: u64) -> Result<f64,
     let behind = per_topic * HUB10_SET;
     let mut publisher = connect(server.addr).await?;
     let body = open_stream(server.addr, "/sse/live").await?;
-    publish_to(&mut publisher, "/publish?count=1&spread=1").await?;
+    post_count(&mut publisher, "/publish?count=1&spread=1").await?;
     let mut events = body.into_data_stream().eventsource();
     let mut first = String::new();
     let mut seen = 0;
@@ -396,7 +396,7 @@ async fn replay_set(server: &Server, clients: usize, behind: u64) -> Result<f64,
         }
     }
     drop(events);
-    publish_to(
+    post_count(
         &mut publisher,
         &format!("/publish?count={per_topic}&spread=1"),
     )

@@ -12,14 +12,14 @@ use std::{
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::{stream, StreamExt, TryStreamExt};
-use http::{header, Method, Request, StatusCode};
+use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use load_common::{token_data, RUN_END_DATA, RUN_END_EVENT};
 use tokio::time::{timeout, timeout_at};
 
 use crate::{
-    client::{connect, send, OPENING_AT_ONCE, REQUEST_TIMEOUT},
+    client::{self, connect, OPENING_AT_ONCE, REQUEST_TIMEOUT},
     measure,
     servers::Server,
     Error,
@@ -240,22 +240,6 @@ async fn follow_on(sender: &mut SendRequest<Empty<Bytes>>, tokens: u64) -> Resul
     Ok(follow(sender, tokens, deadline).await)
 }
 
-/// POSTs `path` and reads the count the server answers.
-async fn post_count(sender: &mut SendRequest<Empty<Bytes>>, path: &str) -> Result<u64, Error> {
-    let response = timeout(REQUEST_TIMEOUT, send(sender, Method::POST, path))
-        .await
-        .map_err(|_| format!("POST {path}: no response in {REQUEST_TIMEOUT:?}"))??;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&body);
-    if status != StatusCode::OK {
-        return Err(format!("POST {path}: {status}: {text}").into());
-    }
-    text.trim()
-        .parse()
-        .map_err(|_| format!("POST {path}: {text:?} is not a count").into())
-}
-
 /// Time to the first body byte of a run's stream, in nanoseconds, for each
 /// of `requests` POSTs one after another on one keep-alive connection
 /// (after `warm_up` more): from handing the request to hyper to the first
@@ -334,10 +318,10 @@ pub struct Retained {
 pub async fn retained(server: &Server, runs: u64, events: u64) -> Result<Retained, Error> {
     let mut sender = connect(server.addr).await?;
     let path = |runs: u64| format!("/runs/retained?runs={runs}&events={events}&bytes={BYTES}");
-    post_count(&mut sender, &path((runs / 10).max(1))).await?;
+    client::post_count(&mut sender, &path((runs / 10).max(1))).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = measure::rss_bytes(server.pid())?;
-    let encoded = post_count(&mut sender, &path(runs)).await?;
+    let encoded = client::post_count(&mut sender, &path(runs)).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = measure::rss_bytes(server.pid())?;
     let per_run = after.saturating_sub(before) as f64 / runs as f64;

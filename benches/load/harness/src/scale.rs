@@ -724,7 +724,7 @@ async fn many_topics_on(
         .collect();
     let count_path = format!("/publish?count=0&topics={topics}");
     let mut publisher = client::connect(a.addr).await?;
-    let counted = client::publish_to(&mut publisher, &count_path).await?;
+    let counted = client::post_count(&mut publisher, &count_path).await?;
     if counted != topics as u64 {
         return Err(format!("instance A counts {counted} subscribers of {topics} topics").into());
     }
@@ -746,7 +746,7 @@ async fn many_topics_on(
                 .collect();
             let bodies = client::open_paths(server.addr, &paths).await?;
             let mut counter = client::connect(server.addr).await?;
-            let counted = client::publish_to(&mut counter, &count_path).await?;
+            let counted = client::post_count(&mut counter, &count_path).await?;
             if counted != topics as u64 {
                 return Err(format!(
                     "instance {} counts {counted} subscribers of {topics} topics",
@@ -809,7 +809,7 @@ async fn many_topics_on(
         for i in 0..published {
             ticks.tick().await;
             let path = format!("/publish?count=1&topic=t{}", i % topics as u64);
-            client::publish_to(&mut publisher, &path).await?;
+            client::post_count(&mut publisher, &path).await?;
         }
         let mut on_a = Vec::new();
         let mut delivered = 0;
