@@ -33,9 +33,10 @@ pub struct CloseBody<B> {
     #[pin]
     inner: B,
     tracker: Tracker,
-    /// For event streams: the triggers that end them early.
-    #[pin]
-    watch: Option<Watch>,
+    /// For event streams, when the layer has any: the triggers that end
+    /// them early. Boxed, and only then: an idle stream's size is its
+    /// cost, and most layers set no maximum lifetime.
+    watch: Option<Pin<Box<Watch>>>,
 }
 
 #[pin_project(project = WatchProj)]
@@ -49,8 +50,8 @@ struct Watch {
     /// takes the `Notify`'s lock, shared by every stream; with the same
     /// waker there is no need, so a busy stream never touches the lock.
     registered: Option<Waker>,
-    #[pin]
-    expiry: Option<Sleep>,
+    /// Boxed: a maximum lifetime is rarer than a shutdown trigger.
+    expiry: Option<Pin<Box<Sleep>>>,
     boundary: Boundary,
     /// Shutdown or expiry is under way: the final frame goes out at the next
     /// event boundary.
@@ -199,9 +200,10 @@ impl Tracker {
 
 impl<B> CloseBody<B> {
     pub(super) fn new(inner: B, tracker: Tracker) -> Self {
-        let watch = tracker.stream.then(|| {
-            let config = &tracker.config;
-            Watch {
+        let config = &tracker.config;
+        let watched = config.shutdown.is_some() || config.max_lifetime.is_some();
+        let watch = (tracker.stream && watched).then(|| {
+            Box::pin(Watch {
                 shutdown: config
                     .shutdown
                     .as_ref()
@@ -210,10 +212,10 @@ impl<B> CloseBody<B> {
                 registered: None,
                 expiry: config
                     .max_lifetime
-                    .map(|max| tokio::time::sleep(random_between(max.mul_f64(0.8), max))),
+                    .map(|max| Box::pin(tokio::time::sleep(random_between(max.mul_f64(0.8), max)))),
                 boundary: Boundary::Between,
                 ending: None,
-            }
+            })
         });
         Self {
             inner,
@@ -266,7 +268,7 @@ where
             return Poll::Ready(None);
         }
 
-        let mut watch = this.watch.as_pin_mut().map(Watch::project);
+        let mut watch = this.watch.as_mut().map(|watch| watch.as_mut().project());
         if let Some(watch) = &mut watch {
             if watch.ending.is_none() && (watch.shutdown.is_some() || watch.expiry.is_some()) {
                 *watch.ending = triggered(watch, &tracker.config, cx);
@@ -291,7 +293,7 @@ where
             Ok(polled) => polled,
             Err(payload) => {
                 tracker.fail(|| Failure::from_panic(&*payload));
-                if watch.is_some() {
+                if tracker.stream {
                     // An event stream ends cleanly instead (see below); the
                     // panic hook has already reported the panic.
                     drop(payload);
@@ -316,7 +318,7 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 tracker.fail(|| Failure::Error(error.to_string()));
-                if watch.is_some() {
+                if tracker.stream {
                     // An event stream ends cleanly after everything it
                     // wrote: a server that fails a body drops what it has
                     // not yet written (hyper's HTTP/1 buffer, HTTP/2's
@@ -387,8 +389,8 @@ fn triggered(
             *watch.registered = Some(cx.waker().clone());
         }
     }
-    if let Some(expiry) = watch.expiry.as_mut().as_pin_mut() {
-        if expiry.poll(cx).is_ready() {
+    if let Some(expiry) = watch.expiry.as_mut() {
+        if expiry.as_mut().poll(cx).is_ready() {
             return Some(CloseReason::Expired);
         }
     }

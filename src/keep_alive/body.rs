@@ -2,6 +2,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, Waker},
 };
 
@@ -45,7 +46,7 @@ enum Kind<B> {
         /// the inner body next has nothing, not on every frame: a burst of
         /// frames costs one clock read.
         written: bool,
-        config: Config,
+        config: Arc<Config>,
         boundary: Boundary,
         /// A first comment is still to be written (`immediate`).
         first: bool,
@@ -61,7 +62,7 @@ impl<B> KeepAliveBody<B> {
         }
     }
 
-    pub(super) fn active(inner: B, config: Config) -> Self {
+    pub(super) fn active(inner: B, config: Arc<Config>) -> Self {
         let deadline = Instant::now() + config.interval;
         Self {
             kind: Kind::Active {

@@ -2,6 +2,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{ready, Context, Poll},
 };
 
@@ -16,11 +17,11 @@ use crate::media::is_event_stream;
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
-    config: Option<Config>,
+    config: Option<Arc<Config>>,
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, config: Config) -> Self {
+    pub(super) fn new(inner: F, config: Arc<Config>) -> Self {
         Self {
             inner,
             config: Some(config),

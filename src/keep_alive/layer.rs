@@ -1,4 +1,4 @@
-use std::{error::Error as StdError, fmt, time::Duration};
+use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use tower_layer::Layer;
@@ -18,7 +18,9 @@ pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Clone)]
 #[must_use]
 pub struct KeepAliveLayer {
-    pub(super) config: Config,
+    /// Shared by every service and body of the layer (each body holds a
+    /// pointer, not a copy: idle streams are counted in bytes).
+    pub(super) config: Arc<Config>,
 }
 
 /// What every keep-alive body of one layer shares.
@@ -123,12 +125,12 @@ impl KeepAliveBuilder {
     /// The layer, settings already checked.
     fn into_layer(self) -> KeepAliveLayer {
         KeepAliveLayer {
-            config: Config {
+            config: Arc::new(Config {
                 interval: self.interval,
                 comment: Event::new().comment(&self.comment).encode().into_bytes(),
                 immediate: self.immediate,
                 enabled: true,
-            },
+            }),
         }
     }
 }
@@ -137,7 +139,7 @@ impl KeepAliveLayer {
     /// A layer that passes every body through (the bundle's off switch).
     pub(crate) fn off() -> Self {
         let mut layer = Self::new();
-        layer.config.enabled = false;
+        Arc::make_mut(&mut layer.config).enabled = false;
         layer
     }
 }

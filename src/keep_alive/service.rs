@@ -1,4 +1,7 @@
-use std::task::{Context, Poll};
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -10,7 +13,7 @@ use super::{layer::Config, KeepAliveBody, KeepAliveLayer, ResponseFuture};
 /// The service built by [`KeepAliveLayer`].
 pub struct KeepAlive<S> {
     pub(super) inner: S,
-    pub(super) config: Config,
+    pub(super) config: Arc<Config>,
 }
 
 impl<S> KeepAlive<S> {
