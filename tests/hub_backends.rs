@@ -613,6 +613,50 @@ async fn a_set_writes_its_topics_in_publish_order(backend: Backend) {
     assert_eq!(got, expected);
 }
 
+/// Pages of one set in a live fan-out: the first subscription to write an
+/// event writes it, the others at the same positions take its bytes (one
+/// copy); one that resumed behind writes its own, with its own positions.
+async fn subscriptions_of_one_set_share_what_they_write(backend: Backend) {
+    let hub = backend.hub(Hub::builder());
+    let topics = ["news", "prices"];
+    let mut pages = Vec::new();
+    for _ in 0..3 {
+        let mut page = open_set(&hub, &topics, None).await;
+        next(&mut page).await.unwrap(); // its position event
+        pages.push(page);
+    }
+    let mut last_id = String::new();
+    for (n, topic) in ["news", "prices", "news"].into_iter().enumerate() {
+        hub.publish(topic, Event::new().data(n.to_string()))
+            .await
+            .unwrap();
+        let mut written = Vec::new();
+        for page in &mut pages {
+            let event = tokio::time::timeout(Duration::from_secs(10), page.next())
+                .await
+                .expect("the event within 10 s")
+                .unwrap();
+            written.push(event);
+        }
+        let first = written[0].as_bytes();
+        assert_eq!(parse(first).data.as_deref(), Some(&*n.to_string()));
+        for other in &written[1..] {
+            assert_eq!(other.as_bytes().as_ptr(), first.as_ptr(), "one copy of {n}");
+        }
+        if n == 0 {
+            last_id = parse(first).id.unwrap();
+        }
+    }
+    // Resumed after the first event: the two others again, with the same
+    // ids as the pages got (its own copies: it is behind them).
+    let mut behind = open_set(&hub, &topics, Some(&last_id)).await;
+    let (_, one, _) = next_in_set(&mut behind).await.unwrap();
+    let (_, two, id) = next_in_set(&mut behind).await.unwrap();
+    assert_eq!((one.as_str(), two.as_str()), ("1", "2"));
+    let mut again = open_set(&hub, &topics, Some(&id)).await;
+    assert!(quiet(&mut again).await, "its id holds every position");
+}
+
 /// One topic whose events left its history gets a gap event naming it;
 /// the other topics resume exactly, with no gap.
 async fn one_topic_past_its_history_gets_its_own_gap_and_the_others_resume_exactly(
@@ -1007,6 +1051,7 @@ on_both_backends!(
     a_set_resumes_every_topic_exactly_after_breaks_at_random_points,
     a_set_s_events_name_their_topic_and_keep_their_own_type,
     a_set_writes_its_topics_in_publish_order,
+    subscriptions_of_one_set_share_what_they_write,
     one_topic_past_its_history_gets_its_own_gap_and_the_others_resume_exactly,
     a_changed_set_resumes_the_topics_in_both_and_starts_new_ones_fresh,
     an_id_never_widens_the_set,

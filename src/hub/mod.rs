@@ -199,6 +199,8 @@ struct Shared {
     runs: run::Runs,
     /// What each client holds (`subscribe_set` with a client key).
     clients: Arc<client::Clients>,
+    /// What the subscriptions to each set share.
+    sets: set::Shares,
     /// When the hub was built (what a memory hub's health is healthy since).
     born: Instant,
     /// The backend (Redis); `None`: the memory hub.
@@ -987,6 +989,7 @@ impl HubBuilder {
                     self.client_limit.1,
                 )),
                 runs: run::Runs::new(run_config),
+                sets: set::Shares::default(),
                 topics: Mutex::new(Topics {
                     map: HashMap::new(),
                     seed: random_u64(),

@@ -18,13 +18,20 @@
 //! holds twice, starts with a gap (`unknown-id`). Positions name no topic
 //! outside the set the app allowed, so an edited id can move where a topic
 //! of the set resumes, never add one.
+//!
+//! Subscriptions to the same set (the same names in the same order) share
+//! the last live event one of them wrote: one at the same positions writes
+//! the same bytes, so it takes that copy instead of writing its own. A live
+//! fan-out to many pages of one set then writes each event once, as a
+//! topic's subscribers do; a subscription replaying its history writes its
+//! own and leaves the share alone.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     fmt,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
     },
     task::{Context, Poll, Wake, Waker},
     time::Instant,
@@ -386,8 +393,9 @@ pub(super) struct Member {
     position: Position,
     pub(super) start: Start,
     /// Its next event, read but not written yet (another topic's came
-    /// first), with its order stamp.
-    peeked: Option<(Bytes, u64)>,
+    /// first), with its order stamp and whether it was among the topic's
+    /// newest when read.
+    peeked: Option<(Bytes, u64, bool)>,
     /// What its topic wakes: marks the member to be read, then wakes the
     /// task. The same waker every time, so a topic keeps it in place.
     waker: Waker,
@@ -428,6 +436,112 @@ impl Wake for MemberWake {
         if let Some(task) = self.wakes.task().as_ref() {
             task.wake_by_ref();
         }
+    }
+}
+
+/// The sets that subscriptions read now, each with what its subscriptions
+/// share (see the module documentation), by the set's hash.
+#[derive(Default)]
+pub(super) struct Shares {
+    map: Mutex<HashMap<u32, Weak<Share>>>,
+}
+
+impl Shares {
+    fn map(&self) -> MutexGuard<'_, HashMap<u32, Weak<Share>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the subscriptions to `members` (whose hash is `set`) share: the
+    /// set's entry, or a new one. A set whose hash another set has taken
+    /// gets one of its own, shared with nobody.
+    fn join(&self, set: u32, members: &[Member]) -> Arc<Share> {
+        let same = |share: &Share| {
+            share.names.len() == members.len()
+                && share.names.iter().zip(members).all(|(a, m)| *a == m.name)
+        };
+        let mut map = self.map();
+        let found = map.get(&set).and_then(Weak::upgrade);
+        match found {
+            Some(share) if same(&share) => share,
+            Some(_) => Share::new(set, members),
+            None => {
+                let share = Share::new(set, members);
+                map.insert(set, Arc::downgrade(&share));
+                share
+            }
+        }
+    }
+
+    /// A subscription leaves: the last of its set removes the set's entry.
+    fn leave(&self, share: &Arc<Share>) {
+        let mut map = self.map();
+        // References are added only under this lock (`join`).
+        if Arc::strong_count(share) == 1
+            && map
+                .get(&share.set)
+                .is_some_and(|entry| entry.as_ptr() == Arc::as_ptr(share))
+        {
+            map.remove(&share.set);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.map().len()
+    }
+}
+
+/// The last event written by a subscription to one set.
+struct Share {
+    set: u32,
+    names: Box<[Box<str>]>,
+    last: Mutex<Last>,
+}
+
+struct Last {
+    /// Which member's event it is (`usize::MAX`: none yet).
+    member: usize,
+    /// Every member's position after it.
+    positions: Vec<Position>,
+    event: Bytes,
+}
+
+impl Share {
+    fn new(set: u32, members: &[Member]) -> Arc<Self> {
+        Arc::new(Self {
+            set,
+            names: members.iter().map(|m| m.name.clone()).collect(),
+            last: Mutex::new(Last {
+                member: usize::MAX,
+                positions: Vec::with_capacity(members.len()),
+                event: Bytes::new(),
+            }),
+        })
+    }
+
+    fn last(&self) -> MutexGuard<'_, Last> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The event of member `index` written at these positions, if it was
+    /// the last one written.
+    fn get(&self, index: usize, members: &[Member]) -> Option<Bytes> {
+        let last = self.last();
+        let same = last.member == index
+            && last
+                .positions
+                .iter()
+                .zip(members)
+                .all(|(position, m)| *position == m.position);
+        same.then(|| last.event.clone())
+    }
+
+    fn put(&self, index: usize, members: &[Member], event: &Bytes) {
+        let mut last = self.last();
+        last.member = index;
+        last.positions.clear();
+        last.positions.extend(members.iter().map(|m| m.position));
+        last.event = event.clone();
     }
 }
 
@@ -537,6 +651,8 @@ pub(super) struct SetStream {
     _held: Option<super::client::Held>,
     /// Where the next event is written.
     buf: BytesMut,
+    /// The last event written by any subscription to this set.
+    share: Arc<Share>,
 }
 
 impl SetStream {
@@ -607,6 +723,7 @@ impl SetStream {
             );
         }
         Self {
+            share: shared.sets.join(set, &members),
             members,
             set,
             first,
@@ -661,8 +778,8 @@ impl SetStream {
                         .topic
                         .poll_read(member.next, member.slot, &mut member_cx)
                     {
-                        Poll::Ready(Read::Event(bytes, order)) => {
-                            member.peeked = Some((bytes, order))
+                        Poll::Ready(Read::Event(bytes, order, newest)) => {
+                            member.peeked = Some((bytes, order, newest))
                         }
                         Poll::Ready(Read::Finished) | Poll::Pending => {}
                         Poll::Ready(Read::Lagged) => {
@@ -679,7 +796,7 @@ impl SetStream {
             }
         }
         for (i, member) in self.members.iter().enumerate() {
-            if let Some((_, order)) = &member.peeked {
+            if let Some((_, order, _)) = &member.peeked {
                 if best.map_or(true, |(_, best)| *order < best) {
                     best = Some((i, *order));
                 }
@@ -689,7 +806,7 @@ impl SetStream {
             return Poll::Pending;
         };
         let member = &mut self.members[i];
-        let Some((bytes, _)) = member.peeked.take() else {
+        let Some((bytes, _, newest)) = member.peeked.take() else {
             return Poll::Pending;
         };
         member.next += 1;
@@ -700,7 +817,16 @@ impl SetStream {
             // The memory hub's id of the entry: the topic's epoch and the
             // entry's sequence number (no need to read it back).
             member.position = (member.topic.epoch, member.next - 1);
+            if let Some(event) = newest.then(|| self.share.get(i, &self.members)).flatten() {
+                return Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)));
+            }
         }
+        let member = &mut self.members[i];
+        // Shared with the other subscriptions of the set: a live event
+        // (one replaying its history writes its own, and leaves the share
+        // to the live ones) at positions that say which event it is (a
+        // log's is read from the event).
+        let mut share = newest && !log;
         // One pass over the stored event: its own type, its id (a log's),
         // and the lines not to copy (type and id).
         let mut own_type = None;
@@ -720,12 +846,19 @@ impl SetStream {
                 if log {
                     if let Some(position) = parse_position(value, true) {
                         member.position = position;
+                        share = newest;
                     }
                 }
                 self.skips.push((start, end + 1));
             }
             start = end + 1;
         }
+        if share && log {
+            if let Some(event) = self.share.get(i, &self.members) {
+                return Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)));
+            }
+        }
+        let member = &self.members[i];
         // Amortized: a few events share an allocation.
         self.buf
             .reserve((bytes.len() + member.name.len() + 160).max(512));
@@ -756,16 +889,20 @@ impl SetStream {
             &mut self.buf,
         );
         self.buf.put_slice(b"\n\n");
-        Poll::Ready(Next::Event(EncodedEvent::from_encoded(
-            self.buf.split().freeze(),
-        )))
+        let event = self.buf.split().freeze();
+        if share {
+            self.share.put(i, &self.members, &event);
+        }
+        Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)))
     }
 
-    /// The subscription ends: every member leaves its topic.
-    pub(super) fn leave(&mut self, now: Instant) {
+    /// The subscription ends: every member leaves its topic, and the
+    /// stream its set's share.
+    pub(super) fn leave(&mut self, shared: &Shared, now: Instant) {
         for member in &self.members {
             member.topic.leave(member.slot, now);
         }
+        shared.sets.leave(&self.share);
     }
 }
 

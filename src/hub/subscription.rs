@@ -272,7 +272,7 @@ impl Stream for Subscription {
             }
         };
         match topic.poll_read(*next, slot, cx) {
-            Poll::Ready(Read::Event(bytes, _)) => {
+            Poll::Ready(Read::Event(bytes, ..)) => {
                 *next += 1;
                 Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
             }
@@ -304,7 +304,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         match &mut self.feed {
             Feed::One { topic, slot, .. } => topic.leave(*slot, Instant::now()),
-            Feed::Set(set) => set.leave(Instant::now()),
+            Feed::Set(set) => set.leave(&self.shared, Instant::now()),
         }
     }
 }

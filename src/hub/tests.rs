@@ -1022,3 +1022,91 @@ mod runs {
         assert!(ended);
     }
 }
+
+/// Every event the subscription has ready now, as written.
+fn ready_bytes(subscription: &mut Subscription) -> Vec<EncodedEvent> {
+    let mut out = Vec::new();
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    while let Poll::Ready(Some(event)) = Pin::new(&mut *subscription).poll_next(&mut cx) {
+        out.push(event);
+    }
+    out
+}
+
+#[test]
+fn subscriptions_of_one_set_at_the_same_positions_share_each_event_written() {
+    let hub = Hub::new();
+    let set = TopicSet::new(["a", "b"]).unwrap();
+    let other = TopicSet::new(["a", "b", "c"]).unwrap();
+    let open = |set: &TopicSet| {
+        let mut subscription = hub
+            .subscribe_set(set, None, &http::HeaderMap::new())
+            .now()
+            .unwrap();
+        // The position event.
+        assert_eq!(ready_bytes(&mut subscription).len(), 1);
+        subscription
+    };
+    let (mut first, mut second, mut third) = (open(&set), open(&set), open(&other));
+    assert_eq!(hub.shared.sets.len(), 2);
+    // A live fan-out: each event is read by every subscription before the
+    // next is published.
+    for (topic, n) in [("a", 1), ("b", 2), ("a", 3)] {
+        publish_n(&hub, topic, n..=n);
+        let (one, two) = (ready_bytes(&mut first), ready_bytes(&mut second));
+        assert_eq!((one.len(), two.len()), (1, 1));
+        assert_eq!(read(&one[0]).data.as_deref(), Some(&*n.to_string()));
+        assert_eq!(
+            one[0].as_bytes().as_ptr(),
+            two[0].as_bytes().as_ptr(),
+            "one copy"
+        );
+        // Another set with these topics in it writes other ids.
+        let three = ready_bytes(&mut third);
+        assert_eq!(read(&three[0]).data, read(&one[0]).data);
+        assert_ne!(read(&three[0]).id, read(&one[0]).id);
+    }
+    drop((first, second, third));
+    assert_eq!(
+        hub.shared.sets.len(),
+        0,
+        "the last to leave removes its set"
+    );
+}
+
+#[test]
+fn a_subscription_behind_another_of_its_set_writes_its_own_positions() {
+    let hub = Hub::new();
+    let set = TopicSet::new(["a", "b"]).unwrap();
+    let open = || {
+        let mut subscription = hub
+            .subscribe_set(&set, None, &http::HeaderMap::new())
+            .now()
+            .unwrap();
+        assert_eq!(ready_bytes(&mut subscription).len(), 1);
+        subscription
+    };
+    let (mut ahead, mut behind) = (open(), open());
+    publish_n(&hub, "a", 1..=2);
+    // `ahead` writes both; `behind` then writes the first at positions the
+    // last event written does not have.
+    let ahead = ready_bytes(&mut ahead);
+    let behind = ready_bytes(&mut behind);
+    assert_eq!(behind.len(), 2);
+    for (ahead, behind) in ahead.iter().zip(&behind) {
+        assert_eq!(
+            ahead.as_bytes(),
+            behind.as_bytes(),
+            "the same events, ids and all"
+        );
+    }
+    // Each resumes where its id says: after the first, the second again.
+    let mut headers = http::HeaderMap::new();
+    let id = read(&behind[0]).id.unwrap();
+    headers.insert("last-event-id", id.parse().unwrap());
+    let mut resumed = hub.subscribe_set(&set, None, &headers).now().unwrap();
+    let seen: Vec<Seen> = ready_bytes(&mut resumed).iter().map(read).collect();
+    assert_eq!(data(&seen), ["2"]);
+    assert_eq!(seen[0].id, read(&behind[1]).id);
+}

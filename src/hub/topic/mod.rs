@@ -50,6 +50,10 @@ const MAX_CHUNK: usize = 4 * 1024;
 /// chunk's tail is wasted on them.
 const OWN_ALLOCATION: usize = MAX_CHUNK / 4;
 
+/// How many of a topic's last events count as its newest: what a live
+/// subscriber reads, not one replaying its history.
+const NEWEST: usize = 4;
+
 pub(super) struct Topic {
     pub(super) epoch: u64,
     /// Its metrics handles (feature `metrics`; nothing otherwise).
@@ -126,8 +130,9 @@ fn next_order() -> u64 {
 
 /// What a subscriber at a position finds.
 pub(super) enum Read {
-    /// The event, and its order stamp.
-    Event(Bytes, u64),
+    /// The event, its order stamp, and whether it is among the topic's
+    /// newest (see `NEWEST`).
+    Event(Bytes, u64, bool),
     /// A finished run that the subscriber has read to its end (its last
     /// event included).
     Finished,
@@ -344,8 +349,10 @@ impl Topic {
         if seq < guard.first {
             return Poll::Ready(Read::Lagged);
         }
-        if let Some((bytes, order)) = guard.entry((seq - guard.first) as usize) {
-            return Poll::Ready(Read::Event(bytes, order));
+        let index = (seq - guard.first) as usize;
+        if let Some((bytes, order)) = guard.entry(index) {
+            let newest = index + NEWEST >= guard.retained();
+            return Poll::Ready(Read::Event(bytes, order, newest));
         }
         if guard.end.is_some() {
             return Poll::Ready(Read::Finished);
