@@ -653,6 +653,9 @@ pub(super) struct SetStream {
     buf: BytesMut,
     /// The last event written by any subscription to this set.
     share: Arc<Share>,
+    /// How many members have an event peeked (none: nothing to write,
+    /// without looking at every member).
+    peeked: usize,
 }
 
 impl SetStream {
@@ -724,6 +727,7 @@ impl SetStream {
         }
         Self {
             share: shared.sets.join(set, &members),
+            peeked: 0,
             members,
             set,
             first,
@@ -779,7 +783,8 @@ impl SetStream {
                         .poll_read(member.next, member.slot, &mut member_cx)
                     {
                         Poll::Ready(Read::Event(bytes, order, newest)) => {
-                            member.peeked = Some((bytes, order, newest))
+                            member.peeked = Some((bytes, order, newest));
+                            self.peeked += 1;
                         }
                         Poll::Ready(Read::Finished) | Poll::Pending => {}
                         Poll::Ready(Read::Lagged) => {
@@ -795,6 +800,9 @@ impl SetStream {
                 break;
             }
         }
+        if self.peeked == 0 {
+            return Poll::Pending;
+        }
         for (i, member) in self.members.iter().enumerate() {
             if let Some((_, order, _)) = &member.peeked {
                 if best.map_or(true, |(_, best)| *order < best) {
@@ -809,6 +817,7 @@ impl SetStream {
         let Some((bytes, _, newest)) = member.peeked.take() else {
             return Poll::Pending;
         };
+        self.peeked -= 1;
         member.next += 1;
         // Its next event may be there already: read it on the next poll.
         self.wakes.marked[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
