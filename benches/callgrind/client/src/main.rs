@@ -107,8 +107,8 @@ async fn main() {
     let k: u64 = a[3].parse().unwrap();
     let pid: u32 = a[4].parse().unwrap();
     let rate: f64 = a.get(5).map(|r| r.parse().unwrap()).unwrap_or(0.0); // 0 = lockstep
-    // Events each stream gets before any publish: 1 for the hub (its
-    // position event), none for the others.
+                                                                         // Events each stream gets before any publish: 1 for the hub (its
+                                                                         // position event), none for the others.
     let first: u64 = std::env::var("FANCLIENT_FIRST")
         .ok()
         .map_or(0, |v| v.parse().unwrap());
@@ -167,7 +167,10 @@ async fn main() {
     while early.load(Ordering::Relaxed) + count.load(Ordering::Relaxed) < before {
         let _ = tokio::time::timeout(Duration::from_millis(50), notify.notified()).await;
     }
-    assert_eq!(early.load(Ordering::Relaxed) + count.load(Ordering::Relaxed), before);
+    assert_eq!(
+        early.load(Ordering::Relaxed) + count.load(Ordering::Relaxed),
+        before
+    );
     count.store(0, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (u0, s0) = stat(pid);
