@@ -266,25 +266,34 @@ fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 fn base64_encode(bytes: &[u8], out: &mut impl BufMut) {
-    let mut chunks = bytes.chunks_exact(3);
-    for chunk in &mut chunks {
-        let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
-        out.put_slice(&[
-            BASE64URL[(n >> 18) as usize],
-            BASE64URL[(n >> 12 & 63) as usize],
-            BASE64URL[(n >> 6 & 63) as usize],
-            BASE64URL[(n & 63) as usize],
-        ]);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let n = rest
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=rest.len() {
-            out.put_u8(BASE64URL[(n >> (18 - 6 * i) & 63) as usize]);
+    // In steps of 48 bytes (64 characters) on the stack: one copy into
+    // `out` per step, not one per character.
+    for part in bytes.chunks(48) {
+        let mut text = [0u8; 64];
+        let mut len = 0;
+        let mut chunks = part.chunks_exact(3);
+        for chunk in &mut chunks {
+            let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+            text[len..len + 4].copy_from_slice(&[
+                BASE64URL[(n >> 18) as usize],
+                BASE64URL[(n >> 12 & 63) as usize],
+                BASE64URL[(n >> 6 & 63) as usize],
+                BASE64URL[(n & 63) as usize],
+            ]);
+            len += 4;
         }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let n = rest
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..=rest.len() {
+                text[len] = BASE64URL[(n >> (18 - 6 * i) & 63) as usize];
+                len += 1;
+            }
+        }
+        out.put_slice(&text[..len]);
     }
 }
 
@@ -331,27 +340,110 @@ fn write_id(
     positions: impl Iterator<Item = (u16, Position)> + Clone,
     out: &mut impl BufMut,
 ) {
-    write_id_with(set, positions, &mut Vec::with_capacity(64), out);
+    let mut raw = Vec::with_capacity(64);
+    raw_id(set, positions, &mut raw, &mut Vec::new());
+    out.put_u8(b't');
+    base64_encode(&raw, out);
 }
 
-/// `write_id` with `raw` as room for the bytes before their base64.
-fn write_id_with(
+/// The bytes of a set's id before their base64 (see the module
+/// documentation), and where each topic's part starts in them.
+fn raw_id(
     set: u32,
     positions: impl Iterator<Item = (u16, Position)> + Clone,
     raw: &mut Vec<u8>,
-    out: &mut impl BufMut,
+    starts: &mut Vec<usize>,
 ) {
     let base = positions.clone().map(|(_, (a, _))| a).max().unwrap_or(0);
     raw.clear();
+    starts.clear();
     put_varint(raw, base);
     raw.extend_from_slice(&set.to_be_bytes());
     for (hash, (a, b)) in positions {
-        raw.extend_from_slice(&hash.to_be_bytes());
-        put_varint(raw, base - a);
-        put_varint(raw, b);
+        starts.push(raw.len());
+        put_topic(raw, hash, base - a, b);
     }
-    out.put_u8(b't');
-    base64_encode(raw, out);
+    starts.push(raw.len());
+}
+
+/// One topic's part of a set's id.
+fn put_topic(raw: &mut Vec<u8>, hash: u16, from_base: u64, b: u64) {
+    raw.extend_from_slice(&hash.to_be_bytes());
+    put_varint(raw, from_base);
+    put_varint(raw, b);
+}
+
+/// A set subscription's id, kept from one event to the next: an event
+/// moves one topic's position, and on the memory hub only its sequence
+/// number, so only that topic's bytes are written again, and the base64
+/// characters they fall in. Anything else (a log's position, whose first
+/// number is a time; a number that takes another byte) writes it whole.
+#[derive(Default)]
+struct Id {
+    /// The positions it holds; empty: none written yet.
+    positions: Vec<Position>,
+    raw: Vec<u8>,
+    /// Where each topic's part starts in `raw`, and the end.
+    starts: Vec<usize>,
+    /// `t` and the base64 of `raw`.
+    text: Vec<u8>,
+    /// Room for one topic's part.
+    part: Vec<u8>,
+}
+
+impl Id {
+    /// The id of these positions (each with its topic's hash, in the
+    /// set's order).
+    fn text<I>(&mut self, set: u32, positions: I) -> &[u8]
+    where
+        I: ExactSizeIterator<Item = (u16, Position)> + Clone,
+    {
+        if !self.patch(positions.clone()) {
+            raw_id(set, positions.clone(), &mut self.raw, &mut self.starts);
+            self.positions.clear();
+            self.positions
+                .extend(positions.map(|(_, position)| position));
+            self.text.clear();
+            self.text.push(b't');
+            base64_encode(&self.raw, &mut self.text);
+        }
+        &self.text
+    }
+
+    /// Writes the topics whose sequence number moved into the id in place;
+    /// `false` when it must be written whole.
+    fn patch(&mut self, positions: impl ExactSizeIterator<Item = (u16, Position)>) -> bool {
+        if self.positions.len() != positions.len() {
+            return false;
+        }
+        let base = self.positions.iter().map(|(a, _)| *a).max().unwrap_or(0);
+        for (i, (hash, (a, b))) in positions.enumerate() {
+            if self.positions[i] == (a, b) {
+                continue;
+            }
+            if a != self.positions[i].0 {
+                return false;
+            }
+            self.part.clear();
+            put_topic(&mut self.part, hash, base - a, b);
+            let (start, end) = (self.starts[i], self.starts[i + 1]);
+            if self.part.len() != end - start {
+                return false;
+            }
+            self.raw[start..end].copy_from_slice(&self.part);
+            self.positions[i] = (a, b);
+            // The base64 groups of 3 bytes that hold the part.
+            let (first, last) = (start / 3, end.div_ceil(3));
+            if last * 3 <= self.raw.len() {
+                let mut out = &mut self.text[1 + 4 * first..1 + 4 * last];
+                base64_encode(&self.raw[3 * first..3 * last], &mut out);
+            } else {
+                self.text.truncate(1 + 4 * first);
+                base64_encode(&self.raw[3 * first..], &mut self.text);
+            }
+        }
+        true
+    }
 }
 
 /// Reads a set's id: the set's hash, and each topic's hash and position;
@@ -642,8 +734,8 @@ pub(super) struct SetStream {
     wakes: Arc<Wakes>,
     /// The waker last given to `wakes` (to compare without its lock).
     task: Option<Waker>,
-    /// Room for an id's bytes before their base64.
-    raw: Vec<u8>,
+    /// The id of the positions written last.
+    id: Id,
     /// Where the lines of an event not to copy are.
     skips: Vec<(usize, usize)>,
     /// Counted against the client's bound while it lives (given back on
@@ -733,7 +825,7 @@ impl SetStream {
             first,
             wakes,
             task: None,
-            raw: Vec::new(),
+            id: Id::default(),
             skips: Vec::new(),
             _held: client,
             buf: BytesMut::new(),
@@ -842,10 +934,7 @@ impl SetStream {
         self.skips.clear();
         let mut start = 0;
         while start < bytes.len() {
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(bytes.len(), |at| start + at);
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |at| start + at);
             let line = &bytes[start..end];
             if let Some(value) = field(line, b"event") {
                 // An empty type is the standard's `message`: untyped.
@@ -868,9 +957,14 @@ impl SetStream {
             }
         }
         let member = &self.members[i];
-        // Amortized: a few events share an allocation.
-        self.buf
-            .reserve((bytes.len() + member.name.len() + 160).max(512));
+        // Amortized: a few events share an allocation, many while the
+        // stream replays its history. (A reserve of more than the room
+        // left allocates, even when this event fits.)
+        let need = bytes.len() + member.name.len() + 40 + 30 * self.members.len();
+        if self.buf.capacity() - self.buf.len() < need {
+            let room = if newest { 512 } else { 8 * 1024 };
+            self.buf.reserve(need.max(room));
+        }
         self.buf.put_slice(b"event: ");
         self.buf.put_slice(member.name.as_bytes());
         if let Some((from, to)) = own_type {
@@ -891,14 +985,14 @@ impl SetStream {
             self.buf.put_slice(&bytes[copied..body_end]);
         }
         self.buf.put_slice(b"id: ");
-        write_id_with(
-            self.set,
-            self.members.iter().map(|m| (m.hash, m.position)),
-            &mut self.raw,
-            &mut self.buf,
-        );
+        let positions = self.members.iter().map(|m| (m.hash, m.position));
+        self.buf.put_slice(self.id.text(self.set, positions));
         self.buf.put_slice(b"\n\n");
         let event = self.buf.split().freeze();
+        if newest && self.buf.capacity() > 512 {
+            // Caught up: an idle stream keeps no room from its replay.
+            self.buf = BytesMut::new();
+        }
         if share {
             self.share.put(i, &self.members, &event);
         }
@@ -993,6 +1087,55 @@ mod tests {
         assert!(id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(b)));
+    }
+
+    #[test]
+    fn base64_reads_back_what_it_wrote_at_every_length() {
+        let bytes: Vec<u8> = (0..200u32).map(|i| (i * 167 + 13) as u8).collect();
+        for len in 0..bytes.len() {
+            let mut text = Vec::new();
+            base64_encode(&bytes[..len], &mut text);
+            assert_eq!(text.len(), (len * 4).div_ceil(3), "{len}");
+            assert_eq!(
+                base64_decode(&text).as_deref(),
+                Some(&bytes[..len]),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_id_kept_between_events_is_the_id_written_whole() {
+        // Ten memory topics (epochs apart) and a log's (a time), moved one
+        // at a time as a set's events move them: sequence numbers across
+        // the varints' 128 and 16,384, an epoch that changes, a time.
+        let mut positions: Vec<(u16, Position)> = (0..10u64)
+            .map(|i| {
+                (
+                    name_hash(&format!("t{i}")),
+                    (0x3fa9_c0d2_0000 + i * 77_777, 120),
+                )
+            })
+            .chain([(name_hash("log"), (1_796_000_000_000, 0))])
+            .collect();
+        let mut id = Id::default();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..20_000u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let i = (seed % positions.len() as u64) as usize;
+            let (a, b) = &mut positions[i].1;
+            match (step % 997, i) {
+                (0, _) => *a += 1,         // a new epoch
+                (_, 10) => *a += seed % 3, // a log's time
+                _ => *b += 1 + seed % 40,
+            }
+            let mut whole = Vec::new();
+            write_id(0xfeed_beef, positions.iter().copied(), &mut whole);
+            let kept = id.text(0xfeed_beef, positions.iter().copied());
+            assert_eq!(kept, &whole[..], "step {step}");
+        }
     }
 
     #[test]
