@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Instructions per run token of the load harness's `ours` (the hub's runs
+# behind the whole SseLayer) and `floor` (bare hyper, a channel per run)
+# servers, counted by callgrind: RUNS runs (100 unless set) start at once,
+# each streaming 100 tokens of 64 B at 100 a second to its POST, read to
+# the end. Per token = (instructions of that run minus those of the same
+# runs with one token each) / (RUNS x 100): starting, ending and the
+# connections cancel.
+#
+# usage: benches/callgrind/runs.sh     needs: valgrind, curl; about 2 minutes.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+runs=${RUNS:-100}
+export CARGO_TARGET_DIR="$root/benches/load/target"
+export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
+for tool in valgrind curl; do
+  command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
+done
+for server in ours floor; do
+  cargo build --release -q --manifest-path "$root/benches/load/servers/$server/Cargo.toml"
+done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Instructions of one run of `server` with `tokens` tokens per run.
+instructions() {
+  local server=$1 tokens=$2 dir="$work/$1.$2"
+  mkdir -p "$dir"
+  mkfifo "$dir/stdin"
+  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$dir/cg" \
+    "$CARGO_TARGET_DIR/release/load-server-$server" <"$dir/stdin" >"$dir/port" 2>"$dir/valgrind.log" &
+  local pid=$!
+  exec 9>"$dir/stdin" # the server exits when its stdin closes
+  for _ in $(seq 1 300); do [ -s "$dir/port" ] && break; sleep 0.1; done
+  local url="http://127.0.0.1:$(head -1 "$dir/port")/runs?tokens=$tokens&rate=100&bytes=64"
+  local pids=()
+  for r in $(seq 1 "$runs"); do
+    curl -s -N --max-time 120 -X POST "$url" >"$dir/r$r" &
+    pids+=($!)
+  done
+  wait "${pids[@]}" || true
+  for r in $(seq 1 "$runs"); do
+    # Each token's data line, and the end event's.
+    [ "$(grep -c '^data' "$dir/r$r")" -eq $((tokens + 1)) ] ||
+      { echo "run $r on $server: $(grep -c '^data' "$dir/r$r") data lines, not $((tokens + 1))" >&2; exit 1; }
+  done
+  exec 9>&-
+  wait "$pid" || true
+  awk '/^summary:/ { print $2 }' "$dir/cg"
+}
+
+declare -A per
+for server in floor ours; do
+  short=$(instructions "$server" 1)
+  long=$(instructions "$server" 101)
+  per[$server]=$(( (long - short) / (runs * 100) ))
+  echo "$server: ${per[$server]} instructions per token"
+done
+awk -v o="${per[ours]}" -v f="${per[floor]}" 'BEGIN { printf "ours/floor: %.3f\n", o / f }'
