@@ -69,6 +69,9 @@ pub(in crate::hub) fn cluster_client(
         }),
         None => builder,
     };
+    // Without TLS there is nothing in the settings for a cluster.
+    #[cfg(not(feature = "redis-tls"))]
+    let _ = tls;
     builder.build().map_err(|_| HubConfigErrorKind::RedisUrl)
 }
 
