@@ -4,7 +4,7 @@
 //! The Redis backend's are Redis stream ids, `<milliseconds>-<sequence>`,
 //! both decimal (`1764517200000-0`).
 
-use std::{fmt, io::Write as _};
+use std::fmt;
 
 /// The longest `Last-Event-ID` the hub reads: longer ones are unknown ids,
 /// refused before any parsing. The hub's own ids are at most 33 bytes.
@@ -76,16 +76,16 @@ impl EventId {
     }
 
     /// Writes the text form into `buf` and returns it.
+    ///
+    /// By hand, not with `write!`: every publish writes one, and the
+    /// formatting machinery cost several hundred instructions each.
     pub(super) fn write<'a>(&self, buf: &'a mut [u8; 48]) -> &'a [u8] {
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        // Two numbers of 20 digits at most and a dash fit in 48 bytes.
-        let _ = if self.stream {
-            write!(cursor, "{}-{}", self.epoch, self.seq)
-        } else {
-            write!(cursor, "{:x}-{}", self.epoch, self.seq)
-        };
-        let len = cursor.position() as usize;
-        &buf[..len]
+        // Two numbers of 20 digits at most and a dash fit in 48 bytes:
+        // written from the end, the sequence then the epoch.
+        let mut at = put_digits(buf, 48, self.seq, 10) - 1;
+        buf[at] = b'-';
+        at = put_digits(buf, at, self.epoch, if self.stream { 10 } else { 16 });
+        &buf[at..]
     }
 
     /// Reads an id in the hub's own form; anything else (another form,
@@ -157,6 +157,20 @@ impl fmt::Display for StreamId {
     }
 }
 
+/// Writes `n` in `radix` (10 or 16, lowercase) to end just before `end`
+/// in `buf`, without leading zeros; returns where it starts.
+fn put_digits(buf: &mut [u8], end: usize, mut n: u64, radix: u64) -> usize {
+    let mut at = end;
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[(n % radix) as usize];
+        n /= radix;
+        if n == 0 {
+            return at;
+        }
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.stream {
@@ -185,6 +199,23 @@ mod tests {
             let text = std::str::from_utf8(id.write(&mut buf)).unwrap().to_owned();
             assert_eq!(text, id.to_string());
             assert_eq!(EventId::parse(&text), Some(id), "{text}");
+        }
+        // Written by hand: the same text as `format!` at every digit count,
+        // both radixes, both kinds.
+        let mut numbers = vec![0, 9, 10, 15, 16, 99, 100, 255, 256, u64::MAX];
+        numbers.extend((1..64).flat_map(|bits| [(1u64 << bits) - 1, 1 << bits]));
+        numbers.extend((1..20).map(|digits| 10u64.pow(digits)));
+        for &a in &numbers {
+            for &b in &numbers {
+                let mut buf = [0; 48];
+                let memory = EventId::memory(a & EPOCH_MASK, b);
+                assert_eq!(
+                    memory.write(&mut buf),
+                    format!("{:x}-{b}", a & EPOCH_MASK).as_bytes()
+                );
+                let stream = EventId::from_log(a, b);
+                assert_eq!(stream.write(&mut buf), format!("{a}-{b}").as_bytes());
+            }
         }
     }
 
