@@ -565,15 +565,17 @@ impl Shares {
     }
 
     /// A subscription leaves: the last of its set removes the set's entry.
-    fn leave(&self, share: &Arc<Share>) {
+    fn leave(&self, share: Arc<Share>) {
+        let set = share.set;
+        let weak = Arc::downgrade(&share);
         let mut map = self.map();
-        // References are added only under this lock (`join`).
-        if Arc::strong_count(share) == 1
-            && map
-                .get(&share.set)
-                .is_some_and(|entry| entry.as_ptr() == Arc::as_ptr(share))
-        {
-            map.remove(&share.set);
+        // Dropped under the lock, where references are also added
+        // (`join`): of two subscriptions leaving at once, the second sees
+        // none left. (Checking for the last reference before dropping it
+        // let both see two, and the entry stayed.)
+        drop(share);
+        if weak.strong_count() == 0 && map.get(&set).is_some_and(|entry| entry.ptr_eq(&weak)) {
+            map.remove(&set);
         }
     }
 
@@ -743,8 +745,9 @@ pub(super) struct SetStream {
     _held: Option<super::client::Held>,
     /// Where the next event is written.
     buf: BytesMut,
-    /// The last event written by any subscription to this set.
-    share: Arc<Share>,
+    /// The last event written by any subscription to this set (`None`
+    /// once the stream has left).
+    share: Option<Arc<Share>>,
     /// How many members have an event peeked (none: nothing to write,
     /// without looking at every member).
     peeked: usize,
@@ -818,7 +821,7 @@ impl SetStream {
             );
         }
         Self {
-            share: shared.sets.join(set, &members),
+            share: Some(shared.sets.join(set, &members)),
             peeked: 0,
             members,
             set,
@@ -918,7 +921,8 @@ impl SetStream {
             // The memory hub's id of the entry: the topic's epoch and the
             // entry's sequence number (no need to read it back).
             member.position = (member.topic.epoch, member.next - 1);
-            if let Some(event) = newest.then(|| self.share.get(i, &self.members)).flatten() {
+            let shared = self.share.as_ref().filter(|_| newest);
+            if let Some(event) = shared.and_then(|share| share.get(i, &self.members)) {
                 return Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)));
             }
         }
@@ -952,7 +956,7 @@ impl SetStream {
             start = end + 1;
         }
         if share && log {
-            if let Some(event) = self.share.get(i, &self.members) {
+            if let Some(event) = self.share.as_ref().and_then(|s| s.get(i, &self.members)) {
                 return Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)));
             }
         }
@@ -960,6 +964,12 @@ impl SetStream {
         // Amortized: a few events share an allocation, many while the
         // stream replays its history. (A reserve of more than the room
         // left allocates, even when this event fits.)
+        if newest && self.buf.capacity() > 1024 {
+            // Caught up: the replay's room is let go before a live event
+            // is written (the share may keep a live event for long, and
+            // with it the block it is in).
+            self.buf = BytesMut::new();
+        }
         let need = bytes.len() + member.name.len() + 40 + 30 * self.members.len();
         if self.buf.capacity() - self.buf.len() < need {
             let room = if newest { 512 } else { 8 * 1024 };
@@ -989,12 +999,10 @@ impl SetStream {
         self.buf.put_slice(self.id.text(self.set, positions));
         self.buf.put_slice(b"\n\n");
         let event = self.buf.split().freeze();
-        if newest && self.buf.capacity() > 512 {
-            // Caught up: an idle stream keeps no room from its replay.
-            self.buf = BytesMut::new();
-        }
         if share {
-            self.share.put(i, &self.members, &event);
+            if let Some(shared) = &self.share {
+                shared.put(i, &self.members, &event);
+            }
         }
         Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)))
     }
@@ -1005,7 +1013,9 @@ impl SetStream {
         for member in &self.members {
             member.topic.leave(member.slot, now);
         }
-        shared.sets.leave(&self.share);
+        if let Some(share) = self.share.take() {
+            shared.sets.leave(share);
+        }
     }
 }
 
