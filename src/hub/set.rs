@@ -859,7 +859,8 @@ impl SetStream {
         // than 64 members the words are taken one after another, and a
         // publish seen in a later word may follow one marked in an earlier
         // word after it was taken; the next pass sees that one, and the
-        // earliest event is written first.
+        // earliest event is written first. One word is taken at once: one
+        // pass (a mark after it wakes the task again).
         for _ in 0..4 {
             let mut any = false;
             for (word, marked) in self.wakes.marked.iter().enumerate() {
@@ -891,7 +892,7 @@ impl SetStream {
                     }
                 }
             }
-            if !any {
+            if !any || self.wakes.marked.len() == 1 {
                 break;
             }
         }
