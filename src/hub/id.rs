@@ -173,11 +173,9 @@ fn put_digits(buf: &mut [u8], end: usize, mut n: u64, radix: u64) -> usize {
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.stream {
-            write!(f, "{}-{}", self.epoch, self.seq)
-        } else {
-            write!(f, "{:x}-{}", self.epoch, self.seq)
-        }
+        let mut buf = [0; 48];
+        // Our own digits and a dash: always UTF-8.
+        f.write_str(std::str::from_utf8(self.write(&mut buf)).map_err(|_| fmt::Error)?)
     }
 }
 
