@@ -615,22 +615,7 @@ async fn a_set_writes_its_topics_in_publish_order(backend: Backend) {
 
 /// Pages of one set in a live fan-out: the first subscription to write an
 /// event writes it, the others at the same positions take its bytes (one
-/// copy per thread: these tests poll every page on one thread); one that
-/// resumed behind writes its own, with its own positions.
-#[tokio::test]
-async fn subscriptions_of_one_set_share_what_they_write_on_the_memory_hub() {
-    subscriptions_of_one_set_share_what_they_write(Backend::memory()).await;
-}
-
-#[tokio::test]
-async fn subscriptions_of_one_set_share_what_they_write_on_redis() {
-    let Some(backend) = Backend::redis(Persistence::None) else {
-        return;
-    };
-    assert!(backend.is_redis());
-    subscriptions_of_one_set_share_what_they_write(backend).await;
-}
-
+/// copy); one that resumed behind writes its own, with its own positions.
 async fn subscriptions_of_one_set_share_what_they_write(backend: Backend) {
     let hub = backend.hub(Hub::builder());
     let topics = ["news", "prices"];
@@ -1066,6 +1051,7 @@ on_both_backends!(
     a_set_resumes_every_topic_exactly_after_breaks_at_random_points,
     a_set_s_events_name_their_topic_and_keep_their_own_type,
     a_set_writes_its_topics_in_publish_order,
+    subscriptions_of_one_set_share_what_they_write,
     one_topic_past_its_history_gets_its_own_gap_and_the_others_resume_exactly,
     a_changed_set_resumes_the_topics_in_both_and_starts_new_ones_fresh,
     an_id_never_widens_the_set,

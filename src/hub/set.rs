@@ -20,15 +20,13 @@
 //! of the set resumes, never add one.
 //!
 //! Subscriptions to the same set (the same names in the same order) share
-//! the last live event one of them wrote on the same thread: one at the
-//! same positions writes the same bytes, so it takes that copy instead of
-//! writing its own. A live fan-out to many pages of one set then writes
-//! each event once per worker thread, where a topic's subscribers share
-//! one copy; a subscription replaying its history writes its own and
-//! leaves the share alone.
+//! the last live event one of them wrote: one at the same positions writes
+//! the same bytes, so it takes that copy instead of writing its own. A live
+//! fan-out to many pages of one set then writes each event once, as a
+//! topic's subscribers do; a subscription replaying its history writes its
+//! own and leaves the share alone.
 
 use std::{
-    cell::RefCell,
     collections::{HashMap, VecDeque},
     fmt,
     sync::{
@@ -482,6 +480,9 @@ pub(super) struct Member {
     /// The sequence number of its next event.
     next: u64,
     slot: usize,
+    /// Where the stream is in this topic: the id of the last event it
+    /// wrote of it (or of the position it started at).
+    position: Position,
     pub(super) start: Start,
     /// Its next event, read but not written yet (another topic's came
     /// first), with its order stamp and whether it was among the topic's
@@ -528,14 +529,6 @@ impl Wake for MemberWake {
             task.wake_by_ref();
         }
     }
-}
-
-/// Each member's hash with its position, for an id.
-fn hashed<'a>(
-    members: &'a [Member],
-    positions: &'a [Position],
-) -> impl ExactSizeIterator<Item = (u16, Position)> + Clone + 'a {
-    members.iter().zip(positions).map(|(m, p)| (m.hash, *p))
 }
 
 /// The sets that subscriptions read now, each with what its subscriptions
@@ -592,30 +585,15 @@ impl Shares {
     }
 }
 
-/// A set's identity for what its subscriptions share: one per set (the
-/// same names in the same order) among the subscriptions open now.
+/// The last event written by a subscription to one set.
 struct Share {
     set: u32,
     names: Box<[Box<str>]>,
+    last: Mutex<Last>,
 }
 
-/// How many sets' last events each thread keeps.
-const WRITTEN_SETS: usize = 8;
-
-thread_local! {
-    /// Per thread, the last event a subscription polled on it wrote, for
-    /// the last few sets: another subscription of the set finds it there
-    /// without a lock. (A lock per set would be taken for every delivery
-    /// by every worker thread; on this project's two-core machine the two
-    /// measured the same, so the choice rests on more cores.)
-    static WRITTEN: RefCell<Vec<Written>> = const { RefCell::new(Vec::new()) };
-}
-
-struct Written {
-    /// Whose: a `Weak`, so that no other set's share takes its address
-    /// while this is kept.
-    share: Weak<Share>,
-    /// Which member's event it is.
+struct Last {
+    /// Which member's event it is (`usize::MAX`: none yet).
     member: usize,
     /// Every member's position after it.
     positions: Vec<Position>,
@@ -627,50 +605,37 @@ impl Share {
         Arc::new(Self {
             set,
             names: members.iter().map(|m| m.name.clone()).collect(),
+            last: Mutex::new(Last {
+                member: usize::MAX,
+                positions: Vec::with_capacity(members.len()),
+                event: Bytes::new(),
+            }),
         })
     }
 
-    /// The event of member `index` at these positions, if this thread
-    /// wrote it last for this set.
-    fn get(self: &Arc<Self>, index: usize, positions: &[Position]) -> Option<Bytes> {
-        WRITTEN.with(|written| {
-            let written = written.borrow();
-            let last = written
-                .iter()
-                .find(|w| w.share.as_ptr() == Arc::as_ptr(self))?;
-            let same = last.member == index && last.positions == positions;
-            same.then(|| last.event.clone())
-        })
+    fn last(&self) -> MutexGuard<'_, Last> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn put(self: &Arc<Self>, index: usize, positions: &[Position], event: &Bytes) {
-        WRITTEN.with(|written| {
-            let mut written = written.borrow_mut();
-            let at = match written
+    /// The event of member `index` written at these positions, if it was
+    /// the last one written.
+    fn get(&self, index: usize, members: &[Member]) -> Option<Bytes> {
+        let last = self.last();
+        let same = last.member == index
+            && last
+                .positions
                 .iter()
-                .position(|w| w.share.as_ptr() == Arc::as_ptr(self))
-            {
-                Some(at) => at,
-                None => {
-                    if written.len() == WRITTEN_SETS {
-                        // The set written longest ago makes room.
-                        written.remove(0);
-                    }
-                    written.push(Written {
-                        share: Arc::downgrade(self),
-                        member: usize::MAX,
-                        positions: Vec::with_capacity(positions.len()),
-                        event: Bytes::new(),
-                    });
-                    written.len() - 1
-                }
-            };
-            let last = &mut written[at];
-            last.member = index;
-            last.positions.clear();
-            last.positions.extend_from_slice(positions);
-            last.event = event.clone();
-        });
+                .zip(members)
+                .all(|(position, m)| *position == m.position);
+        same.then(|| last.event.clone())
+    }
+
+    fn put(&self, index: usize, members: &[Member], event: &Bytes) {
+        let mut last = self.last();
+        last.member = index;
+        last.positions.clear();
+        last.positions.extend(members.iter().map(|m| m.position));
+        last.event = event.clone();
     }
 }
 
@@ -783,15 +748,9 @@ pub(super) struct SetStream {
     /// The last event written by any subscription to this set (`None`
     /// once the stream has left).
     share: Option<Arc<Share>>,
-    /// The members with an event peeked: the next event is the earliest
-    /// of theirs (looked for among these only: a member is a few cache
-    /// lines, and a fan-out touches every subscription's).
-    peeked: Vec<usize>,
-    /// Where the stream is in each topic (in the members' order): the id
-    /// of the last event it wrote of it, or the position it started at.
-    /// Apart from the members, so that a comparison reads a few cache
-    /// lines, not every member.
-    positions: Vec<Position>,
+    /// How many members have an event peeked (none: nothing to write,
+    /// without looking at every member).
+    peeked: usize,
 }
 
 impl SetStream {
@@ -821,10 +780,6 @@ impl SetStream {
                 .collect(),
             task: Mutex::new(None),
         });
-        let positions: Vec<Position> = opened
-            .iter()
-            .map(|o| (o.position.epoch, o.position.seq))
-            .collect();
         let members: Vec<Member> = opened
             .into_iter()
             .enumerate()
@@ -838,6 +793,7 @@ impl SetStream {
                 topic: o.topic,
                 next: o.next,
                 slot: o.slot,
+                position: (o.position.epoch, o.position.seq),
                 start: o.start,
                 peeked: None,
             })
@@ -850,12 +806,12 @@ impl SetStream {
         let fresh = members.iter().any(|m| m.start == Start::Fresh);
         for &(i, reason, missed) in &gaps {
             id.clear();
-            write_id(set, hashed(&members, &positions), &mut id);
+            write_id(set, members.iter().map(|m| (m.hash, m.position)), &mut id);
             first.push_back(gap_event(shared, &members[i], reason, missed, asked, &id));
         }
         if fresh || !gaps.is_empty() {
             id.clear();
-            write_id(set, hashed(&members, &positions), &mut id);
+            write_id(set, members.iter().map(|m| (m.hash, m.position)), &mut id);
             first.push_back(
                 Event::new()
                     .event_type(EventType::from_static(super::POSITION_EVENT))
@@ -866,9 +822,8 @@ impl SetStream {
         }
         Self {
             share: Some(shared.sets.join(set, &members)),
-            peeked: Vec::new(),
+            peeked: 0,
             members,
-            positions,
             set,
             first,
             wakes,
@@ -899,7 +854,7 @@ impl SetStream {
             *self.wakes.task() = Some(waker.clone());
             self.task = Some(waker);
         }
-        let mut best: Option<(usize, usize, u64)> = None;
+        let mut best: Option<(usize, u64)> = None;
         // Read the marked members until a pass finds none marked: with more
         // than 64 members the words are taken one after another, and a
         // publish seen in a later word may follow one marked in an earlier
@@ -925,7 +880,7 @@ impl SetStream {
                     {
                         Poll::Ready(Read::Event(bytes, order, newest)) => {
                             member.peeked = Some((bytes, order, newest));
-                            self.peeked.push(i);
+                            self.peeked += 1;
                         }
                         Poll::Ready(Read::Finished) | Poll::Pending => {}
                         Poll::Ready(Read::Lagged) => {
@@ -941,22 +896,24 @@ impl SetStream {
                 break;
             }
         }
-        for (at, &i) in self.peeked.iter().enumerate() {
-            if let Some((_, order, _)) = &self.members[i].peeked {
-                // The earliest; between equal stamps, the set's order.
-                if best.map_or(true, |(_, j, best)| (*order, i) < (best, j)) {
-                    best = Some((at, i, *order));
+        if self.peeked == 0 {
+            return Poll::Pending;
+        }
+        for (i, member) in self.members.iter().enumerate() {
+            if let Some((_, order, _)) = &member.peeked {
+                if best.map_or(true, |(_, best)| *order < best) {
+                    best = Some((i, *order));
                 }
             }
         }
-        let Some((at, i, _)) = best else {
+        let Some((i, _)) = best else {
             return Poll::Pending;
         };
-        self.peeked.swap_remove(at);
         let member = &mut self.members[i];
         let Some((bytes, _, newest)) = member.peeked.take() else {
             return Poll::Pending;
         };
+        self.peeked -= 1;
         member.next += 1;
         // Its next event may be there already: read it on the next poll.
         self.wakes.marked[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
@@ -964,12 +921,13 @@ impl SetStream {
         if !log {
             // The memory hub's id of the entry: the topic's epoch and the
             // entry's sequence number (no need to read it back).
-            self.positions[i] = (member.topic.epoch, member.next - 1);
+            member.position = (member.topic.epoch, member.next - 1);
             let shared = self.share.as_ref().filter(|_| newest);
-            if let Some(event) = shared.and_then(|share| share.get(i, &self.positions)) {
+            if let Some(event) = shared.and_then(|share| share.get(i, &self.members)) {
                 return Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)));
             }
         }
+        let member = &mut self.members[i];
         // Shared with the other subscriptions of the set: a live event
         // (one replaying its history writes its own, and leaves the share
         // to the live ones) at positions that say which event it is (a
@@ -990,7 +948,7 @@ impl SetStream {
             } else if let Some(value) = field(line, b"id") {
                 if log {
                     if let Some(position) = parse_position(value, true) {
-                        self.positions[i] = position;
+                        member.position = position;
                         share = newest;
                     }
                 }
@@ -999,7 +957,7 @@ impl SetStream {
             start = end + 1;
         }
         if share && log {
-            if let Some(event) = self.share.as_ref().and_then(|s| s.get(i, &self.positions)) {
+            if let Some(event) = self.share.as_ref().and_then(|s| s.get(i, &self.members)) {
                 return Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)));
             }
         }
@@ -1038,15 +996,13 @@ impl SetStream {
             self.buf.put_slice(&bytes[copied..body_end]);
         }
         self.buf.put_slice(b"id: ");
-        self.buf.put_slice(
-            self.id
-                .text(self.set, hashed(&self.members, &self.positions)),
-        );
+        let positions = self.members.iter().map(|m| (m.hash, m.position));
+        self.buf.put_slice(self.id.text(self.set, positions));
         self.buf.put_slice(b"\n\n");
         let event = self.buf.split().freeze();
         if share {
             if let Some(shared) = &self.share {
-                shared.put(i, &self.positions, &event);
+                shared.put(i, &self.members, &event);
             }
         }
         Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)))
