@@ -7,33 +7,14 @@
 # same run with no reader) / (READERS x 1,000): publishing cancels.
 #
 # usage: benches/callgrind/replay.sh     needs: valgrind, curl; about 2 minutes.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
 readers=${READERS:-5}
-export CARGO_TARGET_DIR="$root/benches/load/target"
-export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
-for tool in valgrind curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
-done
-cargo build --release -q --manifest-path "$root/benches/load/servers/ours/Cargo.toml"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh" curl
 
 # Instructions of one run: `kind` (hub or hub10) with `n` readers.
 instructions() {
   local kind=$1 n=$2 dir="$work/$1.$2"
-  mkdir -p "$dir"
-  mkfifo "$dir/stdin"
-  local set=()
-  [ "$kind" = hub10 ] && set=(LOAD_HUB_SET=10)
-  env LOAD_HUB=1 LOAD_HUB_HISTORY=5000 "${set[@]}" TOKIO_WORKER_THREADS=1 \
-    valgrind --tool=callgrind --callgrind-out-file="$dir/cg" \
-    "$CARGO_TARGET_DIR/release/load-server-ours" <"$dir/stdin" >"$dir/port" 2>"$dir/valgrind.log" &
-  local pid=$!
-  exec 9>"$dir/stdin" # the server exits when its stdin closes
-  for _ in $(seq 1 300); do [ -s "$dir/port" ] && break; sleep 0.1; done
-  local base="http://127.0.0.1:$(head -1 "$dir/port")"
+  start_server "$kind" "$dir"
+  local base="http://127.0.0.1:$port"
   # The position id of a fresh subscription: every event comes after it.
   local id
   id=$(curl -s -N --max-time 5 "$base/sse/live" | grep -m1 '^id: ' | cut -c5- | tr -d '\r' || true)
@@ -54,9 +35,7 @@ instructions() {
     [ "$(grep -c '^data' "$dir/r$r")" -eq 1000 ] || { echo "reader $r of $kind got $(grep -c '^data' "$dir/r$r") events, not 1000" >&2; exit 1; }
   done
   [ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
-  exec 9>&-
-  wait "$pid" || true
-  awk '/^summary:/ { print $2 }' "$dir/cg"
+  stop_server "$dir"
 }
 
 declare -A per

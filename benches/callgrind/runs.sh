@@ -8,32 +8,14 @@
 # connections cancel.
 #
 # usage: benches/callgrind/runs.sh     needs: valgrind, curl; about 2 minutes.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
 runs=${RUNS:-100}
-export CARGO_TARGET_DIR="$root/benches/load/target"
-export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
-for tool in valgrind curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
-done
-for server in ours floor; do
-  cargo build --release -q --manifest-path "$root/benches/load/servers/$server/Cargo.toml"
-done
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh" curl
 
 # Instructions of one run of `server` with `tokens` tokens per run.
 instructions() {
   local server=$1 tokens=$2 dir="$work/$1.$2"
-  mkdir -p "$dir"
-  mkfifo "$dir/stdin"
-  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$dir/cg" \
-    "$CARGO_TARGET_DIR/release/load-server-$server" <"$dir/stdin" >"$dir/port" 2>"$dir/valgrind.log" &
-  local pid=$!
-  exec 9>"$dir/stdin" # the server exits when its stdin closes
-  for _ in $(seq 1 300); do [ -s "$dir/port" ] && break; sleep 0.1; done
-  local url="http://127.0.0.1:$(head -1 "$dir/port")/runs?tokens=$tokens&rate=100&bytes=64"
+  start_server "$server" "$dir"
+  local url="http://127.0.0.1:$port/runs?tokens=$tokens&rate=100&bytes=64"
   local pids=()
   for r in $(seq 1 "$runs"); do
     curl -s -N --max-time 120 -X POST "$url" >"$dir/r$r" &
@@ -45,9 +27,7 @@ instructions() {
     [ "$(grep -c '^data' "$dir/r$r")" -eq $((tokens + 1)) ] ||
       { echo "run $r on $server: $(grep -c '^data' "$dir/r$r") data lines, not $((tokens + 1))" >&2; exit 1; }
   done
-  exec 9>&-
-  wait "$pid" || true
-  awk '/^summary:/ { print $2 }' "$dir/cg"
+  stop_server "$dir"
 }
 
 declare -A per
