@@ -171,3 +171,87 @@ async fn a_bare_event_stream_writes_its_events_before_the_error_over_http1() {
         }
     }
 }
+
+/// An event stream that says how long it is (a proxied upstream whose
+/// `Content-Length` the handler dropped), writes one event and fails.
+struct SizedThenFails {
+    sent: bool,
+}
+
+impl http_body::Body for SizedThenFails {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        let frame = if std::mem::replace(&mut self.sent, true) {
+            Err(io::Error::other("the upstream closed"))
+        } else {
+            Ok(http_body::Frame::data(Bytes::from_static(
+                b"id: 1\ndata: event 1\n\n",
+            )))
+        };
+        std::task::Poll::Ready(Some(frame))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(100)
+    }
+}
+
+/// Found by an outside attack: a close layer without a trigger (no
+/// shutdown, no lifetime) and no keep-alive passed an event stream's exact
+/// length on to hyper, which then sent a `Content-Length` that the clean
+/// end after an error could not honour (HTTP/1.1: the client lost the
+/// whole response; HTTP/2: a reset). An event stream never has a length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_event_stream_of_a_stated_length_ends_cleanly_without_a_trigger() {
+    let seen: Seen = Arc::default();
+    let on_close = seen.clone();
+    let close = CloseLayer::builder()
+        .on_close(move |info| {
+            let failure = info.failure.clone();
+            on_close
+                .lock()
+                .unwrap()
+                .push((info.uri.path().to_owned(), info.reason, failure));
+        })
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new()
+        .sse_with(SseLayer::new().close(close).without_keep_alive())
+        .service(tower::service_fn(|_: Request<Incoming>| async {
+            let response = Response::builder()
+                .header(http::header::CONTENT_TYPE, "text/event-stream")
+                .body(SizedThenFails { sent: false })
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }));
+    let server = common::serve_service(service).await;
+    for client in [common::client(), common::h2c_client()] {
+        let request = Request::get(format!("http://{}/sized", server.addr))
+            .body(Empty::new())
+            .unwrap();
+        let response = client.request(request).await.expect("the response comes");
+        assert_eq!(response.headers().get(http::header::CONTENT_LENGTH), None);
+        let (events, broke) =
+            tokio::time::timeout(Duration::from_secs(10), common::events_until_end(response))
+                .await
+                .expect("the stream ends within 10 s");
+        let ids: Vec<String> = events.into_iter().map(|event| event.id).collect();
+        assert_eq!(ids, ["1"]);
+        assert!(!broke, "ended broken");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for (_, reason, failure) in seen {
+        assert_eq!(reason, CloseReason::Error);
+        assert_eq!(
+            failure,
+            Some(Failure::Error("the upstream closed".to_owned()))
+        );
+    }
+}

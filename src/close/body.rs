@@ -352,10 +352,13 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.watch.is_none() && !self.tracker.closed {
+        // Not an event stream: passed through as it is. An event stream
+        // never states a length, trigger or not: it may end early (after an
+        // error or a panic, at shutdown or expiry), and a final frame may be
+        // added.
+        if !self.tracker.stream && !self.tracker.closed {
             return self.inner.size_hint();
         }
-        // A final frame may be added.
         size_hint_adding_bytes(self.inner.size_hint(), self.tracker.closed)
     }
 }
