@@ -1717,6 +1717,191 @@ async fn a_forged_announcement_delivers_nothing() {
     assert!(quiet(&mut live).await);
 }
 
+/// A forged announcement with a seal of the right shape, and a real one
+/// sent again later, deliver nothing: only an entry sealed with the hub's
+/// key that follows the last one read is taken from its announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badly_sealed_or_replayed_announcement_delivers_nothing() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let hub = backend.hub(Hub::builder());
+    let mut live = hub.subscribe("t", None).await.unwrap();
+    next(&mut live).await.unwrap();
+    let mut heard = RawSubscriber::new(redis, &backend.key("t"));
+    let one = publish_n(&hub, "t", 1..=1).await[0].to_string();
+    assert_eq!(next(&mut live).await.unwrap().id, Some(one.clone()));
+    let real = heard.next_message();
+    assert!(
+        real.starts_with(format!("{one} ").as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&real)
+    );
+    // A seal of the right shape, not made with the hub's key, on an entry
+    // that follows the last one read.
+    let (ms, seq) = one.split_once('-').unwrap();
+    let forged = format!("{}-{seq}", ms.parse::<u64>().unwrap() + 1);
+    let payload = format!("{forged} {one} {} data: forged\n", "0f".repeat(20));
+    // Each heard alone (announcements heard together are read together).
+    redis.command(&resp(&[
+        b"PUBLISH",
+        backend.key("t").as_bytes(),
+        payload.as_bytes(),
+    ]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first event's own announcement, again.
+    redis.command(&resp(&[b"PUBLISH", backend.key("t").as_bytes(), &real]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let two = publish_n(&hub, "t", 2..=2).await[0].to_string();
+    let seen = next(&mut live).await.unwrap();
+    assert_eq!((seen.data.as_deref(), seen.id), (Some("2"), Some(two)));
+    assert!(quiet(&mut live).await);
+}
+
+/// Live events come with their announcements, sealed: neither the instance
+/// that published them nor another reads them back from Redis. Hubs that
+/// hold different seal keys (the key vanished, and a hub that started since
+/// set a new one) lose nothing: they read each other's events back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_are_taken_from_their_announcements_on_every_instance() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let mut hubs = vec![backend.hub(Hub::builder()), backend.hub(Hub::builder())];
+    let mut lives = Vec::new();
+    for hub in &hubs {
+        lives.push(hub.subscribe("t", None).await.unwrap());
+    }
+    for live in &mut lives {
+        next(live).await.unwrap();
+    }
+    for round in 0..2 {
+        if round == 1 {
+            let reply = redis.command(&format!("DEL {}seal-key", backend.prefix));
+            assert_eq!(reply, ":1\r\n", "the hubs' seal key is where the docs say");
+            hubs.push(backend.hub(Hub::builder()));
+            lives.push(hubs[2].subscribe("t", None).await.unwrap());
+            next(&mut lives[2]).await.unwrap();
+        }
+        // Announcements still queued are read (and find nothing new).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis.command("CONFIG RESETSTAT");
+        let mut ids = Vec::new();
+        for n in 1..=12 {
+            let hub = &hubs[n as usize % hubs.len()];
+            ids.extend(publish_n(hub, "t", n..=n).await);
+        }
+        for live in &mut lives {
+            for id in &ids {
+                assert_eq!(next(live).await.unwrap().id, Some(id.to_string()));
+            }
+        }
+        let read_back = calls(redis, "xrange");
+        match round {
+            0 => assert_eq!(read_back, 0, "live events were read back from Redis"),
+            _ => assert!(
+                read_back > 0,
+                "an entry sealed with another key was trusted"
+            ),
+        }
+    }
+    for live in &mut lives {
+        assert!(quiet(live).await);
+    }
+}
+
+/// A plain connection subscribed to one channel.
+struct RawSubscriber {
+    stream: std::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl RawSubscriber {
+    fn new(redis: &RedisServer, channel: &str) -> Self {
+        use std::io::Write as _;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(resp(&[b"SUBSCRIBE", channel.as_bytes()]).as_bytes())
+            .unwrap();
+        stream.write_all(b"\r\n").unwrap();
+        let mut subscriber = Self {
+            stream,
+            buffer: Vec::new(),
+        };
+        // The subscription's confirmation.
+        subscriber.next_reply();
+        subscriber
+    }
+
+    /// The payload of the next message.
+    fn next_message(&mut self) -> Vec<u8> {
+        let mut reply = self.next_reply();
+        assert_eq!(reply[0], b"message");
+        reply.pop().unwrap()
+    }
+
+    /// The next reply: an array of bulk strings and integers.
+    fn next_reply(&mut self) -> Vec<Vec<u8>> {
+        loop {
+            if let Some((items, used)) = parse_array(&self.buffer) {
+                self.buffer.drain(..used);
+                return items;
+            }
+            let mut chunk = [0; 4096];
+            let n = std::io::Read::read(&mut self.stream, &mut chunk).unwrap();
+            assert!(n > 0, "Redis closed the subscription");
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A RESP array at the start of `bytes` and its length, if it is whole.
+fn parse_array(bytes: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+    let line = |at: usize| -> Option<(&[u8], usize)> {
+        let end = at + bytes.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        Some((&bytes[at..end], end + 2))
+    };
+    let number = |text: &[u8]| -> usize { std::str::from_utf8(text).unwrap().parse().unwrap() };
+    let (head, mut at) = line(0)?;
+    assert_eq!(head[0], b'*', "{}", String::from_utf8_lossy(bytes));
+    let mut items = Vec::new();
+    for _ in 0..number(&head[1..]) {
+        let (head, next) = line(at)?;
+        at = next;
+        match head[0] {
+            b'$' => {
+                let len = number(&head[1..]);
+                let item = bytes.get(at..at + len)?.to_vec();
+                at += len + 2;
+                if bytes.len() < at {
+                    return None;
+                }
+                items.push(item);
+            }
+            _ => items.push(head[1..].to_vec()),
+        }
+    }
+    Some((items, at))
+}
+
+/// `parts` as one RESP command (binary safe), without its last line end
+/// (`RedisServer::command` adds it).
+fn resp(parts: &[&[u8]]) -> String {
+    let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+    for part in parts {
+        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.truncate(out.len() - 2);
+    String::from_utf8(out).expect("the tests' commands are text")
+}
+
 /// Found by an outside attack: pub/sub ignores Redis's database number, so
 /// two deployments on databases 0 and 1 of one Redis, with the same prefix,
 /// hear each other's announcements. Neither may lose or take an event.

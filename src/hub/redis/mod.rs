@@ -6,13 +6,15 @@
 //!   entry before it, in one atomic step. The entry's id is the event's id.
 //! - Each instance has one reader: a task that subscribes (Redis pub/sub)
 //!   to the channel of every topic with subscribers here (the channel is
-//!   named as the stream, and the publish script announces each new
-//!   entry's id on it), and reads only the topics announced (`XRANGE` from
-//!   the last entry read), appending what it reads to the topics' local
-//!   histories, which are what subscribers read (the same histories as the
-//!   memory backend). Reading costs Redis per announced event, not per
-//!   topic held: per-user topics by the ten thousand cost nothing while
-//!   quiet. A topic new to the instance is first primed with the stream's
+//!   named as the stream, and the publish script announces each new entry
+//!   on it, sealed with a key the hubs keep in Redis: see `PUBLISH`). An
+//!   announced entry with a good seal that follows the last one read is
+//!   appended as announced; otherwise the reader reads the topic (`XRANGE`
+//!   from the last entry read). Either way the entries go to the topics'
+//!   local histories, which are what subscribers read (the same histories
+//!   as the memory backend). Reading costs Redis per announced event, not
+//!   per topic held: per-user topics by the ten thousand cost nothing
+//!   while quiet. A topic new to the instance is first primed with the stream's
 //!   latest entries (`XREVRANGE`), then subscribed to, then read once more
 //!   (what came between). Pub/sub delivers at most once: after any
 //!   reconnect every topic is read again. Topics without subscribers here
@@ -122,6 +124,9 @@ const RESYNC_EVERY: Duration = Duration::from_secs(10);
 /// urgent.
 const WATCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
+/// How often the reader looks at the seal key (see `SEAL_KEY`).
+const SEAL_EVERY: Duration = Duration::from_secs(10);
+
 /// The longest [`HubBuilder::redis_timeout`](super::HubBuilder::redis_timeout):
 /// one minute.
 pub(super) const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -152,11 +157,23 @@ local start = redis.call('XADD', KEYS[1], string.format('%.0f-%.0f', ms, (us + 1
 /// Appends `ARGV[1]` (the event's encoded fields) to the stream `KEYS[1]`
 /// with the id of the stream's last entry, trims the stream to about
 /// `ARGV[2]` entries, renews its time to live (`ARGV[3]` milliseconds; 0:
-/// none, removing the one a subscriber's start entry set) and returns the
-/// new entry's id. A stream that does not exist (new, expired, or lost by
-/// Redis) first gets a start entry, so that every life of a stream has an
-/// id of its own to resume from, never `0-0`. A script runs atomically: no
-/// other entry can come between the read and the append.
+/// none, removing the one a subscriber's start entry set), announces the
+/// entry on the channel named as the stream, and returns the new entry's
+/// id. A stream that does not exist (new, expired, or lost by Redis) first
+/// gets a start entry, so that every life of a stream has an id of its own
+/// to resume from, never `0-0`. A script runs atomically: no other entry
+/// can come between the read and the append.
+///
+/// The announcement is `<id> <previous id> <seal> <fields>`: the entry
+/// itself, so that a reader that holds the previous id appends it without
+/// reading it back. The seal is `sha1hex(k .. sha1hex(k .. m))`, `k` the
+/// seal key (`ARGV[4]`, see `SEAL_KEY`), `m` the channel's length, `:`, the
+/// channel and the announcement without its seal; `-` when the publisher
+/// has no key yet. A reader trusts only an entry sealed with its own key:
+/// anyone allowed to publish can announce anything, and pub/sub ignores
+/// the database number, so a hub on another database of the same Redis
+/// (another key) is heard too. The channel's length first: no other
+/// channel's message can be the same text.
 const PUBLISH: &str = concat!(
     "
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -169,10 +186,25 @@ else",
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'd', ARGV[1])
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
-redis.call('PUBLISH', KEYS[1], id)
+local seal = '-'
+if ARGV[4] ~= '' then
+  local m = #KEYS[1] .. ':' .. KEYS[1] .. ' ' .. id .. ' ' .. prev .. ' ' .. ARGV[1]
+  seal = redis.sha1hex(ARGV[4] .. redis.sha1hex(ARGV[4] .. m))
+end
+redis.call('PUBLISH', KEYS[1], id .. ' ' .. prev .. ' ' .. seal .. ' ' .. ARGV[1])
 return id
 "
 );
+
+/// Sets the seal key `KEYS[1]` to `ARGV[1]` unless it has one, and returns
+/// it: every hub on this database (and prefix) seals its announcements with
+/// the first key set. A key that vanishes (an eviction, a `FLUSHDB`) is
+/// set anew by the first hub to look, and the others take it up when they
+/// look again (`SEAL_EVERY`); meanwhile their announcements are read back.
+const SEAL_KEY: &str = "
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+";
 
 /// Watches the streams `KEYS` that the reader reads (the topics with
 /// subscribers here), `ARGV[i + 1]` being the last id read from `KEYS[i]`.
@@ -407,6 +439,10 @@ pub(super) struct Backend {
     publish_sha: String,
     prime_sha: String,
     watch_sha: String,
+    seal_sha: String,
+    /// The key that seals announcements (see `PUBLISH`), as Redis holds it;
+    /// `None` until the reader first read it.
+    seal: std::sync::Mutex<Option<Arc<[u8]>>>,
     /// Milliseconds a start entry written by a subscriber lives without a
     /// publish (the hub's idle timeout).
     start_ttl: u64,
@@ -509,6 +545,8 @@ impl Backend {
             publish_sha: redis::Script::new(PUBLISH).get_hash().to_owned(),
             prime_sha: redis::Script::new(PRIME).get_hash().to_owned(),
             watch_sha: redis::Script::new(WATCH).get_hash().to_owned(),
+            seal_sha: redis::Script::new(SEAL_KEY).get_hash().to_owned(),
+            seal: std::sync::Mutex::new(None),
             start_ttl: (idle_timeout.min(MAX_REDIS_KEY_TTL).as_millis() as u64).max(1),
             prefix: settings.prefix.as_str().into(),
             timeout: settings.timeout,
@@ -543,6 +581,43 @@ impl Backend {
         key.push_str(topic);
         key.push('}');
         key
+    }
+
+    /// The key that seals announcements, if the reader has read it.
+    fn seal(&self) -> Option<Arc<[u8]>> {
+        self.seal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the key that seals announcements (setting it if Redis has
+    /// none: 128 random bits, as hex), within the timeout. On failure the
+    /// key known stays (or none: announcements are then read back).
+    async fn renew_seal(&self) {
+        let key = format!("{}seal-key", self.prefix);
+        let candidate = format!(
+            "{:016x}{:016x}",
+            crate::jitter::random_u64(),
+            crate::jitter::random_u64()
+        );
+        let reply = self
+            .script(
+                (&self.seal_sha, SEAL_KEY),
+                &[&key],
+                &[candidate.as_bytes()],
+                self.deadline(),
+                Retry::Safe,
+            )
+            .await;
+        if let Some(seal) = reply.ok().as_ref().and_then(as_bytes) {
+            if !seal.is_empty() {
+                *self
+                    .seal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(seal.into());
+            }
+        }
     }
 
     fn connection_config(&self, response: Duration) -> AsyncConnectionConfig {
@@ -814,10 +889,16 @@ impl Backend {
             let fields = event.stored_fields();
             let history = self.history.to_string();
             let ttl = self.key_ttl.to_string();
+            let seal = self.seal();
             self.script(
                 (&self.publish_sha, PUBLISH),
                 &[&key],
-                &[&fields, history.as_bytes(), ttl.as_bytes()],
+                &[
+                    &fields,
+                    history.as_bytes(),
+                    ttl.as_bytes(),
+                    seal.as_deref().unwrap_or_default(),
+                ],
                 deadline,
                 Retry::Never,
             )
@@ -1254,13 +1335,47 @@ type ReadTopic<'a> = (
 );
 
 /// A topic's announcements since the reader last read it: each announced
-/// entry's id and its place among every announcement. Only a hint of what
-/// to read and in which order: what is appended is what the topic's stream
-/// holds (pub/sub ignores Redis's database number, and anyone allowed to
-/// publish on the channel can announce anything).
+/// entry's id and its place among every announcement, and the entries they
+/// carried. Without a seal (see `PUBLISH`) an announcement is only a hint
+/// of what to read and in which order, and what is appended is what the
+/// topic's stream holds: pub/sub ignores Redis's database number, and
+/// anyone allowed to publish on the channel can announce anything.
 #[derive(Default)]
 struct Announced {
     places: Vec<(StreamId, usize)>,
+    /// The entries announced, each sealed with this hub's key; `None` when
+    /// the topic is to be read from its stream (an announcement without a
+    /// good seal, or a topic to read for another reason: new here, or after
+    /// a reconnect).
+    entries: Option<Vec<LogEntry>>,
+}
+
+/// The seal of an announcement `<id> <prev> <seal> <fields>` on `channel`
+/// with `key`, as the publish script makes it, in hex.
+fn seal(key: &[u8], channel: &[u8], id: &[u8], prev: &[u8], fields: &[u8]) -> [u8; 40] {
+    fn hex(digest: [u8; 20]) -> [u8; 40] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0; 40];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 15)];
+        }
+        out
+    }
+    let mut inner = sha1_smol::Sha1::new();
+    inner.update(key);
+    inner.update(channel.len().to_string().as_bytes());
+    inner.update(b":");
+    for (part, text) in [channel, id, prev, fields].into_iter().enumerate() {
+        if part > 0 {
+            inner.update(b" ");
+        }
+        inner.update(text);
+    }
+    let mut outer = sha1_smol::Sha1::new();
+    outer.update(key);
+    outer.update(&hex(inner.digest().bytes()));
+    hex(outer.digest().bytes())
 }
 
 /// What ended the reader's wait.
@@ -1474,10 +1589,17 @@ impl Reader {
         let mut ping_at = tokio::time::Instant::now();
         let mut resync = true;
         let mut synced_at = Instant::now();
+        let mut sealed_at: Option<Instant> = None;
         loop {
             let Some(hub) = self.shared.upgrade() else {
                 return Ended::HubDropped;
             };
+            // The seal key: at first, then every `SEAL_EVERY` (it may have
+            // vanished and been set anew by another hub).
+            if sealed_at.map_or(true, |at| at.elapsed() >= SEAL_EVERY) {
+                sealed_at = Some(Instant::now());
+                backend.renew_seal().await;
+            }
             // Subscribe to the topics read here, and no other: looked at
             // when a topic is new here (or back), and every `RESYNC_EVERY`
             // to leave the ones nobody reads here any more (a cost per
@@ -1661,10 +1783,52 @@ impl Reader {
         to_read.noted += 1;
         let announced = match to_read.topics.get_mut(name) {
             Some(announced) => announced,
-            None => to_read.topics.entry(name.into()).or_default(),
+            None => to_read
+                .topics
+                .entry(name.into())
+                .or_insert_with(|| Announced {
+                    places: Vec::new(),
+                    entries: Some(Vec::new()),
+                }),
         };
-        if let Some(id) = StreamId::parse(message.get_payload_bytes()) {
-            announced.places.push((id, place));
+        // `<id> <prev> <seal> <fields>` (a run's channel: `<id>`).
+        let mut parts = message.get_payload_bytes().splitn(4, |&b| b == b' ');
+        let Some((id_text, id)) = parts
+            .next()
+            .and_then(|text| Some((text, StreamId::parse(text)?)))
+        else {
+            announced.entries = None;
+            return;
+        };
+        announced.places.push((id, place));
+        let entry = match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            self.backend.seal(),
+        ) {
+            (Some(prev_text), Some(tag), Some(fields), Some(key))
+                if seal(
+                    &key,
+                    message.get_channel_name().as_bytes(),
+                    id_text,
+                    prev_text,
+                    fields,
+                ) == tag =>
+            {
+                StreamId::parse(prev_text).map(|prev| LogEntry {
+                    id,
+                    prev,
+                    fields: Some(fields.to_vec()),
+                    start: false,
+                    end: false,
+                })
+            }
+            _ => None,
+        };
+        match (entry, &mut announced.entries) {
+            (Some(entry), Some(entries)) => entries.push(entry),
+            _ => announced.entries = None,
         }
     }
 
@@ -1713,6 +1877,20 @@ impl Reader {
             let held = |(id, _): &(StreamId, usize)| id <= last;
             if topic.run && !announced.places.is_empty() && announced.places.iter().all(held) {
                 continue;
+            }
+            // Sealed entries that follow the last one read here, in a row:
+            // appended as announced (the publish script read each entry's
+            // previous id in the same atomic step), with no round trip.
+            // Anything else (a gap, an entry announced twice, one without a
+            // seal) reads the stream.
+            let mut announced = announced;
+            if let Some(entries) = announced.entries.take() {
+                let in_a_row = entries.first().is_some_and(|first| first.prev == *last)
+                    && entries.windows(2).all(|pair| pair[1].prev == pair[0].id);
+                if in_a_row {
+                    read.push((&**topic, entries.into_iter(), announced.places));
+                    continue;
+                }
             }
             let key = backend.key(name);
             let mut cmd = redis::cmd("XRANGE");
