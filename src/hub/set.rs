@@ -382,6 +382,9 @@ fn put_topic(raw: &mut Vec<u8>, hash: u16, from_base: u64, b: u64) {
 struct Id {
     /// The positions it holds; empty: none written yet.
     positions: Vec<Position>,
+    /// The largest first number of `positions` (which a patch never
+    /// changes).
+    base: u64,
     raw: Vec<u8>,
     /// Where each topic's part starts in `raw`, and the end.
     starts: Vec<usize>,
@@ -398,49 +401,77 @@ impl Id {
     where
         I: ExactSizeIterator<Item = (u16, Position)> + Clone,
     {
-        if !self.patch(positions.clone()) {
-            raw_id(set, positions.clone(), &mut self.raw, &mut self.starts);
-            self.positions.clear();
-            self.positions
-                .extend(positions.map(|(_, position)| position));
-            self.text.clear();
-            self.text.push(b't');
-            base64_encode(&self.raw, &mut self.text);
+        let mut patched = self.positions.len() == positions.len();
+        for (i, position) in positions.clone().enumerate() {
+            patched = patched && self.patch(i, position);
+        }
+        if !patched {
+            self.write(set, positions);
         }
         &self.text
     }
 
-    /// Writes the topics whose sequence number moved into the id in place;
-    /// `false` when it must be written whole.
-    fn patch(&mut self, positions: impl ExactSizeIterator<Item = (u16, Position)>) -> bool {
-        if self.positions.len() != positions.len() {
+    /// The id of the `len` positions `at` gives, of which only those whose
+    /// bit is set in `moved` (the first 64) may have moved since the last
+    /// id: a cost per topic moved, not per topic of the set.
+    fn text_moved(
+        &mut self,
+        set: u32,
+        len: usize,
+        moved: u64,
+        at: impl Fn(usize) -> (u16, Position),
+    ) -> &[u8] {
+        let mut patched = self.positions.len() == len && len <= 64;
+        let mut bits = moved;
+        while patched && bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            patched = i < len && self.patch(i, at(i));
+        }
+        if !patched {
+            self.write(set, (0..len).map(&at));
+        }
+        &self.text
+    }
+
+    /// Writes the id whole.
+    fn write(&mut self, set: u32, positions: impl Iterator<Item = (u16, Position)> + Clone) {
+        raw_id(set, positions.clone(), &mut self.raw, &mut self.starts);
+        self.positions.clear();
+        self.positions
+            .extend(positions.map(|(_, position)| position));
+        self.base = self.positions.iter().map(|(a, _)| *a).max().unwrap_or(0);
+        self.text.clear();
+        self.text.push(b't');
+        base64_encode(&self.raw, &mut self.text);
+    }
+
+    /// Writes topic `i`'s part in place if only its sequence number moved
+    /// and it takes as many bytes; `false` when the id must be written
+    /// whole.
+    fn patch(&mut self, i: usize, (hash, (a, b)): (u16, Position)) -> bool {
+        if self.positions[i] == (a, b) {
+            return true;
+        }
+        if a != self.positions[i].0 {
             return false;
         }
-        let base = self.positions.iter().map(|(a, _)| *a).max().unwrap_or(0);
-        for (i, (hash, (a, b))) in positions.enumerate() {
-            if self.positions[i] == (a, b) {
-                continue;
-            }
-            if a != self.positions[i].0 {
-                return false;
-            }
-            self.part.clear();
-            put_topic(&mut self.part, hash, base - a, b);
-            let (start, end) = (self.starts[i], self.starts[i + 1]);
-            if self.part.len() != end - start {
-                return false;
-            }
-            self.raw[start..end].copy_from_slice(&self.part);
-            self.positions[i] = (a, b);
-            // The base64 groups of 3 bytes that hold the part.
-            let (first, last) = (start / 3, end.div_ceil(3));
-            if last * 3 <= self.raw.len() {
-                let mut out = &mut self.text[1 + 4 * first..1 + 4 * last];
-                base64_encode(&self.raw[3 * first..3 * last], &mut out);
-            } else {
-                self.text.truncate(1 + 4 * first);
-                base64_encode(&self.raw[3 * first..], &mut self.text);
-            }
+        self.part.clear();
+        put_topic(&mut self.part, hash, self.base - a, b);
+        let (start, end) = (self.starts[i], self.starts[i + 1]);
+        if self.part.len() != end - start {
+            return false;
+        }
+        self.raw[start..end].copy_from_slice(&self.part);
+        self.positions[i] = (a, b);
+        // The base64 groups of 3 bytes that hold the part.
+        let (first, last) = (start / 3, end.div_ceil(3));
+        if last * 3 <= self.raw.len() {
+            let mut out = &mut self.text[1 + 4 * first..1 + 4 * last];
+            base64_encode(&self.raw[3 * first..3 * last], &mut out);
+        } else {
+            self.text.truncate(1 + 4 * first);
+            base64_encode(&self.raw[3 * first..], &mut self.text);
         }
         true
     }
@@ -738,6 +769,9 @@ pub(super) struct SetStream {
     task: Option<Waker>,
     /// The id of the positions written last.
     id: Id,
+    /// The members (of the first 64) whose position moved since `id` was
+    /// written, a bit each.
+    moved: u64,
     /// Where the lines of an event not to copy are.
     skips: Vec<(usize, usize)>,
     /// Counted against the client's bound while it lives (given back on
@@ -823,6 +857,7 @@ impl SetStream {
         Self {
             share: Some(shared.sets.join(set, &members)),
             peeked: 0,
+            moved: 0,
             members,
             set,
             first,
@@ -922,6 +957,7 @@ impl SetStream {
             // The memory hub's id of the entry: the topic's epoch and the
             // entry's sequence number (no need to read it back).
             member.position = (member.topic.epoch, member.next - 1);
+            self.moved |= 1u64.checked_shl(i as u32).unwrap_or(0);
             let shared = self.share.as_ref().filter(|_| newest);
             if let Some(event) = shared.and_then(|share| share.get(i, &self.members)) {
                 return Poll::Ready(Next::Event(EncodedEvent::from_encoded(event)));
@@ -949,6 +985,7 @@ impl SetStream {
                 if log {
                     if let Some(position) = parse_position(value, true) {
                         member.position = position;
+                        self.moved |= 1u64.checked_shl(i as u32).unwrap_or(0);
                         share = newest;
                     }
                 }
@@ -996,8 +1033,19 @@ impl SetStream {
             self.buf.put_slice(&bytes[copied..body_end]);
         }
         self.buf.put_slice(b"id: ");
-        let positions = self.members.iter().map(|m| (m.hash, m.position));
-        self.buf.put_slice(self.id.text(self.set, positions));
+        let members = &self.members;
+        let id = match members.len() {
+            ..=64 => self
+                .id
+                .text_moved(self.set, members.len(), self.moved, |i| {
+                    (members[i].hash, members[i].position)
+                }),
+            _ => self
+                .id
+                .text(self.set, members.iter().map(|m| (m.hash, m.position))),
+        };
+        self.buf.put_slice(id);
+        self.moved = 0;
         self.buf.put_slice(b"\n\n");
         let event = self.buf.split().freeze();
         if share {
@@ -1130,6 +1178,10 @@ mod tests {
             .chain([(name_hash("log"), (1_796_000_000_000, 0))])
             .collect();
         let mut id = Id::default();
+        // The same, told which topics moved (a few moves between ids, as
+        // when a set's subscription took shared events in between).
+        let mut told = Id::default();
+        let mut moved = 0u64;
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for step in 0..20_000u64 {
             seed ^= seed << 13;
@@ -1142,10 +1194,16 @@ mod tests {
                 (_, 10) => *a += seed % 3, // a log's time
                 _ => *b += 1 + seed % 40,
             }
+            moved |= 1 << i;
             let mut whole = Vec::new();
             write_id(0xfeed_beef, positions.iter().copied(), &mut whole);
             let kept = id.text(0xfeed_beef, positions.iter().copied());
             assert_eq!(kept, &whole[..], "step {step}");
+            if seed % 4 != 0 {
+                let kept = told.text_moved(0xfeed_beef, positions.len(), moved, |i| positions[i]);
+                assert_eq!(kept, &whole[..], "step {step}, told");
+                moved = 0;
+            }
         }
     }
 
