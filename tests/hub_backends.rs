@@ -1812,6 +1812,93 @@ async fn live_events_are_taken_from_their_announcements_on_every_instance() {
     }
 }
 
+/// Found by an outside attack: an instance that reads a topic back (its
+/// announcements not sealed with the key it holds: a publisher with
+/// another key, an older version, a forged announcement) took the entries
+/// published after the one announced as well, ahead of other topics'
+/// entries published before them, so a set's events came out of publish
+/// order. Entries after the newest one announced wait for their own
+/// announcements now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_keeps_publish_order_when_its_instance_reads_every_entry_back() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let publisher = backend.hub(Hub::builder());
+    // The publisher has read the seal key; the reader's is another.
+    publisher.subscribe("warm", None).await.unwrap();
+    let reply = redis.command(&format!("DEL {}seal-key", backend.prefix));
+    assert_eq!(reply, ":1\r\n");
+    let reader = backend.hub(Hub::builder().history(5_000));
+    let mut page = open_set(&reader, &["t", "u"], None).await;
+    next(&mut page).await.unwrap();
+    redis.command("CONFIG RESETSTAT");
+    let mut sent = Vec::new();
+    for n in 0..400 {
+        let topic = ["t", "u"][n % 2];
+        publisher
+            .publish(topic, Event::new().data(n.to_string()))
+            .await
+            .unwrap();
+        sent.push((topic.to_owned(), n.to_string()));
+    }
+    let mut seen = Vec::new();
+    for _ in 0..sent.len() {
+        let (topic, data, _) = next_in_set(&mut page).await.unwrap();
+        seen.push((topic, data));
+    }
+    assert_eq!(seen, sent);
+    assert!(calls(redis, "xrange") > 0, "the reader trusted another key");
+}
+
+/// Found by an outside attack: a hub on another database of the same
+/// Redis, whose seal key is a copy of this one's (a staging copy of
+/// production's keys), is heard on the same channels: its entries must
+/// not be taken as this database's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_seal_key_on_another_database_delivers_nothing() {
+    let Some(backend) = Backend::redis(Persistence::None) else {
+        return;
+    };
+    let redis = backend.redis.as_ref().unwrap();
+    let url = redis.url();
+    let build = |db: u32| {
+        Hub::builder()
+            .redis(format!("{url}/{db}"))
+            .redis_key_prefix(&backend.prefix)
+            .build()
+            .unwrap()
+    };
+    let prod = build(0);
+    let mut live = prod.subscribe("s", None).await.unwrap();
+    next(&mut live).await.unwrap();
+    let one = prod.publish("s", Event::new().data("prod")).await.unwrap();
+    assert_eq!(next(&mut live).await.unwrap().id, Some(one.to_string()));
+    for key in [format!("{}seal-key", backend.prefix), backend.key("s")] {
+        let reply = redis.command(&format!("COPY {key} {key} DB 1"));
+        assert_eq!(reply, ":1\r\n", "{key}");
+    }
+    let staging = build(1);
+    // Its reader has read the copied key before it publishes.
+    staging.subscribe("warm", None).await.unwrap();
+    staging
+        .publish("s", Event::new().data("staging"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let two = prod
+        .publish("s", Event::new().data("prod 2"))
+        .await
+        .unwrap();
+    let seen = next(&mut live).await.unwrap();
+    assert_eq!(
+        (seen.data.as_deref(), seen.id),
+        (Some("prod 2"), Some(two.to_string()))
+    );
+    assert!(quiet(&mut live).await);
+}
+
 /// A plain connection subscribed to one channel.
 struct RawSubscriber {
     stream: std::net::TcpStream,

@@ -168,11 +168,12 @@ local start = redis.call('XADD', KEYS[1], string.format('%.0f-%.0f', ms, (us + 1
 /// itself, so that a reader that holds the previous id appends it without
 /// reading it back. The seal is `sha1hex(k .. sha1hex(k .. m))`, `k` the
 /// seal key (`ARGV[4]`, see `SEAL_KEY`), `m` the channel's length, `:`, the
-/// channel and the announcement without its seal; `-` when the publisher
-/// has no key yet. A reader trusts only an entry sealed with its own key:
-/// anyone allowed to publish can announce anything, and pub/sub ignores
-/// the database number, so a hub on another database of the same Redis
-/// (another key) is heard too. The channel's length first: no other
+/// channel, the database's number (`ARGV[5]`) and the announcement without
+/// its seal; `-` when the publisher has no key yet. A reader trusts only
+/// an entry sealed with its own key and database: anyone allowed to
+/// publish can announce anything, and pub/sub ignores the database number,
+/// so a hub on another database of the same Redis (another key, or a copy
+/// of this one's) is heard too. The channel's length first: no other
 /// channel's message can be the same text.
 const PUBLISH: &str = concat!(
     "
@@ -188,7 +189,7 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', prev, '
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
 local seal = '-'
 if ARGV[4] ~= '' then
-  local m = #KEYS[1] .. ':' .. KEYS[1] .. ' ' .. id .. ' ' .. prev .. ' ' .. ARGV[1]
+  local m = #KEYS[1] .. ':' .. KEYS[1] .. ' ' .. ARGV[5] .. ' ' .. id .. ' ' .. prev .. ' ' .. ARGV[1]
   seal = redis.sha1hex(ARGV[4] .. redis.sha1hex(ARGV[4] .. m))
 end
 redis.call('PUBLISH', KEYS[1], id .. ' ' .. prev .. ' ' .. seal .. ' ' .. ARGV[1])
@@ -443,6 +444,9 @@ pub(super) struct Backend {
     /// The key that seals announcements (see `PUBLISH`), as Redis holds it;
     /// `None` until the reader first read it.
     seal: std::sync::Mutex<Option<Arc<[u8]>>>,
+    /// The database's number, as text (a cluster has only 0): sealed into
+    /// every announcement.
+    db: Box<str>,
     /// Milliseconds a start entry written by a subscriber lives without a
     /// publish (the hub's idle timeout).
     start_ttl: u64,
@@ -525,7 +529,13 @@ impl Backend {
         if out_of_range {
             return Err(super::HubConfigErrorKind::RedisOutOfRange);
         }
+        let db = match &server {
+            Server::Single(client) => client.get_connection_info().redis_settings().db(),
+            #[cfg(feature = "redis-cluster")]
+            Server::Cluster { .. } => 0,
+        };
         Ok(Some(Self {
+            db: db.to_string().into(),
             server,
             pubsub_connects: AtomicU64::new(0),
             command: std::sync::Mutex::new(CommandSlot {
@@ -898,6 +908,7 @@ impl Backend {
                     history.as_bytes(),
                     ttl.as_bytes(),
                     seal.as_deref().unwrap_or_default(),
+                    self.db.as_bytes(),
                 ],
                 deadline,
                 Retry::Never,
@@ -1351,8 +1362,8 @@ struct Announced {
 }
 
 /// The seal of an announcement `<id> <prev> <seal> <fields>` on `channel`
-/// with `key`, as the publish script makes it, in hex.
-fn seal(key: &[u8], channel: &[u8], id: &[u8], prev: &[u8], fields: &[u8]) -> [u8; 40] {
+/// of database `db` with `key`, as the publish script makes it, in hex.
+fn seal(key: &[u8], channel: &[u8], db: &[u8], id: &[u8], prev: &[u8], fields: &[u8]) -> [u8; 40] {
     fn hex(digest: [u8; 20]) -> [u8; 40] {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0; 40];
@@ -1366,7 +1377,7 @@ fn seal(key: &[u8], channel: &[u8], id: &[u8], prev: &[u8], fields: &[u8]) -> [u
     inner.update(key);
     inner.update(channel.len().to_string().as_bytes());
     inner.update(b":");
-    for (part, text) in [channel, id, prev, fields].into_iter().enumerate() {
+    for (part, text) in [channel, db, id, prev, fields].into_iter().enumerate() {
         if part > 0 {
             inner.update(b" ");
         }
@@ -1779,6 +1790,15 @@ impl Reader {
             }
             return;
         };
+        // `<id> <prev> <seal> <fields>` (a run's channel: `<id>`); anything
+        // else is not an announcement (anyone may publish on the channel).
+        let mut parts = message.get_payload_bytes().splitn(4, |&b| b == b' ');
+        let Some((id_text, id)) = parts
+            .next()
+            .and_then(|text| Some((text, StreamId::parse(text)?)))
+        else {
+            return;
+        };
         let place = to_read.noted;
         to_read.noted += 1;
         let announced = match to_read.topics.get_mut(name) {
@@ -1791,15 +1811,6 @@ impl Reader {
                     entries: Some(Vec::new()),
                 }),
         };
-        // `<id> <prev> <seal> <fields>` (a run's channel: `<id>`).
-        let mut parts = message.get_payload_bytes().splitn(4, |&b| b == b' ');
-        let Some((id_text, id)) = parts
-            .next()
-            .and_then(|text| Some((text, StreamId::parse(text)?)))
-        else {
-            announced.entries = None;
-            return;
-        };
         announced.places.push((id, place));
         let entry = match (
             parts.next(),
@@ -1811,6 +1822,7 @@ impl Reader {
                 if seal(
                     &key,
                     message.get_channel_name().as_bytes(),
+                    self.backend.db.as_bytes(),
                     id_text,
                     prev_text,
                     fields,
@@ -1916,6 +1928,15 @@ impl Reader {
                 // Lost, or more than one read holds: the slow path, alone.
                 slow.push((key, &**topic));
             } else {
+                // Entries after the newest one announced here have their
+                // announcements on the way: they are taken with them, in
+                // their order among other topics' entries (appended now,
+                // they would come before entries of other topics published
+                // earlier).
+                let mut entries = entries;
+                if let Some(newest) = announced.places.iter().map(|(id, _)| *id).max() {
+                    entries.retain(|entry| entry.id <= newest);
+                }
                 read.push((&**topic, entries.into_iter(), announced.places));
             }
         }
