@@ -1818,7 +1818,8 @@ async fn live_events_are_taken_from_their_announcements_on_every_instance() {
 /// published after the one announced as well, ahead of other topics'
 /// entries published before them, so a set's events came out of publish
 /// order. Entries after the newest one announced wait for their own
-/// announcements now.
+/// announcements now, and an announced id the stream does not hold (a
+/// forged one) does not move where the entries taken end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_set_keeps_publish_order_when_its_instance_reads_every_entry_back() {
     let Some(backend) = Backend::redis(Persistence::None) else {
@@ -1835,8 +1836,18 @@ async fn a_set_keeps_publish_order_when_its_instance_reads_every_entry_back() {
     next(&mut page).await.unwrap();
     redis.command("CONFIG RESETSTAT");
     let mut sent = Vec::new();
+    // Forged announcements of an entry far ahead, now and then: an id the
+    // stream does not hold says nothing of where the entries announced end.
+    let forged = format!("99999999999999-0 1-0 {} data: x\n", "0f".repeat(20));
     for n in 0..400 {
         let topic = ["t", "u"][n % 2];
+        if n % 3 == 0 {
+            redis.command(&resp(&[
+                b"PUBLISH",
+                backend.key("t").as_bytes(),
+                forged.as_bytes(),
+            ]));
+        }
         publisher
             .publish(topic, Event::new().data(n.to_string()))
             .await

@@ -1351,7 +1351,6 @@ type ReadTopic<'a> = (
 /// of what to read and in which order, and what is appended is what the
 /// topic's stream holds: pub/sub ignores Redis's database number, and
 /// anyone allowed to publish on the channel can announce anything.
-#[derive(Default)]
 struct Announced {
     places: Vec<(StreamId, usize)>,
     /// The entries announced, each sealed with this hub's key; `None` when
@@ -1359,6 +1358,20 @@ struct Announced {
     /// good seal, or a topic to read for another reason: new here, or after
     /// a reconnect).
     entries: Option<Vec<LogEntry>>,
+    /// Read to the stream's end (a topic new here, after a reconnect), not
+    /// only up to what was announced.
+    whole: bool,
+}
+
+impl Default for Announced {
+    /// A topic to read whole.
+    fn default() -> Self {
+        Self {
+            places: Vec::new(),
+            entries: None,
+            whole: true,
+        }
+    }
 }
 
 /// The seal of an announcement `<id> <prev> <seal> <fields>` on `channel`
@@ -1667,7 +1680,7 @@ impl Reader {
                     backend.follow_runs(names, true);
                     // What came before the subscription took hold.
                     for name in names {
-                        to_read.topics.entry(name.clone()).or_default();
+                        to_read.topics.entry(name.clone()).or_default().whole = true;
                     }
                     backend.subscribed.notify_waiters();
                 } else {
@@ -1729,7 +1742,7 @@ impl Reader {
                     resync = true;
                     // Runs that ended without their end read here.
                     for name in backend.take_runs_to_read() {
-                        to_read.topics.entry(name).or_default();
+                        to_read.topics.entry(name).or_default().whole = true;
                     }
                 }
                 Woke::Due => {}
@@ -1809,6 +1822,7 @@ impl Reader {
                 .or_insert_with(|| Announced {
                     places: Vec::new(),
                     entries: Some(Vec::new()),
+                    whole: false,
                 }),
         };
         announced.places.push((id, place));
@@ -1928,13 +1942,24 @@ impl Reader {
                 // Lost, or more than one read holds: the slow path, alone.
                 slow.push((key, &**topic));
             } else {
-                // Entries after the newest one announced here have their
-                // announcements on the way: they are taken with them, in
+                // Read on announcements: up to the newest entry announced
+                // that the stream holds. Entries after it have their
+                // announcements on the way, and are taken with them, in
                 // their order among other topics' entries (appended now,
                 // they would come before entries of other topics published
-                // earlier).
+                // earlier); an announced id the stream does not hold is no
+                // entry of this database's (forged, or another database's).
                 let mut entries = entries;
-                if let Some(newest) = announced.places.iter().map(|(id, _)| *id).max() {
+                if !announced.whole {
+                    let held =
+                        |id: &StreamId| entries.binary_search_by(|entry| entry.id.cmp(id)).is_ok();
+                    let newest = announced
+                        .places
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .filter(held)
+                        .max()
+                        .unwrap_or(*last);
                     entries.retain(|entry| entry.id <= newest);
                 }
                 read.push((&**topic, entries.into_iter(), announced.places));
