@@ -1828,7 +1828,7 @@ async fn a_set_keeps_publish_order_when_its_instance_reads_every_entry_back() {
     let redis = backend.redis.as_ref().unwrap();
     let publisher = backend.hub(Hub::builder());
     // The publisher has read the seal key; the reader's is another.
-    publisher.subscribe("warm", None).await.unwrap();
+    let _warm = publisher.subscribe("warm", None).await.unwrap();
     let reply = redis.command(&format!("DEL {}seal-key", backend.prefix));
     assert_eq!(reply, ":1\r\n");
     let reader = backend.hub(Hub::builder().history(5_000));
@@ -1892,7 +1892,7 @@ async fn a_copy_of_the_seal_key_on_another_database_delivers_nothing() {
     }
     let staging = build(1);
     // Its reader has read the copied key before it publishes.
-    staging.subscribe("warm", None).await.unwrap();
+    let _warm = staging.subscribe("warm", None).await.unwrap();
     staging
         .publish("s", Event::new().data("staging"))
         .await
