@@ -390,8 +390,6 @@ struct Id {
     starts: Vec<usize>,
     /// `t` and the base64 of `raw`.
     text: Vec<u8>,
-    /// Room for one topic's part.
-    part: Vec<u8>,
 }
 
 impl Id {
@@ -456,22 +454,41 @@ impl Id {
         if a != self.positions[i].0 {
             return false;
         }
-        self.part.clear();
-        put_topic(&mut self.part, hash, self.base - a, b);
+        // The part on the stack: a hash and two varints of at most 10
+        // bytes each.
+        let mut part = [0u8; 22];
+        part[..2].copy_from_slice(&hash.to_be_bytes());
+        let mut len = 2;
+        for mut value in [self.base - a, b] {
+            while value >= 0x80 {
+                part[len] = value as u8 | 0x80;
+                value >>= 7;
+                len += 1;
+            }
+            part[len] = value as u8;
+            len += 1;
+        }
         let (start, end) = (self.starts[i], self.starts[i + 1]);
-        if self.part.len() != end - start {
+        if len != end - start {
             return false;
         }
-        self.raw[start..end].copy_from_slice(&self.part);
+        self.raw[start..end].copy_from_slice(&part[..len]);
         self.positions[i] = (a, b);
-        // The base64 groups of 3 bytes that hold the part.
+        // The base64 groups of 3 bytes that hold the part, written in
+        // place; the last group of the id may be short.
         let (first, last) = (start / 3, end.div_ceil(3));
-        if last * 3 <= self.raw.len() {
-            let mut out = &mut self.text[1 + 4 * first..1 + 4 * last];
-            base64_encode(&self.raw[3 * first..3 * last], &mut out);
-        } else {
-            self.text.truncate(1 + 4 * first);
-            base64_encode(&self.raw[3 * first..], &mut self.text);
+        let whole = last.min(self.raw.len() / 3);
+        for group in first..whole {
+            let bytes = &self.raw[3 * group..3 * group + 3];
+            let n = u32::from(bytes[0]) << 16 | u32::from(bytes[1]) << 8 | u32::from(bytes[2]);
+            let out = &mut self.text[1 + 4 * group..5 + 4 * group];
+            for (k, out) in out.iter_mut().enumerate() {
+                *out = BASE64URL[(n >> (18 - 6 * k) & 63) as usize];
+            }
+        }
+        if last > whole {
+            self.text.truncate(1 + 4 * whole);
+            base64_encode(&self.raw[3 * whole..], &mut self.text);
         }
         true
     }
