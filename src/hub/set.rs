@@ -388,13 +388,17 @@ struct Id {
     raw: Vec<u8>,
     /// Where each topic's part starts in `raw`, and the end.
     starts: Vec<usize>,
-    /// `t` and the base64 of `raw`.
+    /// The id's line: `id: t`, the base64 of `raw`, and the blank line
+    /// that ends the event.
     text: Vec<u8>,
 }
 
+/// Where the base64 of an id starts in its line (after `id: t`).
+const ID_TEXT: usize = "id: t".len();
+
 impl Id {
-    /// The id of these positions (each with its topic's hash, in the
-    /// set's order).
+    /// The id line of these positions (each with its topic's hash, in the
+    /// set's order): `id: `, the id, and the blank line after it.
     fn text<I>(&mut self, set: u32, positions: I) -> &[u8]
     where
         I: ExactSizeIterator<Item = (u16, Position)> + Clone,
@@ -409,9 +413,9 @@ impl Id {
         &self.text
     }
 
-    /// The id of the `len` positions `at` gives, of which only those whose
-    /// bit is set in `moved` (the first 64) may have moved since the last
-    /// id: a cost per topic moved, not per topic of the set.
+    /// The id line of the `len` positions `at` gives, of which only those
+    /// whose bit is set in `moved` (the first 64) may have moved since the
+    /// last id: a cost per topic moved, not per topic of the set.
     fn text_moved(
         &mut self,
         set: u32,
@@ -440,8 +444,9 @@ impl Id {
             .extend(positions.map(|(_, position)| position));
         self.base = self.positions.iter().map(|(a, _)| *a).max().unwrap_or(0);
         self.text.clear();
-        self.text.push(b't');
+        self.text.extend_from_slice(b"id: t");
         base64_encode(&self.raw, &mut self.text);
+        self.text.extend_from_slice(b"\n\n");
     }
 
     /// Writes topic `i`'s part in place if only its sequence number moved
@@ -481,14 +486,15 @@ impl Id {
         for group in first..whole {
             let bytes = &self.raw[3 * group..3 * group + 3];
             let n = u32::from(bytes[0]) << 16 | u32::from(bytes[1]) << 8 | u32::from(bytes[2]);
-            let out = &mut self.text[1 + 4 * group..5 + 4 * group];
+            let out = &mut self.text[ID_TEXT + 4 * group..ID_TEXT + 4 + 4 * group];
             for (k, out) in out.iter_mut().enumerate() {
                 *out = BASE64URL[(n >> (18 - 6 * k) & 63) as usize];
             }
         }
         if last > whole {
-            self.text.truncate(1 + 4 * whole);
+            self.text.truncate(ID_TEXT + 4 * whole);
             base64_encode(&self.raw[3 * whole..], &mut self.text);
+            self.text.extend_from_slice(b"\n\n");
         }
         true
     }
@@ -522,7 +528,9 @@ fn read_id(text: &[u8]) -> Option<(u32, Vec<(u16, Position)>)> {
 
 /// One topic of a set's subscription.
 pub(super) struct Member {
-    pub(super) name: Box<str>,
+    /// `event: <topic>` and a line end: the line that starts each of its
+    /// events, written in one piece (see `name`).
+    line: Box<str>,
     hash: u16,
     pub(super) topic: Arc<Topic>,
     /// The sequence number of its next event.
@@ -539,6 +547,13 @@ pub(super) struct Member {
     /// What its topic wakes: marks the member to be read, then wakes the
     /// task. The same waker every time, so a topic keeps it in place.
     waker: Waker,
+}
+
+impl Member {
+    /// The topic's name.
+    pub(super) fn name(&self) -> &str {
+        &self.line["event: ".len()..self.line.len() - 1]
+    }
 }
 
 /// Which members of a set may have an event: a wake-up marks the member
@@ -597,7 +612,11 @@ impl Shares {
     fn join(&self, set: u32, members: &[Member]) -> Arc<Share> {
         let same = |share: &Share| {
             share.names.len() == members.len()
-                && share.names.iter().zip(members).all(|(a, m)| *a == m.name)
+                && share
+                    .names
+                    .iter()
+                    .zip(members)
+                    .all(|(a, m)| **a == *m.name())
         };
         let mut map = self.map();
         let found = map.get(&set).and_then(Weak::upgrade);
@@ -652,7 +671,7 @@ impl Share {
     fn new(set: u32, members: &[Member]) -> Arc<Self> {
         Arc::new(Self {
             set,
-            names: members.iter().map(|m| m.name.clone()).collect(),
+            names: members.iter().map(|m| m.name().into()).collect(),
             last: Mutex::new(Last {
                 member: usize::MAX,
                 positions: Vec::with_capacity(members.len()),
@@ -840,7 +859,7 @@ impl SetStream {
                     index,
                 })),
                 hash: name_hash(&o.name),
-                name: o.name,
+                line: format!("event: {}\n", o.name).into(),
                 topic: o.topic,
                 next: o.next,
                 slot: o.slot,
@@ -849,7 +868,7 @@ impl SetStream {
                 peeked: None,
             })
             .collect();
-        let set = set_hash(members.iter().map(|m| &*m.name));
+        let set = set_hash(members.iter().map(Member::name));
         let mut first = VecDeque::new();
         let mut id = Vec::with_capacity(128);
         // Gap events first, with the positions to resume from: a gapped
@@ -1025,18 +1044,21 @@ impl SetStream {
             // with it the block it is in).
             self.buf = BytesMut::new();
         }
-        let need = bytes.len() + member.name.len() + 40 + 30 * self.members.len();
+        let need = bytes.len() + member.line.len() + 40 + 30 * self.members.len();
         if self.buf.capacity() - self.buf.len() < need {
             let room = if newest { 512 } else { 8 * 1024 };
             self.buf.reserve(need.max(room));
         }
-        self.buf.put_slice(b"event: ");
-        self.buf.put_slice(member.name.as_bytes());
-        if let Some((from, to)) = own_type {
-            self.buf.put_u8(b':');
-            self.buf.put_slice(&bytes[from..to]);
+        match own_type {
+            None => self.buf.put_slice(member.line.as_bytes()),
+            Some((from, to)) => {
+                self.buf
+                    .put_slice(&member.line.as_bytes()[..member.line.len() - 1]);
+                self.buf.put_u8(b':');
+                self.buf.put_slice(&bytes[from..to]);
+                self.buf.put_u8(b'\n');
+            }
         }
-        self.buf.put_u8(b'\n');
         // Every other line, without the blank line that ends the event.
         let body_end = bytes.len().saturating_sub(1);
         let mut copied = 0;
@@ -1049,7 +1071,6 @@ impl SetStream {
         if copied < body_end {
             self.buf.put_slice(&bytes[copied..body_end]);
         }
-        self.buf.put_slice(b"id: ");
         let members = &self.members;
         let id = match members.len() {
             ..=64 => self
@@ -1063,7 +1084,6 @@ impl SetStream {
         };
         self.buf.put_slice(id);
         self.moved = 0;
-        self.buf.put_slice(b"\n\n");
         let event = self.buf.split().freeze();
         if share {
             if let Some(shared) = &self.share {
@@ -1125,7 +1145,7 @@ fn gap_event(
     data.push_str("{\"reason\":\"");
     data.push_str(reason.as_str());
     data.push_str("\",\"topic\":");
-    super::json_string(&mut data, &member.name);
+    super::json_string(&mut data, member.name());
     data.push_str(",\"last_event_id\":");
     // Echoed only when it could be a set's id: every topic's gap event
     // carries it, and a header of any length would be copied into each.
@@ -1212,8 +1232,10 @@ mod tests {
                 _ => *b += 1 + seed % 40,
             }
             moved |= 1 << i;
-            let mut whole = Vec::new();
+            // The id's line, as an event carries it.
+            let mut whole = b"id: ".to_vec();
             write_id(0xfeed_beef, positions.iter().copied(), &mut whole);
+            whole.extend_from_slice(b"\n\n");
             let kept = id.text(0xfeed_beef, positions.iter().copied());
             assert_eq!(kept, &whole[..], "step {step}");
             if seed % 4 != 0 {

@@ -189,7 +189,7 @@ impl Subscription {
             Feed::Set(set) => set.members(),
             Feed::One { .. } => &[],
         };
-        members.iter().map(|member| (&*member.name, member.start))
+        members.iter().map(|member| (member.name(), member.start))
     }
 
     /// Why the stream ended early, if it did: [`EarlyEnd::Lagged`] when
