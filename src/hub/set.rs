@@ -374,10 +374,11 @@ fn put_topic(raw: &mut Vec<u8>, hash: u16, from_base: u64, b: u64) {
 }
 
 /// A set subscription's id, kept from one event to the next: an event
-/// moves one topic's position, and on the memory hub only its sequence
-/// number, so only that topic's bytes are written again, and the base64
-/// characters they fall in. Anything else (a log's position, whose first
-/// number is a time; a number that takes another byte) writes it whole.
+/// moves one topic's position, and usually only its sequence number (on
+/// the memory hub always), so only that topic's bytes are written again,
+/// and the base64 characters they fall in. Anything else (a first number
+/// that moved: a memory topic's new epoch, a log's new time; a number that
+/// takes another byte) writes it whole.
 #[derive(Default)]
 struct Id {
     /// The positions it holds; empty: none written yet.
