@@ -1150,6 +1150,13 @@ async fn a_run_started_on_one_instance_is_followed_resumed_and_stopped_on_anothe
     for _ in 0..5 {
         seen.push(next(&mut on_b).await.unwrap());
     }
+    // Live tokens come with their announcements, sealed: B reads none back.
+    let redis = backend.redis.as_ref().unwrap();
+    redis.command("CONFIG RESETSTAT");
+    for _ in 0..5 {
+        seen.push(next(&mut on_b).await.unwrap());
+    }
+    assert_eq!(calls(redis, "xrange"), 0, "B read the run's tokens back");
     // A reload lands on B again: it resumes after the second token.
     let second = seen[1].id.clone().unwrap();
     let mut resumed = b

@@ -1786,6 +1786,7 @@ impl Reader {
             return;
         };
         let run_name;
+        let mut is_run = false;
         let name = if let Some(name) = channel.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
             name
         } else if let Some(run) = channel
@@ -1793,6 +1794,7 @@ impl Reader {
             .and_then(|run| run.strip_suffix('}'))
         {
             run_name = format!("{}{run}", super::RUN_TOPIC);
+            is_run = true;
             &run_name
         } else {
             if message.get_channel_name() == self.backend.stop_channel() {
@@ -1803,8 +1805,10 @@ impl Reader {
             }
             return;
         };
-        // `<id> <prev> <seal> <fields>` (a run's channel: `<id>`); anything
-        // else is not an announcement (anyone may publish on the channel).
+        // `<id> <prev> <seal> <fields>` (a run's: `<id> <prev> <seal>
+        // <end><fields>`, `<end>` 1 for its last event, else 0; a run's
+        // lapse or stop: `<id>`); anything else is not an announcement
+        // (anyone may publish on the channel).
         let mut parts = message.get_payload_bytes().splitn(4, |&b| b == b' ');
         let Some((id_text, id)) = parts
             .next()
@@ -1842,13 +1846,21 @@ impl Reader {
                     fields,
                 ) == tag =>
             {
-                StreamId::parse(prev_text).map(|prev| LogEntry {
-                    id,
-                    prev,
-                    fields: Some(fields.to_vec()),
-                    start: false,
-                    end: false,
-                })
+                let (end, fields) = match (is_run, fields.split_first()) {
+                    (false, _) => (Some(false), fields),
+                    (true, Some((b'0', rest))) => (Some(false), rest),
+                    (true, Some((b'1', rest))) => (Some(true), rest),
+                    (true, _) => (None, fields),
+                };
+                StreamId::parse(prev_text)
+                    .zip(end)
+                    .map(|(prev, end)| LogEntry {
+                        id,
+                        prev,
+                        fields: Some(fields.to_vec()),
+                        start: false,
+                        end,
+                    })
             }
             _ => None,
         };
