@@ -159,7 +159,7 @@ impl fmt::Display for StreamId {
 
 /// Writes `n` in `radix` (10 or 16, lowercase) to end just before `end`
 /// in `buf`, without leading zeros; returns where it starts.
-fn put_digits(buf: &mut [u8], end: usize, mut n: u64, radix: u64) -> usize {
+pub(super) fn put_digits(buf: &mut [u8], end: usize, mut n: u64, radix: u64) -> usize {
     let mut at = end;
     loop {
         at -= 1;

@@ -154,6 +154,34 @@ local start = redis.call('XADD', KEYS[1], string.format('%.0f-%.0f', ms, (us + 1
     };
 }
 
+/// Lua defining `announce(key, db, id, prev, fields)`: publishes on the
+/// channel named as the stream `KEYS[1]` the entry `id` (after `prev`, with
+/// `fields`) as `<id> <prev> <seal> <fields>`. The seal is
+/// `sha1hex(k .. sha1hex(k .. m))`, `k` the seal key (see `SEAL_KEY`), `m`
+/// the channel's length, `:`, the channel, the database's number `db` and
+/// the announcement without its seal; `-` when the publisher has no key yet
+/// (`key` empty). A reader trusts only an entry sealed with its own key and
+/// database: anyone allowed to publish can announce anything, and pub/sub
+/// ignores the database number, so a hub on another database of the same
+/// Redis (another key, or a copy of this one's) is heard too. The
+/// channel's length first: no other channel's message can be the same text.
+/// The reader checks it with [`seal`].
+macro_rules! announce {
+    () => {
+        "
+local function announce(key, db, id, prev, fields)
+  local seal = '-'
+  if key ~= '' then
+    local m = #KEYS[1] .. ':' .. KEYS[1] .. ' ' .. db .. ' ' .. id .. ' ' .. prev .. ' ' .. fields
+    seal = redis.sha1hex(key .. redis.sha1hex(key .. m))
+  end
+  redis.call('PUBLISH', KEYS[1], id .. ' ' .. prev .. ' ' .. seal .. ' ' .. fields)
+end
+"
+    };
+}
+pub(super) use announce;
+
 /// Appends `ARGV[1]` (the event's encoded fields) to the stream `KEYS[1]`
 /// with the id of the stream's last entry, trims the stream to about
 /// `ARGV[2]` entries, renews its time to live (`ARGV[3]` milliseconds; 0:
@@ -164,18 +192,11 @@ local start = redis.call('XADD', KEYS[1], string.format('%.0f-%.0f', ms, (us + 1
 /// to resume from, never `0-0`. A script runs atomically: no other entry
 /// can come between the read and the append.
 ///
-/// The announcement is `<id> <previous id> <seal> <fields>`: the entry
-/// itself, so that a reader that holds the previous id appends it without
-/// reading it back. The seal is `sha1hex(k .. sha1hex(k .. m))`, `k` the
-/// seal key (`ARGV[4]`, see `SEAL_KEY`), `m` the channel's length, `:`, the
-/// channel, the database's number (`ARGV[5]`) and the announcement without
-/// its seal; `-` when the publisher has no key yet. A reader trusts only
-/// an entry sealed with its own key and database: anyone allowed to
-/// publish can announce anything, and pub/sub ignores the database number,
-/// so a hub on another database of the same Redis (another key, or a copy
-/// of this one's) is heard too. The channel's length first: no other
-/// channel's message can be the same text.
+/// The announcement carries the entry itself (see `announce!`; `ARGV[4]`
+/// the seal key, `ARGV[5]` the database's number), so that a reader that
+/// holds the previous id appends it without reading it back.
 const PUBLISH: &str = concat!(
+    announce!(),
     "
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev
@@ -187,12 +208,7 @@ else",
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'd', ARGV[1])
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
-local seal = '-'
-if ARGV[4] ~= '' then
-  local m = #KEYS[1] .. ':' .. KEYS[1] .. ' ' .. ARGV[5] .. ' ' .. id .. ' ' .. prev .. ' ' .. ARGV[1]
-  seal = redis.sha1hex(ARGV[4] .. redis.sha1hex(ARGV[4] .. m))
-end
-redis.call('PUBLISH', KEYS[1], id .. ' ' .. prev .. ' ' .. seal .. ' ' .. ARGV[1])
+announce(ARGV[4], ARGV[5], id, prev, ARGV[1])
 return id
 "
 );
@@ -1375,7 +1391,7 @@ impl Default for Announced {
 }
 
 /// The seal of an announcement `<id> <prev> <seal> <fields>` on `channel`
-/// of database `db` with `key`, as the publish script makes it, in hex.
+/// of database `db` with `key`, as `announce!` makes it, in hex.
 fn seal(key: &[u8], channel: &[u8], db: &[u8], id: &[u8], prev: &[u8], fields: &[u8]) -> [u8; 40] {
     fn hex(digest: [u8; 20]) -> [u8; 40] {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -1388,7 +1404,9 @@ fn seal(key: &[u8], channel: &[u8], db: &[u8], id: &[u8], prev: &[u8], fields: &
     }
     let mut inner = sha1_smol::Sha1::new();
     inner.update(key);
-    inner.update(channel.len().to_string().as_bytes());
+    let mut digits = [0; 20];
+    let at = super::id::put_digits(&mut digits, 20, channel.len() as u64, 10);
+    inner.update(&digits[at..]);
     inner.update(b":");
     for (part, text) in [channel, db, id, prev, fields].into_iter().enumerate() {
         if part > 0 {
@@ -1906,7 +1924,7 @@ impl Reader {
         let mut read: Vec<ReadTopic<'_>> = Vec::new();
         let mut slow = Vec::new();
         for (name, topic, last) in &topics {
-            let Some(announced) = to_read.topics.remove(name) else {
+            let Some(mut announced) = to_read.topics.remove(name) else {
                 continue;
             };
             // A run's topic already holds what was announced (appended by
@@ -1921,7 +1939,6 @@ impl Reader {
             // previous id in the same atomic step), with no round trip.
             // Anything else (a gap, an entry announced twice, one without a
             // seal) reads the stream.
-            let mut announced = announced;
             if let Some(entries) = announced.entries.take() {
                 let in_a_row = entries.first().is_some_and(|first| first.prev == *last)
                     && entries.windows(2).all(|pair| pair[1].prev == pair[0].id);

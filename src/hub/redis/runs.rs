@@ -84,13 +84,14 @@ return 1
 /// the stream then expires after `ARGV[3]` ms, and the lease `KEYS[2]` and
 /// the stop `KEYS[3]` go; otherwise the lease is the instance `ARGV[5]`'s
 /// for `ARGV[4]` ms more, and the stream lives `ARGV[6]` ms more. The
-/// announcement carries the entry, sealed as a topic's is (`PUBLISH`, in
-/// the module above: `ARGV[8]` the seal key, `ARGV[9]` the database's
-/// number), its fields after the end flag (`1` or `0`). Returns the entry's
+/// announcement carries the entry, sealed as a topic's is (`announce!`:
+/// `ARGV[8]` the seal key, `ARGV[9]` the database's number), its fields
+/// after the end flag (`1` or `0`). Returns the entry's
 /// id, whether a stop was asked (1 or 0) and the id of the entry before
 /// it, or nil for a run that ended or is gone.
 const APPEND: &str = concat!(
     run_last!(),
+    super::announce!(),
     "
 if ended(last) then return false end
 local id
@@ -103,13 +104,7 @@ else
   redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[4])
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
 end
-local fields = ARGV[2] .. ARGV[1]
-local seal = '-'
-if ARGV[8] ~= '' then
-  local m = #KEYS[1] .. ':' .. KEYS[1] .. ' ' .. ARGV[9] .. ' ' .. id .. ' ' .. last[1] .. ' ' .. fields
-  seal = redis.sha1hex(ARGV[8] .. redis.sha1hex(ARGV[8] .. m))
-end
-redis.call('PUBLISH', KEYS[1], id .. ' ' .. last[1] .. ' ' .. seal .. ' ' .. fields)
+announce(ARGV[8], ARGV[9], id, last[1], ARGV[2] .. ARGV[1])
 return {id, redis.call('EXISTS', KEYS[3]), last[1]}
 "
 );
