@@ -242,12 +242,26 @@ fn name_hash(name: &str) -> u16 {
     (hash ^ (hash >> 16)) as u16
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+fn put_varint(out: &mut Vec<u8>, value: u64) {
+    let mut buf = [0; PART];
+    let len = varint(&mut buf, 0, value);
+    out.extend_from_slice(&buf[..len]);
+}
+
+/// The longest part of one topic in a set's id: its hash and two varints
+/// of at most 10 bytes each.
+const PART: usize = 22;
+
+/// Writes `value` as a varint into `out` at `at` (room for 10 bytes);
+/// returns where it ends.
+fn varint(out: &mut [u8; PART], mut at: usize, mut value: u64) -> usize {
     while value >= 0x80 {
-        out.push(value as u8 | 0x80);
+        out[at] = value as u8 | 0x80;
         value >>= 7;
+        at += 1;
     }
-    out.push(value as u8);
+    out[at] = value as u8;
+    at + 1
 }
 
 fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
@@ -265,6 +279,18 @@ fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
 
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/// The four characters of three bytes (`group`'s first three).
+#[inline]
+fn base64_group(group: &[u8]) -> [u8; 4] {
+    let n = u32::from(group[0]) << 16 | u32::from(group[1]) << 8 | u32::from(group[2]);
+    [
+        BASE64URL[(n >> 18) as usize],
+        BASE64URL[(n >> 12 & 63) as usize],
+        BASE64URL[(n >> 6 & 63) as usize],
+        BASE64URL[(n & 63) as usize],
+    ]
+}
+
 fn base64_encode(bytes: &[u8], out: &mut impl BufMut) {
     // In steps of 48 bytes (64 characters) on the stack: one copy into
     // `out` per step, not one per character.
@@ -273,13 +299,7 @@ fn base64_encode(bytes: &[u8], out: &mut impl BufMut) {
         let mut len = 0;
         let mut chunks = part.chunks_exact(3);
         for chunk in &mut chunks {
-            let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
-            text[len..len + 4].copy_from_slice(&[
-                BASE64URL[(n >> 18) as usize],
-                BASE64URL[(n >> 12 & 63) as usize],
-                BASE64URL[(n >> 6 & 63) as usize],
-                BASE64URL[(n & 63) as usize],
-            ]);
+            text[len..len + 4].copy_from_slice(&base64_group(chunk));
             len += 4;
         }
         let rest = chunks.remainder();
@@ -368,9 +388,17 @@ fn raw_id(
 
 /// One topic's part of a set's id.
 fn put_topic(raw: &mut Vec<u8>, hash: u16, from_base: u64, b: u64) {
-    raw.extend_from_slice(&hash.to_be_bytes());
-    put_varint(raw, from_base);
-    put_varint(raw, b);
+    let (part, len) = topic_part(hash, from_base, b);
+    raw.extend_from_slice(&part[..len]);
+}
+
+/// One topic's part of a set's id on the stack, and its length.
+fn topic_part(hash: u16, from_base: u64, b: u64) -> ([u8; PART], usize) {
+    let mut part = [0u8; PART];
+    part[..2].copy_from_slice(&hash.to_be_bytes());
+    let len = varint(&mut part, 2, from_base);
+    let len = varint(&mut part, len, b);
+    (part, len)
 }
 
 /// A set subscription's id, kept from one event to the next: an event
@@ -460,20 +488,7 @@ impl Id {
         if a != self.positions[i].0 {
             return false;
         }
-        // The part on the stack: a hash and two varints of at most 10
-        // bytes each.
-        let mut part = [0u8; 22];
-        part[..2].copy_from_slice(&hash.to_be_bytes());
-        let mut len = 2;
-        for mut value in [self.base - a, b] {
-            while value >= 0x80 {
-                part[len] = value as u8 | 0x80;
-                value >>= 7;
-                len += 1;
-            }
-            part[len] = value as u8;
-            len += 1;
-        }
+        let (part, len) = topic_part(hash, self.base - a, b);
         let (start, end) = (self.starts[i], self.starts[i + 1]);
         if len != end - start {
             return false;
@@ -485,12 +500,9 @@ impl Id {
         let (first, last) = (start / 3, end.div_ceil(3));
         let whole = last.min(self.raw.len() / 3);
         for group in first..whole {
-            let bytes = &self.raw[3 * group..3 * group + 3];
-            let n = u32::from(bytes[0]) << 16 | u32::from(bytes[1]) << 8 | u32::from(bytes[2]);
-            let out = &mut self.text[ID_TEXT + 4 * group..ID_TEXT + 4 + 4 * group];
-            for (k, out) in out.iter_mut().enumerate() {
-                *out = BASE64URL[(n >> (18 - 6 * k) & 63) as usize];
-            }
+            let chars = base64_group(&self.raw[3 * group..3 * group + 3]);
+            let at = ID_TEXT + 4 * group;
+            self.text[at..at + 4].copy_from_slice(&chars);
         }
         if last > whole {
             self.text.truncate(ID_TEXT + 4 * whole);
