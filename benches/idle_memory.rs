@@ -2,8 +2,10 @@
 //! an `EventStream` body against the same server behind the whole tower-sse
 //! stack (close with a shutdown trigger, headers, no-buffering, keep-alive).
 //!
-//! `cargo bench --bench idle_memory` runs each server in a child process of
-//! its own, alternating, three rounds. Each round opens 200 connections to
+//! A third server, the bare handler as a tower service served through
+//! hyper-util's adapter, splits what tower's adapter costs from what the
+//! layers cost. `cargo bench --bench idle_memory` runs each server in a
+//! child process of its own, alternating, three rounds. Each round opens 200 connections to
 //! warm up, reads the server's resident memory (`VmRSS`), opens 2,000 more
 //! idle streams (each has received one event), and reads it again: the
 //! difference over 2,000 is the memory per idle stream.
@@ -23,14 +25,27 @@ const MODE: &str = "TOWER_SSE_IDLE_SERVER";
 
 fn main() {
     match std::env::var(MODE).as_deref() {
-        Ok("bare") => serve(false),
-        Ok("stack") => serve(true),
+        Ok("bare") => serve(Mode::Bare),
+        Ok("tower") => serve(Mode::Tower),
+        Ok("stack") => serve(Mode::Stack),
         _ => measure(),
     }
 }
 
+#[derive(Clone, Copy)]
+enum Mode {
+    /// hyper's own `service_fn`.
+    Bare,
+    /// A tower `service_fn` through hyper-util's `TowerToHyperService`, as
+    /// every tower app is served (axum's `serve` included): the adapter
+    /// keeps room for the request in each connection's response future.
+    Tower,
+    /// The same tower service behind the whole stack.
+    Stack,
+}
+
 /// The server side: prints its port, serves until stdin closes.
-fn serve(stack: bool) {
+fn serve(mode: Mode) {
     use futures_util::{stream, StreamExt};
     use hyper::{body::Incoming, server::conn::http1};
     use hyper_util::{rt::TokioIo, service::TowerToHyperService};
@@ -54,23 +69,32 @@ fn serve(stack: bool) {
                 stream::once(async { Event::new().data("hello") }).chain(stream::pending());
             Ok::<_, Infallible>(EventStream::new(events).into_http_response())
         };
+        // Built once and cloned per connection, as an app (and axum's
+        // `serve`) does: a layer made per connection would count its
+        // configuration (about 250 B) in every stream.
         let shutdown = Shutdown::new();
+        let stack = ServiceBuilder::new()
+            .layer(CloseLayer::builder().shutdown(&shutdown).build().unwrap())
+            .layer(SseHeadersLayer::new())
+            .layer(NoBufferingLayer::new())
+            .layer(KeepAliveLayer::new())
+            .service_fn(handler);
         loop {
             let (socket, _) = listener.accept().await.unwrap();
             let io = TokioIo::new(socket);
-            if stack {
-                let service = ServiceBuilder::new()
-                    .layer(CloseLayer::builder().shutdown(&shutdown).build().unwrap())
-                    .layer(SseHeadersLayer::new())
-                    .layer(NoBufferingLayer::new())
-                    .layer(KeepAliveLayer::new())
-                    .service_fn(handler);
-                tokio::spawn(
-                    http1::Builder::new().serve_connection(io, TowerToHyperService::new(service)),
-                );
-            } else {
-                let service = hyper::service::service_fn(handler);
-                tokio::spawn(http1::Builder::new().serve_connection(io, service));
+            match mode {
+                Mode::Stack => {
+                    let service = TowerToHyperService::new(stack.clone());
+                    tokio::spawn(http1::Builder::new().serve_connection(io, service));
+                }
+                Mode::Tower => {
+                    let service = TowerToHyperService::new(tower::service_fn(handler));
+                    tokio::spawn(http1::Builder::new().serve_connection(io, service));
+                }
+                Mode::Bare => {
+                    let service = hyper::service::service_fn(handler);
+                    tokio::spawn(http1::Builder::new().serve_connection(io, service));
+                }
             }
         }
     });
@@ -163,17 +187,21 @@ fn measure() {
         println!("idle_memory: harness ran (10 streams)");
         return;
     }
-    let (mut bare, mut stack) = (Vec::new(), Vec::new());
+    let (mut bare, mut tower, mut stack) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
         let b = per_stream("bare");
+        let t = per_stream("tower");
         let s = per_stream("stack");
-        println!("round {round}: bare {b:.0} B/stream, stack {s:.0} B/stream");
+        println!("round {round}: bare {b:.0}, tower {t:.0}, stack {s:.0} B/stream");
         bare.push(b);
+        tower.push(t);
         stack.push(s);
     }
-    let (bare, stack) = (median(bare), median(stack));
+    let (bare, tower, stack) = (median(bare), median(tower), median(stack));
     println!(
-        "\nmedian of {ROUNDS}: bare {bare:.0} B per idle stream, whole stack {stack:.0} B ({:.2}x)",
-        stack / bare
+        "\nmedian of {ROUNDS}, B per idle stream: bare {bare:.0}, tower service {tower:.0}, \
+         whole stack {stack:.0}: whole stack / bare {:.2}x, / tower service {:.2}x",
+        stack / bare,
+        stack / tower
     );
 }
