@@ -103,6 +103,13 @@ pub(crate) struct Encoding {
     has_id: bool,
 }
 
+impl Encoding {
+    /// The event has a type line (`event:`).
+    pub(crate) fn has_type(&self) -> bool {
+        self.has_type
+    }
+}
+
 impl Event {
     /// An empty event. Encoded as it is, it is a lone blank line, which the
     /// browser ignores.

@@ -41,7 +41,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{
     id::EventId,
-    topic::{Asked, Read, Topic},
+    topic::{Asked, Read, Stored, Topic},
     GapReason, HubError, HubErrorKind, Shared, Start, MAX_TOPIC_LEN,
 };
 use crate::event::{EncodedEvent, Event, EventType};
@@ -554,9 +554,8 @@ pub(super) struct Member {
     position: Position,
     pub(super) start: Start,
     /// Its next event, read but not written yet (another topic's came
-    /// first), with its order stamp and whether it was among the topic's
-    /// newest when read.
-    peeked: Option<(Bytes, u64, bool)>,
+    /// first).
+    peeked: Option<Stored>,
     /// What its topic wakes: marks the member to be read, then wakes the
     /// task. The same waker every time, so a topic keeps it in place.
     waker: Waker,
@@ -834,6 +833,9 @@ pub(super) struct SetStream {
     /// How many members have an event peeked (none: nothing to write,
     /// without looking at every member).
     peeked: usize,
+    /// Each member's peeked event's order stamp (`u64::MAX`: none), side
+    /// by side: the earliest is found without reading every member.
+    orders: Vec<u64>,
 }
 
 impl SetStream {
@@ -906,6 +908,7 @@ impl SetStream {
         Self {
             share: Some(shared.sets.join(set, &members)),
             peeked: 0,
+            orders: vec![u64::MAX; members.len()],
             moved: 0,
             members,
             set,
@@ -938,7 +941,6 @@ impl SetStream {
             *self.wakes.task() = Some(waker.clone());
             self.task = Some(waker);
         }
-        let mut best: Option<(usize, u64)> = None;
         // Read the marked members until a pass finds none marked: with more
         // than 64 members the words are taken one after another, and a
         // publish seen in a later word may follow one marked in an earlier
@@ -962,8 +964,9 @@ impl SetStream {
                         .topic
                         .poll_read(member.next, member.slot, &mut member_cx)
                     {
-                        Poll::Ready(Read::Event(bytes, order, newest)) => {
-                            member.peeked = Some((bytes, order, newest));
+                        Poll::Ready(Read::Event(stored)) => {
+                            self.orders[i] = stored.order;
+                            member.peeked = Some(stored);
                             self.peeked += 1;
                         }
                         Poll::Ready(Read::Finished) | Poll::Pending => {}
@@ -983,20 +986,25 @@ impl SetStream {
         if self.peeked == 0 {
             return Poll::Pending;
         }
-        for (i, member) in self.members.iter().enumerate() {
-            if let Some((_, order, _)) = &member.peeked {
-                if best.map_or(true, |(_, best)| *order < best) {
-                    best = Some((i, *order));
-                }
+        // The earliest peeked event (the first of equal stamps; a member
+        // with none peeked is `MAX`, and one at least has one).
+        let (mut i, mut earliest) = (0, u64::MAX);
+        for (at, &order) in self.orders.iter().enumerate() {
+            if order < earliest {
+                (i, earliest) = (at, order);
             }
         }
-        let Some((i, _)) = best else {
-            return Poll::Pending;
-        };
         let member = &mut self.members[i];
-        let Some((bytes, _, newest)) = member.peeked.take() else {
+        let Some(Stored {
+            bytes,
+            newest,
+            plain,
+            ..
+        }) = member.peeked.take()
+        else {
             return Poll::Pending;
         };
+        self.orders[i] = u64::MAX;
         self.peeked -= 1;
         member.next += 1;
         // Its next event may be there already: read it on the next poll.
@@ -1018,29 +1026,40 @@ impl SetStream {
         // to the live ones) at positions that say which event it is (a
         // log's is read from the event).
         let mut share = newest && !log;
-        // One pass over the stored event: its own type, its id (a log's),
-        // and the lines not to copy (type and id).
+        // The lines not to copy (type and id), its own type, and its id (a
+        // log's): a plain event's only such line is its last, the id the
+        // hub wrote, of a length known from its position; any other is read
+        // line by line.
         let mut own_type = None;
         self.skips.clear();
-        let mut start = 0;
-        while start < bytes.len() {
-            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |at| start + at);
-            let line = &bytes[start..end];
-            if let Some(value) = field(line, b"event") {
-                // An empty type is the standard's `message`: untyped.
-                own_type = (!value.is_empty()).then_some((start + line.len() - value.len(), end));
-                self.skips.push((start, end + 1));
-            } else if let Some(value) = field(line, b"id") {
-                if log {
-                    if let Some(position) = parse_position(value, true) {
-                        member.position = position;
-                        self.moved |= 1u64.checked_shl(i as u32).unwrap_or(0);
-                        share = newest;
+        let id_line = plain
+            .then(|| memory_id_line(&bytes, member.position))
+            .flatten();
+        if let Some(at) = id_line {
+            self.skips.push((at, bytes.len() - 1));
+        } else {
+            let mut start = 0;
+            while start < bytes.len() {
+                let end =
+                    memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |at| start + at);
+                let line = &bytes[start..end];
+                if let Some(value) = field(line, b"event") {
+                    // An empty type is the standard's `message`: untyped.
+                    own_type =
+                        (!value.is_empty()).then_some((start + line.len() - value.len(), end));
+                    self.skips.push((start, end + 1));
+                } else if let Some(value) = field(line, b"id") {
+                    if log {
+                        if let Some(position) = parse_position(value, true) {
+                            member.position = position;
+                            self.moved |= 1u64.checked_shl(i as u32).unwrap_or(0);
+                            share = newest;
+                        }
                     }
+                    self.skips.push((start, end + 1));
                 }
-                self.skips.push((start, end + 1));
+                start = end + 1;
             }
-            start = end + 1;
         }
         if share && log {
             if let Some(event) = self.share.as_ref().and_then(|s| s.get(i, &self.members)) {
@@ -1128,6 +1147,18 @@ pub(super) enum Next {
 
 /// The value of `line` if it is the field `name` (`name:`, then the value
 /// after one optional space, as the standard reads it).
+/// Where the id line of a plain event (see `Stored::plain`) of the memory
+/// hub at `position` starts: its last line, `id: <hex epoch>-<seq>`;
+/// `None` if the bytes there say otherwise.
+fn memory_id_line(bytes: &[u8], (epoch, seq): Position) -> Option<usize> {
+    let hex = (u64::BITS - (epoch | 1).leading_zeros()).div_ceil(4) as usize;
+    let decimal = seq.checked_ilog10().unwrap_or(0) as usize + 1;
+    // "id: ", the id, its line end and the blank line.
+    let at = bytes.len().checked_sub(4 + hex + 1 + decimal + 2)?;
+    let starts_line = at == 0 || bytes[at - 1] == b'\n';
+    (starts_line && bytes[at..].starts_with(b"id: ")).then_some(at)
+}
+
 fn field<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let value = line.strip_prefix(name)?.strip_prefix(b":")?;
     Some(value.strip_prefix(b" ").unwrap_or(value))

@@ -272,9 +272,9 @@ impl Stream for Subscription {
             }
         };
         match topic.poll_read(*next, slot, cx) {
-            Poll::Ready(Read::Event(bytes, ..)) => {
+            Poll::Ready(Read::Event(stored)) => {
                 *next += 1;
-                Poll::Ready(Some(EncodedEvent::from_encoded(bytes)))
+                Poll::Ready(Some(EncodedEvent::from_encoded(stored.bytes)))
             }
             Poll::Ready(Read::Finished) => Poll::Ready(None),
             Poll::Ready(Read::Lagged) => {

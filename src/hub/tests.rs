@@ -1139,3 +1139,71 @@ fn the_last_of_a_set_s_subscriptions_removes_its_entry_even_when_two_leave_at_on
     }
     assert_eq!(hub.shared.sets.len(), 0);
 }
+
+#[test]
+fn a_set_writes_each_stored_event_with_its_topic_type_and_the_set_id_in_place_of_its_own() {
+    let hub = Hub::new();
+    let set = TopicSet::new(["a", "b"]).unwrap();
+    let mut fresh = hub
+        .subscribe_set(&set, None, &http::HeaderMap::new())
+        .now()
+        .unwrap();
+    let position = read(&ready_bytes(&mut fresh)[0]).id.unwrap();
+    // Plain and typed events, a type after the data, a type and no data
+    // (its `data:` line comes after the hub's id), a comment and a retry;
+    // then enough plain ones that the first are replayed as history.
+    let events = [
+        ("a", Event::new().data("one\ntwo")),
+        ("b", Event::new().event("note").unwrap().data("x")),
+        ("a", Event::new().data("y").event("late").unwrap()),
+        ("b", Event::new().event("ping").unwrap()),
+        (
+            "a",
+            Event::new()
+                .comment("c")
+                .data("z")
+                .retry(Duration::from_secs(3)),
+        ),
+    ];
+    for (topic, event) in events {
+        hub.publish(topic, event).now().unwrap();
+    }
+    publish_n(&hub, "b", 1..=6);
+    let expected = [
+        "event: a\ndata: one\ndata: two\n",
+        "event: b:note\ndata: x\n",
+        "event: a:late\ndata: y\n",
+        "event: b:ping\ndata:\n",
+        "event: a\n: c\ndata: z\nretry: 3000\n",
+        "event: b\ndata: 1\n",
+        "event: b\ndata: 2\n",
+        "event: b\ndata: 3\n",
+        "event: b\ndata: 4\n",
+        "event: b\ndata: 5\n",
+        "event: b\ndata: 6\n",
+    ];
+    // Each event without its id line is exactly as expected, and has one
+    // id, the set's; the same whether replayed or read live.
+    let check = |written: &[EncodedEvent]| {
+        assert_eq!(written.len(), expected.len());
+        for (event, expected) in written.iter().zip(expected) {
+            let text = std::str::from_utf8(event.as_bytes()).unwrap();
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            let ids: Vec<&&str> = lines.iter().filter(|l| l.starts_with("id: ")).collect();
+            assert_eq!(ids.len(), 1, "{text:?}");
+            assert!(ids[0].starts_with("id: t"), "the set's id: {text:?}");
+            let rest: String = lines
+                .iter()
+                .filter(|l| !l.starts_with("id: ") && **l != "\n")
+                .copied()
+                .collect();
+            assert_eq!(rest, expected);
+            assert!(text.ends_with("\n\n"));
+        }
+    };
+    check(&ready_bytes(&mut fresh));
+    let mut headers = http::HeaderMap::new();
+    headers.insert("last-event-id", position.parse().unwrap());
+    let mut replayed = hub.subscribe_set(&set, None, &headers).now().unwrap();
+    check(&ready_bytes(&mut replayed));
+}

@@ -128,11 +128,25 @@ fn next_order() -> u64 {
     ORDER.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Set in an entry's stored order stamp (never reached by the count) when
+/// the event is plain: no type line, and the hub's id line last, so that a
+/// set writing it anew finds the lines to leave out without reading it.
+const PLAIN: u64 = 1 << 63;
+
+/// An event read from a topic.
+pub(super) struct Stored {
+    pub(super) bytes: Bytes,
+    /// Its order stamp (see `next_order`).
+    pub(super) order: u64,
+    /// Among the topic's newest (see `NEWEST`).
+    pub(super) newest: bool,
+    /// Encoded by this hub with no type line: its last line is its id.
+    pub(super) plain: bool,
+}
+
 /// What a subscriber at a position finds.
 pub(super) enum Read {
-    /// The event, its order stamp, and whether it is among the topic's
-    /// newest (see `NEWEST`).
-    Event(Bytes, u64, bool),
+    Event(Stored),
     /// A finished run that the subscriber has read to its end (its last
     /// event included).
     Finished,
@@ -277,6 +291,7 @@ impl Topic {
         let id = EventId::memory(self.epoch, seq);
         let mut text = [0; 48];
         let encoding = event.trusted_id(id.write(&mut text)).finish();
+        let plain = if encoding.has_type() { 0 } else { PLAIN };
         let bytes = state.store(&encoding.buf);
         recycle(encoding);
         state.bytes += bytes.len();
@@ -284,7 +299,7 @@ impl Topic {
         state.history.push_back(Entry {
             bytes,
             at,
-            order: next_order(),
+            order: next_order() | plain,
         });
         state.last_active = now;
         self.trim(&mut state, retention, now);
@@ -352,7 +367,12 @@ impl Topic {
         let index = (seq - guard.first) as usize;
         if let Some((bytes, order)) = guard.entry(index) {
             let newest = index + NEWEST >= guard.retained();
-            return Poll::Ready(Read::Event(bytes, order, newest));
+            return Poll::Ready(Read::Event(Stored {
+                bytes,
+                order: order & !PLAIN,
+                newest,
+                plain: order & PLAIN != 0,
+            }));
         }
         if guard.end.is_some() {
             return Poll::Ready(Read::Finished);
@@ -622,7 +642,7 @@ impl State {
         for entry in self.history.drain(..) {
             bytes.extend_from_slice(&entry.bytes);
             ends.push(bytes.len() as u32);
-            order = entry.order;
+            order = entry.order & !PLAIN;
         }
         self.history = VecDeque::new();
         self.chunk = BytesMut::new();
