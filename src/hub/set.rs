@@ -834,7 +834,8 @@ pub(super) struct SetStream {
     /// without looking at every member).
     peeked: usize,
     /// Each member's peeked event's order stamp (`u64::MAX`: none), side
-    /// by side: the earliest is found without reading every member.
+    /// by side: the earliest is found in one scan of this array, not of
+    /// the members.
     orders: Vec<u64>,
 }
 
@@ -1145,8 +1146,6 @@ pub(super) enum Next {
     Unavailable,
 }
 
-/// The value of `line` if it is the field `name` (`name:`, then the value
-/// after one optional space, as the standard reads it).
 /// Where the id line of a plain event (see `Stored::plain`) of the memory
 /// hub at `position` starts: its last line, `id: <hex epoch>-<seq>`;
 /// `None` if the bytes there say otherwise.
@@ -1159,6 +1158,8 @@ fn memory_id_line(bytes: &[u8], (epoch, seq): Position) -> Option<usize> {
     (starts_line && bytes[at..].starts_with(b"id: ")).then_some(at)
 }
 
+/// The value of `line` if it is the field `name` (`name:`, then the value
+/// after one optional space, as the standard reads it).
 fn field<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let value = line.strip_prefix(name)?.strip_prefix(b":")?;
     Some(value.strip_prefix(b" ").unwrap_or(value))
@@ -1400,5 +1401,26 @@ mod tests {
         assert_eq!(error.kind(), HubErrorKind::NotAllowed);
         assert!(error.to_string().contains("user:2"), "{error}");
         assert_eq!(set.clone().check(|_| true).unwrap(), set);
+    }
+
+    #[test]
+    fn a_plain_event_s_id_line_is_found_from_its_position_at_every_digit_width() {
+        let epochs = [0, 0xf, 0x10, 0xfff_ffff_ffff, 0x1000_0000_0000, u64::MAX];
+        let seqs = [0, 9, 10, 99, 100, 999_999, u64::MAX];
+        for epoch in epochs {
+            for seq in seqs {
+                for fields in ["", "data: x\n", ": c\ndata: id: 1-2\nretry: 5\n"] {
+                    let id = format!("id: {epoch:x}-{seq}\n");
+                    let event = format!("{fields}{id}\n");
+                    let at = memory_id_line(event.as_bytes(), (epoch, seq));
+                    assert_eq!(at, Some(fields.len()), "{event:?}");
+                    // Another position: the check finds no id line there.
+                    let other = memory_id_line(event.as_bytes(), (epoch, seq / 10));
+                    assert!(seq < 10 || other.is_none(), "{event:?}");
+                }
+            }
+        }
+        // Shorter than an id line: nothing.
+        assert_eq!(memory_id_line(b"\n", (0, 0)), None);
     }
 }
