@@ -1456,6 +1456,18 @@ async fn wait(
     .await
 }
 
+/// The next announcement if it is there already (`Some(None)`: the
+/// connection closed), `None` if none is: never waits.
+async fn already_there(announced: &mut redis::aio::PubSubStream) -> Option<Option<redis::Msg>> {
+    std::future::poll_fn(|cx| {
+        match futures_core::Stream::poll_next(std::pin::Pin::new(&mut *announced), cx) {
+            std::task::Poll::Ready(message) => std::task::Poll::Ready(Some(message)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        }
+    })
+    .await
+}
+
 /// The reader's own state across connections.
 struct Reader {
     shared: Weak<Shared>,
@@ -1746,13 +1758,17 @@ impl Reader {
                 Woke::Announced(Some(message)) => {
                     self.announced(&message, &mut to_read);
                     // Gather what else a burst announces, to read it in one
-                    // round.
-                    // Those already there only: waiting for more (even a
-                    // millisecond) would delay every event by as much.
-                    let gather = tokio::time::Instant::now();
-                    while let Woke::Announced(Some(message)) =
-                        wait(&mut announced, &tokio::sync::Notify::new(), gather).await
-                    {
+                    // round: those already there only, without a timer
+                    // (waiting for more, even a timer due now, which
+                    // tokio fires at its next millisecond tick, delayed
+                    // every event by about a millisecond).
+                    while let Some(message) = already_there(&mut announced).await {
+                        let Some(message) = message else {
+                            let closed = RedisError::from(std::io::Error::from(
+                                std::io::ErrorKind::ConnectionReset,
+                            ));
+                            return failed(closed, Instant::now(), read);
+                        };
                         self.announced(&message, &mut to_read);
                     }
                 }
