@@ -318,18 +318,6 @@ impl Topic {
         if state.waiting == 0 {
             return;
         }
-        if state.waiting == 1 {
-            // One waiter (a run's follower, a quiet topic's only
-            // subscriber): woken outside the lock, without the list and
-            // without taking the lock again to give the list back.
-            let waker = state.waiters.iter_mut().find_map(Option::take);
-            state.waiting = 0;
-            drop(state);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-            return;
-        }
         // Wake the waiting subscribers outside the lock, so that the first
         // ones woken can read while the rest are being woken.
         let mut woken = std::mem::take(&mut state.woken);
