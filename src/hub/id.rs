@@ -88,6 +88,18 @@ impl EventId {
         &buf[at..]
     }
 
+    /// The length of the text `write` writes, counted without writing it
+    /// (a set looks for a stored event's id line by it, once per event).
+    pub(super) fn text_len(&self) -> usize {
+        fn digits(n: u64, radix: u64) -> usize {
+            match radix {
+                16 => (u64::BITS - (n | 1).leading_zeros()).div_ceil(4) as usize,
+                _ => n.checked_ilog10().unwrap_or(0) as usize + 1,
+            }
+        }
+        digits(self.epoch, if self.stream { 10 } else { 16 }) + 1 + digits(self.seq, 10)
+    }
+
     /// Reads an id in the hub's own form; anything else (another form,
     /// leading zeros, too long) is `None`.
     pub(super) fn parse(text: &str) -> Option<Self> {
@@ -279,5 +291,23 @@ mod tests {
             assert_eq!(StreamId::parse(text.as_bytes()), None, "{text:?}");
         }
         assert!(StreamId { ms: 1, seq: 9 } < StreamId { ms: 2, seq: 0 });
+    }
+
+    #[test]
+    fn text_len_is_the_length_write_writes() {
+        let numbers = [0, 1, 9, 10, 15, 16, 99, 100, 0xfff_ffff_ffff, u64::MAX];
+        for epoch in numbers {
+            for seq in numbers {
+                for stream in [false, true] {
+                    let id = EventId { epoch, seq, stream };
+                    let mut buf = [0; 48];
+                    assert_eq!(
+                        id.text_len(),
+                        id.write(&mut buf).len(),
+                        "{epoch} {seq} {stream}"
+                    );
+                }
+            }
+        }
     }
 }

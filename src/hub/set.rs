@@ -1147,13 +1147,13 @@ pub(super) enum Next {
 }
 
 /// Where the id line of a plain event (see `Stored::plain`) of the memory
-/// hub at `position` starts: its last line, `id: <hex epoch>-<seq>`;
-/// `None` if the bytes there say otherwise.
+/// hub at `position` starts: its last line, the id the topic wrote for that
+/// position (whose length `EventId::text_len` counts); `None` if the bytes
+/// there say otherwise.
 fn memory_id_line(bytes: &[u8], (epoch, seq): Position) -> Option<usize> {
-    let hex = (u64::BITS - (epoch | 1).leading_zeros()).div_ceil(4) as usize;
-    let decimal = seq.checked_ilog10().unwrap_or(0) as usize + 1;
+    let len = EventId::memory(epoch, seq).text_len();
     // "id: ", the id, its line end and the blank line.
-    let at = bytes.len().checked_sub(4 + hex + 1 + decimal + 2)?;
+    let at = bytes.len().checked_sub(4 + len + 2)?;
     let starts_line = at == 0 || bytes[at - 1] == b'\n';
     (starts_line && bytes[at..].starts_with(b"id: ")).then_some(at)
 }
