@@ -1456,6 +1456,9 @@ async fn wait(
     .await
 }
 
+/// The most announcements the reader gathers into one round.
+const GATHER_MAX: usize = 4096;
+
 /// The next announcement if it is there already (`Some(None)`: the
 /// connection closed), `None` if none is: never waits.
 async fn already_there(announced: &mut redis::aio::PubSubStream) -> Option<Option<redis::Msg>> {
@@ -1762,7 +1765,19 @@ impl Reader {
                     // (waiting for more, even a timer due now, which
                     // tokio fires at its next millisecond tick, delayed
                     // every event by about a millisecond).
-                    while let Some(message) = already_there(&mut announced).await {
+                    //
+                    // Unconstrained: the stream is a channel, and each poll
+                    // spends tokio's budget for the task's turn; a spent
+                    // budget answers "nothing there" with hundreds still
+                    // waiting, and a reader that fell behind (Redis paused,
+                    // a burst) then drained them a small round at a time,
+                    // seconds late. Bounded by `GATHER_MAX` instead.
+                    for _ in 1..GATHER_MAX {
+                        let Some(message) =
+                            tokio::task::unconstrained(already_there(&mut announced)).await
+                        else {
+                            break;
+                        };
                         let Some(message) = message else {
                             let closed = RedisError::from(std::io::Error::from(
                                 std::io::ErrorKind::ConnectionReset,
